@@ -1,0 +1,160 @@
+"""One place that opens SQLite connections, applies each setting, and translates apsw's errors.
+
+Each setting is a tiny function with a link to the SQLite documentation, applied by
+:func:`connect` in one place and read back, so a silently ignored pragma is caught at open time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import apsw
+
+from eventlog.errors import (
+    AppendOnlyViolation,
+    DatabaseBusy,
+    DatabaseError,
+    DatabaseNotFound,
+    NotAnEventLog,
+    ProjectionWriteRefused,
+)
+
+#: Marks our databases (``PRAGMA application_id``), so another program's SQLite file is refused.
+APPLICATION_ID = 0x47424154  # "GBAT"
+
+#: How long a writer waits for another writer before giving up, in milliseconds.
+DEFAULT_BUSY_TIMEOUT_MS = 10_000
+
+#: ``FULL``: each commit is fsynced, so a power loss cannot undo a committed event (with group
+#: commit this costs one fsync per transaction, not per event). See README "Durability".
+SYNCHRONOUS = "FULL"
+
+
+def setting_wal(conn: apsw.Connection) -> None:
+    """Write-ahead logging: readers never block the writer. https://www.sqlite.org/wal.html"""
+    mode = conn.pragma("journal_mode", "wal")
+    if str(mode).lower() != "wal" and not conn.readonly("main"):
+        raise DatabaseError(f"cannot switch the database to WAL mode (journal_mode={mode})")
+
+
+def setting_synchronous(conn: apsw.Connection) -> None:
+    """Durability of each commit. https://www.sqlite.org/pragma.html#pragma_synchronous"""
+    conn.pragma("synchronous", SYNCHRONOUS)
+    if conn.pragma("synchronous") != 2:  # FULL
+        raise DatabaseError("PRAGMA synchronous=FULL did not take effect")
+
+
+def setting_busy_timeout(conn: apsw.Connection, ms: int) -> None:
+    """Wait for a lock instead of failing at once. https://www.sqlite.org/c3ref/busy_timeout.html"""
+    conn.set_busy_timeout(ms)
+
+
+def setting_foreign_keys(conn: apsw.Connection) -> None:
+    """Enforce foreign keys. https://www.sqlite.org/foreignkeys.html#fk_enable"""
+    conn.pragma("foreign_keys", "ON")
+    if conn.pragma("foreign_keys") != 1:
+        raise DatabaseError("PRAGMA foreign_keys=ON did not take effect")
+
+
+def setting_no_dqs(conn: apsw.Connection) -> None:
+    """Double quotes are identifiers only. https://www.sqlite.org/quirks.html#dblquote"""
+    conn.config(apsw.SQLITE_DBCONFIG_DQS_DML, 0)
+    conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 0)
+
+
+def connect(
+    path: Path,
+    *,
+    create: bool,
+    readonly: bool = False,
+    busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+) -> apsw.Connection:
+    """Open ``path`` with every setting applied and checked.
+
+    With ``create=False`` a missing file raises :class:`DatabaseNotFound` and a zero-byte file
+    :class:`NotAnEventLog`; nothing is created. New files are made readable by their owner only.
+    """
+    path = Path(path)
+    exists = path.exists()
+    if not exists and not create:
+        raise DatabaseNotFound(f"database not found: {path}")
+    if exists and path.is_dir():
+        raise NotAnEventLog(f"database path is a directory: {path}")
+    if exists and path.stat().st_size == 0:
+        raise NotAnEventLog(
+            f"database file is empty (0 bytes): {path}; restore a backup or remove it "
+            "(`commands nuke --confirm`)"
+        )
+    if not exists:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
+        os.close(fd)
+    flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE
+    with translate_sqlite_errors(path):
+        conn = apsw.Connection(str(path), flags=flags)
+        try:
+            setting_busy_timeout(conn, busy_timeout_ms)
+            setting_no_dqs(conn)
+            # Reading the header here turns "not a database" into an error before any setting.
+            conn.pragma("schema_version")
+            if not readonly:
+                setting_wal(conn)
+            setting_synchronous(conn)
+            setting_foreign_keys(conn)
+        except BaseException:
+            conn.close()
+            raise
+    return conn
+
+
+@contextlib.contextmanager
+def translate_sqlite_errors(path: Path | str) -> Iterator[None]:
+    """Map apsw's exceptions onto the project's tree (the one boundary for SQLite errors)."""
+    try:
+        yield
+    except apsw.BusyError as e:
+        raise DatabaseBusy(
+            f"database is locked by another process (waited past the busy timeout): {path}"
+        ) from e
+    except apsw.ConstraintError as e:
+        message = str(e)
+        if "append-only" in message:
+            raise AppendOnlyViolation(_trigger_message(message)) from e
+        if "projection of the event log" in message:
+            raise ProjectionWriteRefused(_trigger_message(message)) from e
+        raise
+    except (apsw.NotADBError, apsw.CorruptError) as e:
+        raise NotAnEventLog(f"not a usable SQLite database ({e}): {path}") from e
+    except apsw.CantOpenError as e:
+        raise DatabaseError(f"cannot open database ({e}): {path}") from e
+    except apsw.ReadOnlyError as e:
+        raise DatabaseError(f"database is read-only ({e}): {path}") from e
+    except apsw.FullError as e:
+        raise DatabaseError(f"disk full while writing the database: {path}") from e
+    except apsw.IOError as e:
+        raise DatabaseError(f"I/O error on the database ({e}): {path}") from e
+
+
+def _trigger_message(message: str) -> str:
+    """apsw prefixes trigger messages with the error class name; keep only our text."""
+    return message.split(": ", 1)[1] if message.startswith("ConstraintError") else message
+
+
+@contextlib.contextmanager
+def immediate(conn: apsw.Connection) -> Iterator[None]:
+    """A write transaction taken with ``BEGIN IMMEDIATE``: commit on success, roll back on error.
+
+    Taking the write lock up front means a read-then-write decision inside cannot be overtaken by
+    another writer. https://www.sqlite.org/lang_transaction.html#immediate
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

@@ -1,0 +1,76 @@
+"""The project's exception tree.
+
+Every error this project raises on purpose derives from :class:`GeminiBatchesError`. Lower
+libraries' exceptions are translated at one boundary each: apsw's in :mod:`eventlog.connection`
+(:func:`translate_sqlite_errors`), google-genai's in ``commands.gateway``. The CLI prints an
+:class:`OperatorError` as one line and exits non-zero; anything else is a bug and is logged at ERROR
+with its traceback.
+
+::
+
+    GeminiBatchesError
+    ├── OperatorError                  the operator can fix it; printed as one line, exit 2
+    │   ├── DatabaseError              the database file cannot be used
+    │   │   ├── DatabaseNotFound       no file at the path
+    │   │   ├── NotAnEventLog          empty, corrupt, not SQLite, or some other program's database
+    │   │   ├── SchemaTooNew           written by a newer version of this tool
+    │   │   ├── DatabaseBusy           locked by another process past the busy timeout
+    │   │   └── ProjectionWriteRefused a raw write to a projection table (use the named command)
+    │   ├── AppendOnlyViolation        an UPDATE or DELETE on the events table was refused
+    │   ├── ReplayRangeError           --until before the first event or in the future
+    │   ├── NothingMatched             a filter that selects nothing
+    │   ├── ConfigError                (commands.errors) a bad config file, key or value
+    │   └── GatewayError               (commands.errors) the service refused or is unreachable
+    └── EventDecodeError               a stored event that this version cannot read (a bug or a
+                                       newer writer); names the sequence number
+"""
+
+from __future__ import annotations
+
+
+class GeminiBatchesError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class OperatorError(GeminiBatchesError):
+    """A problem the operator can fix; the CLI prints it as one line and exits non-zero."""
+
+
+class DatabaseError(OperatorError):
+    """The database file cannot be used as an event log."""
+
+
+class DatabaseNotFound(DatabaseError):
+    """No database file at the given path (and this command does not create one)."""
+
+
+class NotAnEventLog(DatabaseError):
+    """The file is empty, corrupt, not SQLite, or a SQLite database of some other program."""
+
+
+class SchemaTooNew(DatabaseError):
+    """The database was written by a newer version of this tool."""
+
+
+class DatabaseBusy(DatabaseError):
+    """Another process held the database lock past the busy timeout."""
+
+
+class ProjectionWriteRefused(DatabaseError):
+    """A write to a projection table outside the event log was refused by its trigger."""
+
+
+class AppendOnlyViolation(OperatorError):
+    """An UPDATE or DELETE on the events table was refused by the database."""
+
+
+class ReplayRangeError(OperatorError):
+    """A replay bound lies before the first event or in the future."""
+
+
+class NothingMatched(OperatorError):
+    """A filter selected nothing, so the command did nothing."""
+
+
+class EventDecodeError(GeminiBatchesError):
+    """A stored event cannot be decoded by this version of the code."""

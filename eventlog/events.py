@@ -1,0 +1,383 @@
+"""Event types: a versioned, tagged union of frozen msgspec structs.
+
+Each event is a fact the system learnt or decided. The envelope (sequence number, UTC time, actor,
+schema version, hash) is added by the store; the struct holds only the domain fields.
+
+Rules for changing an event type (STYLE.md 3):
+
+* add a field only with a default: events written before still decode;
+* never change a field incompatibly in place: bump ``version`` and register an upcaster that turns
+  the old payload into the new shape (:meth:`EventRegistry.upcaster`);
+* never rename a class: its name is the ``type`` tag stored in the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+import msgspec
+
+from eventlog.errors import EventDecodeError
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=True):
+    """Base of every event. ``version`` is the schema version of the payload's shape."""
+
+    version: ClassVar[int] = 1
+
+    def stream(self) -> str:
+        """The stream this event belongs to: a record key, batch id, display name or run id."""
+        raise NotImplementedError
+
+
+# --- uploads -------------------------------------------------------------------------------------
+
+
+class FileUploaded(Event, frozen=True):
+    """An image was uploaded to the File API for a record."""
+
+    record_key: str
+    file_name: str
+    file_uri: str
+    mime_type: str
+    size_bytes: int
+    attempt: int = 1
+
+    def stream(self) -> str:
+        return self.record_key
+
+
+class UploadFailed(Event, frozen=True):
+    """One upload attempt failed; another may follow."""
+
+    record_key: str
+    attempt: int
+    error_type: str
+    message: str
+
+    def stream(self) -> str:
+        return self.record_key
+
+
+class UploadAbandoned(Event, frozen=True):
+    """Every upload attempt failed; the page is skipped for this cycle."""
+
+    record_key: str
+    attempts: int
+    message: str
+
+    def stream(self) -> str:
+        return self.record_key
+
+
+class FileDeleted(Event, frozen=True):
+    """An uploaded file that no batch will use was deleted from the File API."""
+
+    file_name: str
+    reason: str = ""
+
+    def stream(self) -> str:
+        return self.file_name
+
+
+# --- batches -------------------------------------------------------------------------------------
+
+
+class BatchSubmissionIntended(Event, frozen=True):
+    """About to call ``batches.create`` under a unique display name; the records are reserved."""
+
+    display_name: str
+    model: str
+    record_keys: list[str]
+    input_file: str = ""
+
+    def stream(self) -> str:
+        return self.display_name
+
+
+class BatchSubmitted(Event, frozen=True):
+    """The service accepted the batch; it is active until it completes, fails or is cleared."""
+
+    batch_id: str
+    display_name: str
+    model: str
+    record_keys: list[str]
+    input_file: str = ""
+    state: str = "JOB_STATE_PENDING"
+
+    def stream(self) -> str:
+        return self.batch_id
+
+
+class BatchSubmissionAbandoned(Event, frozen=True):
+    """An intent that will never become a batch (refused by the service); its records are freed."""
+
+    display_name: str
+    error_type: str
+    message: str
+
+    def stream(self) -> str:
+        return self.display_name
+
+
+class BatchStateObserved(Event, frozen=True):
+    """A poll saw the batch in a (new) non-terminal state."""
+
+    batch_id: str
+    state: str
+
+    def stream(self) -> str:
+        return self.batch_id
+
+
+class BatchSucceeded(Event, frozen=True):
+    """The batch reached JOB_STATE_SUCCEEDED; its results are about to be processed."""
+
+    batch_id: str
+    result_file: str = ""
+
+    def stream(self) -> str:
+        return self.batch_id
+
+
+class BatchCompleted(Event, frozen=True):
+    """Every record of a succeeded batch has a result event; the batch is no longer active."""
+
+    batch_id: str
+    validated: int
+    failed: int
+
+    def stream(self) -> str:
+        return self.batch_id
+
+
+class BatchFailed(Event, frozen=True):
+    """The batch ended FAILED, CANCELLED or EXPIRED; its records are freed, no failure counted."""
+
+    batch_id: str
+    state: str
+    message: str = ""
+
+    def stream(self) -> str:
+        return self.batch_id
+
+
+class BatchCleared(Event, frozen=True):
+    """An operator cleared a batch (or an open submission intent); its records are freed."""
+
+    batch_id: str
+    reason: str = ""
+
+    def stream(self) -> str:
+        return self.batch_id
+
+
+# --- records -------------------------------------------------------------------------------------
+
+
+class RecordValidated(Event, frozen=True):
+    """The record's result validated and its output JSON was written."""
+
+    record_key: str
+    batch_id: str
+    output_path: str
+    output_sha256: str = ""
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+
+    def stream(self) -> str:
+        return self.record_key
+
+
+class RecordFailed(Event, frozen=True):
+    """The record's result was unusable; one failure is counted towards ``max_retries``."""
+
+    record_key: str
+    batch_id: str
+    error_type: str
+    message: str
+    excerpt: str = ""
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+
+    def stream(self) -> str:
+        return self.record_key
+
+
+class RecordDeadLettered(Event, frozen=True):
+    """The record reached ``max_retries`` failures; the scanner skips it until a reset."""
+
+    record_key: str
+    failures: int
+    max_retries: int
+
+    def stream(self) -> str:
+        return self.record_key
+
+
+# --- operator actions and runs -------------------------------------------------------------------
+
+
+class ResetFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """The filter an operator gave to ``reset-failures``."""
+
+    all: bool = False
+    states: list[str] = []
+    schools: list[str] = []
+    year_start: int | None = None
+    year_end: int | None = None
+
+    def describe(self) -> str:
+        """A one-line human description, e.g. ``--states California --year-start 2020``."""
+        if self.all:
+            return "--all"
+        parts: list[str] = []
+        if self.states:
+            parts.append("--states " + " ".join(self.states))
+        if self.schools:
+            parts.append("--schools " + " ".join(self.schools))
+        if self.year_start is not None:
+            parts.append(f"--year-start {self.year_start}")
+        if self.year_end is not None:
+            parts.append(f"--year-end {self.year_end}")
+        return " ".join(parts)
+
+
+class FailuresReset(Event, frozen=True):
+    """An operator reset failure counts; the records become fresh candidates."""
+
+    filter: ResetFilter
+    record_keys: list[str]
+
+    def stream(self) -> str:
+        return "operator"
+
+
+class RunStarted(Event, frozen=True):
+    """A worker run began."""
+
+    run_id: str
+    command: str = "run"
+
+    def stream(self) -> str:
+        return self.run_id
+
+
+class RunFinished(Event, frozen=True):
+    """A worker run ended (``outcome`` is ``ok``, ``error`` or ``interrupted``)."""
+
+    run_id: str
+    outcome: str
+    message: str = ""
+
+    def stream(self) -> str:
+        return self.run_id
+
+
+ALL_EVENT_TYPES: tuple[type[Event], ...] = (
+    FileUploaded,
+    UploadFailed,
+    UploadAbandoned,
+    FileDeleted,
+    BatchSubmissionIntended,
+    BatchSubmitted,
+    BatchSubmissionAbandoned,
+    BatchStateObserved,
+    BatchSucceeded,
+    BatchCompleted,
+    BatchFailed,
+    BatchCleared,
+    RecordValidated,
+    RecordFailed,
+    RecordDeadLettered,
+    FailuresReset,
+    RunStarted,
+    RunFinished,
+)
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class EventRegistry:
+    """The event types a store can read, and the upcasters from older payload versions.
+
+    Decoding an event stored at the type's current version is one msgspec call; an older payload is
+    decoded to a dict, passed through the upcasters ``v -> v+1`` in turn, then converted.
+    """
+
+    def __init__(self, types: Iterable[type[Event]]) -> None:
+        self.types: dict[str, type[Event]] = {}
+        for cls in types:
+            self.types[cls.__struct_config__.tag] = cls  # type: ignore[index]
+        self._upcasters: dict[tuple[str, int], Upcaster] = {}
+        union = tuple(self.types.values())
+        self._decoder = msgspec.json.Decoder(union[0] if len(union) == 1 else _union(union))
+        self._encoder = msgspec.json.Encoder()
+
+    def upcaster(self, type_name: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+        """Register ``fn(payload) -> payload`` taking ``type_name`` from ``from_version`` on."""
+
+        def register(fn: Upcaster) -> Upcaster:
+            self._upcasters[(type_name, from_version)] = fn
+            return fn
+
+        return register
+
+    def current_version(self, type_name: str) -> int:
+        return self.types[type_name].version
+
+    def encode(self, event: Event) -> bytes:
+        return self._encoder.encode(event)
+
+    def decode(self, type_name: str, version: int, payload: bytes | str, seq: int = 0) -> Event:
+        """Decode one stored payload, upcasting it when it was written by an older version.
+
+        Raises :class:`EventDecodeError` naming ``seq`` when the type is unknown (a newer writer) or
+        the payload does not fit.
+        """
+        cls = self.types.get(type_name)
+        if cls is None:
+            raise EventDecodeError(
+                f"event {seq}: unknown type {type_name!r} "
+                "(written by a newer version of this tool?)"
+            )
+        try:
+            if version == cls.version:
+                return self._decoder.decode(payload)
+            if version > cls.version:
+                raise EventDecodeError(
+                    f"event {seq}: {type_name} version {version} is newer than this tool's "
+                    f"{cls.version}"
+                )
+            data = msgspec.json.decode(payload)
+            for v in range(version, cls.version):
+                step = self._upcasters.get((type_name, v))
+                if step is not None:
+                    data = step(data)
+            data["type"] = type_name
+            return msgspec.convert(data, cls)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise EventDecodeError(f"event {seq}: cannot decode {type_name}: {e}") from e
+
+
+def _union(types: tuple[type[Event], ...]) -> Any:
+    """Build ``A | B | ...`` at run time for msgspec's tagged-union decoder."""
+    result: Any = types[0]
+    for t in types[1:]:
+        result = result | t
+    return result
+
+
+REGISTRY = EventRegistry(ALL_EVENT_TYPES)
+
+
+def record_keys_of(event: Event) -> list[str]:
+    """Every record key an event names directly (its own key or its ``record_keys`` list)."""
+    keys = getattr(event, "record_keys", None)
+    if keys is not None:
+        return list(keys)
+    key = getattr(event, "record_key", None)
+    return [key] if key is not None else []

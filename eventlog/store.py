@@ -1,0 +1,315 @@
+"""The append-only event store: one SQLite file, one ``events`` table, a hash chain.
+
+Guarantees:
+
+* :meth:`EventStore.write` is one ``BEGIN IMMEDIATE`` transaction: everything appended inside it,
+  and every projection row it causes, commits together or not at all (group commit).
+* Sequence numbers are dense and strictly increasing; timestamps never go backwards (a clock that
+  steps back is clamped to the last stored time), so ``--until TIME`` is a binary search.
+* Each row's ``hash`` is ``sha256(previous hash || the row's own bytes)``; :meth:`verify_chain`
+  names the first row that does not match.
+* Reads (:meth:`read`) go in bounded chunks, each its own short read transaction, and never take
+  the write lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+import apsw
+import msgspec
+
+from eventlog.connection import (
+    DEFAULT_BUSY_TIMEOUT_MS,
+    connect,
+    immediate,
+    translate_sqlite_errors,
+)
+from eventlog.errors import DatabaseError, NotAnEventLog
+from eventlog.events import REGISTRY, Event, EventRegistry
+from eventlog.schema import SCHEMA_VERSION, check_schema, migrate
+
+GENESIS_HASH = "0" * 64
+TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+DEFAULT_CHUNK = 5_000
+
+_COLUMNS = "seq, ts, type, stream, actor, version, payload, hash"
+
+
+class Recorded(msgspec.Struct, frozen=True):
+    """An event as stored: the envelope the store added, and the event itself."""
+
+    seq: int
+    ts: str
+    type: str
+    stream: str
+    actor: str
+    version: int
+    event: Event
+    hash: str
+
+
+class RawRow(msgspec.Struct, frozen=True, array_like=True):
+    """A row of ``events`` exactly as stored, for chain verification and raw dumps."""
+
+    seq: int
+    ts: str
+    type: str
+    stream: str
+    actor: str
+    version: int
+    payload: str
+    hash: str
+
+
+class Projector(Protocol):
+    """What the store calls to keep read models in step with the log (see ``projections``)."""
+
+    def apply(self, conn: apsw.Connection, records: Sequence[Recorded]) -> None:
+        """Fold ``records`` into the projection tables inside the caller's write transaction."""
+
+    def catch_up(self, store: EventStore) -> None:
+        """Install or rebuild the tables if needed, then fold any events past the checkpoint."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_ts(moment: datetime) -> str:
+    """Fixed-width UTC ISO 8601 with microseconds, so string order is time order."""
+    return moment.astimezone(UTC).strftime(TS_FORMAT)
+
+
+def chain_hash(
+    prev_hash: str,
+    seq: int,
+    ts: str,
+    type_: str,
+    stream: str,
+    actor: str,
+    version: int,
+    payload: str,
+) -> str:
+    """The hash of one row: covers the previous row's hash and every stored column."""
+    h = hashlib.sha256(prev_hash.encode("ascii"))
+    h.update(f"\x1f{seq}\x1f{ts}\x1f{type_}\x1f{stream}\x1f{actor}\x1f{version}\x1f".encode())
+    h.update(payload.encode())
+    return h.hexdigest()
+
+
+class ChainBreak(msgspec.Struct, frozen=True):
+    """The first row whose stored hash or sequence number does not match the chain."""
+
+    seq: int
+    reason: str
+
+
+class Writer:
+    """Handle for one write transaction; see :meth:`EventStore.write`."""
+
+    def __init__(self, store: EventStore, last_seq: int, last_ts: str, last_hash: str) -> None:
+        self.store = store
+        self.conn = store.conn
+        self.last_seq = last_seq
+        self._last_ts = last_ts
+        self._last_hash = last_hash
+        self.appended: list[Recorded] = []
+
+    def append(self, events: Sequence[Event], *, actor: str) -> list[Recorded]:
+        """Append ``events`` in order and fold them into the projections (same transaction)."""
+        if not events:
+            return []
+        store = self.store
+        ts = max(format_ts(store.clock()), self._last_ts)
+        seq, prev = self.last_seq, self._last_hash
+        rows: list[tuple[int, str, str, str, str, int, str, str]] = []
+        recorded: list[Recorded] = []
+        registry = store.registry
+        for event in events:
+            seq += 1
+            type_ = type(event).__struct_config__.tag
+            version = type(event).version
+            stream = event.stream()
+            payload = registry.encode(event).decode()
+            prev = chain_hash(prev, seq, ts, type_, stream, actor, version, payload)
+            rows.append((seq, ts, type_, stream, actor, version, payload, prev))
+            recorded.append(Recorded(seq, ts, type_, stream, actor, version, event, prev))
+        with translate_sqlite_errors(store.path):
+            self.conn.executemany(
+                f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
+            )
+            if store.projector is not None:
+                store.projector.apply(self.conn, recorded)
+        self.last_seq, self._last_ts, self._last_hash = seq, ts, prev
+        self.appended.extend(recorded)
+        return recorded
+
+
+class EventStore:
+    """The event log in one SQLite file. Open with :meth:`open`; close with :meth:`close`."""
+
+    def __init__(
+        self,
+        conn: apsw.Connection,
+        path: Path,
+        *,
+        registry: EventRegistry = REGISTRY,
+        projector: Projector | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.conn = conn
+        self.path = path
+        self.registry = registry
+        self.projector = projector
+        self.clock = clock
+
+    @classmethod
+    def open(
+        cls,
+        path: Path | str,
+        *,
+        create: bool = False,
+        projector: Projector | None = None,
+        registry: EventRegistry = REGISTRY,
+        clock: Callable[[], datetime] = utc_now,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        write: bool = True,
+    ) -> EventStore:
+        """Open (and with ``create=True`` create) the log at ``path``.
+
+        A writer (``write=True``) migrates the schema and brings the projections up to the last
+        event (installing or rebuilding them when their version changed). ``write=False`` opens
+        for reading only: nothing is ever written, and no write lock is taken.
+        """
+        path = Path(path)
+        conn = connect(path, create=create, busy_timeout_ms=busy_timeout_ms)
+        try:
+            with translate_sqlite_errors(path):
+                version = check_schema(conn, str(path))
+                if version == 0 and not create:
+                    raise NotAnEventLog(f"not a gemini-batches database (no events table): {path}")
+                if version < SCHEMA_VERSION:
+                    if not write:
+                        raise DatabaseError(
+                            f"database schema version {version} is older than {SCHEMA_VERSION}; "
+                            "run any writing command (e.g. `commands status`) to upgrade it: "
+                            f"{path}"
+                        )
+                    migrate(conn)
+            store = cls(conn, path, registry=registry, projector=projector, clock=clock)
+            if write and projector is not None:
+                projector.catch_up(store)
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Writer]:
+        """One write transaction (``BEGIN IMMEDIATE``): read, decide, append, all atomically."""
+        with translate_sqlite_errors(self.path), immediate(self.conn):
+            row = self.conn.execute(
+                "SELECT seq, ts, hash FROM events ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            last_seq, last_ts, last_hash = row if row else (0, "", GENESIS_HASH)
+            yield Writer(self, last_seq, last_ts, last_hash)
+
+    def append(self, events: Sequence[Event], *, actor: str) -> list[Recorded]:
+        """Append ``events`` in one transaction (group commit); returns them as recorded."""
+        with self.write() as w:
+            return w.append(events, actor=actor)
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: every read inside sees the same committed state (no lock)."""
+        with translate_sqlite_errors(self.path):
+            self.conn.execute("BEGIN DEFERRED")
+            try:
+                yield
+            finally:
+                if self.conn.in_transaction:
+                    self.conn.execute("COMMIT")
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def last_seq(self) -> int:
+        row = self.conn.execute("SELECT max(seq) FROM events").fetchone()
+        return row[0] or 0
+
+    def bounds(self) -> tuple[tuple[int, str], tuple[int, str]] | None:
+        """``((first_seq, first_ts), (last_seq, last_ts))``, or None for an empty log."""
+        first = self.conn.execute("SELECT seq, ts FROM events ORDER BY seq LIMIT 1").fetchone()
+        if first is None:
+            return None
+        last = self.conn.execute("SELECT seq, ts FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        return (first[0], first[1]), (last[0], last[1])
+
+    def seq_at(self, ts: str) -> int:
+        """The last sequence number stored at or before ``ts`` (0 if none): a binary search."""
+        lo, hi = 0, self.last_seq()
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            row = self.conn.execute("SELECT ts FROM events WHERE seq = ?", (mid,)).fetchone()
+            if row[0] <= ts:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def read_raw(
+        self, *, after_seq: int = 0, until_seq: int | None = None, chunk: int = DEFAULT_CHUNK
+    ) -> Iterator[RawRow]:
+        """Stored rows in sequence order, fetched ``chunk`` rows per short read."""
+        upper = until_seq if until_seq is not None else 2**63 - 1
+        cursor_seq = after_seq
+        sql = f"SELECT {_COLUMNS} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+        with translate_sqlite_errors(self.path):
+            while True:
+                rows = self.conn.execute(sql, (cursor_seq, upper, chunk)).fetchall()
+                if not rows:
+                    return
+                for row in rows:
+                    yield RawRow(*row)
+                cursor_seq = rows[-1][0]
+                if len(rows) < chunk:
+                    return
+
+    def read(
+        self, *, after_seq: int = 0, until_seq: int | None = None, chunk: int = DEFAULT_CHUNK
+    ) -> Iterator[Recorded]:
+        """Decoded events in sequence order (upcasting older payloads), in bounded chunks."""
+        decode = self.registry.decode
+        for r in self.read_raw(after_seq=after_seq, until_seq=until_seq, chunk=chunk):
+            event = decode(r.type, r.version, r.payload, r.seq)
+            yield Recorded(r.seq, r.ts, r.type, r.stream, r.actor, r.version, event, r.hash)
+
+    def verify_chain(self, *, chunk: int = DEFAULT_CHUNK) -> ChainBreak | None:
+        """Recompute the hash chain; return the first row that does not match, or None."""
+        prev, expected_seq = GENESIS_HASH, 1
+        for r in self.read_raw(chunk=chunk):
+            if r.seq != expected_seq:
+                return ChainBreak(r.seq, f"sequence gap: expected {expected_seq}, found {r.seq}")
+            want = chain_hash(prev, r.seq, r.ts, r.type, r.stream, r.actor, r.version, r.payload)
+            if want != r.hash:
+                return ChainBreak(
+                    r.seq, f"hash mismatch: stored {r.hash[:16]}..., computed {want[:16]}..."
+                )
+            prev, expected_seq = r.hash, r.seq + 1
+        return None

@@ -1,0 +1,70 @@
+"""Shared fixtures: a fresh store on disk, a scripted scenario, and a CLI runner (in-process and
+as a real subprocess)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from eventlog.store import EventStore
+from projections import open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "gemini_batches.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[EventStore]:
+    s = open_store(db_path, create=True)
+    yield s
+    s.close()
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    script: str | None = None,
+    timeout: float = 60,
+) -> Result:
+    """Run ``python -m commands ARGS`` (or ``python SCRIPT ARGS``) as a real subprocess."""
+    cmd = [sys.executable, str(ROOT / script)] if script else [sys.executable, "-m", "commands"]
+    full_env = {k: v for k, v in os.environ.items() if k != "GEMINI_BATCHES_CONFIG"}
+    full_env.update({"PYTHONPATH": str(ROOT), **(env or {})})
+    p = subprocess.run(
+        [*cmd, *args],
+        cwd=cwd or ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return Result(p.returncode, p.stdout, p.stderr)
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of the database file and its WAL (if any): proof that nothing was written."""
+    h = hashlib.sha256()
+    for suffix in ("", "-wal"):
+        p = Path(f"{path}{suffix}")
+        if p.exists():
+            h.update(p.read_bytes())
+    return h.hexdigest()

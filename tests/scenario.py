@@ -1,0 +1,144 @@
+"""A scripted scenario of the pipeline's life, as event groups (one group = one transaction):
+uploads, submissions, a failed batch, validation failures up to a dead letter, a reset, a clear."""
+
+from __future__ import annotations
+
+from eventlog.events import (
+    BatchCleared,
+    BatchCompleted,
+    BatchFailed,
+    BatchStateObserved,
+    BatchSubmissionIntended,
+    BatchSubmitted,
+    BatchSucceeded,
+    Event,
+    FailuresReset,
+    FileUploaded,
+    RecordDeadLettered,
+    RecordFailed,
+    RecordValidated,
+    ResetFilter,
+    RunFinished,
+    RunStarted,
+    UploadAbandoned,
+    UploadFailed,
+)
+
+A = "California:LincolnHigh:2023:1"
+B = "California:LincolnHigh:2023:2"
+C = "Texas:Alamo:2021:1"
+D = "Texas:Alamo:2021:2"
+MAX_RETRIES = 3
+
+
+def _upload(key: str, n: int) -> FileUploaded:
+    return FileUploaded(
+        record_key=key,
+        file_name=f"files/{n}",
+        file_uri=f"u/{n}",
+        mime_type="image/png",
+        size_bytes=100,
+    )
+
+
+def _submit(batch: str, name: str, keys: list[str]) -> list[Event]:
+    return [
+        BatchSubmissionIntended(display_name=name, model="gemini-2.5-flash", record_keys=keys),
+        BatchSubmitted(
+            batch_id=batch, display_name=name, model="gemini-2.5-flash", record_keys=keys
+        ),
+    ]
+
+
+def scenario() -> list[tuple[str, list[Event]]]:
+    """(actor, events) groups in order."""
+    run = "run:r1"
+    groups: list[tuple[str, list[Event]]] = [
+        (run, [RunStarted(run_id="r1")]),
+        (run, [_upload(A, 1), _upload(B, 2), _upload(C, 3)]),
+        (
+            run,
+            [
+                UploadFailed(record_key=D, attempt=1, error_type="ServerError", message="503"),
+                UploadFailed(record_key=D, attempt=2, error_type="ServerError", message="503"),
+                UploadAbandoned(record_key=D, attempts=2, message="503"),
+            ],
+        ),
+        (run, _submit("batches/b1", "gb-r1-1", [A, B, C])),
+        (run, [BatchStateObserved(batch_id="batches/b1", state="JOB_STATE_RUNNING")]),
+        (run, [BatchFailed(batch_id="batches/b1", state="JOB_STATE_FAILED", message="boom")]),
+        (run, _submit("batches/b2", "gb-r1-2", [A, B, C, D])),
+        (
+            run,
+            [
+                BatchSucceeded(batch_id="batches/b2", result_file="files/batch-b2"),
+                RecordValidated(record_key=A, batch_id="batches/b2", output_path="out/a.json"),
+                RecordFailed(
+                    record_key=B,
+                    batch_id="batches/b2",
+                    error_type="schema_violation",
+                    message="missing field text",
+                    excerpt="{}",
+                ),
+                RecordFailed(
+                    record_key=C,
+                    batch_id="batches/b2",
+                    error_type="invalid_json",
+                    message="not JSON",
+                    excerpt="Sure! Here",
+                ),
+                RecordValidated(record_key=D, batch_id="batches/b2", output_path="out/d.json"),
+                BatchCompleted(batch_id="batches/b2", validated=2, failed=2),
+            ],
+        ),
+        (run, _submit("batches/b3", "gb-r1-3", [B, C])),
+        (
+            run,
+            [
+                BatchSucceeded(batch_id="batches/b3"),
+                RecordFailed(
+                    record_key=B,
+                    batch_id="batches/b3",
+                    error_type="schema_violation",
+                    message="missing field text",
+                ),
+                RecordValidated(record_key=C, batch_id="batches/b3", output_path="out/c.json"),
+                BatchCompleted(batch_id="batches/b3", validated=1, failed=1),
+            ],
+        ),
+        (run, _submit("batches/b4", "gb-r1-4", [B])),
+        (
+            run,
+            [
+                BatchSucceeded(batch_id="batches/b4"),
+                RecordFailed(
+                    record_key=B,
+                    batch_id="batches/b4",
+                    error_type="missing_line",
+                    message="no result line",
+                ),
+                RecordDeadLettered(record_key=B, failures=3, max_retries=MAX_RETRIES),
+                BatchCompleted(batch_id="batches/b4", validated=0, failed=1),
+            ],
+        ),
+        (run, [RunFinished(run_id="r1", outcome="ok")]),
+        (
+            "operator:alice@host reset-failures",
+            [FailuresReset(filter=ResetFilter(states=["California"]), record_keys=[B])],
+        ),
+        ("run:r2", _submit("batches/b5", "gb-r2-1", [B])),
+        ("operator:alice@host clear-batch", [BatchCleared(batch_id="batches/b5", reason="stuck")]),
+        (
+            "run:r2",
+            [
+                BatchSubmissionIntended(
+                    display_name="gb-r2-2", model="gemini-2.5-flash", record_keys=[B]
+                )
+            ],
+        ),
+    ]
+    return groups
+
+
+def all_events() -> list[Event]:
+    return [e for _, group in scenario() for e in group]
