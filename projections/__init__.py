@@ -1,0 +1,68 @@
+"""Read models folded from the event log: one module per table, a projector that keeps them in
+step inside each append transaction, and rebuild/verify from the log.
+
+Public API::
+
+    from projections import open_store, rebuild, verify, fold, SPECS
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from eventlog.connection import DEFAULT_BUSY_TIMEOUT_MS
+from eventlog.store import EventStore, utc_now
+from projections.projector import (
+    PROJECTIONS,
+    PROJECTOR,
+    SPECS,
+    Difference,
+    evolve,
+    first_difference,
+    fold,
+    memory_rows,
+    rebuild,
+    snapshot_rows,
+    verify,
+)
+from projections.tables import MemoryTables, SqliteTables, Tables, TableSpec
+
+__all__ = [
+    "PROJECTIONS",
+    "PROJECTOR",
+    "SPECS",
+    "Difference",
+    "MemoryTables",
+    "SqliteTables",
+    "TableSpec",
+    "Tables",
+    "evolve",
+    "first_difference",
+    "fold",
+    "memory_rows",
+    "open_store",
+    "rebuild",
+    "snapshot_rows",
+    "verify",
+]
+
+
+def open_store(
+    path: Path | str,
+    *,
+    create: bool = False,
+    write: bool = True,
+    clock: Callable[[], datetime] = utc_now,
+    busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+) -> EventStore:
+    """Open the log with the projections attached (the way every command opens it)."""
+    return EventStore.open(
+        path,
+        create=create,
+        write=write,
+        projector=PROJECTOR,
+        clock=clock,
+        busy_timeout_ms=busy_timeout_ms,
+    )

@@ -1,0 +1,79 @@
+"""``active_batches``: the batches the service is working on (one row each until it ends)."""
+
+from __future__ import annotations
+
+from functools import singledispatch
+
+import msgspec
+
+from eventlog.events import (
+    BatchCleared,
+    BatchCompleted,
+    BatchFailed,
+    BatchStateObserved,
+    BatchSubmitted,
+    BatchSucceeded,
+    Event,
+)
+from eventlog.store import Recorded
+from projections.tables import Tables, TableSpec
+
+
+class ActiveBatch(msgspec.Struct, array_like=True, gc=False):
+    batch_id: str
+    display_name: str
+    model: str
+    state: str
+    record_count: int
+    submitted_seq: int
+    submitted_at: str
+    updated_at: str
+
+
+SPEC = TableSpec(
+    "active_batches",
+    ActiveBatch,
+    pk=("batch_id",),
+    refuse_hint=(
+        "to clear a stuck batch run `python -m commands clear-batch <batch_id>` "
+        "(it records who and why, frees its records, and keeps the tables in step with the log)"
+    ),
+)
+
+
+@singledispatch
+def apply(event: Event, t: Tables, rec: Recorded) -> None:
+    """Events that do not touch this table."""
+
+
+@apply.register
+def _(e: BatchSubmitted, t: Tables, rec: Recorded) -> None:
+    t.put(
+        SPEC,
+        ActiveBatch(
+            e.batch_id,
+            e.display_name,
+            e.model,
+            e.state,
+            len(e.record_keys),
+            rec.seq,
+            rec.ts,
+            rec.ts,
+        ),
+    )
+
+
+@apply.register(BatchStateObserved)
+@apply.register(BatchSucceeded)
+def _(e: BatchStateObserved | BatchSucceeded, t: Tables, rec: Recorded) -> None:
+    row = t.get(SPEC, (e.batch_id,))
+    if row is not None:
+        state = e.state if isinstance(e, BatchStateObserved) else "JOB_STATE_SUCCEEDED"
+        t.put(SPEC, msgspec.structs.replace(row, state=state, updated_at=rec.ts))
+
+
+@apply.register(BatchCompleted)
+@apply.register(BatchFailed)
+@apply.register(BatchCleared)
+def _(e: BatchCompleted | BatchFailed | BatchCleared, t: Tables, rec: Recorded) -> None:
+    t.delete(SPEC, (e.batch_id,))

@@ -1,0 +1,265 @@
+"""Keeps the projection tables in step with the log, rebuilds them, and verifies them.
+
+Projections are folded in the order of :data:`PROJECTIONS`; a fold may read the tables of a
+projection listed before it (already updated for the same event), never one after it.
+
+The projection tables refuse writes from outside the projector: every INSERT, UPDATE and DELETE
+trigger checks ``projection_gate.open``, which the projector sets to 1 only inside its own write
+transaction and back to 0 before commit. A raw ``DELETE FROM active_batches ...`` from the
+``sqlite3`` shell therefore fails with a message naming ``clear-batch``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import apsw
+import msgspec
+
+from eventlog.store import EventStore, Recorded
+from projections import (
+    active_batches,
+    batch_record_keys,
+    failure_counts,
+    failure_logs,
+    inflight_records,
+    record_status,
+    submission_intents,
+)
+from projections.tables import MemoryTables, SqliteTables, Tables, TableSpec, read_rows
+
+PROJECTIONS = (
+    active_batches,
+    batch_record_keys,
+    submission_intents,
+    inflight_records,
+    failure_counts,
+    failure_logs,
+    record_status,
+)
+SPECS: tuple[TableSpec, ...] = tuple(p.SPEC for p in PROJECTIONS)
+
+#: Bump when a fold's logic changes without its tables changing; the DDL is hashed in as well,
+#: so any table change also triggers a rebuild from the log when a database is next opened.
+FOLD_VERSION = 1
+_DDL = "\n".join(s.ddl() for s in SPECS)
+PROJECTION_VERSION = f"{FOLD_VERSION}:{hashlib.sha256(_DDL.encode()).hexdigest()[:16]}"
+
+_GATE = "projection_gate"
+_CHECKPOINTS = "projection_checkpoints"
+
+
+def evolve(tables: Tables, rec: Recorded) -> None:
+    """Fold one recorded event into every projection, in order."""
+    event = rec.event
+    for projection in PROJECTIONS:
+        projection.apply(event, tables, rec)
+
+
+def fold(records: Iterable[Recorded]) -> tuple[MemoryTables, int]:
+    """Fold ``records`` into fresh in-memory tables; returns them and the last sequence number."""
+    tables = MemoryTables(SPECS)
+    last = 0
+    for rec in records:
+        evolve(tables, rec)
+        last = rec.seq
+    return tables, last
+
+
+class Difference(msgspec.Struct, frozen=True):
+    """The first place where live projection rows and rebuilt ones disagree."""
+
+    table: str
+    key: list[Any]
+    live: list[Any] | None
+    rebuilt: list[Any] | None
+
+    def describe(self) -> str:
+        if self.live is None:
+            return (
+                f"{self.table}: row {self.key} is missing from the live table (rebuilt: "
+                f"{self.rebuilt})"
+            )
+        if self.rebuilt is None:
+            return f"{self.table}: live row {self.key} should not exist (live: {self.live})"
+        return f"{self.table}: row {self.key} differs: live {self.live} != rebuilt {self.rebuilt}"
+
+
+def _trigger_sql(spec_name: str, message: str) -> str:
+    message = message.replace("'", "''")
+    parts = []
+    for op in ("INSERT", "UPDATE", "DELETE"):
+        parts.append(
+            f"CREATE TRIGGER {spec_name}_refuse_{op.lower()} BEFORE {op} ON {spec_name} "
+            f"WHEN (SELECT open FROM {_GATE}) = 0 "
+            f"BEGIN SELECT RAISE(ABORT, '{message}'); END;"
+        )
+    return "\n".join(parts)
+
+
+class SqlProjector:
+    """The projector the store calls inside each append transaction (``eventlog.Projector``)."""
+
+    def needs_install(self, conn: apsw.Connection) -> bool:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'projection_version'").fetchone()
+        return row is None or row[0] != PROJECTION_VERSION
+
+    def install(self, conn: apsw.Connection) -> None:
+        """Drop the previous projection tables and create the current (empty) ones."""
+        row = conn.execute("SELECT value FROM meta WHERE key = 'projection_tables'").fetchone()
+        old = json.loads(row[0]) if row else []
+        for name in [*old, _CHECKPOINTS, _GATE]:
+            conn.execute(f"DROP TABLE IF EXISTS {name}")
+        conn.execute(
+            f"CREATE TABLE {_GATE} (id INTEGER PRIMARY KEY CHECK (id = 1), "
+            f"open INTEGER NOT NULL) STRICT;"
+            f"INSERT INTO {_GATE} VALUES (1, 0);"
+            f"CREATE TABLE {_CHECKPOINTS} (name TEXT PRIMARY KEY, seq INTEGER NOT NULL) STRICT;"
+        )
+        conn.execute(
+            _trigger_sql(
+                _CHECKPOINTS,
+                f"{_CHECKPOINTS} is a projection of the event log and is not written directly: "
+                "run `python -m commands rebuild-projections`",
+            )
+        )
+        for spec in SPECS:
+            conn.execute(spec.ddl())
+            conn.execute(_trigger_sql(spec.name, spec.refuse_message()))
+        with self._gate(conn):
+            conn.executemany(
+                f"INSERT INTO {_CHECKPOINTS} VALUES (?, 0)", [(s.name,) for s in SPECS]
+            )
+        names = json.dumps([s.name for s in SPECS])
+        conn.executemany(
+            "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [("projection_version", PROJECTION_VERSION), ("projection_tables", names)],
+        )
+
+    def catch_up(self, store: EventStore) -> None:
+        """Install (and rebuild) when the projection version changed, else fold the tail."""
+        conn = store.conn
+        if self.needs_install(conn):
+            with store.write():
+                if self.needs_install(conn):
+                    self.install(conn)
+                    tables, last = fold(store.read())
+                    self.load(conn, tables, last)
+            return
+        if self.checkpoint(conn) >= store.last_seq():
+            return
+        with store.write():
+            batch: list[Recorded] = []
+            for rec in store.read(after_seq=self.checkpoint(conn)):
+                batch.append(rec)
+                if len(batch) >= 5_000:
+                    self.apply(conn, batch)
+                    batch = []
+            self.apply(conn, batch)
+
+    def checkpoint(self, conn: apsw.Connection) -> int:
+        row = conn.execute(f"SELECT min(seq) FROM {_CHECKPOINTS}").fetchone()
+        return row[0] or 0
+
+    def apply(self, conn: apsw.Connection, records: Sequence[Recorded]) -> None:
+        if not records:
+            return
+        tables = SqliteTables(conn)
+        with self._gate(conn):
+            for rec in records:
+                evolve(tables, rec)
+            conn.execute(f"UPDATE {_CHECKPOINTS} SET seq = ?", (records[-1].seq,))
+
+    def load(self, conn: apsw.Connection, tables: MemoryTables, last_seq: int) -> None:
+        """Replace every projection row with ``tables``' rows (inside the caller's transaction)."""
+        with self._gate(conn):
+            for spec in SPECS:
+                conn.execute(f"DELETE FROM {spec.name}")
+                marks = ", ".join("?" for _ in spec.columns)
+                conn.executemany(f"INSERT INTO {spec.name} VALUES ({marks})", tables.rows(spec))
+            conn.execute(f"UPDATE {_CHECKPOINTS} SET seq = ?", (last_seq,))
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _gate(conn: apsw.Connection) -> Iterator[None]:
+        conn.execute(f"UPDATE {_GATE} SET open = 1")
+        try:
+            yield
+        finally:
+            conn.execute(f"UPDATE {_GATE} SET open = 0")
+
+
+PROJECTOR = SqlProjector()
+
+
+def rebuild(store: EventStore) -> int:
+    """Rebuild every projection table from the whole log in one write transaction.
+
+    Atomic: readers see the old rows or the new ones, never a mix. Returns the last sequence
+    number folded.
+    """
+    with store.write():
+        if PROJECTOR.needs_install(store.conn):
+            PROJECTOR.install(store.conn)
+        tables, last = fold(store.read())
+        PROJECTOR.load(store.conn, tables, last)
+    return last
+
+
+def verify(store: EventStore) -> Difference | None:
+    """Rebuild into a scratch in-memory database and compare it row for row with the live tables.
+
+    Read-only: one read transaction gives a consistent snapshot of log and tables, so a run
+    appending meanwhile cannot cause a false difference. Returns the first difference or None.
+    """
+    with store.snapshot():
+        tables, last = fold(store.read())
+        scratch = apsw.Connection(":memory:")
+        for spec in SPECS:
+            scratch.execute(spec.ddl())
+            marks = ", ".join("?" for _ in spec.columns)
+            scratch.executemany(f"INSERT INTO {spec.name} VALUES ({marks})", tables.rows(spec))
+        live_checkpoint = PROJECTOR.checkpoint(store.conn)
+        if live_checkpoint != last:
+            return Difference(_CHECKPOINTS, ["seq"], [live_checkpoint], [last])
+        for spec in SPECS:
+            diff = first_difference(spec, read_rows(store.conn, spec), read_rows(scratch, spec))
+            if diff is not None:
+                return diff
+    return None
+
+
+def first_difference(
+    spec: TableSpec, live: Iterable[tuple[Any, ...]], rebuilt: Iterable[tuple[Any, ...]]
+) -> Difference | None:
+    """Merge two primary-key-ordered row streams and return where they first disagree."""
+    pk_index = [spec.columns.index(c) for c in spec.pk]
+
+    def key(row: tuple[Any, ...]) -> list[Any]:
+        return [row[i] for i in pk_index]
+
+    live_it, rebuilt_it = iter(live), iter(rebuilt)
+    a, b = next(live_it, None), next(rebuilt_it, None)
+    while a is not None or b is not None:
+        if a is None or (b is not None and key(b) < key(a)):
+            return Difference(spec.name, key(b), None, list(b))  # type: ignore[arg-type]
+        if b is None or key(a) < key(b):
+            return Difference(spec.name, key(a), list(a), None)
+        if tuple(a) != tuple(b):
+            return Difference(spec.name, key(a), list(a), list(b))
+        a, b = next(live_it, None), next(rebuilt_it, None)
+    return None
+
+
+def snapshot_rows(conn: apsw.Connection) -> dict[str, list[tuple[Any, ...]]]:
+    """Every projection table's rows in primary-key order (for tests and replay comparisons)."""
+    return {spec.name: [tuple(r) for r in read_rows(conn, spec)] for spec in SPECS}
+
+
+def memory_rows(tables: MemoryTables) -> dict[str, list[tuple[Any, ...]]]:
+    """The same shape as :func:`snapshot_rows`, from in-memory tables."""
+    return {spec.name: list(tables.rows(spec)) for spec in SPECS}

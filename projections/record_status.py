@@ -1,0 +1,124 @@
+"""``record_status``: where each record the log has named stands now.
+
+``status`` is one of ``reserved`` (held by a submission intent), ``inflight`` (in an active batch),
+``written`` (output validated and written), ``failed`` (will be retried), ``dead_lettered``
+(reached ``max_retries``; skipped until a reset) and ``pending`` (freed by a failed or cleared
+batch, or by a reset). A page the log never named is pending too: it has no row. For a reserved
+record ``batch_id`` holds the intent's display name.
+"""
+
+from __future__ import annotations
+
+from functools import singledispatch
+
+import msgspec
+
+from eventlog.events import (
+    BatchCleared,
+    BatchCompleted,
+    BatchFailed,
+    BatchSubmissionAbandoned,
+    BatchSubmissionIntended,
+    BatchSubmitted,
+    Event,
+    FailuresReset,
+    RecordDeadLettered,
+    RecordFailed,
+    RecordValidated,
+)
+from eventlog.store import Recorded
+from projections.tables import Tables, TableSpec
+
+HELD = ("reserved", "inflight")
+
+
+class RecordStatus(msgspec.Struct, array_like=True, gc=False):
+    record_key: str
+    status: str
+    batch_id: str
+    last_error_type: str
+    updated_seq: int
+    updated_at: str
+
+
+SPEC = TableSpec("record_status", RecordStatus, pk=("record_key",), indexes=("batch_id",))
+
+
+def _set(
+    t: Tables,
+    rec: Recorded,
+    key: str,
+    status: str,
+    batch_id: str | None = None,
+    error_type: str | None = None,
+) -> None:
+    old = t.get(SPEC, (key,))
+    t.put(
+        SPEC,
+        RecordStatus(
+            key,
+            status,
+            batch_id if batch_id is not None else (old.batch_id if old else ""),
+            error_type if error_type is not None else (old.last_error_type if old else ""),
+            rec.seq,
+            rec.ts,
+        ),
+    )
+
+
+def _free_batch(t: Tables, rec: Recorded, batch_id: str) -> None:
+    for row in t.find(SPEC, "batch_id", batch_id):
+        if row.status in HELD:
+            _set(t, rec, row.record_key, "pending")
+
+
+@singledispatch
+def apply(event: Event, t: Tables, rec: Recorded) -> None:
+    """Events that do not touch this table."""
+
+
+@apply.register
+def _(e: BatchSubmissionIntended, t: Tables, rec: Recorded) -> None:
+    for key in e.record_keys:
+        _set(t, rec, key, "reserved", batch_id=e.display_name)
+
+
+@apply.register
+def _(e: BatchSubmitted, t: Tables, rec: Recorded) -> None:
+    for key in e.record_keys:
+        _set(t, rec, key, "inflight", batch_id=e.batch_id)
+
+
+@apply.register
+def _(e: BatchSubmissionAbandoned, t: Tables, rec: Recorded) -> None:
+    _free_batch(t, rec, e.display_name)
+
+
+@apply.register
+def _(e: RecordValidated, t: Tables, rec: Recorded) -> None:
+    _set(t, rec, e.record_key, "written", batch_id=e.batch_id)
+
+
+@apply.register
+def _(e: RecordFailed, t: Tables, rec: Recorded) -> None:
+    _set(t, rec, e.record_key, "failed", batch_id=e.batch_id, error_type=e.error_type)
+
+
+@apply.register
+def _(e: RecordDeadLettered, t: Tables, rec: Recorded) -> None:
+    _set(t, rec, e.record_key, "dead_lettered")
+
+
+@apply.register(BatchCompleted)
+@apply.register(BatchFailed)
+@apply.register(BatchCleared)
+def _(e: BatchCompleted | BatchFailed | BatchCleared, t: Tables, rec: Recorded) -> None:
+    _free_batch(t, rec, e.batch_id)
+
+
+@apply.register
+def _(e: FailuresReset, t: Tables, rec: Recorded) -> None:
+    for key in e.record_keys:
+        old = t.get(SPEC, (key,))
+        if old is not None and old.status in ("failed", "dead_lettered"):
+            _set(t, rec, key, "pending")
