@@ -1,0 +1,154 @@
+"""The TOML config, validated by pydantic; every error names the file and the key.
+
+Resolution: ``--config F``, else ``$GEMINI_BATCHES_CONFIG``, else ``./gemini_batches.toml`` if it
+exists, else the defaults. Relative paths in ``[paths]`` are relative to the config file's folder
+(to the working directory when there is no file).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from commands.errors import ConfigError
+
+DEFAULT_CONFIG = Path("gemini_batches.toml")
+CONFIG_ENV = "GEMINI_BATCHES_CONFIG"
+
+DEFAULT_PROMPT = (
+    "You are given one scanned page of a school document. Extract its content as JSON that "
+    "matches the response schema exactly. Use null for anything not present on the page."
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsConfig(_Section):
+    input_root: Path = Path("dataset/input_images")
+    output_root: Path = Path("dataset/output_results")
+    database: Path = Path("data/gemini_batches.db")
+    reports_dir: Path = Path("data/reports")
+
+
+class GeminiConfig(_Section):
+    model: str = "gemini-2.5-flash"
+    api_key_env: str = "GEMINI_API_KEY"
+    base_url: str = ""
+    prompt: str = DEFAULT_PROMPT
+    output_schema: str = "commands.schema:PageExtraction"
+    context_previous_page: bool = False
+
+    @field_validator("output_schema")
+    @classmethod
+    def _module_colon_class(cls, value: str) -> str:
+        if value.count(":") != 1 or not all(value.split(":")):
+            raise ValueError("must be 'module:Class', e.g. 'myschemas:Transcript'")
+        return value
+
+
+class BatchingConfig(_Section):
+    batch_size: int = Field(100, ge=1)
+    max_active_batches: int = Field(4, ge=1)
+    max_retries: int = Field(3, ge=1)
+    poll_interval_seconds: float = Field(60.0, gt=0)
+
+
+class UploadsConfig(_Section):
+    upload_retry_attempts: int = Field(3, ge=1)
+    upload_retry_backoff_seconds: float = Field(1.0, ge=0)
+    upload_concurrency: int = Field(8, ge=1)
+
+
+class NetworkConfig(_Section):
+    api_retry_attempts: int = Field(3, ge=1)
+    api_retry_backoff_seconds: float = Field(1.0, ge=0)
+
+
+class Config(_Section):
+    paths: PathsConfig = PathsConfig()
+    gemini: GeminiConfig = GeminiConfig()
+    batching: BatchingConfig = BatchingConfig()
+    uploads: UploadsConfig = UploadsConfig()
+    network: NetworkConfig = NetworkConfig()
+    #: Where the config was read from (None: defaults only). Not a TOML key.
+    source: Path | None = Field(None, exclude=True)
+
+    def resolved(self, base: Path) -> Config:
+        """A copy whose relative ``[paths]`` are made absolute against ``base``."""
+        paths = {
+            name: (value if value.is_absolute() else base / value)
+            for name, value in self.paths.model_dump().items()
+        }
+        return self.model_copy(update={"paths": PathsConfig(**paths)})
+
+
+def find_config(explicit: Path | None) -> Path | None:
+    """The config file to read, or None for defaults. An explicit path must exist."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"config file not found: {explicit}")
+        return explicit
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path} (from ${CONFIG_ENV})")
+        return path
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+
+
+def load_config(explicit: Path | None = None) -> Config:
+    """Read and validate the config; raise :class:`ConfigError` naming the file and key."""
+    path = find_config(explicit)
+    if path is None:
+        return Config().resolved(Path.cwd())
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config {path}: not valid TOML: {e}") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config {path}: cannot read: {e}") from e
+    return parse_config(data, path)
+
+
+def parse_config(data: dict[str, Any], path: Path) -> Config:
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"config {path}: {_describe(e)}") from None
+    return config.model_copy(update={"source": path}).resolved(path.parent.resolve())
+
+
+def _describe(error: ValidationError) -> str:
+    """The first problem as ``[section] key: message``."""
+    first = error.errors()[0]
+    loc = [str(p) for p in first["loc"]]
+    where = f"[{loc[0]}] {'.'.join(loc[1:])}" if len(loc) > 1 else (loc[0] if loc else "?")
+    if first["type"] == "extra_forbidden":
+        if len(loc) == 1:
+            return f"unknown section or key '{loc[0]}' (sections: {', '.join(_sections())})"
+        known = ", ".join(_keys(loc[0]))
+        return f"{where}: unknown key (known keys: {known})"
+    value = first.get("input")
+    shown = f" (got {value!r})" if not isinstance(value, dict) else ""
+    more = len(error.errors()) - 1
+    tail = f"; and {more} more problem{'s' if more > 1 else ''}" if more else ""
+    return f"{where}: {first['msg']}{shown}{tail}"
+
+
+def _sections() -> list[str]:
+    return [name for name in Config.model_fields if name != "source"]
+
+
+def _keys(section: str) -> list[str]:
+    field = Config.model_fields.get(section)
+    model = field.annotation if field is not None else None
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []

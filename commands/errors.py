@@ -1,0 +1,23 @@
+"""Errors of the write side and the Gemini boundary; the whole tree is drawn in
+:mod:`eventlog.errors`."""
+
+from __future__ import annotations
+
+from eventlog.errors import OperatorError
+
+
+class ConfigError(OperatorError):
+    """The config file is missing, unreadable, or has a bad key or value (the message names it)."""
+
+
+class GatewayError(OperatorError):
+    """A Gemini call failed after its retries, or was refused (4xx). Carries the HTTP code."""
+
+    def __init__(self, message: str, *, code: int | None = None, transient: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.transient = transient
+
+
+class RunLocked(OperatorError):
+    """Another worker run holds the run lock on this database."""

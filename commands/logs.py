@@ -1,0 +1,49 @@
+"""Structured logging: INFO for state changes, DEBUG for scanner decisions, ERROR with the trace.
+
+``--log-format json`` writes one JSON object per line with the ``run_id``, ``batch_id`` and
+``record_key`` fields a record carries (pass them with ``extra=``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+FIELDS = ("run_id", "batch_id", "record_key", "display_name", "attempt", "error_type")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                out[name] = value
+        if record.exc_info:
+            out["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+def setup_logging(verbosity: int = 0, fmt: str = "text") -> None:
+    """Configure the root logger once: ``verbosity`` -1 quiet (WARNING), 0 INFO, 1+ DEBUG."""
+    level = logging.DEBUG if verbosity > 0 else logging.INFO if verbosity == 0 else logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # The HTTP stack is chatty at DEBUG; its failures reach us as exceptions anyway.
+    for noisy in ("httpx", "httpcore", "urllib3", "google_genai"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

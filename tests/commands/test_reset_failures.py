@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from eventlog.events import FailuresReset, ResetFilter
+from projections import open_store, verify
+from tests.commands.conftest import invoke
+from tests.conftest import file_digest, run_cli
+from tests.scenario import C
+
+
+def _more_failures(db: Path) -> None:
+    """Add failing records across states, schools and years."""
+    from eventlog.events import RecordFailed
+
+    keys = [
+        "California:LincolnHigh:2019:1",
+        "California:Roosevelt:2021:1",
+        "Texas:Alamo:2022:5",
+        "Nevada:Reno:2020:2",
+    ]
+    s = open_store(db)
+    s.append(
+        [
+            RecordFailed(record_key=k, batch_id="batches/x", error_type="invalid_json", message="m")
+            for k in keys
+        ],
+        actor="run:t",
+    )
+    s.close()
+
+
+def _counts(db: Path) -> set[str]:
+    s = open_store(db)
+    keys = {r[0] for r in s.conn.execute("SELECT record_key FROM failure_counts")}
+    s.close()
+    return keys
+
+
+def test_reset_by_state_school_and_years_appends_one_event_with_filter_keys_and_who(
+    populated: Path,
+) -> None:
+    _more_failures(populated)
+    result = invoke(
+        populated,
+        "reset-failures",
+        "--states",
+        "California",
+        "Texas",
+        "--schools",
+        "LincolnHigh",
+        "Alamo",
+        "--year-start",
+        "2020",
+        "--year-end",
+        "2023",
+        env={"GEMINI_BATCHES_ACTOR": "alice@ops"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "reset failure counts of 2 record(s)" in result.output
+    assert _counts(populated) == {
+        "California:LincolnHigh:2019:1",
+        "California:Roosevelt:2021:1",
+        "Nevada:Reno:2020:2",
+    }
+    s = open_store(populated)
+    last = list(s.read())[-1]
+    assert last.actor == "operator:alice@ops reset-failures"
+    assert last.event == FailuresReset(
+        filter=ResetFilter(
+            states=["California", "Texas"],
+            schools=["LincolnHigh", "Alamo"],
+            year_start=2020,
+            year_end=2023,
+        ),
+        record_keys=[C, "Texas:Alamo:2022:5"],
+    )
+    assert verify(s) is None
+    s.close()
+
+
+def test_dry_run_lists_and_changes_nothing(populated: Path) -> None:
+    _more_failures(populated)
+    before = file_digest(populated)
+    result = invoke(populated, "reset-failures", "--all", "--dry-run")
+    assert result.exit_code == 0
+    assert "would reset 5 record(s) matching --all" in result.output
+    assert "Nevada:Reno:2020:2" in result.output and "1/3" in result.output
+    assert file_digest(populated) == before
+
+
+def test_all_resets_every_count_and_the_records_become_candidates(populated: Path) -> None:
+    _more_failures(populated)
+    assert invoke(populated, "reset-failures", "--all").exit_code == 0
+    assert _counts(populated) == set()
+
+
+def test_a_filter_matching_nothing_is_an_error_and_appends_nothing(populated: Path) -> None:
+    before = file_digest(populated)
+    result = invoke(populated, "reset-failures", "--states", "Atlantis")
+    assert result.exit_code == 1
+    assert "no failure counts match --states Atlantis" in result.output
+    assert file_digest(populated) == before
+
+
+def test_contradictory_or_empty_filters_are_refused(populated: Path) -> None:
+    assert "nothing selected" in invoke(populated, "reset-failures").output
+    assert (
+        "cannot be combined" in invoke(populated, "reset-failures", "--all", "--states", "X").output
+    )
+    assert (
+        "is after --year-end"
+        in invoke(populated, "reset-failures", "--year-start", "2024", "--year-end", "2020").output
+    )
+
+
+def test_a_huge_reset_is_split_into_events_in_one_transaction(db_path: Path) -> None:
+    from eventlog.events import RecordFailed
+
+    s = open_store(db_path, create=True)
+    keys = [f"S:X:2020:{i}" for i in range(12_000)]
+    s.append(
+        [RecordFailed(record_key=k, batch_id="b", error_type="e", message="m") for k in keys],
+        actor="run",
+    )
+    s.close()
+    assert invoke(db_path, "reset-failures", "--all").exit_code == 0
+    s = open_store(db_path)
+    resets = [r for r in s.read() if r.type == "FailuresReset"]
+    assert len(resets) == 3 and len({r.ts for r in resets}) == 1
+    assert sum(len(r.event.record_keys) for r in resets) == 12_000
+    s.close()
+
+
+def test_the_seed_script_takes_the_seed_flags(populated: Path, tmp_path: Path) -> None:
+    _more_failures(populated)
+    config = tmp_path / "c.toml"
+    config.write_text(f'[paths]\ndatabase = "{populated}"\n')
+    env = {"GEMINI_BATCHES_CONFIG": str(config)}
+    r = run_cli(
+        "--states",
+        "California",
+        "--schools",
+        "LincolnHigh",
+        "Roosevelt",
+        "--year-start",
+        "2019",
+        "--year-end",
+        "2021",
+        "--dry-run",
+        script="scripts/clear_failure_counts.py",
+        env=env,
+    )
+    assert r.code == 0, r.err
+    assert "would reset 2 record(s)" in r.out
+    r = run_cli("--all", script="scripts/clear_failure_counts.py", env=env)
+    assert r.code == 0 and "reset failure counts of 5" in r.out
+    r = run_cli("--db", str(populated), "--all", script="scripts/clear_failure_counts.py", env=env)
+    assert r.code == 2 and "No such option '--db'" in r.err

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from tests.commands.conftest import invoke
+from tests.conftest import file_digest
+from tests.scenario import all_events, scenario
+
+
+def test_status_text_and_json(db_path: Path) -> None:
+    from projections import open_store
+
+    s = open_store(db_path, create=True)
+    for actor, group in scenario()[:15]:
+        s.append(group, actor=actor)
+    s.close()
+    out = invoke(db_path, "status").output
+    assert "active       1 batch(es)" in out and "batches/b5" in out
+    assert "dead letters 0" in out
+    data = json.loads(invoke(db_path, "status", "--json").output)
+    assert data["active_batches"][0]["batch_id"] == "batches/b5"
+    assert data["in_flight"] == 1 and data["written"] == 3
+    assert data["failing_by_count"] == {"1": 1}
+
+
+def test_status_json_counts_dead_letters_and_intents(populated: Path) -> None:
+    data = json.loads(invoke(populated, "status", "--json").output)
+    assert data["events"] == len(all_events())
+    assert data["open_intents"] == ["gb-r2-2"] and data["dead_letters"] == 0
+
+
+def test_rebuild_verify_is_clean_then_names_a_sneaked_change(populated: Path) -> None:
+    result = invoke(populated, "rebuild-projections", "--verify")
+    assert result.exit_code == 0 and "projections match the log" in result.output
+    conn = sqlite3.connect(populated)
+    conn.executescript(
+        "UPDATE projection_gate SET open = 1; "
+        "UPDATE failure_counts SET count = 7; UPDATE projection_gate SET open = 0;"
+    )
+    conn.close()
+    before = file_digest(populated)
+    result = invoke(populated, "rebuild-projections", "--verify")
+    assert result.exit_code == 1
+    assert "failure_counts: row ['Texas:Alamo:2021:1'] differs" in result.output
+    assert file_digest(populated) == before  # --verify changes nothing
+    assert invoke(populated, "rebuild-projections").exit_code == 0
+    assert invoke(populated, "rebuild-projections", "--verify").exit_code == 0
