@@ -69,13 +69,13 @@ def connect(
     path: Path,
     *,
     create: bool,
-    readonly: bool = False,
     busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
 ) -> apsw.Connection:
-    """Open ``path`` with every setting applied and checked.
+    """Open ``path`` without changing it: only per-connection settings are applied here.
 
-    With ``create=False`` a missing file raises :class:`DatabaseNotFound` and a zero-byte file
-    :class:`NotAnEventLog`; nothing is created. New files are made readable by their owner only.
+    With ``create=False`` a missing file raises :class:`DatabaseNotFound` and nothing is created;
+    a zero-byte file raises :class:`NotAnEventLog`. New files are readable by their owner only.
+    Call :func:`apply_settings` once the file is known to be ours (it may switch it to WAL).
     """
     path = Path(path)
     exists = path.exists()
@@ -92,22 +92,24 @@ def connect(
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
         os.close(fd)
-    flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE
     with translate_sqlite_errors(path):
-        conn = apsw.Connection(str(path), flags=flags)
+        conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READWRITE)
         try:
             setting_busy_timeout(conn, busy_timeout_ms)
             setting_no_dqs(conn)
-            # Reading the header here turns "not a database" into an error before any setting.
+            # Reading the header turns "not a database" into an error before anything is written.
             conn.pragma("schema_version")
-            if not readonly:
-                setting_wal(conn)
-            setting_synchronous(conn)
-            setting_foreign_keys(conn)
         except BaseException:
             conn.close()
             raise
     return conn
+
+
+def apply_settings(conn: apsw.Connection) -> None:
+    """WAL, ``synchronous``, foreign keys: each applied and read back."""
+    setting_wal(conn)
+    setting_synchronous(conn)
+    setting_foreign_keys(conn)
 
 
 @contextlib.contextmanager

@@ -26,6 +26,7 @@ import msgspec
 
 from eventlog.connection import (
     DEFAULT_BUSY_TIMEOUT_MS,
+    apply_settings,
     connect,
     immediate,
     translate_sqlite_errors,
@@ -194,6 +195,7 @@ class EventStore:
                 version = check_schema(conn, str(path))
                 if version == 0 and not create:
                     raise NotAnEventLog(f"not a gemini-batches database (no events table): {path}")
+                apply_settings(conn)
                 if version < SCHEMA_VERSION:
                     if not write:
                         raise DatabaseError(
