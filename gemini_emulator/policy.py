@@ -1,0 +1,219 @@
+"""The emulator's scriptable behaviour: what its "model" answers and which calls it breaks.
+
+A policy is plain data (a dict, or a JSON file for ``python -m gemini_emulator --policy F``)::
+
+    {
+      "seed": 7,
+      "timing": {"pending_seconds": 0.2, "running_seconds": 0.3},
+      "records": [                                  # first matching rule wins, per record key
+        {"match": "*:Poison:*", "outcome": "schema_violation"},
+        {"match": "Texas:*:2021:3", "outcome": "invalid_json", "times": 1},
+        {"match": "*", "outcome": "missing_line", "probability": 0.05}
+      ],
+      "jobs": [                                     # whole-job outcomes
+        {"nth": 2, "outcome": "FAILED"},
+        {"match": "Ohio:*", "outcome": "EXPIRED", "times": 1}
+      ],
+      "faults": [                                   # per endpoint
+        {"endpoint": "files.upload", "match": "California:Lincoln:2023:1", "times": 2,
+         "status": 503},
+        {"endpoint": "batches.get", "calls": [3, 4], "status": 429},
+        {"endpoint": "files.upload", "delay": 0.05}
+      ]
+    }
+
+Record outcomes: ``valid``, ``invalid_json``, ``schema_violation``, ``error_line``,
+``missing_line``, ``safety``, ``recitation``, ``max_tokens``. Job outcomes: ``SUCCEEDED``,
+``FAILED``, ``CANCELLED``, ``EXPIRED``, ``STUCK`` (stays PENDING until it expires at 48 h).
+``times`` limits how often a rule fires (per record key for record rules); ``probability``
+fires it at random (seeded, so a run is reproducible); ``calls`` lists 1-based call numbers of the
+endpoint; ``every`` fires on every n-th call. A fault with ``status`` answers that HTTP error (with
+a Google-style body); with ``delay`` it sleeps first (a slow answer, or a client timeout); with
+``"after": true`` the call is carried out first and only its answer is lost (a create that
+happened though the client saw a 503).
+
+Endpoints: ``files.upload`` (the resumable start; ``match`` is the display name),
+``files.upload_bytes`` (``match`` is the upload's display name), ``files.get``,
+``files.list``, ``files.delete``, ``files.download``,
+``batches.create`` (``match`` is the display name), ``batches.get``, ``batches.list``,
+``batches.cancel``, ``batches.delete``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import random
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+RecordOutcome = Literal[
+    "valid",
+    "invalid_json",
+    "schema_violation",
+    "error_line",
+    "missing_line",
+    "safety",
+    "recitation",
+    "max_tokens",
+]
+JobOutcome = Literal["SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "STUCK"]
+ENDPOINTS = (
+    "files.upload",
+    "files.upload_bytes",
+    "files.get",
+    "files.list",
+    "files.delete",
+    "files.download",
+    "batches.create",
+    "batches.get",
+    "batches.list",
+    "batches.cancel",
+    "batches.delete",
+)
+
+
+class Timing(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    pending_seconds: float = 0.0
+    running_seconds: float = 0.0
+
+
+class RecordRule(msgspec.Struct, forbid_unknown_fields=True):
+    match: str = "*"
+    outcome: RecordOutcome = "valid"
+    times: int | None = None
+    probability: float | None = None
+
+
+class JobRule(msgspec.Struct, forbid_unknown_fields=True):
+    outcome: JobOutcome
+    nth: int | None = None
+    match: str | None = None
+    display_name: str | None = None
+    times: int | None = None
+    probability: float | None = None
+
+
+class Fault(msgspec.Struct, forbid_unknown_fields=True):
+    endpoint: str
+    status: int | None = None
+    delay: float = 0.0
+    calls: list[int] = []
+    every: int | None = None
+    match: str | None = None
+    times: int | None = None
+    probability: float | None = None
+    message: str = ""
+    #: Do the work, then fail: the caller never hears it succeeded (a lost answer).
+    after: bool = False
+
+
+class PolicySpec(msgspec.Struct, forbid_unknown_fields=True):
+    seed: int = 0
+    timing: Timing = Timing()
+    records: list[RecordRule] = []
+    jobs: list[JobRule] = []
+    faults: list[Fault] = []
+
+
+class Policy:
+    """A loaded policy and the counters that ``times``/``calls``/``every`` need. Thread-safe."""
+
+    def __init__(self, spec: PolicySpec | None = None) -> None:
+        self.spec = spec or PolicySpec()
+        for fault in self.spec.faults:
+            if fault.endpoint not in ENDPOINTS:
+                raise ValueError(f"unknown endpoint {fault.endpoint!r} (one of {ENDPOINTS})")
+        self._rng = random.Random(self.spec.seed)
+        self._lock = threading.Lock()
+        self._record_fired: dict[tuple[int, str], int] = {}
+        self._job_fired: dict[int, int] = {}
+        self._fault_fired: dict[tuple[int, str], int] = {}
+        self._calls: dict[str, int] = {}
+        self._jobs_created = 0
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Policy:
+        return cls(msgspec.convert(data, PolicySpec))
+
+    @classmethod
+    def from_file(cls, path: Path) -> Policy:
+        return cls.from_data(json.loads(path.read_text()))
+
+    @property
+    def timing(self) -> Timing:
+        return self.spec.timing
+
+    def _chance(self, probability: float | None) -> bool:
+        return probability is None or self._rng.random() < probability
+
+    def record_outcome(self, key: str) -> RecordOutcome:
+        """The answer for one request line (counts a firing of the rule that decides it)."""
+        with self._lock:
+            for i, rule in enumerate(self.spec.records):
+                if not fnmatch.fnmatchcase(key, rule.match):
+                    continue
+                fired = self._record_fired.get((i, key), 0)
+                if rule.times is not None and fired >= rule.times:
+                    continue
+                if not self._chance(rule.probability):
+                    continue
+                self._record_fired[(i, key)] = fired + 1
+                return rule.outcome
+            return "valid"
+
+    def job_outcome(self, display_name: str, keys: list[str]) -> JobOutcome:
+        """Decided once, when a job is created."""
+        with self._lock:
+            self._jobs_created += 1
+            n = self._jobs_created
+            for i, rule in enumerate(self.spec.jobs):
+                if rule.nth is not None and rule.nth != n:
+                    continue
+                if rule.display_name is not None and not fnmatch.fnmatchcase(
+                    display_name, rule.display_name
+                ):
+                    continue
+                if rule.match is not None and not any(
+                    fnmatch.fnmatchcase(k, rule.match) for k in keys
+                ):
+                    continue
+                fired = self._job_fired.get(i, 0)
+                if rule.times is not None and fired >= rule.times:
+                    continue
+                if not self._chance(rule.probability):
+                    continue
+                self._job_fired[i] = fired + 1
+                return rule.outcome
+            return "SUCCEEDED"
+
+    def fault_for(self, endpoint: str, subject: str = "") -> Fault | None:
+        """The fault to inject into this call, if any (counts the call)."""
+        with self._lock:
+            n = self._calls.get(endpoint, 0) + 1
+            self._calls[endpoint] = n
+            for i, fault in enumerate(self.spec.faults):
+                if fault.endpoint != endpoint:
+                    continue
+                if fault.calls and n not in fault.calls:
+                    continue
+                if fault.every is not None and n % fault.every:
+                    continue
+                if fault.match is not None and not fnmatch.fnmatchcase(subject, fault.match):
+                    continue
+                counter = (i, subject if fault.match is not None else "")
+                fired = self._fault_fired.get(counter, 0)
+                if fault.times is not None and fired >= fault.times:
+                    continue
+                if not self._chance(fault.probability):
+                    continue
+                self._fault_fired[counter] = fired + 1
+                return fault
+            return None
+
+    def calls(self, endpoint: str) -> int:
+        with self._lock:
+            return self._calls.get(endpoint, 0)

@@ -1,0 +1,527 @@
+"""The emulated Gemini File + Batch service: files, batch jobs, their lifecycle, the "model", and
+a ledger of what was billed. No HTTP here (see :mod:`gemini_emulator.server`).
+
+Every resource belongs to the API key that created it, as on the real service. The clock is real
+time plus an offset that tests move with :meth:`Service.advance`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from gemini_emulator.policy import JobOutcome, Policy, RecordOutcome
+from gemini_emulator.schema_fill import break_, fill
+
+FILE_TTL_SECONDS = 48 * 3600
+BATCH_TTL_SECONDS = 48 * 3600
+MAX_FILE_BYTES = 2 * 1024**3
+PROJECT_QUOTA_BYTES = 20 * 1024**3
+IMAGE_TOKENS = 258
+
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
+
+
+class ApiError(Exception):
+    """An error the service answers with a Google-style body."""
+
+    STATUS: ClassVar[dict[int, str]] = {
+        400: "INVALID_ARGUMENT",
+        401: "UNAUTHENTICATED",
+        403: "PERMISSION_DENIED",
+        404: "NOT_FOUND",
+        408: "DEADLINE_EXCEEDED",
+        409: "ALREADY_EXISTS",
+        429: "RESOURCE_EXHAUSTED",
+        500: "INTERNAL",
+        502: "UNAVAILABLE",
+        503: "UNAVAILABLE",
+        504: "DEADLINE_EXCEEDED",
+    }
+
+    def __init__(self, code: int, message: str, status: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status or self.STATUS.get(code, "UNKNOWN")
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "status": self.status}}
+
+
+def rfc3339(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class StoredFile:
+    id: str
+    owner: str
+    display_name: str
+    mime_type: str
+    data: bytes
+    created: float
+    source: str = "UPLOADED"
+
+    @property
+    def name(self) -> str:
+        return f"files/{self.id}"
+
+    def resource(self, base_url: str) -> dict[str, Any]:
+        out = {
+            "name": self.name,
+            "mimeType": self.mime_type,
+            "sizeBytes": str(len(self.data)),
+            "createTime": rfc3339(self.created),
+            "updateTime": rfc3339(self.created),
+            "expirationTime": rfc3339(self.created + FILE_TTL_SECONDS),
+            "sha256Hash": base64.b64encode(hashlib.sha256(self.data).digest()).decode(),
+            "uri": f"{base_url}/v1beta/{self.name}",
+            "state": "ACTIVE",
+            "source": self.source,
+        }
+        if self.display_name:
+            out["displayName"] = self.display_name
+        if self.source == "GENERATED":
+            out["downloadUri"] = f"{base_url}/download/v1beta/{self.name}:download?alt=media"
+        return out
+
+
+@dataclass
+class UploadSession:
+    id: str
+    owner: str
+    display_name: str
+    mime_type: str
+    size_bytes: int
+    received: bytearray = field(default_factory=bytearray)
+
+
+@dataclass
+class Job:
+    id: str
+    owner: str
+    display_name: str
+    model: str
+    created: float
+    outcome: JobOutcome
+    requests: list[tuple[str, dict[str, Any]]]
+    inline: bool
+    state: str = "PENDING"
+    ended: float | None = None
+    updated: float = 0.0
+    result_file: str | None = None
+    inline_responses: list[dict[str, Any]] = field(default_factory=list)
+    cancel_requested: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"batches/{self.id}"
+
+
+@dataclass
+class Billed:
+    """One result line the service produced (and charged for) in a succeeded job."""
+
+    batch: str
+    display_name: str
+    key: str
+    outcome: str
+    total_tokens: int
+
+
+class Service:
+    """All state of the emulated service, guarded by one lock."""
+
+    def __init__(
+        self,
+        policy: Policy | None = None,
+        *,
+        quota_bytes: int = PROJECT_QUOTA_BYTES,
+        max_file_bytes: int = MAX_FILE_BYTES,
+    ) -> None:
+        self.policy = policy or Policy()
+        self.quota_bytes = quota_bytes
+        self.max_file_bytes = max_file_bytes
+        self.lock = threading.RLock()
+        self.offset = 0.0
+        self.files: dict[str, StoredFile] = {}
+        self.uploads: dict[str, UploadSession] = {}
+        self.jobs: dict[str, Job] = {}
+        self.billed: list[Billed] = []
+        self.creates: Counter[str] = Counter()
+        self.attempts: Counter[str] = Counter()
+
+    # --- clock --------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the service's clock forward (file expiry, batch timing and expiry follow it)."""
+        with self.lock:
+            self.offset += seconds
+
+    # --- files --------------------------------------------------------------------------------
+
+    def _live_file(self, owner: str, file_id: str) -> StoredFile:
+        f = self.files.get(file_id)
+        if f is None or f.owner != owner or self.now() > f.created + FILE_TTL_SECONDS:
+            raise ApiError(
+                403,
+                f"You do not have permission to access the File {file_id} or it may not exist.",
+            )
+        return f
+
+    def start_upload(self, owner: str, display_name: str, mime_type: str, size: int) -> str:
+        if size > self.max_file_bytes:
+            raise ApiError(400, f"File size {size} exceeds the 2 GB limit.")
+        with self.lock:
+            used = sum(len(f.data) for f in self.files.values() if f.owner == owner)
+            if used + size > self.quota_bytes:
+                raise ApiError(429, "Project file storage quota (20 GB) exceeded.")
+            sid = secrets.token_hex(8)
+            self.uploads[sid] = UploadSession(sid, owner, display_name, mime_type, size)
+            return sid
+
+    def upload_bytes(
+        self, sid: str, offset: int, chunk: bytes, finalize: bool
+    ) -> StoredFile | None:
+        with self.lock:
+            session = self.uploads.get(sid)
+            if session is None:
+                raise ApiError(404, f"Upload session {sid} not found.")
+            if offset != len(session.received):
+                raise ApiError(400, f"Offset {offset} does not match {len(session.received)}.")
+            session.received.extend(chunk)
+            if not finalize:
+                return None
+            del self.uploads[sid]
+            if len(session.received) != session.size_bytes:
+                raise ApiError(
+                    400,
+                    f"Declared size {session.size_bytes} but received {len(session.received)}.",
+                )
+            f = StoredFile(
+                _new_id(),
+                session.owner,
+                session.display_name,
+                session.mime_type,
+                bytes(session.received),
+                self.now(),
+            )
+            self.files[f.id] = f
+            return f
+
+    def get_file(self, owner: str, file_id: str) -> StoredFile:
+        with self.lock:
+            return self._live_file(owner, file_id)
+
+    def list_files(self, owner: str) -> list[StoredFile]:
+        with self.lock:
+            now = self.now()
+            return [
+                f
+                for f in self.files.values()
+                if f.owner == owner and now <= f.created + FILE_TTL_SECONDS
+            ]
+
+    def delete_file(self, owner: str, file_id: str) -> None:
+        with self.lock:
+            self._live_file(owner, file_id)
+            del self.files[file_id]
+
+    def download(self, owner: str, file_id: str) -> bytes:
+        with self.lock:
+            f = self._live_file(owner, file_id)
+            if f.source != "GENERATED":
+                raise ApiError(400, "Only generated files can be downloaded.")
+            return f.data
+
+    # --- batches -------------------------------------------------------------------------------
+
+    def create_batch(self, owner: str, model: str, batch: dict[str, Any]) -> Job:
+        display_name = batch.get("displayName", "")
+        config = batch.get("inputConfig") or {}
+        with self.lock:
+            if "fileName" in config:
+                file_id = str(config["fileName"]).removeprefix("files/")
+                source = self._live_file(owner, file_id)
+                requests = _parse_jsonl(source.data)
+                inline = False
+            elif "requests" in config:
+                items = config["requests"].get("requests", [])
+                requests = [
+                    (str((item.get("metadata") or {}).get("key", i)), item.get("request", {}))
+                    for i, item in enumerate(items)
+                ]
+                inline = True
+            else:
+                raise ApiError(400, "batch.inputConfig needs fileName or requests.")
+            keys = [k for k, _ in requests]
+            self.creates[display_name] += 1
+            job = Job(
+                _new_id(),
+                owner,
+                display_name,
+                model,
+                self.now(),
+                self.policy.job_outcome(display_name, keys),
+                requests,
+                inline,
+            )
+            job.updated = job.created
+            self.jobs[job.id] = job
+            return job
+
+    def get_batch(self, owner: str, batch_id: str) -> Job:
+        with self.lock:
+            job = self.jobs.get(batch_id)
+            if job is None or job.owner != owner:
+                raise ApiError(404, f"Batch {batch_id} not found.")
+            self._settle(job)
+            return job
+
+    def list_batches(self, owner: str) -> list[Job]:
+        with self.lock:
+            jobs = [j for j in self.jobs.values() if j.owner == owner]
+            for job in jobs:
+                self._settle(job)
+            return sorted(jobs, key=lambda j: j.created, reverse=True)
+
+    def cancel_batch(self, owner: str, batch_id: str) -> None:
+        with self.lock:
+            job = self.get_batch(owner, batch_id)
+            if job.state not in TERMINAL:
+                job.cancel_requested = True
+                self._finish(job, "CANCELLED")
+
+    def delete_batch(self, owner: str, batch_id: str) -> None:
+        with self.lock:
+            self.get_batch(owner, batch_id)
+            del self.jobs[batch_id]
+
+    def settle_all(self) -> None:
+        """Bring every job up to date with the clock (jobs finish even if nobody polls)."""
+        with self.lock:
+            for job in self.jobs.values():
+                self._settle(job)
+
+    def _settle(self, job: Job) -> None:
+        if job.state in TERMINAL:
+            return
+        timing = self.policy.timing
+        elapsed = self.now() - job.created
+        if elapsed >= BATCH_TTL_SECONDS:
+            self._finish(job, "EXPIRED")
+        elif job.outcome == "STUCK" or elapsed < timing.pending_seconds:
+            job.state = "PENDING"
+        elif elapsed < timing.pending_seconds + timing.running_seconds:
+            if job.state != "RUNNING":
+                job.state, job.updated = "RUNNING", self.now()
+        else:
+            self._finish(job, job.outcome)
+
+    def _finish(self, job: Job, state: str) -> None:
+        job.state = state
+        job.ended = job.updated = self.now()
+        if state == "SUCCEEDED":
+            lines = [
+                line
+                for key, request in job.requests
+                if (line := self._answer(job, key, request)) is not None
+            ]
+            if job.inline:
+                job.inline_responses = [_inline(line) for line in lines]
+            else:
+                data = "".join(json.dumps(line) + "\n" for line in reversed(lines)).encode()
+                f = StoredFile(
+                    f"batch-{job.id}",
+                    job.owner,
+                    f"results of {job.name}",
+                    "application/jsonl",
+                    data,
+                    self.now(),
+                    source="GENERATED",
+                )
+                self.files[f.id] = f
+                job.result_file = f.name
+
+    # --- the model ------------------------------------------------------------------------------
+
+    def _answer(self, job: Job, key: str, request: dict[str, Any]) -> dict[str, Any] | None:
+        request = normalize_keys(request)
+        missing = self._missing_file(job.owner, request)
+        if missing is not None:
+            return {
+                "key": key,
+                "error": {
+                    "code": 403,
+                    "status": "PERMISSION_DENIED",
+                    "message": f"You do not have permission to access "
+                    f"the File {missing} or it may not exist.",
+                },
+            }
+        self.attempts[key] += 1
+        outcome: RecordOutcome = self.policy.record_outcome(key)
+        if outcome == "missing_line":
+            return None
+        if outcome == "error_line":
+            return {
+                "key": key,
+                "error": {
+                    "code": 500,
+                    "status": "INTERNAL",
+                    "message": "An internal error has occurred.",
+                },
+            }
+        schema = (request.get("generationConfig") or {}).get("responseJsonSchema") or {
+            "type": "object"
+        }
+        finish = "STOP"
+        text: str | None
+        if outcome == "valid":
+            text = json.dumps(fill(schema, key))
+        elif outcome == "invalid_json":
+            text = 'Sure! Here is the JSON you asked for: {"text": "unterminated'
+        elif outcome == "schema_violation":
+            text = json.dumps(break_(schema, key))
+        else:
+            finish, text = outcome.upper(), None
+        prompt_tokens = IMAGE_TOKENS + sum(
+            len(p.get("text", "")) // 4
+            for c in request.get("contents", [])
+            for p in c.get("parts", [])
+        )
+        out_tokens = len(text) // 4 + 1 if text else 0
+        usage = {
+            "promptTokenCount": prompt_tokens,
+            "candidatesTokenCount": out_tokens,
+            "thoughtsTokenCount": 0,
+            "totalTokenCount": prompt_tokens + out_tokens,
+        }
+        self.billed.append(
+            Billed(job.name, job.display_name, key, outcome, usage["totalTokenCount"])
+        )
+        candidate: dict[str, Any] = {"finishReason": finish, "index": 0}
+        if text is not None:
+            candidate["content"] = {"role": "model", "parts": [{"text": text}]}
+        response = {
+            "candidates": [candidate],
+            "usageMetadata": usage,
+            "modelVersion": job.model.removeprefix("models/"),
+        }
+        return {"key": key, "response": response}
+
+    def _missing_file(self, owner: str, request: dict[str, Any]) -> str | None:
+        now = self.now()
+        for content in request.get("contents", []):
+            for part in content.get("parts", []):
+                data = part.get("fileData")
+                if not data:
+                    continue
+                uri = str(data.get("fileUri", ""))
+                file_id = (
+                    uri.rsplit("/files/", 1)[-1] if "/files/" in uri else uri.removeprefix("files/")
+                )
+                f = self.files.get(file_id)
+                if f is None or f.owner != owner or now > f.created + FILE_TTL_SECONDS:
+                    return file_id
+        return None
+
+    # --- what tests look at --------------------------------------------------------------------
+
+    def ledger(self) -> list[Billed]:
+        self.settle_all()
+        with self.lock:
+            return list(self.billed)
+
+
+def operation(job: Job, base_url: str) -> dict[str, Any]:
+    """A batch job as the long-running Operation the API returns."""
+    metadata: dict[str, Any] = {
+        "@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatch",
+        "name": job.name,
+        "model": job.model,
+        "displayName": job.display_name,
+        "state": f"BATCH_STATE_{job.state}",
+        "createTime": rfc3339(job.created),
+        "updateTime": rfc3339(job.updated),
+        "batchStats": {"requestCount": str(len(job.requests))},
+    }
+    if job.ended is not None:
+        metadata["endTime"] = rfc3339(job.ended)
+    if job.state == "SUCCEEDED":
+        if job.inline:
+            metadata["output"] = {"inlinedResponses": {"inlinedResponses": job.inline_responses}}
+        else:
+            metadata["output"] = {"responsesFile": job.result_file}
+    return {"name": job.name, "done": job.state in TERMINAL, "metadata": metadata}
+
+
+def _inline(line: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"metadata": {"key": str(line["key"])}}
+    if "response" in line:
+        out["response"] = line["response"]
+    else:
+        out["error"] = line["error"]
+    return out
+
+
+def _parse_jsonl(data: bytes) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for n, raw in enumerate(data.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            line = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise ApiError(400, f"Input file line {n} is not JSON: {e}") from None
+        if not isinstance(line, dict) or "request" not in line:
+            raise ApiError(400, f"Input file line {n} has no request.")
+        out.append((str(line.get("key", n)), line["request"]))
+    return out
+
+
+def _new_id() -> str:
+    return secrets.token_hex(6)
+
+
+_OPAQUE = {"properties", "$defs", "definitions", "patternProperties"}
+_SCHEMAS = {
+    "responseJsonSchema",
+    "responseSchema",
+    "response_json_schema",
+    "response_schema",
+    "_responseJsonSchema",
+}
+
+
+def normalize_keys(value: Any, parent: str = "") -> Any:
+    """snake_case keys to camelCase, recursively; user property names and schemas untouched."""
+    if isinstance(value, list):
+        return [normalize_keys(v, parent) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if parent in _OPAQUE:
+        return {k: normalize_keys(v, "") for k, v in value.items()}
+    out = {}
+    for k, v in value.items():
+        camel = _camel(k)
+        out[camel] = v if k in _SCHEMAS else normalize_keys(v, k)
+    return out
+
+
+def _camel(key: str) -> str:
+    if "_" not in key or key.startswith(("_", "$", "@")):
+        return key
+    head, *rest = key.split("_")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)

@@ -1,0 +1,376 @@
+"""The unmodified google-genai SDK against the emulator, endpoint by endpoint."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from google import genai
+from google.genai import errors, types
+
+from gemini_emulator import Emulator
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "text": {"type": "string"},
+        "page": {"type": "integer"},
+        "note": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+    },
+    "required": ["text", "page"],
+}
+
+
+def client(
+    emu: Emulator, version: str | None = None, key: str = "test-key", timeout_ms: int | None = None
+) -> genai.Client:
+    return genai.Client(
+        api_key=key,
+        http_options=types.HttpOptions(base_url=emu.url, api_version=version, timeout=timeout_ms),
+    )
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    with Emulator() as e:
+        yield e
+
+
+def upload_png(c: genai.Client, name: str = "CA:X:2020:1") -> types.File:
+    return c.files.upload(
+        file=io.BytesIO(b"\x89PNG\r\n\x1a\nfake"),
+        config={"mime_type": "image/png", "display_name": name},
+    )
+
+
+def request_line(key: str, uri: str, schema: dict[str, Any] = SCHEMA) -> dict[str, Any]:
+    return {
+        "key": key,
+        "request": {
+            "contents": [
+                {
+                    "role": "user",
+                    "parts": [
+                        {"text": "extract"},
+                        {"fileData": {"fileUri": uri, "mimeType": "image/png"}},
+                    ],
+                }
+            ],
+            "generationConfig": {
+                "responseMimeType": "application/json",
+                "responseJsonSchema": schema,
+            },
+        },
+    }
+
+
+def submit(c: genai.Client, lines: list[dict[str, Any]], name: str = "gb-1") -> types.BatchJob:
+    body = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    req = c.files.upload(
+        file=io.BytesIO(body), config={"mime_type": "jsonl", "display_name": f"{name}-req"}
+    )
+    return c.batches.create(model="gemini-2.5-flash", src=req.name, config={"display_name": name})
+
+
+def results(c: genai.Client, job: types.BatchJob) -> dict[str, dict[str, Any]]:
+    job = c.batches.get(name=job.name)
+    assert job.state == types.JobState.JOB_STATE_SUCCEEDED
+    data = c.files.download(file=job.dest.file_name)
+    return {json.loads(x)["key"]: json.loads(x) for x in data.decode().splitlines()}
+
+
+@pytest.mark.parametrize("version", [None, "v1", "v1beta", "v1alpha"])
+def test_file_upload_get_list_delete_on_every_api_version(
+    emu: Emulator, version: str | None
+) -> None:
+    c = client(emu, version)
+    f = upload_png(c)
+    assert f.name.startswith("files/") and f.state == types.FileState.ACTIVE
+    assert f.size_bytes == 12 and f.mime_type == "image/png" and f.uri.endswith(f.name)
+    assert f.expiration_time - f.create_time == timedelta(hours=48)
+    got = c.files.get(name=f.name)
+    assert got.display_name == "CA:X:2020:1" and got.sha256_hash
+    assert [x.name for x in c.files.list()] == [f.name]
+    c.files.delete(name=f.name)
+    with pytest.raises(errors.ClientError) as info:
+        c.files.get(name=f.name)
+    assert info.value.code == 403 and info.value.status == "PERMISSION_DENIED"
+
+
+def test_large_upload_goes_in_several_chunks(emu: Emulator) -> None:
+    c = client(emu)
+    data = b"\x89PNG\r\n\x1a\n" + b"x" * (9 * 1024 * 1024)  # over the SDK's 8 MiB chunk
+    f = c.files.upload(file=io.BytesIO(data), config={"mime_type": "image/png"})
+    assert f.size_bytes == len(data)
+    assert emu.policy.calls("files.upload_bytes") == 2
+
+
+def test_file_list_pages(emu: Emulator) -> None:
+    c = client(emu)
+    names = {upload_png(c, f"k{i}").name for i in range(7)}
+    listed = {f.name for f in c.files.list(config={"page_size": 3})}
+    assert listed == names
+
+
+def test_batch_from_a_jsonl_file_runs_the_whole_lifecycle(emu: Emulator) -> None:
+    emu.policy = {"timing": {"pending_seconds": 0.2, "running_seconds": 0.2}}
+    c = client(emu)
+    f = upload_png(c)
+    job = submit(c, [request_line("CA:X:2020:1", f.uri)])
+    assert job.name.startswith("batches/") and job.display_name == "gb-1"
+    assert job.state == types.JobState.JOB_STATE_PENDING
+    time.sleep(0.25)
+    assert c.batches.get(name=job.name).state == types.JobState.JOB_STATE_RUNNING
+    time.sleep(0.2)
+    done = c.batches.get(name=job.name)
+    assert done.state == types.JobState.JOB_STATE_SUCCEEDED and done.end_time is not None
+    line = results(c, job)["CA:X:2020:1"]
+    text = line["response"]["candidates"][0]["content"]["parts"][0]["text"]
+    assert set(json.loads(text)) >= {"text", "page"}
+    usage = line["response"]["usageMetadata"]
+    assert usage["totalTokenCount"] == usage["promptTokenCount"] + usage["candidatesTokenCount"]
+    with pytest.raises(errors.ClientError) as info:
+        c.files.download(file=f.name)  # uploaded files cannot be downloaded
+    assert info.value.code == 400
+
+
+def test_inline_requests_come_back_inline(emu: Emulator) -> None:
+    c = client(emu)
+    job = c.batches.create(
+        model="gemini-2.5-flash",
+        src=[
+            {
+                "contents": [{"parts": [{"text": "x"}], "role": "user"}],
+                "config": {
+                    "response_mime_type": "application/json",
+                    "response_json_schema": SCHEMA,
+                },
+                "metadata": {"key": "k1"},
+            }
+        ],
+        config={"display_name": "inline"},
+    )
+    got = c.batches.get(name=job.name)
+    [resp] = got.dest.inlined_responses
+    assert resp.metadata == {"key": "k1"} and json.loads(resp.response.text)["text"]
+
+
+def test_list_cancel_and_delete_batches(emu: Emulator) -> None:
+    emu.policy = {"jobs": [{"outcome": "STUCK"}]}
+    c = client(emu)
+    f = upload_png(c)
+    jobs = [submit(c, [request_line("k", f.uri)], f"gb-{i}") for i in range(3)]
+    listed = list(c.batches.list(config={"page_size": 2}))
+    assert {j.name for j in listed} == {j.name for j in jobs}
+    c.batches.cancel(name=jobs[0].name)
+    assert c.batches.get(name=jobs[0].name).state == types.JobState.JOB_STATE_CANCELLED
+    c.batches.delete(name=jobs[1].name)
+    with pytest.raises(errors.ClientError) as info:
+        c.batches.get(name=jobs[1].name)
+    assert info.value.code == 404 and info.value.status == "NOT_FOUND"
+
+
+def test_a_request_naming_a_file_never_uploaded_gets_an_error_line(emu: Emulator) -> None:
+    c = client(emu)
+    f = upload_png(c)
+    job = submit(
+        c,
+        [request_line("good", f.uri), request_line("bad", f"{emu.url}/v1beta/files/neveruploaded")],
+    )
+    lines = results(c, job)
+    assert "response" in lines["good"]
+    assert lines["bad"]["error"]["code"] == 403
+
+
+def test_files_expire_after_48_hours_on_the_emulator_clock(emu: Emulator) -> None:
+    c = client(emu)
+    f = upload_png(c)
+    emu.service.advance(47 * 3600)
+    assert c.files.get(name=f.name).name == f.name
+    emu.service.advance(2 * 3600)
+    with pytest.raises(errors.ClientError):
+        c.files.get(name=f.name)
+    job = submit(c, [request_line("late", f.uri)])
+    assert "error" in results(c, job)["late"]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "check"),
+    [
+        ("valid", lambda line: json.loads(_text(line))["page"] is not None),
+        ("invalid_json", lambda line: _raises(json.loads, _text(line))),
+        ("schema_violation", lambda line: "text" not in json.loads(_text(line))),
+        ("error_line", lambda line: line["error"]["code"] == 500),
+        ("safety", lambda line: _finish(line) == "SAFETY" and "content" not in _cand(line)),
+        ("recitation", lambda line: _finish(line) == "RECITATION"),
+        ("max_tokens", lambda line: _finish(line) == "MAX_TOKENS"),
+    ],
+)
+def test_each_record_outcome(emu: Emulator, outcome: str, check: Any) -> None:
+    emu.policy = {"records": [{"match": "CA:*", "outcome": outcome}]}
+    c = client(emu)
+    f = upload_png(c)
+    lines = results(
+        c, submit(c, [request_line("CA:X:2020:1", f.uri), request_line("TX:Y:2020:1", f.uri)])
+    )
+    assert check(lines["CA:X:2020:1"])
+    assert "response" in lines["TX:Y:2020:1"]  # the rule matched by key pattern only
+
+
+def test_missing_line_and_times(emu: Emulator) -> None:
+    emu.policy = {"records": [{"match": "a", "outcome": "missing_line", "times": 1}]}
+    c = client(emu)
+    f = upload_png(c)
+    first = results(c, submit(c, [request_line("a", f.uri), request_line("b", f.uri)], "one"))
+    assert set(first) == {"b"}
+    second = results(c, submit(c, [request_line("a", f.uri)], "two"))
+    assert "response" in second["a"]  # "times": 1 fired once
+
+
+@pytest.mark.parametrize("outcome", ["FAILED", "CANCELLED", "EXPIRED"])
+def test_whole_job_outcomes(emu: Emulator, outcome: str) -> None:
+    emu.policy = {"jobs": [{"nth": 2, "outcome": outcome}]}
+    c = client(emu)
+    f = upload_png(c)
+    first = submit(c, [request_line("k", f.uri)], "one")
+    second = submit(c, [request_line("k", f.uri)], "two")
+    assert c.batches.get(name=first.name).state == types.JobState.JOB_STATE_SUCCEEDED
+    got = c.batches.get(name=second.name)
+    assert got.state == getattr(types.JobState, f"JOB_STATE_{outcome}") and got.dest is None
+    billed = [(b.display_name, b.key) for b in emu.service.ledger()]
+    assert billed == [("one", "k")]
+
+
+def test_a_stuck_job_expires_at_48_hours(emu: Emulator) -> None:
+    emu.policy = {"jobs": [{"outcome": "STUCK"}]}
+    c = client(emu)
+    f = upload_png(c)
+    job = submit(c, [request_line("k", f.uri)])
+    emu.service.advance(47 * 3600)
+    assert c.batches.get(name=job.name).state == types.JobState.JOB_STATE_PENDING
+    emu.service.advance(3600)
+    assert c.batches.get(name=job.name).state == types.JobState.JOB_STATE_EXPIRED
+
+
+@pytest.mark.parametrize(
+    ("status", "exc"),
+    [(503, errors.ServerError), (500, errors.ServerError), (429, errors.ClientError)],
+)
+def test_faults_on_the_nth_call(emu: Emulator, status: int, exc: type[Exception]) -> None:
+    emu.policy = {"faults": [{"endpoint": "batches.get", "calls": [2], "status": status}]}
+    c = client(emu)
+    f = upload_png(c)
+    job = submit(c, [request_line("k", f.uri)])
+    c.batches.get(name=job.name)
+    with pytest.raises(exc) as info:
+        c.batches.get(name=job.name)
+    assert info.value.code == status
+    c.batches.get(name=job.name)
+
+
+def test_upload_faults_match_the_display_name_and_say_final(emu: Emulator) -> None:
+    emu.policy = {
+        "faults": [{"endpoint": "files.upload", "match": "CA:*", "times": 2, "status": 503}]
+    }
+    c = client(emu)
+    upload_png(c, "TX:Y:2020:1")
+    started = time.monotonic()
+    for _ in range(2):
+        with pytest.raises(errors.ServerError):
+            upload_png(c, "CA:X:2020:1")
+    # The error carried X-Goog-Upload-Status, so the SDK did not silently re-post with sleeps.
+    assert time.monotonic() - started < 1.0
+    assert upload_png(c, "CA:X:2020:1").display_name == "CA:X:2020:1"
+
+
+def test_slow_answers_and_client_timeouts(emu: Emulator) -> None:
+    emu.policy = {"faults": [{"endpoint": "files.list", "delay": 1.0, "calls": [1]}]}
+    c = client(emu, timeout_ms=300)
+    with pytest.raises(Exception) as info:
+        list(c.files.list())
+    assert "Timeout" in type(info.value).__name__
+    patient = client(emu)
+    assert list(patient.files.list()) == []
+
+
+def test_snake_and_camel_case_bodies_are_both_accepted(emu: Emulator) -> None:
+    import httpx2 as httpx
+
+    c = client(emu)
+    f = upload_png(c)
+    line = request_line("k", f.uri)
+    line["request"]["generation_config"] = line["request"].pop("generationConfig")
+    line["request"]["contents"][0]["parts"][1] = {
+        "file_data": {"file_uri": f.uri, "mime_type": "image/png"}
+    }
+    req = c.files.upload(file=io.BytesIO(json.dumps(line).encode()), config={"mime_type": "jsonl"})
+    headers = {"x-goog-api-key": "test-key"}
+    r = httpx.post(
+        f"{emu.url}/v1beta/models/m:batchGenerateContent",
+        headers=headers,
+        json={"batch": {"display_name": "snake", "input_config": {"file_name": req.name}}},
+    )
+    assert r.status_code == 200 and r.json()["metadata"]["displayName"] == "snake"
+    job = c.batches.get(name=r.json()["name"])
+    text = _text(results(c, job)["k"])
+    assert set(json.loads(text)) >= {"text", "page"}  # the schema under snake_case was used
+
+
+def test_resources_belong_to_the_key_that_made_them(emu: Emulator) -> None:
+    alice, bob = client(emu, key="alice"), client(emu, key="bob")
+    f = upload_png(alice)
+    with pytest.raises(errors.ClientError):
+        bob.files.get(name=f.name)
+    assert list(bob.batches.list()) == []
+
+
+def test_a_wrong_api_key_is_refused_when_one_is_set() -> None:
+    with Emulator(api_key="right") as e:
+        wrong, right = client(e, key="wrong"), client(e, key="right")
+        with pytest.raises(errors.ClientError) as info:
+            list(wrong.files.list())
+        assert info.value.code == 400 and "API key not valid" in info.value.message
+        assert list(right.files.list()) == []
+
+
+def test_the_ledger_counts_billed_lines_and_creates(emu: Emulator) -> None:
+    c = client(emu)
+    f = upload_png(c)
+    results(c, submit(c, [request_line("a", f.uri), request_line("b", f.uri)], "n1"))
+    results(c, submit(c, [request_line("a", f.uri)], "n2"))
+    ledger = emu.service.ledger()
+    assert sorted((b.display_name, b.key) for b in ledger) == [
+        ("n1", "a"),
+        ("n1", "b"),
+        ("n2", "a"),
+    ]
+    assert dict(emu.service.creates) == {"n1": 1, "n2": 1}
+
+
+def test_the_emulator_binds_to_loopback_only(emu: Emulator) -> None:
+    assert emu._server.server_address[0] == "127.0.0.1"
+
+
+def _cand(line: dict[str, Any]) -> dict[str, Any]:
+    return line["response"]["candidates"][0]
+
+
+def _text(line: dict[str, Any]) -> str:
+    return _cand(line)["content"]["parts"][0]["text"]
+
+
+def _finish(line: dict[str, Any]) -> str:
+    return _cand(line)["finishReason"]
+
+
+def _raises(fn: Any, *args: Any) -> bool:
+    try:
+        fn(*args)
+    except Exception:
+        return True
+    return False
