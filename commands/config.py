@@ -68,6 +68,8 @@ class UploadsConfig(_Section):
 class NetworkConfig(_Section):
     api_retry_attempts: int = Field(3, ge=1)
     api_retry_backoff_seconds: float = Field(1.0, ge=0)
+    #: Per HTTP request; a slower answer is a timeout (a transient failure, retried).
+    request_timeout_seconds: float = Field(120.0, gt=0)
 
 
 class Config(_Section):

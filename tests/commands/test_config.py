@@ -78,5 +78,13 @@ def test_every_design_key_exists() -> None:
         },
         "batching": {"batch_size", "max_active_batches", "max_retries", "poll_interval_seconds"},
         "uploads": {"upload_retry_attempts", "upload_retry_backoff_seconds", "upload_concurrency"},
-        "network": {"api_retry_attempts", "api_retry_backoff_seconds"},
+        "network": {"api_retry_attempts", "api_retry_backoff_seconds", "request_timeout_seconds"},
     }
+
+
+def test_the_example_config_documents_the_defaults() -> None:
+    from tests.conftest import ROOT
+
+    example = load_config(ROOT / "gemini_batches.example.toml")
+    defaults = Config().resolved(ROOT)
+    assert example.model_dump(exclude={"source"}) == defaults.model_dump(exclude={"source"})

@@ -1,0 +1,301 @@
+"""The Gemini boundary: every call to the File and Batch API goes through :class:`Gateway`.
+
+* google-genai is imported here and nowhere else, lazily (it costs ~0.4 s of start-up).
+* Its exceptions (``errors.APIError``, httpx timeouts and connection errors) are translated into
+  :class:`GatewayError` here, with the API key scrubbed from every message.
+* Idempotent calls (get, list, download, cancel, delete) are retried ``api_retry_attempts`` times
+  with exponential backoff from ``api_retry_backoff_seconds`` on transient failures (5xx, 429,
+  408, timeouts, connection errors); each attempt is logged; 4xx errors are not retried.
+* ``create_batch`` is never retried: creation is not idempotent, so an unanswered create is
+  resolved by looking the display name up (``find_batches``), never by creating again.
+* ``upload`` makes one attempt: the upload policy (re-upload, backoff, give up) lives in
+  :mod:`commands.upload`, where each attempt becomes an event.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from commands.config import Config
+from commands.errors import ConfigError, GatewayError
+
+log = logging.getLogger("commands.gateway")
+T = TypeVar("T")
+
+STATES = {
+    "PENDING": "JOB_STATE_PENDING",
+    "RUNNING": "JOB_STATE_RUNNING",
+    "SUCCEEDED": "JOB_STATE_SUCCEEDED",
+    "FAILED": "JOB_STATE_FAILED",
+    "CANCELLED": "JOB_STATE_CANCELLED",
+    "EXPIRED": "JOB_STATE_EXPIRED",
+    "QUEUED": "JOB_STATE_QUEUED",
+    "CANCELLING": "JOB_STATE_CANCELLING",
+    "PAUSED": "JOB_STATE_PAUSED",
+    "UNSPECIFIED": "JOB_STATE_UNSPECIFIED",
+}
+FAILED_STATES = {"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
+
+
+def normalize_state(state: object) -> str:
+    """``BATCH_STATE_X``, ``JOB_STATE_X``, an SDK enum, any case -> ``JOB_STATE_X``."""
+    text = str(getattr(state, "value", state) or "UNSPECIFIED").upper()
+    for prefix in ("JOB_STATE_", "BATCH_STATE_"):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+    return STATES.get(text, f"JOB_STATE_{text}")
+
+
+class RemoteFile(msgspec.Struct, frozen=True):
+    name: str
+    uri: str
+    mime_type: str
+    size_bytes: int
+    display_name: str = ""
+
+
+class RemoteBatch(msgspec.Struct, frozen=True):
+    name: str
+    display_name: str
+    state: str
+    result_file: str | None = None
+    #: Inline results (inline-request jobs), as ``{"key", "response"|"error"}`` lines.
+    inline_lines: list[dict[str, Any]] | None = None
+
+
+def api_key_from_env(config: Config) -> str:
+    """The API key from the variable ``[gemini] api_key_env`` names; a one-line error if unset."""
+    name = config.gemini.api_key_env
+    key = os.environ.get(name, "").strip()
+    if not key:
+        raise ConfigError(
+            f"no API key: set the environment variable {name} "
+            "(named by [gemini] api_key_env in the config)"
+        )
+    return key
+
+
+class Gateway:
+    """A google-genai client with the project's retry policy and error translation."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str = "",
+        timeout_seconds: float = 120.0,
+        retry_attempts: int = 3,
+        retry_backoff_seconds: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        from google import genai
+        from google.genai import types
+
+        self._key = api_key
+        self.retry_attempts = retry_attempts
+        self.retry_backoff_seconds = retry_backoff_seconds
+        self._sleep = sleep
+        options = types.HttpOptions(base_url=base_url or None, timeout=int(timeout_seconds * 1000))
+        self._client = genai.Client(api_key=api_key, http_options=options)
+
+    @classmethod
+    def from_config(cls, config: Config, api_key: str | None = None) -> Gateway:
+        return cls(
+            api_key=api_key or api_key_from_env(config),
+            base_url=config.gemini.base_url,
+            timeout_seconds=config.network.request_timeout_seconds,
+            retry_attempts=config.network.api_retry_attempts,
+            retry_backoff_seconds=config.network.api_retry_backoff_seconds,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    # --- the one translation boundary ------------------------------------------------------------
+
+    def translate(self, error: BaseException, what: str) -> GatewayError:
+        """Map a google-genai / httpx exception onto :class:`GatewayError` (key scrubbed)."""
+        from google.genai import errors as genai_errors
+
+        timeouts, transports = _http_errors()
+        code: int | None = None
+        if isinstance(error, genai_errors.APIError):
+            code = error.code
+            transient = code in (408, 429) or (code or 0) >= 500
+            detail = f"{code} {error.status}: {error.message}"
+        elif isinstance(error, timeouts):
+            transient, detail = True, f"timed out ({type(error).__name__})"
+        elif isinstance(error, transports):
+            transient, detail = True, f"connection error ({type(error).__name__}: {error})"
+        elif isinstance(error, (ValueError, KeyError)):
+            # The SDK raises these when an upload is not finalized or a header is missing.
+            transient, detail = True, f"unexpected answer ({type(error).__name__}: {error})"
+        else:
+            raise error
+        message = f"{what}: {detail}".replace(self._key, "***")
+        return GatewayError(message, code=code, transient=transient)
+
+    def _once(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except Exception as e:
+            raise self.translate(e, what) from None
+
+    def _retrying(self, what: str, fn: Callable[[], T]) -> T:
+        for attempt in range(1, self.retry_attempts + 1):
+            try:
+                return self._once(what, fn)
+            except GatewayError as e:
+                if not e.transient or attempt == self.retry_attempts:
+                    log.warning(
+                        "%s failed (attempt %d/%d, giving up): %s",
+                        what,
+                        attempt,
+                        self.retry_attempts,
+                        e,
+                    )
+                    raise
+                delay = self.retry_backoff_seconds * 2 ** (attempt - 1)
+                log.warning(
+                    "%s failed (attempt %d/%d, retrying in %.2fs): %s",
+                    what,
+                    attempt,
+                    self.retry_attempts,
+                    delay,
+                    e,
+                )
+                self._sleep(delay)
+        raise AssertionError("unreachable")
+
+    # --- files ---------------------------------------------------------------------------------
+
+    def upload(
+        self, source: Path | bytes, *, mime_type: str, display_name: str, retry: bool = False
+    ) -> RemoteFile:
+        """Upload a file. Page images make one attempt (their policy is :mod:`commands.upload`);
+        ``retry=True`` (request files) uses the API retry policy."""
+        import io
+
+        def call() -> RemoteFile:
+            data = io.BytesIO(source) if isinstance(source, bytes) else source
+            f = self._client.files.upload(
+                file=data, config={"mime_type": mime_type, "display_name": display_name}
+            )
+            return RemoteFile(
+                str(f.name), str(f.uri), str(f.mime_type), int(f.size_bytes or 0), display_name
+            )
+
+        return (self._retrying if retry else self._once)(f"upload {display_name}", call)
+
+    def delete_file(self, name: str) -> bool:
+        """Delete an uploaded file; False if it was already gone (403/404)."""
+        try:
+            self._retrying(f"delete {name}", lambda: self._client.files.delete(name=name))
+        except GatewayError as e:
+            if e.code in (403, 404):
+                return False
+            raise
+        return True
+
+    def list_files(self) -> list[RemoteFile]:
+        """Every file this key has on the service (all pages)."""
+
+        def call() -> list[RemoteFile]:
+            return [
+                RemoteFile(
+                    str(f.name),
+                    str(f.uri),
+                    str(f.mime_type),
+                    int(f.size_bytes or 0),
+                    str(f.display_name or ""),
+                )
+                for f in self._client.files.list(config={"page_size": 100})
+            ]
+
+        return self._retrying("list files", call)
+
+    def download_to(self, file_name: str, destination: Path) -> None:
+        """Stream a result file to ``destination`` (memory stays flat however big it is)."""
+
+        def call() -> None:
+            with destination.open("wb") as fh:
+                self._client.files.download(file=file_name, destination=fh)
+
+        self._retrying(f"download {file_name}", call)
+
+    # --- batches -------------------------------------------------------------------------------
+
+    def create_batch(self, *, model: str, input_file: str, display_name: str) -> RemoteBatch:
+        """One create attempt: never retried (the real API does not deduplicate creates)."""
+        job = self._once(
+            f"create batch {display_name}",
+            lambda: self._client.batches.create(
+                model=model, src=input_file, config={"display_name": display_name}
+            ),
+        )
+        return _batch(job)
+
+    def get_batch(self, name: str) -> RemoteBatch:
+        return _batch(self._retrying(f"get {name}", lambda: self._client.batches.get(name=name)))
+
+    def find_batches(self, display_name: str) -> list[RemoteBatch]:
+        """Every job created under ``display_name`` (the whole list is read, page by page)."""
+
+        def call() -> list[RemoteBatch]:
+            return [
+                _batch(j)
+                for j in self._client.batches.list(config={"page_size": 100})
+                if j.display_name == display_name
+            ]
+
+        return self._retrying(f"look up batch {display_name}", call)
+
+    def cancel_batch(self, name: str) -> None:
+        self._retrying(f"cancel {name}", lambda: self._client.batches.cancel(name=name))
+
+
+def _http_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """Timeout and transport exception classes of whichever HTTP stack the SDK uses (httpx, or
+    its fork httpx2 from google-genai 3.x)."""
+    import importlib
+
+    timeouts: list[type[BaseException]] = []
+    transports: list[type[BaseException]] = []
+    for name in ("httpx", "httpx2"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        timeouts.append(module.TimeoutException)
+        transports.append(module.TransportError)
+    return tuple(timeouts), tuple(transports)
+
+
+def _batch(job: Any) -> RemoteBatch:
+    dest = getattr(job, "dest", None)
+    inline = None
+    if dest is not None and dest.inlined_responses:
+        inline = []
+        for i, item in enumerate(dest.inlined_responses):
+            line: dict[str, Any] = {"key": str((item.metadata or {}).get("key", i))}
+            if item.response is not None:
+                line["response"] = item.response.model_dump(
+                    mode="json", by_alias=True, exclude_none=True
+                )
+            if item.error is not None:
+                line["error"] = item.error.model_dump(mode="json", exclude_none=True)
+            inline.append(line)
+    return RemoteBatch(
+        name=str(job.name),
+        display_name=str(job.display_name or ""),
+        state=normalize_state(job.state),
+        result_file=getattr(dest, "file_name", None) if dest is not None else None,
+        inline_lines=inline,
+    )
