@@ -45,5 +45,5 @@ def setup_logging(verbosity: int = 0, fmt: str = "text") -> None:
     root.addHandler(handler)
     root.setLevel(level)
     # The HTTP stack is chatty at DEBUG; its failures reach us as exceptions anyway.
-    for noisy in ("httpx", "httpcore", "urllib3", "google_genai"):
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "urllib3", "google_genai"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

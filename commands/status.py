@@ -62,7 +62,10 @@ def status(store: EventStore) -> Status:
         failing = {
             str(count): n
             for count, n in conn.execute(
-                "SELECT count, count(*) FROM failure_counts GROUP BY count ORDER BY count"
+                "SELECT f.count, count(*) FROM failure_counts f "
+                "LEFT JOIN record_status s USING (record_key) "
+                "WHERE coalesce(s.status, '') NOT IN ('written', 'dead_lettered') "
+                "GROUP BY f.count ORDER BY f.count"
             )
         }
         dead = conn.execute(
@@ -99,7 +102,10 @@ def render(s: Status) -> str:
         lines.extend(f"  {name}" for name in s.open_intents)
     lines.append(f"in flight    {s.in_flight} records")
     lines.append(f"written      {s.written} records (by this log)")
-    failing = ", ".join(f"{n} at {c}" for c, n in s.failing_by_count.items()) or "none"
-    lines.append(f"failing      {sum(s.failing_by_count.values())} records ({failing} failures)")
+    retrying = sum(s.failing_by_count.values())
+    by_count = ", ".join(f"{n} at {c}" for c, n in s.failing_by_count.items())
+    lines.append(
+        f"retrying     {retrying} records" + (f" ({by_count} failures so far)" if retrying else "")
+    )
     lines.append(f"dead letters {s.dead_letters}")
     return "\n".join(lines)

@@ -81,6 +81,25 @@ class FileDeleted(Event, frozen=True):
         return self.file_name
 
 
+class InputRejected(Event, frozen=True):
+    """A file or folder under the input root cannot be a page; it is skipped until fixed."""
+
+    path: str
+    reason: str
+
+    def stream(self) -> str:
+        return self.path
+
+
+class InputRejectionCleared(Event, frozen=True):
+    """A previously rejected input is gone or now well-formed."""
+
+    path: str
+
+    def stream(self) -> str:
+        return self.path
+
+
 # --- batches -------------------------------------------------------------------------------------
 
 
@@ -282,6 +301,8 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     UploadFailed,
     UploadAbandoned,
     FileDeleted,
+    InputRejected,
+    InputRejectionCleared,
     BatchSubmissionIntended,
     BatchSubmitted,
     BatchSubmissionAbandoned,

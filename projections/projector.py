@@ -28,6 +28,8 @@ from projections import (
     failure_logs,
     inflight_records,
     record_status,
+    rejected_inputs,
+    runs,
     submission_intents,
 )
 from projections.tables import MemoryTables, SqliteTables, Tables, TableSpec, read_rows
@@ -40,6 +42,8 @@ PROJECTIONS = (
     failure_counts,
     failure_logs,
     record_status,
+    rejected_inputs,
+    runs,
 )
 SPECS: tuple[TableSpec, ...] = tuple(p.SPEC for p in PROJECTIONS)
 

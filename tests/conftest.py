@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from eventlog.store import EventStore
+from gemini_emulator import Emulator
 from projections import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,3 +69,12 @@ def file_digest(path: Path) -> str:
         if p.exists():
             h.update(p.read_bytes())
     return h.hexdigest()
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    """A running emulator that accepts only ``tests.pipeline.API_KEY``."""
+    from tests.pipeline import API_KEY
+
+    with Emulator(api_key=API_KEY) as emu:
+        yield emu

@@ -22,7 +22,20 @@ def test_status_text_and_json(db_path: Path) -> None:
     data = json.loads(invoke(db_path, "status", "--json").output)
     assert data["active_batches"][0]["batch_id"] == "batches/b5"
     assert data["in_flight"] == 1 and data["written"] == 3
-    assert data["failing_by_count"] == {"1": 1}
+    # C failed once but was then written; B's counts were reset: nobody is retrying.
+    assert data["failing_by_count"] == {}
+
+
+def test_status_counts_records_still_retrying_by_failures(db_path: Path) -> None:
+    from projections import open_store
+
+    s = open_store(db_path, create=True)
+    for actor, group in scenario()[:10]:  # B has failed twice and is not written
+        s.append(group, actor=actor)
+    s.close()
+    data = json.loads(invoke(db_path, "status", "--json").output)
+    assert data["failing_by_count"] == {"2": 1}
+    assert "retrying     1 records (1 at 2 failures so far)" in invoke(db_path, "status").output
 
 
 def test_status_json_counts_dead_letters_and_intents(populated: Path) -> None:

@@ -1,0 +1,42 @@
+"""Named points between the side effects of a cycle, where a test harness can kill the worker.
+
+Production code calls :func:`reach` at each point; it does nothing unless a hook was installed,
+and only the crash-test harness (``tests/crash/worker.py``) installs one. No environment variable
+or flag of the shipped program can trigger a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+POINTS = (
+    "after_image_upload",
+    "after_upload_events",
+    "after_request_file_upload",
+    "after_intent",
+    "after_create_before_event",
+    "after_submitted_event",
+    "after_state_observed",
+    "after_succeeded_event",
+    "during_result_download",
+    "after_output_write",
+    "after_result_events",
+    "after_completed_event",
+    "after_failed_event",
+    "after_scan_events",
+    "during_projection_update",
+)
+
+_hook: Callable[[str], None] | None = None
+
+
+def install(hook: Callable[[str], None] | None) -> None:
+    """Install (or with None remove) the function called at every point."""
+    global _hook
+    _hook = hook
+
+
+def reach(point: str) -> None:
+    """Mark that the cycle reached ``point`` (a no-op in production)."""
+    if _hook is not None:
+        _hook(point)

@@ -1,0 +1,59 @@
+"""One worker run per database at a time: an advisory lock on ``<database>.lock``.
+
+Two ``run`` commands started together (a cron overlap) would otherwise submit the same records
+twice. The lock is released by the kernel when the process dies, even by ``kill -9``. Operator
+commands (status, reset-failures, clear-batch) do not take it: their events go through the log's
+own write transactions.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from pathlib import Path
+
+from commands.errors import RunLocked
+
+
+class RunLock:
+    def __init__(self, database: Path) -> None:
+        self.path = Path(f"{database}.lock")
+        self._fd: int | None = None
+
+    def acquire(self, wait_seconds: float = 0.0) -> RunLock:
+        """Take the lock, waiting up to ``wait_seconds``; :class:`RunLocked` names the holder."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+                    os.close(fd)
+                    raise RunLocked(
+                        f"another run holds the lock on this database ({holder}); "
+                        f"it exits on its own, or pass --wait SECONDS: {self.path}"
+                    ) from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(
+            fd, f"pid {os.getpid()}, since {time.strftime('%Y-%m-%dT%H:%M:%S%z')}".encode(), 0
+        )
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

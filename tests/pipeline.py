@@ -1,0 +1,121 @@
+"""Pipeline test helpers: a dataset on disk, a config pointing at an emulator, and the checks
+every end-to-end and crash test ends with."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from commands.config import Config
+from commands.dataset import output_path
+from commands.demo import png
+from commands.schema import PageExtraction
+from eventlog.events import RecordFailed, RecordValidated
+from gemini_emulator import Emulator
+from projections import open_store, verify
+
+API_KEY = "e2e-test-key-0123456789"
+UNBILLED = {"error_line", "missing_line", "unparseable_line"}
+IMAGE = png(8, 8, 1)
+
+
+def make_dataset(root: Path, keys: list[str]) -> None:
+    for key in keys:
+        state, school, year, page = key.split(":")
+        path = root / state / school / year / f"{page}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(IMAGE)
+
+
+def keys_for(states: int, schools: int, years: int, pages: int) -> list[str]:
+    return [
+        f"State{s}:School{c}:{2020 + y}:{p}"
+        for s in range(states)
+        for c in range(schools)
+        for y in range(years)
+        for p in range(1, pages + 1)
+    ]
+
+
+def write_config(tmp: Path, url: str, **sections: dict[str, Any]) -> Path:
+    base: dict[str, dict[str, Any]] = {
+        "paths": {
+            "input_root": "input",
+            "output_root": "output",
+            "database": "data/gemini_batches.db",
+            "reports_dir": "data/reports",
+        },
+        "gemini": {"base_url": url, "api_key_env": "E2E_GEMINI_KEY"},
+        "batching": {
+            "batch_size": 10,
+            "max_active_batches": 4,
+            "max_retries": 3,
+            "poll_interval_seconds": 0.05,
+        },
+        "uploads": {
+            "upload_retry_attempts": 3,
+            "upload_retry_backoff_seconds": 0.01,
+            "upload_concurrency": 8,
+        },
+        "network": {
+            "api_retry_attempts": 4,
+            "api_retry_backoff_seconds": 0.01,
+            "request_timeout_seconds": 5,
+        },
+    }
+    for name, values in sections.items():
+        base[name] = {**base.get(name, {}), **values}
+    lines = []
+    for name, values in base.items():
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    path = tmp / "gemini_batches.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def check_final_state(config: Config, emulator: Emulator, keys: list[str]) -> dict[str, int]:
+    """Every page written (valid JSON matching the schema) or dead-lettered with its failures
+    logged; projections equal a rebuild; nothing billed twice. Returns counts by outcome."""
+    store = open_store(config.paths.database)
+    try:
+        assert verify(store) is None
+        status = dict(store.conn.execute("SELECT record_key, status FROM record_status"))
+        logs = Counter(r[0] for r in store.conn.execute("SELECT record_key FROM failure_logs"))
+        inflight = store.conn.execute("SELECT count(*) FROM inflight_records").fetchone()[0]
+        active = store.conn.execute("SELECT count(*) FROM active_batches").fetchone()[0]
+        assert inflight == 0 and active == 0
+        outcome: Counter[str] = Counter()
+        for key in keys:
+            out = output_path(config.paths.output_root, key)
+            if out.exists():
+                PageExtraction.model_validate_json(out.read_bytes())
+                outcome["written"] += 1
+            else:
+                assert status.get(key) == "dead_lettered", (key, status.get(key))
+                assert logs[key] >= config.batching.max_retries
+                outcome["dead_lettered"] += 1
+        check_billing(store, emulator)
+    finally:
+        store.close()
+    return dict(outcome)
+
+
+def check_billing(store: Any, emulator: Emulator) -> None:
+    """Each key paid for at most one valid answer, and every billed line is accounted for by a
+    result event in the log (a double submission would leave billed lines nobody recorded)."""
+    ledger = emulator.service.ledger()
+    valid = Counter(b.key for b in ledger if b.outcome == "valid")
+    assert all(n == 1 for n in valid.values()), [k for k, n in valid.items() if n > 1]
+    billed = Counter(b.key for b in ledger)
+    accounted: Counter[str] = Counter()
+    for rec in store.read():
+        e = rec.event
+        if isinstance(e, RecordValidated) or (
+            isinstance(e, RecordFailed) and e.error_type not in UNBILLED
+        ):
+            accounted[e.record_key] += 1
+    assert billed == accounted
+    assert all(n == 1 for n in emulator.service.creates.values()), emulator.service.creates
