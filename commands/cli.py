@@ -385,6 +385,140 @@ def rebuild_projections(ctx: click.Context, verify: bool) -> None:
             click.echo(f"rebuilt every projection from the log (through event {last})")
 
 
+# --- the worker -----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--once", "mode", flag_value="once", default=True, help="One cycle (the default).")
+@click.option("--loop", "mode", flag_value="loop", help="Repeat every poll_interval_seconds.")
+@click.option(
+    "--until-idle",
+    "mode",
+    flag_value="idle",
+    help="Repeat until nothing is in flight or left to submit.",
+)
+@click.option(
+    "--wait",
+    "wait",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait for another run's lock before giving up.",
+)
+@click.pass_context
+@operator_errors
+def run(ctx: click.Context, mode: str, wait: float) -> None:
+    """Run the pipeline: poll active batches, scan the dataset, submit new batches, report.
+
+    Reads the API key from the variable named by [gemini] api_key_env (default GEMINI_API_KEY).
+    Only one run per database at a time; a second one exits with a message (or --wait).
+
+    \b
+    Example: python -m commands run --once
+    Example: python -m commands --config prod.toml run --loop
+    """
+    from commands.run import run as run_pipeline
+
+    config = app(ctx).config
+    if app(ctx)._db is not None:
+        config = config.model_copy(
+            update={"paths": config.paths.model_copy(update={"database": app(ctx).db_path})}
+        )
+    result = run_pipeline(
+        config, loop=mode == "loop", until_idle=mode == "idle", wait_for_lock=wait
+    )
+    s = result.last
+    click.echo(
+        f"run {result.run_id}: {result.outcome} after {result.cycles} cycle(s); "
+        f"{s.active} batch(es) active, {s.submitted} submitted in the last cycle"
+    )
+    if result.report_path is not None:
+        click.echo(f"report: {result.report_path}")
+
+
+@cli.command()
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("demo"),
+    show_default=True,
+    help="Folder for the synthetic dataset, config, database and outputs.",
+)
+@click.pass_context
+@operator_errors
+def demo(ctx: click.Context, folder: Path) -> None:
+    """A synthetic dataset through the built-in Gemini emulator, with faults, end to end.
+
+    Writes PNG pages and a config into --dir, starts the emulator, runs cycles until every page
+    is written or dead-lettered, then prints the status and the report's path.
+
+    Example: python -m commands demo --dir /tmp/demo
+    """
+    import time
+
+    from commands import demo as d
+    from commands.config import load_config
+    from commands.run import run as run_pipeline
+    from commands.status import render, status
+    from gemini_emulator import Emulator
+
+    started = time.monotonic()
+    d.prepare(folder)
+    key = d.demo_key()
+    with Emulator(d.POLICY, api_key=key) as emulator:
+        config = load_config(d.write_config(folder, emulator.url))
+        click.echo(
+            f"demo: {d.page_count()} pages in {config.paths.input_root}, emulator at {emulator.url}"
+        )
+
+        def progress(n: int, s: Any) -> None:
+            click.echo(
+                f"  cycle {n}: {s.active} active, {s.submitted} submitted, "
+                f"{s.scan.get('written', 0)}/{s.scan.get('pages', 0)} written, "
+                f"{s.scan.get('dead_letters', 0)} dead-lettered"
+            )
+
+        result = run_pipeline(
+            config, until_idle=True, max_cycles=200, api_key=key, on_cycle=progress
+        )
+    from projections import open_store
+
+    with open_store(config.paths.database) as store:
+        click.echo("")
+        click.echo(render(status(store)))
+    click.echo("")
+    click.echo(
+        f"finished in {time.monotonic() - started:.1f}s; outputs in {config.paths.output_root}"
+    )
+    click.echo(f"report: {result.report_path}")
+    click.echo(
+        f"explore: python -m commands --config {folder / 'gemini_batches.toml'} "
+        "analyze-failures --summary"
+    )
+
+
+@cli.command()
+@click.option("--run", "run_id", help="The run id (see `status`); default: the last run.")
+@click.option("--last", is_flag=True, help="The last run (the default).")
+@click.pass_context
+@operator_errors
+def report(ctx: click.Context, run_id: str | None, last: bool) -> None:
+    """Print the Markdown report of a run, computed again from the log.
+
+    Example: python -m commands report --last
+    """
+    from commands import report as core
+
+    if run_id and last:
+        raise OperatorError("give --run ID or --last, not both")
+    with app(ctx).open() as store:
+        rid = run_id or core.last_run_id(store)
+        click.echo(
+            core.render(core.build(store, rid, app(ctx).config.batching.max_retries)), nl=False
+        )
+
+
 # --- entry points --------------------------------------------------------------------------------
 
 

@@ -1,0 +1,136 @@
+"""``demo``: a small synthetic dataset through the built-in Gemini emulator, end to end.
+
+Writes real PNG pages (standard library only) and a config into a folder, starts the emulator with
+a mixed fault policy, and runs cycles until every page is written or dead-lettered:
+
+* two pages answer badly once (invalid JSON, then a schema violation) and succeed on retry;
+* one poison page always breaks the schema and is dead-lettered after ``max_retries``;
+* the first batch job ends FAILED (its records are resubmitted, no failure counted);
+* one upload fails twice with a 503 before it goes through;
+* a stray text file in the dataset is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+from commands.errors import ConfigError
+
+MARKER = ".gemini-batches-demo"
+SCHOOLS = {
+    "California": {"LincolnHigh": ["2023"], "RooseveltHigh": ["2022", "2023"]},
+    "Texas": {"Alamo": ["2021", "2022"]},
+}
+PAGES = 4
+POISON = "California:LincolnHigh:2023:4"
+FLAKY_UPLOAD = "Texas:Alamo:2022:1"
+
+POLICY: dict[str, Any] = {
+    "seed": 11,
+    "timing": {"pending_seconds": 0.2, "running_seconds": 0.3},
+    "records": [
+        {"match": POISON, "outcome": "schema_violation"},
+        {"match": "Texas:Alamo:2021:2", "outcome": "invalid_json", "times": 1},
+        {"match": "California:RooseveltHigh:2022:3", "outcome": "schema_violation", "times": 1},
+    ],
+    "jobs": [{"nth": 1, "outcome": "FAILED"}],
+    "faults": [{"endpoint": "files.upload", "match": FLAKY_UPLOAD, "times": 2, "status": 503}],
+}
+
+
+def png(width: int, height: int, seed: int) -> bytes:
+    """A grayscale PNG that looks like a page of text (rows of dark dashes)."""
+    rows = []
+    for y in range(height):
+        line_y = (y - 20) % 14
+        row = bytearray(b"\xff" * width)
+        if 20 <= y < height - 20 and line_y < 6:
+            for x in range(16, width - 16):
+                if (x * 7 + y * 3 + seed * 13) % 23 > 4:
+                    row[x] = 40
+        rows.append(b"\x00" + bytes(row))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"".join(rows), 9))
+        + chunk(b"IEND", b"")
+    )
+
+
+def prepare(folder: Path) -> Path:
+    """(Re)create ``folder`` with the dataset; returns the input root. Refuses to touch a
+    non-empty folder the demo did not create."""
+    if folder.exists() and any(folder.iterdir()):
+        if not (folder / MARKER).exists():
+            raise ConfigError(
+                f"refusing to overwrite {folder}: it is not empty and was not "
+                "made by the demo (choose another --dir)"
+            )
+        shutil.rmtree(folder)
+    input_root = folder / "input"
+    n = 0
+    for state, schools in SCHOOLS.items():
+        for school, years in schools.items():
+            for year in years:
+                for page in range(1, PAGES + 1):
+                    n += 1
+                    path = input_root / state / school / year / f"{page}.png"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(png(160, 220, n))
+    (input_root / "Texas" / "Alamo" / "2021" / "notes.txt").write_text("scanner notes\n")
+    (folder / MARKER).write_text("made by `python -m commands demo`; safe to delete\n")
+    return input_root
+
+
+def write_config(folder: Path, base_url: str) -> Path:
+    config = folder / "gemini_batches.toml"
+    config.write_text(f"""# Written by `python -m commands demo`. The emulator it pointed at is gone
+# now, but every read-only command works: python -m commands --config {config} status
+[paths]
+input_root = "input"
+output_root = "output"
+database = "data/gemini_batches.db"
+reports_dir = "data/reports"
+
+[gemini]
+model = "gemini-2.5-flash"
+api_key_env = "GEMINI_DEMO_API_KEY"
+base_url = "{base_url}"
+
+[batching]
+batch_size = 8
+max_active_batches = 3
+max_retries = 3
+poll_interval_seconds = 0.25
+
+[uploads]
+upload_retry_attempts = 3
+upload_retry_backoff_seconds = 0.05
+upload_concurrency = 8
+
+[network]
+api_retry_attempts = 3
+api_retry_backoff_seconds = 0.05
+request_timeout_seconds = 30
+""")
+    return config
+
+
+def page_count() -> int:
+    return sum(len(years) for schools in SCHOOLS.values() for years in schools.values()) * PAGES
+
+
+def demo_key() -> str:
+    """A throwaway key for the local emulator (never a real one)."""
+    return "demo-" + secrets.token_hex(8)
