@@ -72,12 +72,46 @@ class NetworkConfig(_Section):
     request_timeout_seconds: float = Field(120.0, gt=0)
 
 
+class ModelPrice(_Section):
+    """List prices in ``[pricing] currency`` per million tokens (before the batch discount)."""
+
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+
+
+#: Published list prices (USD per million tokens, standard tier, prompts up to 200k tokens) as of
+#: late 2025. Check https://ai.google.dev/gemini-api/docs/pricing and override in [pricing.models].
+DEFAULT_PRICES: dict[str, ModelPrice] = {
+    "gemini-2.5-pro": ModelPrice(input_per_million=1.25, output_per_million=10.00),
+    "gemini-2.5-flash": ModelPrice(input_per_million=0.30, output_per_million=2.50),
+    "gemini-2.5-flash-lite": ModelPrice(input_per_million=0.10, output_per_million=0.40),
+    "gemini-2.0-flash": ModelPrice(input_per_million=0.10, output_per_million=0.40),
+}
+
+
+class PricingConfig(_Section):
+    #: The Batch API's discount on the list price (0.5: half price).
+    batch_discount: float = Field(0.5, ge=0, lt=1)
+    currency: str = "USD"
+    #: Per-model prices; entries given here replace the built-in ones of the same name.
+    models: dict[str, ModelPrice] = DEFAULT_PRICES
+
+    @field_validator("models", mode="after")
+    @classmethod
+    def _over_defaults(cls, value: dict[str, ModelPrice]) -> dict[str, ModelPrice]:
+        return {**DEFAULT_PRICES, **value}
+
+    def price(self, model: str) -> ModelPrice | None:
+        return self.models.get(model.removeprefix("models/"))
+
+
 class Config(_Section):
     paths: PathsConfig = PathsConfig()
     gemini: GeminiConfig = GeminiConfig()
     batching: BatchingConfig = BatchingConfig()
     uploads: UploadsConfig = UploadsConfig()
     network: NetworkConfig = NetworkConfig()
+    pricing: PricingConfig = PricingConfig()
     #: Where the config was read from (None: defaults only). Not a TOML key.
     source: Path | None = Field(None, exclude=True)
 

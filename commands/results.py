@@ -114,6 +114,7 @@ def decide(
     written: dict[str, tuple[str, str]],
     failure_counts: dict[str, int],
     max_retries: int,
+    model: str = "",
 ) -> list[Event]:
     """The events for a chunk of verdicts (pure).
 
@@ -127,6 +128,7 @@ def decide(
             "prompt_tokens": v.prompt_tokens,
             "output_tokens": v.output_tokens,
             "total_tokens": v.total_tokens,
+            "model": model,
         }
         if v.valid:
             path, digest = written[v.key]

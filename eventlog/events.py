@@ -166,6 +166,8 @@ class BatchCompleted(Event, frozen=True):
     batch_id: str
     validated: int
     failed: int
+    #: When the batch was submitted (for turnaround figures); "" in events before it existed.
+    submitted_at: str = ""
 
     def stream(self) -> str:
         return self.batch_id
@@ -177,6 +179,7 @@ class BatchFailed(Event, frozen=True):
     batch_id: str
     state: str
     message: str = ""
+    submitted_at: str = ""
 
     def stream(self) -> str:
         return self.batch_id
@@ -205,6 +208,8 @@ class RecordValidated(Event, frozen=True):
     prompt_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = 0
+    #: The model that produced the result (prices are per model); "" in events before it existed.
+    model: str = ""
 
     def stream(self) -> str:
         return self.record_key
@@ -221,6 +226,7 @@ class RecordFailed(Event, frozen=True):
     prompt_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = 0
+    model: str = ""
 
     def stream(self) -> str:
         return self.record_key

@@ -31,6 +31,7 @@ from projections import (
     rejected_inputs,
     runs,
     submission_intents,
+    token_usage,
 )
 from projections.tables import MemoryTables, SqliteTables, Tables, TableSpec, read_rows
 
@@ -44,6 +45,7 @@ PROJECTIONS = (
     record_status,
     rejected_inputs,
     runs,
+    token_usage,
 )
 SPECS: tuple[TableSpec, ...] = tuple(p.SPEC for p in PROJECTIONS)
 
