@@ -28,6 +28,7 @@ from commands.dataset import Page, check_image, output_path, walk_inputs
 from commands.errors import GatewayError
 from commands.gateway import FAILED_STATES, Gateway, RemoteBatch
 from commands.outputs import write_outputs
+from commands.progress import NoProgress, Progress
 from commands.results import Verdict, decide, judge
 from commands.scan import ScanDecision, load_state, previous_pages
 from commands.scan import decide as decide_scan
@@ -71,6 +72,15 @@ class CycleSummary(msgspec.Struct):
         return self.active == 0 and self.open_intents == 0 and self.candidates_left == 0
 
 
+class ActiveBatch(msgspec.Struct, frozen=True):
+    """What polling needs of an ``active_batches`` row."""
+
+    batch_id: str
+    state: str
+    model: str
+    submitted_at: str
+
+
 class Cycle:
     """The worker's side effects, with ``store`` and ``gateway`` at the edges."""
 
@@ -83,12 +93,14 @@ class Cycle:
         run_id: str,
         schema: type[BaseModel],
         sleep: Callable[[float], None] = time.sleep,
+        progress: Progress | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.gateway = gateway
         self.run_id = run_id
         self.actor = run_actor(run_id)
+        self.progress: Progress = progress or NoProgress()
         self.schema = schema
         self.json_schema = response_json_schema(schema)
         self.sleep = sleep
@@ -104,12 +116,15 @@ class Cycle:
     # --- the cycle -------------------------------------------------------------------------------
 
     def run(self) -> CycleSummary:
+        """One whole cycle (the Prefect flow calls the same steps as separate tasks)."""
         summary = CycleSummary()
         self.reconcile_intents()
         self.poll(summary)
-        decision = self.scan()
-        summary.scan = decision.counts
-        self.submit(decision, summary)
+        self.submit(self.scan(), summary)
+        return self.settle(summary)
+
+    def settle(self, summary: CycleSummary) -> CycleSummary:
+        """Fill in what is still in flight after the cycle."""
         summary.active = self._query("SELECT count(*) FROM active_batches")[0][0]
         summary.open_intents = self._query("SELECT count(*) FROM submission_intents")[0][0]
         return summary
@@ -187,43 +202,55 @@ class Cycle:
     # --- 1. poll ------------------------------------------------------------------------------
 
     def poll(self, summary: CycleSummary) -> None:
-        for batch_id, known_state in self._query(
-            "SELECT batch_id, state FROM active_batches ORDER BY submitted_seq"
+        for row in self._query(
+            "SELECT batch_id, state, model, submitted_at FROM active_batches ORDER BY submitted_seq"
         ):
+            batch = ActiveBatch(*row)
             summary.polled += 1
             try:
-                remote = self.gateway.get_batch(batch_id)
+                remote = self.gateway.get_batch(batch.batch_id)
             except GatewayError as e:
                 if e.code == 404:
                     self.append(
                         [
                             BatchFailed(
-                                batch_id=batch_id, state="JOB_STATE_NOT_FOUND", message=str(e)
+                                batch_id=batch.batch_id,
+                                state="JOB_STATE_NOT_FOUND",
+                                message=str(e),
+                                submitted_at=batch.submitted_at,
                             )
                         ]
                     )
                     summary.failed_batches += 1
                     continue
                 log.error(
-                    "Cannot poll %s this cycle: %s", batch_id, e, extra={"batch_id": batch_id}
+                    "Cannot poll %s this cycle: %s",
+                    batch.batch_id,
+                    e,
+                    extra={"batch_id": batch.batch_id},
                 )
                 continue
-            self.observe(batch_id, known_state, remote, summary)
+            self.observe(batch, remote, summary)
 
-    def observe(
-        self, batch_id: str, known_state: str, remote: RemoteBatch, summary: CycleSummary
-    ) -> None:
+    def observe(self, batch: ActiveBatch, remote: RemoteBatch, summary: CycleSummary) -> None:
+        batch_id = batch.batch_id
         extra = {"batch_id": batch_id}
         if remote.state == SUCCEEDED:
-            if known_state != SUCCEEDED:
+            if batch.state != SUCCEEDED:
                 self.append(
                     [BatchSucceeded(batch_id=batch_id, result_file=remote.result_file or "")]
                 )
                 crashpoints.reach("after_succeeded_event")
-            self.process_results(batch_id, remote)
+            self.process_results(batch, remote)
             summary.completed += 1
         elif remote.state in FAILED_STATES:
-            self.append([BatchFailed(batch_id=batch_id, state=remote.state)])
+            self.append(
+                [
+                    BatchFailed(
+                        batch_id=batch_id, state=remote.state, submitted_at=batch.submitted_at
+                    )
+                ]
+            )
             crashpoints.reach("after_failed_event")
             summary.failed_batches += 1
             log.warning(
@@ -232,17 +259,18 @@ class Cycle:
                 remote.state,
                 extra=extra,
             )
-        elif remote.state != known_state:
+        elif remote.state != batch.state:
             self.append([BatchStateObserved(batch_id=batch_id, state=remote.state)])
             crashpoints.reach("after_state_observed")
             log.info("Batch %s is %s", batch_id, remote.state, extra=extra)
 
     # --- 1b. results --------------------------------------------------------------------------
 
-    def process_results(self, batch_id: str, remote: RemoteBatch) -> None:
+    def process_results(self, batch: ActiveBatch, remote: RemoteBatch) -> None:
         """Judge every line for a record still in flight in this batch, write outputs, append
         events chunk by chunk, then complete the batch. Safe to repeat after a crash: records
         already judged are no longer in flight and are skipped."""
+        batch_id = batch.batch_id
         pending = {
             r[0]
             for r in self._query(
@@ -261,6 +289,7 @@ class Cycle:
                 crashpoints.reach("during_result_download")
                 lines = _read_lines(local)
             chunk: list[Verdict] = []
+            bar = self.progress.start(f"results of {batch_id}", len(pending))
             for key, line in lines:
                 if key is None or key not in pending:
                     if key is not None:
@@ -279,11 +308,14 @@ class Cycle:
                     else Verdict(key, "unparseable_line", "the result line is not valid JSON")
                 )
                 if len(chunk) >= RESULT_CHUNK:
-                    self.record_verdicts(batch_id, chunk, counts)
+                    self.record_verdicts(batch, chunk, counts)
+                    bar.update(len(chunk))
                     chunk = []
             chunk.extend(judge(key, None, self.schema) for key in sorted(pending))
-            self.record_verdicts(batch_id, chunk, counts)
-        self.append([BatchCompleted(batch_id=batch_id, **counts)])
+            self.record_verdicts(batch, chunk, counts)
+            bar.update(len(chunk))
+            bar.close()
+        self.append([BatchCompleted(batch_id=batch_id, submitted_at=batch.submitted_at, **counts)])
         crashpoints.reach("after_completed_event")
         log.info(
             "Batch Complete: %s (%d validated, %d failed)",
@@ -294,10 +326,11 @@ class Cycle:
         )
 
     def record_verdicts(
-        self, batch_id: str, verdicts: list[Verdict], counts: dict[str, int]
+        self, batch: ActiveBatch, verdicts: list[Verdict], counts: dict[str, int]
     ) -> None:
         if not verdicts:
             return
+        batch_id = batch.batch_id
         root = self.config.paths.output_root
         items: list[tuple[Path, bytes]] = []
         checked: list[Verdict] = []
@@ -322,7 +355,14 @@ class Cycle:
                     failed_keys,
                 )
             )
-            events = decide(batch_id, checked, written, failures, self.config.batching.max_retries)
+            events = decide(
+                batch_id,
+                checked,
+                written,
+                failures,
+                self.config.batching.max_retries,
+                batch.model,
+            )
             w.append(events, actor=self.actor)
         crashpoints.reach("after_result_events")
         for v in checked:
@@ -358,6 +398,9 @@ class Cycle:
             context_previous_page=self.config.gemini.context_previous_page,
         )
         self.append(decision.events)
+        for event in decision.events:
+            if isinstance(event, InputRejected):
+                log.warning("Skipping %s: %s", event.path, event.reason)
         crashpoints.reach("after_scan_events")
         self._previous = previous_pages(pages) if self.config.gemini.context_previous_page else {}
         log.info("Scan: %s", ", ".join(f"{k} {v}" for k, v in decision.counts.items()))
@@ -366,6 +409,7 @@ class Cycle:
     # --- 3. submit ----------------------------------------------------------------------------
 
     def submit(self, decision: ScanDecision, summary: CycleSummary) -> None:
+        summary.scan = decision.counts
         batching, uploads = self.config.batching, self.config.uploads
         busy = self._query(
             "SELECT (SELECT count(*) FROM active_batches) + "
@@ -377,6 +421,7 @@ class Cycle:
             take, queue = queue[: batching.batch_size], queue[batching.batch_size :]
             ready = self._check_images(take)
             uploaded = []
+            bar = self.progress.start(f"uploading {len(ready)} pages", len(ready))
             for outcome in upload_pages(
                 self.gateway,
                 ready,
@@ -388,8 +433,10 @@ class Cycle:
                 crashpoints.reach("after_image_upload")
                 self.append(outcome.events)
                 crashpoints.reach("after_upload_events")
+                bar.update(1)
                 if outcome.remote is not None:
                     uploaded.append(outcome)
+            bar.close()
             if not uploaded:
                 continue
             uploaded.sort(key=lambda u: u.page.key)

@@ -13,6 +13,24 @@ from datetime import UTC, datetime
 
 FIELDS = ("run_id", "batch_id", "record_key", "display_name", "attempt", "error_type")
 
+#: The worker run this process is executing (one at a time), stamped on every log record.
+_current_run: str | None = None
+
+
+def bind_run(run_id: str | None) -> None:
+    """Stamp ``run_id`` on every log record from now on (None: stop)."""
+    global _current_run
+    _current_run = run_id
+
+
+class RunFilter(logging.Filter):
+    """Adds ``run_id`` to records that do not carry one (threads included)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "run_id", None) is None:
+            record.run_id = _current_run
+        return True
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -39,6 +57,7 @@ def setup_logging(verbosity: int = 0, fmt: str = "text") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RunFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

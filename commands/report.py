@@ -1,15 +1,19 @@
 """The run report: what one worker run did, computed from the log alone, so the report of any
 past run can be produced again (``commands report --run ID``). Written as Markdown to
-``reports_dir/<run-id>.md`` after every run."""
+``reports_dir/<run-id>.md`` after every run; the Prefect flow publishes the same text."""
 
 from __future__ import annotations
 
 import os
+import statistics
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import msgspec
 
+from commands.config import Config
+from commands.cost import Spend, Usage, spend
 from eventlog.errors import NothingMatched
 from eventlog.events import (
     BatchCompleted,
@@ -22,7 +26,7 @@ from eventlog.events import (
     UploadAbandoned,
     UploadFailed,
 )
-from eventlog.store import EventStore
+from eventlog.store import TS_FORMAT, EventStore
 
 
 class FailureRow(msgspec.Struct, frozen=True):
@@ -49,14 +53,35 @@ class RunReport(msgspec.Struct):
     upload_attempts_failed: int = 0
     uploads_abandoned: list[str] = []
     rejected_inputs: list[tuple[str, str]] = []
-    prompt_tokens: int = 0
-    output_tokens: int = 0
-    total_tokens: int = 0
+    usage: dict[str, Usage] = {}
+    spend: Spend | None = None
+    duration_seconds: float | None = None
+    batch_turnaround_seconds: list[float] = []
     retry_stats: list[tuple[str, int]] = []
 
     @property
     def processed(self) -> int:
         return self.validated + self.failed
+
+    def counts(self) -> dict[str, int]:
+        """The figures the Prefect table artifact and ``--json`` consumers use."""
+        return {
+            "records_processed": self.processed,
+            "records_validated": self.validated,
+            "records_failed": self.failed,
+            "dead_letters": len(self.dead_letters),
+            "batches_submitted": len(self.batches_submitted),
+            "batches_completed": len(self.batches_completed),
+            **{
+                f"batches_{s.removeprefix('JOB_STATE_').lower()}": n
+                for s, n in sorted(self.batches_ended.items())
+            },
+            "upload_attempts_failed": self.upload_attempts_failed,
+            "pages_skipped_upload": len(self.uploads_abandoned),
+            "inputs_rejected": len(self.rejected_inputs),
+            "prompt_tokens": sum(u.prompt_tokens for u in self.usage.values()),
+            "output_tokens": sum(u.output_tokens for u in self.usage.values()),
+        }
 
 
 def last_run_id(store: EventStore) -> str:
@@ -66,7 +91,11 @@ def last_run_id(store: EventStore) -> str:
     return str(row[0])
 
 
-def build(store: EventStore, run_id: str, max_retries: int) -> RunReport:
+def _seconds(start: str, end: str) -> float:
+    return (datetime.strptime(end, TS_FORMAT) - datetime.strptime(start, TS_FORMAT)).total_seconds()
+
+
+def build(store: EventStore, run_id: str, config: Config) -> RunReport:
     """The report of ``run_id`` from its events (read-only)."""
     conn = store.conn
     with store.snapshot():
@@ -78,7 +107,7 @@ def build(store: EventStore, run_id: str, max_retries: int) -> RunReport:
         if row is None:
             raise NothingMatched(f"no run {run_id!r} in this log (see `commands status`)")
         start, started_at, end, finished_at, outcome = row
-        r = RunReport(run_id, started_at, finished_at, outcome, max_retries)
+        r = RunReport(run_id, started_at, finished_at, outcome, config.batching.max_retries)
         actor = f"run:{run_id}"
         failed_seqs: list[int] = []
         ended: Counter[str] = Counter()
@@ -88,17 +117,20 @@ def build(store: EventStore, run_id: str, max_retries: int) -> RunReport:
             e = rec.event
             if isinstance(e, BatchSubmitted):
                 r.batches_submitted.append(e.batch_id)
-            elif isinstance(e, BatchCompleted):
-                r.batches_completed.append(e.batch_id)
-            elif isinstance(e, BatchFailed):
-                ended[e.state] += 1
-            elif isinstance(e, RecordValidated):
-                r.validated += 1
-                _add_tokens(r, e)
-            elif isinstance(e, RecordFailed):
-                r.failed += 1
-                failed_seqs.append(rec.seq)
-                _add_tokens(r, e)
+            elif isinstance(e, BatchCompleted | BatchFailed):
+                if isinstance(e, BatchCompleted):
+                    r.batches_completed.append(e.batch_id)
+                else:
+                    ended[e.state] += 1
+                if e.submitted_at:
+                    r.batch_turnaround_seconds.append(_seconds(e.submitted_at, rec.ts))
+            elif isinstance(e, RecordValidated | RecordFailed):
+                if isinstance(e, RecordValidated):
+                    r.validated += 1
+                else:
+                    r.failed += 1
+                    failed_seqs.append(rec.seq)
+                _add_usage(r, e, config.gemini.model)
             elif isinstance(e, RecordDeadLettered):
                 r.dead_letters.append(e.record_key)
             elif isinstance(e, UploadFailed):
@@ -108,6 +140,9 @@ def build(store: EventStore, run_id: str, max_retries: int) -> RunReport:
             elif isinstance(e, InputRejected):
                 r.rejected_inputs.append((e.path, e.reason))
         r.batches_ended = dict(ended)
+        r.spend = spend(r.usage.values(), config.pricing, config.gemini.model)
+        if finished_at:
+            r.duration_seconds = _seconds(started_at, finished_at)
         for i in range(0, len(failed_seqs), 500):
             part = failed_seqs[i : i + 500]
             r.failures += [
@@ -134,10 +169,18 @@ def build(store: EventStore, run_id: str, max_retries: int) -> RunReport:
     return r
 
 
-def _add_tokens(r: RunReport, e: RecordValidated | RecordFailed) -> None:
-    r.prompt_tokens += e.prompt_tokens
-    r.output_tokens += e.output_tokens
-    r.total_tokens += e.total_tokens
+def _add_usage(r: RunReport, e: RecordValidated | RecordFailed, default_model: str) -> None:
+    if not (e.prompt_tokens or e.output_tokens):
+        return
+    model = e.model or default_model
+    u = r.usage.setdefault(model, Usage(model))
+    failed = isinstance(e, RecordFailed)
+    u.results += 1
+    u.prompt_tokens += e.prompt_tokens
+    u.output_tokens += e.output_tokens
+    u.failed_results += failed
+    u.failed_prompt_tokens += e.prompt_tokens if failed else 0
+    u.failed_output_tokens += e.output_tokens if failed else 0
 
 
 def _cell(text: str, limit: int = 80) -> str:
@@ -145,31 +188,49 @@ def _cell(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def render(r: RunReport) -> str:
-    """Markdown: batch summary, failure table, retry stats, dead letters, batches, uploads."""
+    """Markdown: batch summary, failure table, retry stats, dead letters, batches, uploads,
+    tokens and cost, durations."""
     lines = [f"# Run {r.run_id}", ""]
+    took = f" ({_duration(r.duration_seconds)})" if r.duration_seconds is not None else ""
     lines.append(
-        f"Started {r.started_at}, finished {r.finished_at or '(still running)'}, "
+        f"Started {r.started_at}, finished {r.finished_at or '(still running)'}{took}, "
         f"outcome: {r.outcome or 'running'}."
     )
-    lines += ["", "## Batch summary", ""]
-    lines.append(f"✅ Processed {r.processed} records. {r.validated} Success, {r.failed} Failed.")
-    ended = (
-        ", ".join(
-            f"{n} {s.removeprefix('JOB_STATE_').lower()}"
-            for s, n in sorted(r.batches_ended.items())
-        )
-        or "none"
+    lines += ["", "## ✅ Batch summary", ""]
+    lines.append(f"Processed {r.processed} records. {r.validated} Success, {r.failed} Failed.")
+    ended = ", ".join(
+        f"{n} {s.removeprefix('JOB_STATE_').lower()}" for s, n in sorted(r.batches_ended.items())
     )
+    turnaround = ""
+    if r.batch_turnaround_seconds:
+        t = r.batch_turnaround_seconds
+        turnaround = (
+            f"; turnaround median {_duration(statistics.median(t))}, max {_duration(max(t))}"
+        )
     lines += [
         "",
-        f"- Batches submitted: {len(r.batches_submitted)}; completed: "
-        f"{len(r.batches_completed)}; ended without results: {ended}",
-        f"- Uploads: {r.upload_attempts_failed} failed attempt(s) retried or given up; "
+        f"- Batches: {len(r.batches_submitted)} submitted, {len(r.batches_completed)} completed"
+        f"{', ' + ended if ended else ''}{turnaround}",
+        f"- Uploads: {r.upload_attempts_failed} failed attempt(s) (retried or given up); "
         f"{len(r.uploads_abandoned)} page(s) skipped this run",
         f"- Inputs rejected: {len(r.rejected_inputs)}",
-        f"- Tokens: {r.prompt_tokens} prompt, {r.output_tokens} output, {r.total_tokens} total",
     ]
+    if r.spend is not None:
+        lines.append(f"- Spend: {r.spend.describe()}")
+        for u in sorted(r.usage.values(), key=lambda u: u.model):
+            lines.append(
+                f"  - {u.model}: {u.results} billed results, {u.prompt_tokens:,} prompt "
+                f"+ {u.output_tokens:,} output tokens ({u.failed_results} failed)"
+            )
     lines += ["", "## ❌ Failures", ""]
     if r.failures:
         lines += [

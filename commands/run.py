@@ -1,13 +1,16 @@
 """``run``: the worker. ``--once`` does one cycle; ``--loop`` repeats it every
-``poll_interval_seconds`` until interrupted. Each run is bracketed by ``RunStarted`` and
-``RunFinished`` events and leaves a Markdown report."""
+``poll_interval_seconds`` until interrupted. Each run is a :func:`session`: the run lock,
+``RunStarted`` ... ``RunFinished`` in the log, and a Markdown report at the end. The Prefect flow
+(``commands.prefect_flow``) uses the same session, with each step of the cycle a task."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,8 +19,9 @@ import msgspec
 from commands import report
 from commands.config import Config
 from commands.cycle import Cycle, CycleSummary
-from commands.errors import OperatorError
 from commands.gateway import Gateway, api_key_from_env
+from commands.logs import bind_run
+from commands.progress import Progress
 from commands.runlock import RunLock
 from commands.schema import load_schema
 from eventlog.events import RunFinished, RunStarted
@@ -35,8 +39,71 @@ class RunResult(msgspec.Struct):
     report_path: Path | None
 
 
+@dataclass
+class Session:
+    """One worker run in progress; ``report`` is filled in when the session ends."""
+
+    run_id: str
+    cycle: Cycle
+    store: EventStore
+    outcome: str = "ok"
+    message: str = ""
+    report: report.RunReport | None = None
+    report_path: Path | None = None
+
+
 def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+
+
+@contextlib.contextmanager
+def session(
+    config: Config,
+    *,
+    command: str = "run",
+    api_key: str | None = None,
+    wait_for_lock: float = 0.0,
+    sleep: Callable[[float], None] = time.sleep,
+    progress: Progress | None = None,
+) -> Iterator[Session]:
+    """Check the API key and the schema before any work, take the run lock, open the log,
+    append ``RunStarted``; on the way out append ``RunFinished`` (``ok``, ``interrupted`` on
+    Ctrl+C, ``error`` otherwise) and write the report, whatever happened."""
+    key = api_key or api_key_from_env(config)
+    schema = load_schema(
+        config.gemini.output_schema, config.source.parent if config.source else None
+    )
+    run_id = new_run_id()
+    with RunLock(config.paths.database).acquire(wait_for_lock):
+        store = open_store(config.paths.database, create=True)
+        gateway = Gateway.from_config(config, api_key=key)
+        actor = f"run:{run_id}"
+        store.append([RunStarted(run_id=run_id, command=command)], actor=actor)
+        bind_run(run_id)
+        log.info("Run %s started", run_id)
+        cycle = Cycle(
+            config, store, gateway, run_id=run_id, schema=schema, sleep=sleep, progress=progress
+        )
+        s = Session(run_id, cycle, store)
+        try:
+            yield s
+        except KeyboardInterrupt:
+            s.outcome, s.message = "interrupted", "stopped by the operator (Ctrl+C)"
+            log.warning("Run %s interrupted: everything finished so far is in the log", run_id)
+        except Exception as e:
+            s.outcome, s.message = "error", f"{type(e).__name__}: {e}"
+            raise
+        finally:
+            store.append(
+                [RunFinished(run_id=run_id, outcome=s.outcome, message=s.message[:500])],
+                actor=actor,
+            )
+            s.report = report.build(store, run_id, config)
+            s.report_path = _write_report(config, s.report)
+            gateway.close()
+            store.close()
+            log.info("Run %s finished (%s); report: %s", run_id, s.outcome, s.report_path)
+            bind_run(None)
 
 
 def run(
@@ -49,67 +116,37 @@ def run(
     api_key: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
     on_cycle: Callable[[int, CycleSummary], None] | None = None,
+    progress: Progress | None = None,
 ) -> RunResult:
     """Run cycles: one (default), forever (``loop``), up to ``max_cycles``, or until nothing is in
-    flight or left to submit (``until_idle``). Checks the API key and schema before any work."""
-    key = api_key or api_key_from_env(config)
-    schema = load_schema(
-        config.gemini.output_schema, config.source.parent if config.source else None
-    )
-    run_id = new_run_id()
-    with RunLock(config.paths.database).acquire(wait_for_lock):
-        store = open_store(config.paths.database, create=True)
-        gateway = Gateway.from_config(config, api_key=key)
-        actor = f"run:{run_id}"
-        store.append(
-            [RunStarted(run_id=run_id, command="run --loop" if loop else "run")], actor=actor
-        )
-        log.info("Run %s started", run_id, extra={"run_id": run_id})
-        cycle = Cycle(config, store, gateway, run_id=run_id, schema=schema, sleep=sleep)
-        outcome, message, cycles, last = "ok", "", 0, CycleSummary()
-        try:
-            while True:
-                last = cycle.run()
-                cycles += 1
-                if on_cycle is not None:
-                    on_cycle(cycles, last)
-                if max_cycles is not None and cycles >= max_cycles:
-                    break
-                if until_idle and last.idle:
-                    break
-                if not (loop or until_idle):
-                    break
-                sleep(config.batching.poll_interval_seconds)
-        except KeyboardInterrupt:
-            outcome, message = "interrupted", "stopped by the operator (Ctrl+C)"
-            log.warning("Run %s interrupted: everything finished so far is in the log", run_id)
-        except OperatorError as e:
-            outcome, message = "error", str(e)
-            raise
-        except Exception as e:
-            outcome, message = "error", f"{type(e).__name__}: {e}"
-            raise
-        finally:
-            store.append(
-                [RunFinished(run_id=run_id, outcome=outcome, message=message[:500])], actor=actor
-            )
-            path = _write_report(store, config, run_id)
-            gateway.close()
-            store.close()
-        log.info(
-            "Run %s finished (%s) after %d cycle(s); report: %s",
-            run_id,
-            outcome,
-            cycles,
-            path,
-            extra={"run_id": run_id},
-        )
-        return RunResult(run_id, outcome, cycles, last, path)
+    flight or left to submit (``until_idle``)."""
+    cycles, last = 0, CycleSummary()
+    command = "run --loop" if loop else "run --until-idle" if until_idle else "run --once"
+    with session(
+        config,
+        command=command,
+        api_key=api_key,
+        wait_for_lock=wait_for_lock,
+        sleep=sleep,
+        progress=progress,
+    ) as s:
+        while True:
+            last = s.cycle.run()
+            cycles += 1
+            if on_cycle is not None:
+                on_cycle(cycles, last)
+            if max_cycles is not None and cycles >= max_cycles:
+                break
+            if until_idle and last.idle:
+                break
+            if not (loop or until_idle):
+                break
+            sleep(config.batching.poll_interval_seconds)
+    return RunResult(s.run_id, s.outcome, cycles, last, s.report_path)
 
 
-def _write_report(store: EventStore, config: Config, run_id: str) -> Path | None:
+def _write_report(config: Config, built: report.RunReport) -> Path | None:
     try:
-        built = report.build(store, run_id, config.batching.max_retries)
         return report.write(config.paths.reports_dir, built)
     except OSError as e:
         log.error("Cannot write the run report to %s: %s", config.paths.reports_dir, e)

@@ -75,7 +75,6 @@ def reconcile_rejections(
             current[path] = still
     for path, reason in current.items():
         if rejected.get(path) != reason:
-            log.warning("Skipping %s: %s", path, reason)
             events.append(InputRejected(path=path, reason=reason))
     return events, set(current)
 

@@ -1,13 +1,22 @@
-"""``status``: one screen of where the work stands, read from the projections (read-only)."""
+"""``status``: one screen an operator reads in five seconds, from the projections (read-only).
+
+It never writes: pending pages are counted by the same scan the worker uses, without appending
+the scan's events.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-import apsw
 import msgspec
 
+from commands.config import Config
+from commands.cost import Spend, Usage, spend
+from commands.dataset import walk_inputs
+from commands.scan import decide, load_state
 from eventlog.store import TS_FORMAT, EventStore
+
+STALE_HOURS = 24  # the service's target turnaround
 
 
 class ActiveBatchView(msgspec.Struct, frozen=True):
@@ -19,6 +28,15 @@ class ActiveBatchView(msgspec.Struct, frozen=True):
     age_hours: float
 
 
+class LastRun(msgspec.Struct, frozen=True):
+    run_id: str
+    started_at: str
+    finished_at: str | None
+    outcome: str | None
+    message: str
+    spend: Spend
+
+
 class Status(msgspec.Struct, frozen=True):
     database: str
     events: int
@@ -27,8 +45,13 @@ class Status(msgspec.Struct, frozen=True):
     open_intents: list[str]
     in_flight: int
     written: int
+    pending: int | None
+    waiting_for_previous_page: int | None
+    rejected_inputs: int
     failing_by_count: dict[str, int]
     dead_letters: int
+    last_run: LastRun | None
+    spend: Spend
 
 
 def age_hours(ts: str, now: datetime) -> float:
@@ -36,11 +59,28 @@ def age_hours(ts: str, now: datetime) -> float:
     return round((now - then).total_seconds() / 3600, 2)
 
 
-def status(store: EventStore) -> Status:
-    """A consistent snapshot (one read transaction) of the live projections."""
+def _usage(rows: list[tuple[str, str, int, int, int, int, int, int]]) -> list[Usage]:
+    return [Usage(*row[1:]) for row in rows]
+
+
+def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
+    """A consistent snapshot (one read transaction) of the live projections, plus (``scan``) the
+    pages waiting to be submitted."""
     now = store.clock()
+    pending = waiting = None
+    if scan:
+        pages, problems = walk_inputs(config.paths.input_root)
+        decision = decide(
+            pages,
+            problems,
+            load_state(store, config.paths.output_root),
+            max_retries=config.batching.max_retries,
+            context_previous_page=config.gemini.context_previous_page,
+        )
+        pending = decision.counts["candidates"]
+        waiting = decision.counts["waiting_for_previous_page"]
     with store.snapshot():
-        conn: apsw.Connection = store.conn
+        conn = store.conn
         bounds = store.bounds()
         batches = [
             ActiveBatchView(b, d, s, n, at, age_hours(at, now))
@@ -59,6 +99,7 @@ def status(store: EventStore) -> Status:
         written = conn.execute(
             "SELECT count(*) FROM record_status WHERE status = 'written'"
         ).fetchone()[0]
+        rejected = conn.execute("SELECT count(*) FROM rejected_inputs").fetchone()[0]
         failing = {
             str(count): n
             for count, n in conn.execute(
@@ -71,6 +112,19 @@ def status(store: EventStore) -> Status:
         dead = conn.execute(
             "SELECT count(*) FROM record_status WHERE status = 'dead_lettered'"
         ).fetchone()[0]
+        totals = conn.execute(
+            "SELECT '', model, sum(results), sum(prompt_tokens), sum(output_tokens), "
+            "sum(failed_results), sum(failed_prompt_tokens), sum(failed_output_tokens) "
+            "FROM token_usage GROUP BY model"
+        ).fetchall()
+        run = conn.execute(
+            "SELECT run_id, started_at, finished_at, outcome, message FROM runs "
+            "ORDER BY started_seq DESC LIMIT 1"
+        ).fetchone()
+        last_run = None
+        if run is not None:
+            rows = conn.execute("SELECT * FROM token_usage WHERE run_id = ?", (run[0],)).fetchall()
+            last_run = LastRun(*run, spend(_usage(rows), config.pricing, config.gemini.model))
     return Status(
         database=str(store.path),
         events=bounds[1][0] if bounds else 0,
@@ -79,33 +133,63 @@ def status(store: EventStore) -> Status:
         open_intents=intents,
         in_flight=in_flight,
         written=written,
+        pending=pending,
+        waiting_for_previous_page=waiting,
+        rejected_inputs=rejected,
         failing_by_count=failing,
         dead_letters=dead,
+        last_run=last_run,
+        spend=spend(_usage(totals), config.pricing, config.gemini.model),
     )
 
 
 def render(s: Status) -> str:
-    lines = [f"database     {s.database}"]
-    lines.append(f"events       {s.events} (last at {s.last_event_at or 'never'})")
-    lines.append(f"active       {len(s.active_batches)} batch(es)")
+    lines = [f"database      {s.database}"]
+    lines.append(f"events        {s.events} (last at {s.last_event_at or 'never'})")
+    stale = [b for b in s.active_batches if b.age_hours > STALE_HOURS]
+    lines.append(
+        f"active        {len(s.active_batches)} batch(es)"
+        + (f", {len(stale)} older than {STALE_HOURS} h" if stale else "")
+    )
     for b in s.active_batches:
         warn = (
-            "  WARNING: older than 24 h (the service's target turnaround)"
-            if b.age_hours > 24
+            f"  WARNING: older than {STALE_HOURS} h (the service's target turnaround)"
+            if b.age_hours > STALE_HOURS
             else ""
         )
         lines.append(
             f"  {b.batch_id}  {b.state}  {b.records} records  age {b.age_hours:.1f} h{warn}"
         )
     if s.open_intents:
-        lines.append(f"open intents {len(s.open_intents)} (submission not yet confirmed)")
+        lines.append(f"open intents  {len(s.open_intents)} (created? looked up next cycle)")
         lines.extend(f"  {name}" for name in s.open_intents)
-    lines.append(f"in flight    {s.in_flight} records")
-    lines.append(f"written      {s.written} records (by this log)")
+    lines.append(f"in flight     {s.in_flight} records")
+    if s.pending is not None:
+        waiting = (
+            f", {s.waiting_for_previous_page} waiting for their previous page"
+            if s.waiting_for_previous_page
+            else ""
+        )
+        lines.append(f"pending       {s.pending} pages to submit{waiting}")
+    lines.append(f"written       {s.written} records")
     retrying = sum(s.failing_by_count.values())
     by_count = ", ".join(f"{n} at {c}" for c, n in s.failing_by_count.items())
     lines.append(
-        f"retrying     {retrying} records" + (f" ({by_count} failures so far)" if retrying else "")
+        f"retrying      {retrying} records" + (f" ({by_count} failures so far)" if retrying else "")
     )
-    lines.append(f"dead letters {s.dead_letters}")
+    lines.append(
+        f"dead letters  {s.dead_letters}"
+        + ("  (see: analyze-failures --summary)" if s.dead_letters else "")
+    )
+    if s.rejected_inputs:
+        lines.append(f"rejected      {s.rejected_inputs} input file(s) or folder(s) skipped")
+    if s.last_run is not None:
+        r = s.last_run
+        outcome = r.outcome or "still running"
+        lines.append(
+            f"last run      {r.run_id}: {outcome}, started {r.started_at}"
+            + (f" ({r.message})" if r.message else "")
+        )
+        lines.append(f"  its spend   {r.spend.describe()}")
+    lines.append(f"spend total   {s.spend.describe()}")
     return "\n".join(lines)

@@ -16,10 +16,10 @@ def test_status_text_and_json(db_path: Path) -> None:
     for actor, group in scenario()[:15]:
         s.append(group, actor=actor)
     s.close()
-    out = invoke(db_path, "status").output
-    assert "active       1 batch(es)" in out and "batches/b5" in out
-    assert "dead letters 0" in out
-    data = json.loads(invoke(db_path, "status", "--json").output)
+    out = invoke(db_path, "status").stdout
+    assert "active        1 batch(es)" in out and "batches/b5" in out
+    assert "dead letters  0" in out
+    data = json.loads(invoke(db_path, "status", "--json").stdout)
     assert data["active_batches"][0]["batch_id"] == "batches/b5"
     assert data["in_flight"] == 1 and data["written"] == 3
     # C failed once but was then written; B's counts were reset: nobody is retrying.
@@ -33,13 +33,13 @@ def test_status_counts_records_still_retrying_by_failures(db_path: Path) -> None
     for actor, group in scenario()[:10]:  # B has failed twice and is not written
         s.append(group, actor=actor)
     s.close()
-    data = json.loads(invoke(db_path, "status", "--json").output)
+    data = json.loads(invoke(db_path, "status", "--json").stdout)
     assert data["failing_by_count"] == {"2": 1}
-    assert "retrying     1 records (1 at 2 failures so far)" in invoke(db_path, "status").output
+    assert "retrying      1 records (1 at 2 failures so far)" in invoke(db_path, "status").stdout
 
 
 def test_status_json_counts_dead_letters_and_intents(populated: Path) -> None:
-    data = json.loads(invoke(populated, "status", "--json").output)
+    data = json.loads(invoke(populated, "status", "--json").stdout)
     assert data["events"] == len(all_events())
     assert data["open_intents"] == ["gb-r2-2"] and data["dead_letters"] == 0
 
