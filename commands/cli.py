@@ -158,21 +158,73 @@ def cli(
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--no-scan", is_flag=True, help="Skip counting pending pages (no dataset walk).")
 @click.pass_context
 @operator_errors
-def status(ctx: click.Context, as_json: bool) -> None:
-    """Active batches, records in flight, failures and dead letters, last event time.
+def status(ctx: click.Context, as_json: bool, no_scan: bool) -> None:
+    """Where the work stands: active batches and their age, in flight, pending, retrying,
+    dead letters, the last run, and the spend.
 
     Example: python -m commands status --json
     """
     from commands.status import render, status
 
     with app(ctx).open() as store:
-        result = status(store)
+        result = status(store, app(ctx).config, scan=not no_scan)
     if as_json:
         echo_json(result)
     else:
         click.echo(render(result))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@operator_errors
+def estimate(ctx: click.Context, as_json: bool) -> None:
+    """What the pending pages should cost through the Batch API, before submitting them.
+
+    Uses the mean tokens of past results in this log, or a stated assumption; prices come from
+    [pricing] (with the batch discount). Retries are not included.
+
+    Example: python -m commands estimate
+    """
+    from commands.cost import money
+    from commands.estimate import estimate as run
+
+    with app(ctx).open() as store:
+        e = run(store, app(ctx).config)
+    if as_json:
+        echo_json(e)
+        return
+    click.echo(
+        f"pending       {e.pages} pages"
+        + (
+            f" (+{e.waiting_for_previous_page} waiting for their previous page)"
+            if e.waiting_for_previous_page
+            else ""
+        )
+    )
+    click.echo(
+        f"per page      {e.prompt_tokens_per_page:,.0f} prompt + "
+        f"{e.output_tokens_per_page:,.0f} output tokens, from {e.basis}"
+    )
+    if e.cost is None:
+        click.echo(f"cost          unknown: no price for {e.model} in [pricing.models]")
+        return
+    click.echo(
+        f"prices        {e.model}: {money(e.input_per_million or 0, e.currency)} / "
+        f"{money(e.output_per_million or 0, e.currency)} per million prompt / output "
+        f"tokens, {e.batch_discount:.0%} batch discount"
+    )
+    click.echo(
+        f"estimate      {money(e.cost, e.currency)}"
+        + (
+            f" ({money(e.cost_with_waiting or 0, e.currency)} with the waiting pages)"
+            if e.waiting_for_previous_page
+            else ""
+        )
+    )
 
 
 @cli.command("reset-failures", cls=ListOptionsCommand)
@@ -417,6 +469,7 @@ def run(ctx: click.Context, mode: str, wait: float) -> None:
     Example: python -m commands run --once
     Example: python -m commands --config prod.toml run --loop
     """
+    from commands.progress import for_stderr
     from commands.run import run as run_pipeline
 
     config = app(ctx).config
@@ -425,7 +478,11 @@ def run(ctx: click.Context, mode: str, wait: float) -> None:
             update={"paths": config.paths.model_copy(update={"database": app(ctx).db_path})}
         )
     result = run_pipeline(
-        config, loop=mode == "loop", until_idle=mode == "idle", wait_for_lock=wait
+        config,
+        loop=mode == "loop",
+        until_idle=mode == "idle",
+        wait_for_lock=wait,
+        progress=for_stderr(),
     )
     s = result.last
     click.echo(
@@ -514,9 +571,59 @@ def report(ctx: click.Context, run_id: str | None, last: bool) -> None:
         raise OperatorError("give --run ID or --last, not both")
     with app(ctx).open() as store:
         rid = run_id or core.last_run_id(store)
-        click.echo(
-            core.render(core.build(store, rid, app(ctx).config.batching.max_retries)), nl=False
-        )
+        click.echo(core.render(core.build(store, rid, app(ctx).config)), nl=False)
+
+
+# --- Prefect (optional extra) -----------------------------------------------------------------
+
+
+def _prefect_flow() -> Any:
+    try:
+        from commands import prefect_flow
+    except ImportError as e:
+        raise OperatorError(
+            f"Prefect is not installed ({e}): run `uv sync --extra prefect` first"
+        ) from None
+    return prefect_flow
+
+
+@cli.command("prefect-run")
+@click.pass_context
+@operator_errors
+def prefect_run(ctx: click.Context) -> None:
+    """Run one cycle as a Prefect flow (report and counts published as artifacts).
+
+    Needs the optional extra: uv sync --extra prefect.
+
+    Example: python -m commands --config prod.toml prefect-run
+    """
+    flow = _prefect_flow()
+    source = app(ctx).config.source
+    counts = flow.gemini_batches(config_path=str(source) if source else None)
+    click.echo(", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+@cli.command("prefect-serve")
+@click.option(
+    "--interval",
+    type=float,
+    help="Seconds between flow runs (default: [batching] poll_interval_seconds).",
+)
+@click.option("--cron", help="A cron schedule instead of an interval, e.g. '*/10 * * * *'.")
+@click.pass_context
+@operator_errors
+def prefect_serve(ctx: click.Context, interval: float | None, cron: str | None) -> None:
+    """Serve the flow on a schedule; runs appear in the Prefect UI with their artifacts.
+
+    Needs the optional extra: uv sync --extra prefect.
+
+    Example: python -m commands --config prod.toml prefect-serve --cron "*/10 * * * *"
+    """
+    if interval is not None and cron is not None:
+        raise OperatorError("give --interval or --cron, not both")
+    flow = _prefect_flow()
+    source = app(ctx).config.source
+    flow.serve(str(source) if source else None, interval, cron)
 
 
 # --- entry points --------------------------------------------------------------------------------

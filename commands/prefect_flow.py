@@ -1,0 +1,104 @@
+"""The cycle as a Prefect flow: an optional extra (``uv sync --extra prefect``).
+
+Each step of the cycle is a task, retried by Prefect with exponential backoff when it fails on a
+transient error (a Gemini 5xx/429/timeout that outlived the gateway's own retries, or a database
+locked past its busy timeout). The run report is published as a Markdown artifact and its counts
+as a table artifact, as the operations document describes for the Prefect UI.
+
+The core never imports this module; only ``commands prefect-run`` / ``prefect-serve`` do.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
+
+from commands.config import load_config
+from commands.cycle import Cycle, CycleSummary
+from commands.errors import GatewayError
+from commands.report import render
+from commands.run import session
+from commands.scan import ScanDecision
+from eventlog.errors import DatabaseBusy
+
+REPORT_KEY = "gemini-batches-run-report"
+COUNTS_KEY = "gemini-batches-counts"
+
+
+def is_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only what may succeed later; a bug or an operator error fails at once."""
+    error = state.result(raise_on_failure=False)
+    if isinstance(error, GatewayError):
+        return error.transient
+    return isinstance(error, DatabaseBusy)
+
+
+_RETRIES: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
+    "retry_condition_fn": is_transient,
+    "cache_policy": NO_CACHE,
+}
+
+
+@task(name="reconcile open submissions", **_RETRIES)
+def reconcile_task(cycle: Cycle) -> None:
+    cycle.reconcile_intents()
+
+
+@task(name="poll active batches", **_RETRIES)
+def poll_task(cycle: Cycle, summary: CycleSummary) -> None:
+    cycle.poll(summary)
+
+
+@task(name="scan the dataset", **_RETRIES)
+def scan_task(cycle: Cycle) -> ScanDecision:
+    return cycle.scan()
+
+
+@task(name="submit new batches", **_RETRIES)
+def submit_task(cycle: Cycle, decision: ScanDecision, summary: CycleSummary) -> None:
+    cycle.submit(decision, summary)
+
+
+@flow(name="gemini-batches")
+def gemini_batches(config_path: str | None = None) -> dict[str, int]:
+    """One cycle of the pipeline; returns the run report's counts. The API key is read from the
+    environment of the worker, never passed as a parameter (Prefect stores parameters)."""
+    config = load_config(Path(config_path) if config_path else None)
+    with session(config, command="prefect flow") as s:
+        summary = CycleSummary()
+        reconcile_task(s.cycle)
+        poll_task(s.cycle, summary)
+        submit_task(s.cycle, scan_task(s.cycle), summary)
+        s.cycle.settle(summary)
+    assert s.report is not None
+    counts = s.report.counts()
+    create_markdown_artifact(
+        markdown=render(s.report), key=REPORT_KEY, description=f"gemini-batches run {s.run_id}"
+    )
+    create_table_artifact(
+        table=[{"figure": k, "value": v} for k, v in counts.items()],
+        key=COUNTS_KEY,
+        description=f"counts of run {s.run_id}",
+    )
+    return counts
+
+
+def serve(config_path: str | None, interval_seconds: float | None, cron: str | None) -> None:
+    """Serve the flow with a schedule (an interval, default the config's poll interval)."""
+    config = load_config(Path(config_path) if config_path else None)
+    schedule: dict[str, Any] = (
+        {"cron": cron}
+        if cron
+        else {
+            "interval": timedelta(seconds=interval_seconds or config.batching.poll_interval_seconds)
+        }
+    )
+    gemini_batches.serve(name="gemini-batches", parameters={"config_path": config_path}, **schedule)
