@@ -24,7 +24,11 @@ A policy is plain data (a dict, or a JSON file for ``python -m gemini_emulator -
 
 Record outcomes: ``valid``, ``invalid_json``, ``schema_violation``, ``error_line``,
 ``missing_line``, ``safety``, ``recitation``, ``max_tokens``. Job outcomes: ``SUCCEEDED``,
-``FAILED``, ``CANCELLED``, ``EXPIRED``, ``STUCK`` (stays PENDING until it expires at 48 h).
+``FAILED``, ``CANCELLED``, ``EXPIRED``, ``STUCK`` (stays PENDING until it expires at 48 h), and
+glitches of a job that succeeds: ``TRUNCATED`` (the result file ends mid-line), ``DUPLICATES``
+(every line twice, the copy a different answer), ``EXTRA_KEYS`` (lines for keys that were never in
+the job, one of them hostile), ``ODD_STATE`` (an unknown state for two polls first),
+``FAILED_THEN_SUCCEEDED`` (reported FAILED once, SUCCEEDED afterwards).
 ``times`` limits how often a rule fires (per record key for record rules); ``probability``
 fires it at random (seeded, so a run is reproducible); ``calls`` lists 1-based call numbers of the
 endpoint; ``every`` fires on every n-th call. A fault with ``status`` answers that HTTP error (with
@@ -60,7 +64,18 @@ RecordOutcome = Literal[
     "recitation",
     "max_tokens",
 ]
-JobOutcome = Literal["SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "STUCK"]
+JobOutcome = Literal[
+    "SUCCEEDED",
+    "FAILED",
+    "CANCELLED",
+    "EXPIRED",
+    "STUCK",
+    "TRUNCATED",
+    "DUPLICATES",
+    "EXTRA_KEYS",
+    "ODD_STATE",
+    "FAILED_THEN_SUCCEEDED",
+]
 ENDPOINTS = (
     "files.upload",
     "files.upload_bytes",
@@ -89,7 +104,10 @@ class RecordRule(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class JobRule(msgspec.Struct, forbid_unknown_fields=True):
-    outcome: JobOutcome
+    outcome: JobOutcome = "SUCCEEDED"
+    #: Overrides ``timing`` for the jobs this rule picks.
+    pending_seconds: float | None = None
+    running_seconds: float | None = None
     nth: int | None = None
     match: str | None = None
     display_name: str | None = None
@@ -165,8 +183,8 @@ class Policy:
                 return rule.outcome
             return "valid"
 
-    def job_outcome(self, display_name: str, keys: list[str]) -> JobOutcome:
-        """Decided once, when a job is created."""
+    def job_rule(self, display_name: str, keys: list[str]) -> JobRule:
+        """The rule deciding a new job's fate (outcome, timing); decided once, at creation."""
         with self._lock:
             self._jobs_created += 1
             n = self._jobs_created
@@ -187,8 +205,14 @@ class Policy:
                 if not self._chance(rule.probability):
                     continue
                 self._job_fired[i] = fired + 1
-                return rule.outcome
-            return "SUCCEEDED"
+                return rule
+            return JobRule()
+
+    def timing_for(self, rule: JobRule) -> Timing:
+        return Timing(
+            self.timing.pending_seconds if rule.pending_seconds is None else rule.pending_seconds,
+            self.timing.running_seconds if rule.running_seconds is None else rule.running_seconds,
+        )
 
     def fault_for(self, endpoint: str, subject: str = "") -> Fault | None:
         """The fault to inject into this call, if any (counts the call)."""

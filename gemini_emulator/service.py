@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from gemini_emulator.policy import JobOutcome, Policy, RecordOutcome
+from gemini_emulator.policy import JobOutcome, Policy, RecordOutcome, Timing
 from gemini_emulator.schema_fill import break_, fill
 
 FILE_TTL_SECONDS = 48 * 3600
@@ -121,10 +121,21 @@ class Job:
     result_file: str | None = None
     inline_responses: list[dict[str, Any]] = field(default_factory=list)
     cancel_requested: bool = False
+    timing: Timing | None = None
+    #: A state to report instead of the real one, for ``glitch_reports`` more polls.
+    glitch: str | None = None
+    glitch_reports: int = 0
 
     @property
     def name(self) -> str:
         return f"batches/{self.id}"
+
+    def reported_state(self) -> str:
+        """The state a poll sees (consumes one glitch report)."""
+        if self.glitch is not None and self.glitch_reports > 0:
+            self.glitch_reports -= 1
+            return self.glitch
+        return self.state
 
 
 @dataclass
@@ -274,10 +285,11 @@ class Service:
                 display_name,
                 model,
                 self.now(),
-                self.policy.job_outcome(display_name, keys),
+                (rule := self.policy.job_rule(display_name, keys)).outcome,
                 requests,
                 inline,
             )
+            job.timing = self.policy.timing_for(rule)
             job.updated = job.created
             self.jobs[job.id] = job
             return job
@@ -318,7 +330,7 @@ class Service:
     def _settle(self, job: Job) -> None:
         if job.state in TERMINAL:
             return
-        timing = self.policy.timing
+        timing = job.timing or self.policy.timing
         elapsed = self.now() - job.created
         if elapsed >= BATCH_TTL_SECONDS:
             self._finish(job, "EXPIRED")
@@ -327,22 +339,33 @@ class Service:
         elif elapsed < timing.pending_seconds + timing.running_seconds:
             if job.state != "RUNNING":
                 job.state, job.updated = "RUNNING", self.now()
+        elif job.outcome in GLITCHES:
+            job.glitch, job.glitch_reports = GLITCHES[job.outcome]
+            self._finish(job, "SUCCEEDED")
         else:
             self._finish(job, job.outcome)
 
     def _finish(self, job: Job, state: str) -> None:
-        job.state = state
+        job.state = "SUCCEEDED" if state in OUTPUT_GLITCHES else state
         job.ended = job.updated = self.now()
-        if state == "SUCCEEDED":
-            lines = [
+        if job.state == "SUCCEEDED":
+            answers = [
                 line
                 for key, request in job.requests
                 if (line := self._answer(job, key, request)) is not None
             ]
+            # Results come back in no particular order: join on the key.
+            lines = list(reversed(answers))
+            if state == "DUPLICATES":
+                lines += [{"key": line["key"], "response": _second_opinion()} for line in answers]
+            elif state == "EXTRA_KEYS":
+                lines += [{"key": key, "response": _second_opinion()} for key in EXTRA_KEYS]
             if job.inline:
                 job.inline_responses = [_inline(line) for line in lines]
             else:
-                data = "".join(json.dumps(line) + "\n" for line in reversed(lines)).encode()
+                data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+                if state == "TRUNCATED" and lines:
+                    data = data[: len(data) - len(json.dumps(lines[-1])) // 2 - 1]
                 f = StoredFile(
                     f"batch-{job.id}",
                     job.owner,
@@ -447,24 +470,45 @@ class Service:
 
 def operation(job: Job, base_url: str) -> dict[str, Any]:
     """A batch job as the long-running Operation the API returns."""
+    state = job.reported_state()
     metadata: dict[str, Any] = {
         "@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatch",
         "name": job.name,
         "model": job.model,
         "displayName": job.display_name,
-        "state": f"BATCH_STATE_{job.state}",
+        "state": f"BATCH_STATE_{state}",
         "createTime": rfc3339(job.created),
         "updateTime": rfc3339(job.updated),
         "batchStats": {"requestCount": str(len(job.requests))},
     }
     if job.ended is not None:
         metadata["endTime"] = rfc3339(job.ended)
-    if job.state == "SUCCEEDED":
+    if state == "SUCCEEDED":
         if job.inline:
             metadata["output"] = {"inlinedResponses": {"inlinedResponses": job.inline_responses}}
         else:
             metadata["output"] = {"responsesFile": job.result_file}
-    return {"name": job.name, "done": job.state in TERMINAL, "metadata": metadata}
+    return {"name": job.name, "done": state in TERMINAL, "metadata": metadata}
+
+
+#: Job outcomes that succeed but are reported oddly first: (reported state, how many polls).
+GLITCHES = {"ODD_STATE": ("MYSTERY", 2), "FAILED_THEN_SUCCEEDED": ("FAILED", 1)}
+#: Job outcomes that succeed with a damaged result file.
+OUTPUT_GLITCHES = {"TRUNCATED", "DUPLICATES", "EXTRA_KEYS"}
+#: Keys an EXTRA_KEYS job answers for although nobody asked; one tries to escape the output root.
+EXTRA_KEYS = ("Nowhere:Ghost:2020:1", "../../..:etc:2020:1", "..:..:..:passwd")
+
+
+def _second_opinion() -> dict[str, Any]:
+    """A response that is not JSON: if a duplicate or stray line won, the record would fail."""
+    return {
+        "candidates": [
+            {
+                "finishReason": "STOP",
+                "content": {"role": "model", "parts": [{"text": "a second, different answer"}]},
+            }
+        ]
+    }
 
 
 def _inline(line: dict[str, Any]) -> dict[str, Any]:
