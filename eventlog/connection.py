@@ -89,7 +89,7 @@ def connect(
             "(`commands nuke --confirm`)"
         )
     if not exists:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
         os.close(fd)
     with translate_sqlite_errors(path):

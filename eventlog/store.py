@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Protocol
 import apsw
 import msgspec
 
+from eventlog import crashpoints
 from eventlog.connection import (
     DEFAULT_BUSY_TIMEOUT_MS,
     apply_settings,
@@ -152,6 +154,29 @@ class Writer:
         return recorded
 
 
+def _create_atomically(path: Path, projector: Projector | None, registry: EventRegistry) -> None:
+    """Build a new, empty log beside ``path`` and link it into place, so another process never
+    sees a half-made database (an empty file, or tables without their schema version)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+    conn = connect(tmp, create=True)
+    try:
+        with translate_sqlite_errors(tmp):
+            apply_settings(conn)
+            migrate(conn)
+            if projector is not None:
+                projector.catch_up(EventStore(conn, tmp, registry=registry, projector=projector))
+    finally:
+        conn.close()
+    try:
+        os.link(tmp, path)  # fails if another process created it first: theirs is as good
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 class EventStore:
     """The event log in one SQLite file. Open with :meth:`open`; close with :meth:`close`."""
 
@@ -189,7 +214,9 @@ class EventStore:
         for reading only: nothing is ever written, and no write lock is taken.
         """
         path = Path(path)
-        conn = connect(path, create=create, busy_timeout_ms=busy_timeout_ms)
+        if create and not path.exists():
+            _create_atomically(path, projector, registry)
+        conn = connect(path, create=False, busy_timeout_ms=busy_timeout_ms)
         try:
             with translate_sqlite_errors(path):
                 version = check_schema(conn, str(path))
@@ -231,7 +258,11 @@ class EventStore:
                 "SELECT seq, ts, hash FROM events ORDER BY seq DESC LIMIT 1"
             ).fetchone()
             last_seq, last_ts, last_hash = row if row else (0, "", GENESIS_HASH)
-            yield Writer(self, last_seq, last_ts, last_hash)
+            writer = Writer(self, last_seq, last_ts, last_hash)
+            yield writer
+        if crashpoints.active():
+            for type_ in dict.fromkeys(r.type for r in writer.appended):
+                crashpoints.reach(crashpoints.APPEND_PREFIX + type_)
 
     def append(self, events: Sequence[Event], *, actor: str) -> list[Recorded]:
         """Append ``events`` in one transaction (group commit); returns them as recorded."""

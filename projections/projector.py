@@ -20,8 +20,10 @@ from typing import Any
 import apsw
 import msgspec
 
+from eventlog import crashpoints
 from eventlog.store import EventStore, Recorded
 from projections import (
+    abandoned_batches,
     active_batches,
     batch_record_keys,
     failure_counts,
@@ -32,10 +34,12 @@ from projections import (
     runs,
     submission_intents,
     token_usage,
+    uploaded_files,
 )
 from projections.tables import MemoryTables, SqliteTables, Tables, TableSpec, read_rows
 
 PROJECTIONS = (
+    abandoned_batches,
     active_batches,
     batch_record_keys,
     submission_intents,
@@ -46,6 +50,7 @@ PROJECTIONS = (
     rejected_inputs,
     runs,
     token_usage,
+    uploaded_files,
 )
 SPECS: tuple[TableSpec, ...] = tuple(p.SPEC for p in PROJECTIONS)
 
@@ -176,8 +181,10 @@ class SqlProjector:
             return
         tables = SqliteTables(conn)
         with self._gate(conn):
-            for rec in records:
+            for i, rec in enumerate(records):
                 evolve(tables, rec)
+                if i == 0:
+                    crashpoints.reach("during_projection_update")
             conn.execute(f"UPDATE {_CHECKPOINTS} SET seq = ?", (records[-1].seq,))
 
     def load(self, conn: apsw.Connection, tables: MemoryTables, last_seq: int) -> None:

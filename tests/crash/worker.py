@@ -10,8 +10,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from commands import crashpoints
 from commands.cli import main
+from eventlog import crashpoints
 
 POINT = os.environ.get("CRASH_AT", "")
 NTH = int(os.environ.get("CRASH_NTH", "1"))
@@ -27,7 +27,8 @@ def _hook(name: str) -> None:
 
 
 if POINT:
-    if POINT not in crashpoints.POINTS:
+    known = POINT in crashpoints.POINTS or POINT.startswith(crashpoints.APPEND_PREFIX)
+    if not known:
         raise SystemExit(f"unknown crash point {POINT!r}")
     crashpoints.install(_hook)
 main(sys.argv[1:], prog_name="worker")

@@ -1,8 +1,11 @@
-"""Named points between the side effects of a cycle, where a test harness can kill the worker.
+"""Named points between side effects, where a test harness can kill the process.
 
 Production code calls :func:`reach` at each point; it does nothing unless a hook was installed,
 and only the crash-test harness (``tests/crash/worker.py``) installs one. No environment variable
 or flag of the shipped program can trigger a crash.
+
+Besides the named :data:`POINTS`, the store reaches ``after_append:<EventType>`` once a write
+transaction holding an event of that type has committed.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ POINTS = (
     "after_failed_event",
     "after_scan_events",
     "during_projection_update",
+    "after_file_delete",
 )
+APPEND_PREFIX = "after_append:"
 
 _hook: Callable[[str], None] | None = None
 
@@ -37,6 +42,10 @@ def install(hook: Callable[[str], None] | None) -> None:
 
 
 def reach(point: str) -> None:
-    """Mark that the cycle reached ``point`` (a no-op in production)."""
+    """Mark that execution reached ``point`` (a no-op in production)."""
     if _hook is not None:
         _hook(point)
+
+
+def active() -> bool:
+    return _hook is not None
