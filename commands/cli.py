@@ -51,7 +51,9 @@ class AppContext:
     def open(self, *, create: bool = False) -> EventStore:
         from projections import open_store
 
-        return open_store(self.db_path, create=create)
+        return open_store(
+            self.db_path, create=create, busy_timeout_ms=self.config.database.busy_timeout_ms
+        )
 
 
 def app(ctx: click.Context) -> AppContext:
@@ -491,6 +493,8 @@ def run(ctx: click.Context, mode: str, wait: float) -> None:
     )
     if result.report_path is not None:
         click.echo(f"report: {result.report_path}")
+    if result.outcome == "interrupted":
+        ctx.exit(130)  # the shell's convention for Ctrl+C
 
 
 @cli.command()

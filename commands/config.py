@@ -57,6 +57,11 @@ class BatchingConfig(_Section):
     max_active_batches: int = Field(4, ge=1)
     max_retries: int = Field(3, ge=1)
     poll_interval_seconds: float = Field(60.0, gt=0)
+    #: Cancel (and resubmit the pages of) a batch still waiting to start after this long; 0: never
+    #: (the service itself expires a batch after 48 h).
+    stuck_pending_hours: float = Field(36.0, ge=0)
+    #: How long a batch seen FAILED/CANCELLED/EXPIRED is still checked for results.
+    late_results_grace_minutes: float = Field(60.0, ge=0)
 
 
 class UploadsConfig(_Section):
@@ -70,6 +75,15 @@ class NetworkConfig(_Section):
     api_retry_backoff_seconds: float = Field(1.0, ge=0)
     #: Per HTTP request; a slower answer is a timeout (a transient failure, retried).
     request_timeout_seconds: float = Field(120.0, gt=0)
+
+
+class DatabaseConfig(_Section):
+    #: How long a writer waits for another process's write lock before giving up with an error.
+    busy_timeout_seconds: float = Field(10.0, ge=0)
+
+    @property
+    def busy_timeout_ms(self) -> int:
+        return int(self.busy_timeout_seconds * 1000)
 
 
 class ModelPrice(_Section):
@@ -112,6 +126,7 @@ class Config(_Section):
     uploads: UploadsConfig = UploadsConfig()
     network: NetworkConfig = NetworkConfig()
     pricing: PricingConfig = PricingConfig()
+    database: DatabaseConfig = DatabaseConfig()
     #: Where the config was read from (None: defaults only). Not a TOML key.
     source: Path | None = Field(None, exclude=True)
 

@@ -57,6 +57,16 @@ def poll_task(cycle: Cycle, summary: CycleSummary) -> None:
     cycle.poll(summary)
 
 
+@task(name="watch batches given up on", **_RETRIES)
+def watch_task(cycle: Cycle) -> None:
+    cycle.watch_abandoned()
+
+
+@task(name="delete files nothing needs", **_RETRIES)
+def clean_up_task(cycle: Cycle, summary: CycleSummary) -> None:
+    cycle.clean_up(summary)
+
+
 @task(name="scan the dataset", **_RETRIES)
 def scan_task(cycle: Cycle) -> ScanDecision:
     return cycle.scan()
@@ -73,10 +83,12 @@ def gemini_batches(config_path: str | None = None) -> dict[str, int]:
     environment of the worker, never passed as a parameter (Prefect stores parameters)."""
     config = load_config(Path(config_path) if config_path else None)
     with session(config, command="prefect flow") as s:
-        summary = CycleSummary()
+        summary = s.cycle.begin()
         reconcile_task(s.cycle)
         poll_task(s.cycle, summary)
+        watch_task(s.cycle)
         submit_task(s.cycle, scan_task(s.cycle), summary)
+        clean_up_task(s.cycle, summary)
         s.cycle.settle(summary)
     assert s.report is not None
     counts = s.report.counts()

@@ -262,7 +262,7 @@ def render(r: RunReport) -> str:
 
 def write(reports_dir: Path, r: RunReport) -> Path:
     """Write ``reports_dir/<run-id>.md`` (owner-only), atomically."""
-    reports_dir.mkdir(parents=True, exist_ok=True)
+    reports_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = reports_dir / f"{r.run_id}.md"
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

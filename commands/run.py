@@ -21,9 +21,11 @@ from commands.config import Config
 from commands.cycle import Cycle, CycleSummary
 from commands.gateway import Gateway, api_key_from_env
 from commands.logs import bind_run
-from commands.progress import Progress
+from commands.progress import NoProgress, Progress
 from commands.runlock import RunLock
 from commands.schema import load_schema
+from commands.worker import Worker
+from eventlog.errors import DatabaseError
 from eventlog.events import RunFinished, RunStarted
 from eventlog.store import EventStore
 from projections import open_store
@@ -75,14 +77,36 @@ def session(
     )
     run_id = new_run_id()
     with RunLock(config.paths.database).acquire(wait_for_lock):
-        store = open_store(config.paths.database, create=True)
+        store = open_store(
+            config.paths.database, create=True, busy_timeout_ms=config.database.busy_timeout_ms
+        )
         gateway = Gateway.from_config(config, api_key=key)
         actor = f"run:{run_id}"
-        store.append([RunStarted(run_id=run_id, command=command)], actor=actor)
+        # Holding the lock, any run that never finished is dead: say so in the log.
+        dead = [
+            r[0]
+            for r in store.conn.execute(
+                "SELECT run_id FROM runs WHERE finished_seq IS NULL ORDER BY started_seq"
+            )
+        ]
+        store.append(
+            [
+                *(
+                    RunFinished(
+                        run_id=d,
+                        outcome="crashed",
+                        message=f"ended without finishing; noticed by run {run_id}",
+                    )
+                    for d in dead
+                ),
+                RunStarted(run_id=run_id, command=command),
+            ],
+            actor=actor,
+        )
         bind_run(run_id)
         log.info("Run %s started", run_id)
         cycle = Cycle(
-            config, store, gateway, run_id=run_id, schema=schema, sleep=sleep, progress=progress
+            Worker(config, store, gateway, run_id, schema, sleep, progress or NoProgress())
         )
         s = Session(run_id, cycle, store)
         try:
@@ -94,16 +118,22 @@ def session(
             s.outcome, s.message = "error", f"{type(e).__name__}: {e}"
             raise
         finally:
-            store.append(
-                [RunFinished(run_id=run_id, outcome=s.outcome, message=s.message[:500])],
-                actor=actor,
-            )
-            s.report = report.build(store, run_id, config)
-            s.report_path = _write_report(config, s.report)
-            gateway.close()
-            store.close()
-            log.info("Run %s finished (%s); report: %s", run_id, s.outcome, s.report_path)
-            bind_run(None)
+            try:
+                store.append(
+                    [RunFinished(run_id=run_id, outcome=s.outcome, message=s.message[:500])],
+                    actor=actor,
+                )
+                s.report = report.build(store, run_id, config)
+                s.report_path = _write_report(config, s.report)
+            except DatabaseError as e:
+                # The log itself failed (disk full, locked): the run's end is not recorded; the
+                # next run starts cleanly anyway. The original error is what propagates.
+                log.error("Cannot record the end of run %s: %s", run_id, e)
+            finally:
+                gateway.close()
+                store.close()
+                log.info("Run %s finished (%s); report: %s", run_id, s.outcome, s.report_path)
+                bind_run(None)
 
 
 def run(

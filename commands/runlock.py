@@ -23,7 +23,7 @@ class RunLock:
 
     def acquire(self, wait_seconds: float = 0.0) -> RunLock:
         """Take the lock, waiting up to ``wait_seconds``; :class:`RunLocked` names the holder."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + wait_seconds
         while True:

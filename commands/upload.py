@@ -30,6 +30,9 @@ class Uploaded(msgspec.Struct):
     page: Page
     remote: RemoteFile | None
     events: list[Event]
+    #: The service refused the file itself (a 4xx): retrying it next cycle would not help.
+    refused: bool = False
+    message: str = ""
 
 
 def upload_one(
@@ -43,6 +46,7 @@ def upload_one(
     """Try up to ``attempts`` times; a non-transient refusal (4xx) stops at once."""
     events: list[Event] = []
     last = ""
+    transient = True
     for attempt in range(1, attempts + 1):
         try:
             remote = gateway.upload(
@@ -66,7 +70,8 @@ def upload_one(
                 e,
                 extra={"record_key": page.key, "attempt": attempt},
             )
-            if not e.transient:
+            transient = e.transient
+            if not transient:
                 break
             if attempt < attempts:
                 sleep(backoff_seconds * 2 ** (attempt - 1))
@@ -89,7 +94,7 @@ def upload_one(
         len(events) - 1,
         extra={"record_key": page.key},
     )
-    return Uploaded(page, None, events)
+    return Uploaded(page, None, events, refused=not transient, message=last)
 
 
 def upload_pages(

@@ -110,6 +110,8 @@ class BatchSubmissionIntended(Event, frozen=True):
     model: str
     record_keys: list[str]
     input_file: str = ""
+    #: The uploaded image files the requests reference (deleted once the batch is done).
+    files: list[str] = []
 
     def stream(self) -> str:
         return self.display_name
@@ -232,6 +234,58 @@ class RecordFailed(Event, frozen=True):
         return self.record_key
 
 
+class ResultDiscarded(Event, frozen=True):
+    """A result that arrived after the record had already been written from another batch: the
+    first result wins, this one is not written (its tokens were still billed)."""
+
+    record_key: str
+    batch_id: str
+    reason: str
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    model: str = ""
+
+    def stream(self) -> str:
+        return self.record_key
+
+
+class ResultLinesIgnored(Event, frozen=True):
+    """Lines of a result file that named no pending record of the batch (duplicates, keys never
+    in it) or were unreadable; the first line per record wins."""
+
+    batch_id: str
+    duplicates: list[str] = []
+    unknown_keys: list[str] = []
+    unreadable: int = 0
+
+    def stream(self) -> str:
+        return self.batch_id
+
+
+class LateResultsAdopted(Event, frozen=True):
+    """A batch given up on (failed, cleared, stuck) turned out to have results: its valid results
+    for records not yet written were adopted; the batch is no longer watched."""
+
+    batch_id: str
+    adopted: int
+    ignored: int
+
+    def stream(self) -> str:
+        return self.batch_id
+
+
+class AbandonedBatchClosed(Event, frozen=True):
+    """A batch given up on will bring no results (it ended without any, or its window passed)."""
+
+    batch_id: str
+    state: str
+    reason: str = ""
+
+    def stream(self) -> str:
+        return self.batch_id
+
+
 class RecordDeadLettered(Event, frozen=True):
     """The record reached ``max_retries`` failures; the scanner skips it until a reset."""
 
@@ -320,6 +374,10 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     RecordValidated,
     RecordFailed,
     RecordDeadLettered,
+    ResultDiscarded,
+    ResultLinesIgnored,
+    LateResultsAdopted,
+    AbandonedBatchClosed,
     FailuresReset,
     RunStarted,
     RunFinished,

@@ -20,6 +20,7 @@ from eventlog.events import (
     Event,
     RecordFailed,
     RecordValidated,
+    ResultDiscarded,
 )
 from eventlog.store import Recorded
 from projections.tables import Tables, TableSpec
@@ -68,7 +69,8 @@ def _(e: BatchSubmissionAbandoned, t: Tables, rec: Recorded) -> None:
 
 @apply.register(RecordValidated)
 @apply.register(RecordFailed)
-def _(e: RecordValidated | RecordFailed, t: Tables, rec: Recorded) -> None:
+@apply.register(ResultDiscarded)
+def _(e: RecordValidated | RecordFailed | ResultDiscarded, t: Tables, rec: Recorded) -> None:
     row = t.get(SPEC, (e.record_key,))
     if row is not None and row.batch_id == e.batch_id:
         t.delete(SPEC, (e.record_key,))

@@ -8,7 +8,7 @@ from functools import singledispatch
 
 import msgspec
 
-from eventlog.events import Event, RecordFailed, RecordValidated
+from eventlog.events import Event, RecordFailed, RecordValidated, ResultDiscarded
 from eventlog.store import Recorded
 from projections.tables import Tables, TableSpec
 
@@ -39,12 +39,13 @@ def apply(event: Event, t: Tables, rec: Recorded) -> None:
 
 @apply.register(RecordValidated)
 @apply.register(RecordFailed)
-def _(e: RecordValidated | RecordFailed, t: Tables, rec: Recorded) -> None:
+@apply.register(ResultDiscarded)
+def _(e: RecordValidated | RecordFailed | ResultDiscarded, t: Tables, rec: Recorded) -> None:
     if not (e.prompt_tokens or e.output_tokens):
         return  # error lines and missing lines are not billed
     key = (run_of(rec.actor), e.model)
     row = t.get(SPEC, key) or TokenUsage(*key, 0, 0, 0, 0, 0, 0)
-    failed = isinstance(e, RecordFailed)
+    failed = not isinstance(e, RecordValidated)  # paid for, produced nothing
     t.put(
         SPEC,
         TokenUsage(

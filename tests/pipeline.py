@@ -12,7 +12,7 @@ from commands.config import Config
 from commands.dataset import output_path
 from commands.demo import png
 from commands.schema import PageExtraction
-from eventlog.events import RecordFailed, RecordValidated
+from eventlog.events import RecordFailed, RecordValidated, ResultDiscarded
 from gemini_emulator import Emulator
 from projections import open_store, verify
 
@@ -76,7 +76,9 @@ def write_config(tmp: Path, url: str, **sections: dict[str, Any]) -> Path:
     return path
 
 
-def check_final_state(config: Config, emulator: Emulator, keys: list[str]) -> dict[str, int]:
+def check_final_state(
+    config: Config, emulator: Emulator, keys: list[str], *, billing: bool = True
+) -> dict[str, int]:
     """Every page written (valid JSON matching the schema) or dead-lettered with its failures
     logged; projections equal a rebuild; nothing billed twice. Returns counts by outcome."""
     store = open_store(config.paths.database)
@@ -97,7 +99,16 @@ def check_final_state(config: Config, emulator: Emulator, keys: list[str]) -> di
                 assert status.get(key) == "dead_lettered", (key, status.get(key))
                 assert logs[key] >= config.batching.max_retries
                 outcome["dead_lettered"] += 1
-        check_billing(store, emulator)
+        if billing:
+            check_billing(store, emulator)
+        # No request ever named a file deleted too early (the service answers those with 403).
+        denied = store.conn.execute(
+            "SELECT count(*) FROM failure_logs WHERE message LIKE '%PERMISSION_DENIED%'"
+        ).fetchone()[0]
+        assert denied == 0
+        # Nothing is left on the File API: images, request and result files were all deleted.
+        left = [f.display_name or f.id for f in emulator.service.files.values()]
+        assert left == [], left
     finally:
         store.close()
     return dict(outcome)
@@ -113,7 +124,7 @@ def check_billing(store: Any, emulator: Emulator) -> None:
     accounted: Counter[str] = Counter()
     for rec in store.read():
         e = rec.event
-        if isinstance(e, RecordValidated) or (
+        if isinstance(e, RecordValidated | ResultDiscarded) or (
             isinstance(e, RecordFailed) and e.error_type not in UNBILLED
         ):
             accounted[e.record_key] += 1

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from hypothesis import strategies as st
 
 from eventlog.events import (
+    AbandonedBatchClosed,
     BatchCleared,
     BatchCompleted,
     BatchFailed,
@@ -17,11 +18,18 @@ from eventlog.events import (
     BatchSucceeded,
     Event,
     FailuresReset,
+    FileDeleted,
     FileUploaded,
+    InputRejected,
+    InputRejectionCleared,
+    LateResultsAdopted,
     RecordDeadLettered,
     RecordFailed,
     RecordValidated,
     ResetFilter,
+    ResultDiscarded,
+    RunFinished,
+    RunStarted,
     UploadFailed,
 )
 
@@ -47,6 +55,9 @@ class Model:
     failures: dict[str, int] = field(default_factory=dict)
     dead: set[str] = field(default_factory=set)
     gone: list[str] = field(default_factory=list)  # cleared or failed batches (late results)
+    files: list[str] = field(default_factory=list)  # uploaded, not deleted
+    runs: list[str] = field(default_factory=list)  # started, not finished
+    rejected: set[str] = field(default_factory=set)
     n: int = 0
 
     def name(self, prefix: str) -> str:
@@ -60,7 +71,11 @@ def event_groups(draw: st.DrawFn, max_groups: int = 25) -> list[list[Event]]:
     m = Model()
     groups: list[list[Event]] = []
     for _ in range(draw(st.integers(1, max_groups))):
-        options = ["upload"]
+        options = ["upload", "run", "reject"]
+        if m.files:
+            options.append("delete_file")
+        if m.rejected:
+            options.append("unreject")
         candidates = sorted(k for k in m.free if k not in m.dead)
         if candidates:
             options.append("intend")
@@ -74,15 +89,36 @@ def event_groups(draw: st.DrawFn, max_groups: int = 25) -> list[list[Event]]:
         if m.failures:
             options.append("reset")
         if m.gone:
-            options.append("late")
+            options += ["late", "close"]
         choice = draw(st.sampled_from(options))
         group: list[Event] = []
-        if choice == "upload":
+        if choice == "run":
+            if m.runs and draw(st.booleans()):
+                group = [RunFinished(run_id=m.runs.pop(), outcome="ok")]
+            else:
+                m.runs.append(m.name("r"))
+                group = [RunStarted(run_id=m.runs[-1])]
+        elif choice == "reject":
+            path = draw(st.sampled_from(["/in/a.txt", "/in/b", "/in/S/X/2020/9.png"]))
+            m.rejected.add(path)
+            group = [InputRejected(path=path, reason=draw(st.sampled_from(["x", "y"])))]
+        elif choice == "unreject":
+            path = draw(st.sampled_from(sorted(m.rejected)))
+            m.rejected.discard(path)
+            group = [InputRejectionCleared(path=path)]
+        elif choice == "delete_file":
+            name = m.files.pop(draw(st.integers(0, len(m.files) - 1)))
+            group = [FileDeleted(file_name=name, reason="done")]
+        elif choice == "close":
+            batch = m.gone.pop(draw(st.integers(0, len(m.gone) - 1)))
+            group = [AbandonedBatchClosed(batch_id=batch, state="JOB_STATE_EXPIRED")]
+        elif choice == "upload":
             key = draw(st.sampled_from(KEYS))
+            m.files.append(m.name("files/f"))
             group = [
                 FileUploaded(
                     record_key=key,
-                    file_name=m.name("files/f"),
+                    file_name=m.files[-1],
                     file_uri="u",
                     mime_type="image/png",
                     size_bytes=10,
@@ -94,7 +130,16 @@ def event_groups(draw: st.DrawFn, max_groups: int = 25) -> list[list[Event]]:
             name = m.name("gb-")
             m.intents[name] = keys
             m.free -= set(keys)
-            group = [BatchSubmissionIntended(display_name=name, model="m", record_keys=keys)]
+            files = draw(st.lists(st.sampled_from(m.files), unique=True)) if m.files else []
+            group = [
+                BatchSubmissionIntended(
+                    display_name=name,
+                    model="m",
+                    record_keys=keys,
+                    input_file=m.name("files/req"),
+                    files=files,
+                )
+            ]
         elif choice in ("submit", "abandon", "clear_intent"):
             name = draw(st.sampled_from(sorted(m.intents)))
             keys = m.intents.pop(name)
@@ -135,10 +180,31 @@ def event_groups(draw: st.DrawFn, max_groups: int = 25) -> list[list[Event]]:
             m.succeeded.discard(batch)
             group, ok, bad = [], 0, 0
             for key in keys:
-                if draw(st.booleans()):
+                kind = draw(st.sampled_from(["ok", "ok", "bad", "discard"]))
+                if kind == "discard":
+                    group.append(
+                        ResultDiscarded(
+                            record_key=key,
+                            batch_id=batch,
+                            reason="first",
+                            prompt_tokens=3,
+                            output_tokens=2,
+                            model="m",
+                        )
+                    )
+                    m.free.add(key)
+                    continue
+                if kind == "ok":
                     ok += 1
                     group.append(
-                        RecordValidated(record_key=key, batch_id=batch, output_path=f"out/{key}")
+                        RecordValidated(
+                            record_key=key,
+                            batch_id=batch,
+                            output_path=f"out/{key}",
+                            prompt_tokens=5,
+                            output_tokens=4,
+                            model="m",
+                        )
                     )
                     continue
                 bad += 1
@@ -150,6 +216,8 @@ def event_groups(draw: st.DrawFn, max_groups: int = 25) -> list[list[Event]]:
                         error_type=draw(st.sampled_from(ERRORS)),
                         message="bad",
                         excerpt="x",
+                        prompt_tokens=draw(st.integers(0, 9)),
+                        model=draw(st.sampled_from(["m", ""])),
                     )
                 )
                 if m.failures[key] >= MAX_RETRIES:
@@ -172,6 +240,10 @@ def event_groups(draw: st.DrawFn, max_groups: int = 25) -> list[list[Event]]:
         elif choice == "late":
             batch = draw(st.sampled_from(m.gone))
             key = draw(st.sampled_from(KEYS))
-            group = [RecordValidated(record_key=key, batch_id=batch, output_path="late")]
+            group = [
+                RecordValidated(record_key=key, batch_id=batch, output_path="late"),
+                LateResultsAdopted(batch_id=batch, adopted=1, ignored=0),
+            ]
+            m.gone.remove(batch)
         groups.append(group)
     return groups

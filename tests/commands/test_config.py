@@ -64,7 +64,7 @@ def test_an_explicit_missing_config_is_an_error(tmp_path: Path) -> None:
 def test_every_design_key_exists() -> None:
     keys = {
         section: set(type(getattr(Config(), section)).model_fields)
-        for section in ("paths", "gemini", "batching", "uploads", "network")
+        for section in ("paths", "gemini", "batching", "uploads", "network", "pricing", "database")
     }
     assert keys == {
         "paths": {"input_root", "output_root", "database", "reports_dir"},
@@ -76,9 +76,18 @@ def test_every_design_key_exists() -> None:
             "output_schema",
             "context_previous_page",
         },
-        "batching": {"batch_size", "max_active_batches", "max_retries", "poll_interval_seconds"},
+        "batching": {
+            "batch_size",
+            "max_active_batches",
+            "max_retries",
+            "poll_interval_seconds",
+            "stuck_pending_hours",
+            "late_results_grace_minutes",
+        },
         "uploads": {"upload_retry_attempts", "upload_retry_backoff_seconds", "upload_concurrency"},
         "network": {"api_retry_attempts", "api_retry_backoff_seconds", "request_timeout_seconds"},
+        "pricing": {"batch_discount", "currency", "models"},
+        "database": {"busy_timeout_seconds"},
     }
 
 

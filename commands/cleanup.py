@@ -1,0 +1,92 @@
+"""Deleting uploaded files nothing will use again, so the project's 20 GB File API quota does not
+fill with leftovers (files also expire by themselves after 48 h).
+
+A file is garbage when the submission holding it is over (its batch completed or ended on the
+service, or its intent was abandoned; a batch cleared while the service may still be running it
+keeps its files until it ends), or when no submission ever took it (a page skipped after its upload,
+a crash) and it was uploaded before this cycle began. Files on the service that the log never
+heard of (a crash between an upload and its event) are found by listing the service: page images
+(display name ``State:School:Year:Page``), request files (``gb-...-requests``) and result files
+(``files/batch-<id>``) of batches no longer watched. Each deletion is a ``FileDeleted`` event; a
+file already gone counts as deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+from commands.errors import GatewayError
+from commands.worker import Worker
+from eventlog import crashpoints
+from eventlog.events import Event, FileDeleted
+
+log = logging.getLogger("commands.cleanup")
+
+_OURS = re.compile(r"^(gb-.+-requests|[^:/\\]+:[^:/\\]+:\d+:\d+)$")
+
+GARBAGE = """
+SELECT file_name FROM uploaded_files u
+WHERE (u.holder IS NULL AND u.uploaded_seq <= ?)
+   OR (u.holder IS NOT NULL
+       AND u.holder NOT IN (SELECT display_name FROM active_batches)
+       AND u.holder NOT IN (SELECT display_name FROM submission_intents)
+       AND u.holder NOT IN (SELECT display_name FROM abandoned_batches WHERE terminal = 0))
+ORDER BY u.uploaded_seq
+"""
+
+
+def collect_garbage(w: Worker, cycle_start_seq: int, *, sweep: bool = True) -> int:
+    """Delete the files no submission needs; returns how many were deleted."""
+    names = [r[0] for r in w.query(GARBAGE, (cycle_start_seq,))]
+    if sweep:
+        names += _unknown_files(w)
+    if not names:
+        return 0
+    events: list[Event] = []
+    workers = max(1, min(w.config.uploads.upload_concurrency, len(names)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="delete") as pool:
+        for name, outcome in zip(names, pool.map(lambda n: _delete(w, n), names), strict=True):
+            if outcome is not None:
+                events.append(FileDeleted(file_name=name, reason=outcome))
+    crashpoints.reach("after_file_delete")
+    w.append(events)
+    if events:
+        log.info("Deleted %d uploaded file(s) no batch needs any more", len(events))
+    return len(events)
+
+
+def _delete(w: Worker, name: str) -> str | None:
+    try:
+        return "no longer needed" if w.gateway.delete_file(name) else "already gone"
+    except GatewayError as e:
+        log.warning("Cannot delete %s yet (%s); the next cycle tries again", name, e)
+        return None
+
+
+def _unknown_files(w: Worker) -> list[str]:
+    """Files of ours on the service that the log does not know, or result files of batches that
+    are done."""
+    try:
+        remote = w.gateway.list_files()
+    except GatewayError as e:
+        log.warning("Cannot list the service's files (%s); leftovers wait for the next cycle", e)
+        return []
+    known = {r[0] for r in w.query("SELECT file_name FROM uploaded_files")}
+    watched = {
+        r[0]
+        for r in w.query(
+            "SELECT batch_id FROM active_batches UNION SELECT batch_id FROM abandoned_batches"
+        )
+    }
+    out = []
+    for f in remote:
+        if f.name in known:
+            continue
+        if f.name.startswith("files/batch-"):
+            if f"batches/{f.name.removeprefix('files/batch-')}" not in watched:
+                out.append(f.name)
+        elif _OURS.match(f.display_name):
+            out.append(f.name)
+    return out

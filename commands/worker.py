@@ -1,0 +1,53 @@
+"""What every step of a worker cycle shares: the config, the log, the Gemini gateway, the run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from commands.config import Config
+from commands.gateway import Gateway
+from commands.progress import NoProgress, Progress
+from eventlog.events import Event
+from eventlog.store import TS_FORMAT, EventStore, Recorded
+
+
+@dataclass
+class Worker:
+    config: Config
+    store: EventStore
+    gateway: Gateway
+    run_id: str
+    schema: type[BaseModel]
+    sleep: Callable[[float], None] = time.sleep
+    progress: Progress = field(default_factory=NoProgress)
+
+    @property
+    def actor(self) -> str:
+        return f"run:{self.run_id}"
+
+    def append(self, events: Sequence[Event]) -> list[Recorded]:
+        """Append ``events`` as this run, in one transaction (nothing for an empty list)."""
+        return self.store.append(events, actor=self.actor) if events else []
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.store.conn.execute(sql, tuple(params)).fetchall()
+
+    def query_in(self, sql: str, values: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """``sql`` with one ``IN ({})`` placeholder list, run in chunks SQLite accepts."""
+        out: list[tuple[Any, ...]] = []
+        for i in range(0, len(values), 500):
+            part = values[i : i + 500]
+            out += self.query(sql.format(", ".join("?" for _ in part)), part)
+        return out
+
+    def hours_since(self, ts: str) -> float:
+        """Hours from a stored timestamp to now (the store's clock)."""
+        now = self.store.clock()
+        then = datetime.strptime(ts, TS_FORMAT).replace(tzinfo=now.tzinfo)
+        return (now - then).total_seconds() / 3600

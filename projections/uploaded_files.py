@@ -1,0 +1,52 @@
+"""``uploaded_files``: every file this system put on the File API and has not deleted yet, with
+the submission that holds it. The worker deletes a file once nothing can need it any more (its
+batch is done, or it was never used), so the project's 20 GB quota never fills with leftovers.
+"""
+
+from __future__ import annotations
+
+from functools import singledispatch
+
+import msgspec
+
+from eventlog.events import BatchSubmissionIntended, Event, FileDeleted, FileUploaded
+from eventlog.store import Recorded
+from projections.tables import Tables, TableSpec
+
+
+class UploadedFile(msgspec.Struct, array_like=True, gc=False):
+    file_name: str
+    kind: str  # "image" or "requests"
+    record_key: str
+    #: The display name of the submission that references it; None while unreferenced.
+    holder: str | None
+    uploaded_seq: int
+    uploaded_at: str
+
+
+SPEC = TableSpec("uploaded_files", UploadedFile, pk=("file_name",), indexes=("holder",))
+
+
+@singledispatch
+def apply(event: Event, t: Tables, rec: Recorded) -> None:
+    """Events that do not touch this table."""
+
+
+@apply.register
+def _(e: FileUploaded, t: Tables, rec: Recorded) -> None:
+    t.put(SPEC, UploadedFile(e.file_name, "image", e.record_key, None, rec.seq, rec.ts))
+
+
+@apply.register
+def _(e: BatchSubmissionIntended, t: Tables, rec: Recorded) -> None:
+    for name in e.files:
+        row = t.get(SPEC, (name,))
+        if row is not None:
+            t.put(SPEC, msgspec.structs.replace(row, holder=e.display_name))
+    if e.input_file:
+        t.put(SPEC, UploadedFile(e.input_file, "requests", "", e.display_name, rec.seq, rec.ts))
+
+
+@apply.register
+def _(e: FileDeleted, t: Tables, rec: Recorded) -> None:
+    t.delete(SPEC, (e.file_name,))
