@@ -247,50 +247,41 @@ def batch_keys(w: Worker, submitted_seq: int) -> list[str]:
 
 
 def adopt_late(w: Worker, batch: BatchRef, remote: RemoteBatch) -> tuple[int, int]:
-    """Adopt the valid results of a batch given up on, for records that still have no output.
-    Returns (adopted, ignored)."""
+    """Adopt the valid results of a batch given up on, for records that still have no output;
+    every other answer it was billed for is recorded as discarded. Returns (adopted, ignored)."""
     keys = set(batch_keys(w, batch.submitted_seq))
     root = w.config.paths.output_root
     seen: set[str] = set()
     adopted = ignored = 0
     with tempfile.TemporaryDirectory(dir=w.store.path.parent, prefix=".late-") as tmp:
         chunk: list[Verdict] = []
+        discards: list[Event] = []
         for key, line in _lines(w, remote, tmp):
             if key is None or key not in keys or key in seen or line is None:
                 ignored += 1
                 continue
             seen.add(key)
             v = judge(key, line, w.schema)
-            if not v.valid or output_path(root, key).exists():
-                ignored += 1  # invalid, or the record was written meanwhile: first result wins
-                continue
-            chunk.append(v)
-            if len(chunk) >= CHUNK:
-                adopted += _adopt(w, batch, chunk)
-                chunk = []
-        adopted += _adopt(w, batch, chunk)
+            if v.valid and not output_path(root, key).exists():
+                chunk.append(v)
+            else:  # invalid, or written meanwhile (the first result wins)
+                ignored += 1
+                why = "already written" if v.valid else v.error_type
+                discards.append(_discard(batch, v, f"late result not adopted: {why}"))
+            if len(chunk) + len(discards) >= CHUNK:
+                adopted += _adopt(w, batch, chunk, discards)
+                chunk, discards = [], []
+        adopted += _adopt(w, batch, chunk, discards)
     w.append([LateResultsAdopted(batch_id=batch.batch_id, adopted=adopted, ignored=ignored)])
-    log.info(
-        "Late results of %s: %d adopted, %d ignored",
-        batch.batch_id,
-        adopted,
-        ignored,
-        extra={"batch_id": batch.batch_id},
-    )
+    log.info("Late results of %s: %d adopted, %d ignored", batch.batch_id, adopted, ignored,
+             extra={"batch_id": batch.batch_id})
     return adopted, ignored
 
 
-def _adopt(w: Worker, batch: BatchRef, verdicts: list[Verdict]) -> int:
-    if not verdicts:
-        return 0
-    checked, written = _write(w, verdicts)
-    events = decide(
-        batch.batch_id,
-        [v for v in checked if v.valid],
-        written,
-        {},
-        w.config.batching.max_retries,
-        batch.model,
-    )
-    w.append(events)
+def _adopt(w: Worker, batch: BatchRef, verdicts: list[Verdict], discards: list[Event]) -> int:
+    """Write the adopted outputs, then append their events and the discards together."""
+    checked, written = _write(w, verdicts) if verdicts else ([], {})
+    events = decide(batch.batch_id, [v for v in checked if v.valid], written, {},
+                    w.config.batching.max_retries, batch.model)
+    w.append([*events, *discards])
     return len(events)

@@ -1,0 +1,148 @@
+"""Soak: 20,000 pages through the emulator with 5% injected faults of every kind, to the end.
+
+Run by hand (it takes minutes): ``uv run pytest -m soak -s``. Prints wall time and peak memory
+of the worker; the README records the latest figures. The emulator runs as its own process, as
+the real service would, and the worker as ``commands run --until-idle``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from commands.config import load_config
+from commands.dataset import output_path
+from commands.schema import PageExtraction
+from eventlog.events import RecordFailed, RecordValidated, ResultDiscarded
+from projections import open_store, verify
+from tests.conftest import ROOT
+from tests.pipeline import IMAGE, write_config
+
+pytestmark = pytest.mark.soak
+
+PAGES = int(os.environ.get("SOAK_PAGES", "20000"))
+KEY = "soak-key-0123456789"
+P = 0.05  # every kind of fault, 5% of the time
+RECORD_FAULTS = ["invalid_json", "schema_violation", "error_line", "missing_line", "safety",
+                 "recitation", "max_tokens"]
+JOB_FAULTS = ["FAILED", "CANCELLED", "EXPIRED", "TRUNCATED", "DUPLICATES", "EXTRA_KEYS",
+              "ODD_STATE", "FAILED_THEN_SUCCEEDED"]
+ENDPOINTS = ["files.upload", "files.upload_bytes", "files.delete", "files.list",
+             "files.download", "batches.create", "batches.get", "batches.list", "batches.cancel"]
+
+
+def policy() -> dict[str, Any]:
+    faults: list[dict[str, Any]] = []
+    for endpoint in ENDPOINTS:
+        faults += [{"endpoint": endpoint, "status": 503, "probability": P / 3},
+                   {"endpoint": endpoint, "status": 429, "probability": P / 3},
+                   {"endpoint": endpoint, "delay": 0.02, "probability": P / 3}]
+    faults += [{"endpoint": "batches.create", "status": 503, "after": True, "probability": P},
+               {"endpoint": "files.upload_bytes", "status": 503, "after": True,
+                "probability": P / 2}]
+    return {
+        "seed": 2026,
+        "timing": {"pending_seconds": 0.5, "running_seconds": 0.5},
+        "records": [{"outcome": o, "probability": P / len(RECORD_FAULTS)} for o in RECORD_FAULTS],
+        "jobs": [{"outcome": o, "probability": P / len(JOB_FAULTS)} for o in JOB_FAULTS],
+        "faults": faults,
+    }
+
+
+def keys(n: int) -> list[str]:
+    out = []
+    for i in range(n):
+        state, school, year, page = i // 10000, (i // 1000) % 10, (i // 100) % 10, i % 100 + 1
+        out.append(f"State{state}:School{school}:{2010 + year}:{page}")
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_soak(tmp_path: Path) -> None:
+    all_keys = keys(PAGES)
+    for key in all_keys:
+        state, school, year, page = key.split(":")
+        path = tmp_path / "input" / state / school / year / f"{page}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(IMAGE)
+    (tmp_path / "policy.json").write_text(json.dumps(policy()))
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "E2E_GEMINI_KEY": KEY}
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "gemini_emulator", "--port", str(port), "--policy",
+         str(tmp_path / "policy.json"), "--api-key", KEY],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert emulator.stdout is not None and "listening" in emulator.stdout.readline()
+        url = f"http://127.0.0.1:{port}"
+        config_path = write_config(
+            tmp_path, url,
+            batching={"batch_size": 500, "max_active_batches": 10, "poll_interval_seconds": 0.2},
+            uploads={"upload_concurrency": 16, "upload_retry_backoff_seconds": 0.01},
+            network={"api_retry_attempts": 4, "api_retry_backoff_seconds": 0.01,
+                     "request_timeout_seconds": 30})
+        started = time.monotonic()
+        worker = subprocess.run(
+            [sys.executable, "-m", "commands", "--config", str(config_path), "-q", "run",
+             "--until-idle"], env=env, cwd=ROOT, capture_output=True, text=True)
+        wall = time.monotonic() - started
+        peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        assert worker.returncode == 0, worker.stderr[-3000:]
+        with urllib.request.urlopen(f"{url}/_emulator/ledger") as answer:
+            ledger = json.load(answer)
+    finally:
+        emulator.terminate()
+        emulator.wait(timeout=30)
+
+    config = load_config(config_path)
+    store = open_store(config.paths.database)
+    assert verify(store) is None and store.verify_chain() is None
+    status = dict(store.conn.execute("SELECT record_key, status FROM record_status"))
+    outcome: Counter[str] = Counter()
+    for key in all_keys:
+        out = output_path(config.paths.output_root, key)
+        if out.exists():
+            PageExtraction.model_validate_json(out.read_bytes())
+            outcome["written"] += 1
+        else:
+            assert status.get(key) == "dead_lettered", (key, status.get(key))
+            outcome["dead_lettered"] += 1
+    accounted = unreadable = 0
+    errors: Counter[str] = Counter()
+    events = 0
+    for rec in store.read():
+        events += 1
+        e = rec.event
+        if isinstance(e, RecordValidated | ResultDiscarded):
+            accounted += 1
+        elif isinstance(e, RecordFailed):
+            errors[e.error_type] += 1
+            if e.error_type == "unparseable_line":
+                unreadable += 1  # billed, but the line was cut: not readable
+            elif e.error_type not in ("error_line", "missing_line"):
+                accounted += 1
+    store.close()
+    assert sum(outcome.values()) == PAGES
+    creates = ledger["creates"]
+    assert all(n == 1 for n in creates.values())  # no batch created twice
+    # Every billed line is one the log accounts for (or one the service cut short).
+    assert accounted <= len(ledger["billed"]) <= accounted + unreadable
+    print(f"\nsoak: {PAGES} pages, {dict(outcome)}, {wall:.1f} s wall, worker peak RSS "
+          f"{peak_mib:.0f} MiB, {events} events, {len(creates)} batches created, "
+          f"{len(ledger['billed'])} lines billed, failures by type {dict(errors)}")
