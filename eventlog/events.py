@@ -395,12 +395,18 @@ class EventRegistry:
 
     def __init__(self, types: Iterable[type[Event]]) -> None:
         self.types: dict[str, type[Event]] = {}
+        #: class -> (type tag, schema version), for the append hot path.
+        self.type_info: dict[type[Event], tuple[str, int]] = {}
         for cls in types:
-            self.types[cls.__struct_config__.tag] = cls  # type: ignore[index]
+            tag = str(cls.__struct_config__.tag)
+            self.types[tag] = cls
+            self.type_info[cls] = (tag, cls.version)
+        self._current = {tag: version for tag, version in self.type_info.values()}
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
         union = tuple(self.types.values())
         self._decoder = msgspec.json.Decoder(union[0] if len(union) == 1 else _union(union))
         self._encoder = msgspec.json.Encoder()
+        self.encode = self._encoder.encode  # type: ignore[method-assign]
 
     def upcaster(self, type_name: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
         """Register ``fn(payload) -> payload`` taking ``type_name`` from ``from_version`` on."""
@@ -423,6 +429,11 @@ class EventRegistry:
         Raises :class:`EventDecodeError` naming ``seq`` when the type is unknown (a newer writer) or
         the payload does not fit.
         """
+        if self._current.get(type_name) == version:  # the common case: one msgspec call
+            try:
+                return self._decoder.decode(payload)
+            except (msgspec.DecodeError, msgspec.ValidationError) as e:
+                raise EventDecodeError(f"event {seq}: cannot decode {type_name}: {e}") from e
         cls = self.types.get(type_name)
         if cls is None:
             raise EventDecodeError(
