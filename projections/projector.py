@@ -12,26 +12,30 @@ transaction and back to 0 before commit. A raw ``DELETE FROM active_batches ...`
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import apsw
 import msgspec
 
 from eventlog import crashpoints
+from eventlog.events import ALL_EVENT_TYPES, Event
 from eventlog.store import EventStore, Recorded
 from projections import (
     abandoned_batches,
     active_batches,
     batch_record_keys,
+    dead_letters,
     failure_counts,
     failure_logs,
     inflight_records,
     record_status,
     rejected_inputs,
     runs,
+    snapshots,
     submission_intents,
     token_usage,
     uploaded_files,
@@ -51,6 +55,7 @@ PROJECTIONS = (
     runs,
     token_usage,
     uploaded_files,
+    dead_letters,
 )
 SPECS: tuple[TableSpec, ...] = tuple(p.SPEC for p in PROJECTIONS)
 
@@ -64,21 +69,73 @@ _GATE = "projection_gate"
 _CHECKPOINTS = "projection_checkpoints"
 
 
+def _handlers(event_type: type[Event]) -> tuple[Callable[..., None], ...]:
+    """The folds that do something with ``event_type``, in projection order (each projection's
+    ``apply`` is a singledispatch whose default does nothing)."""
+    out = []
+    for projection in PROJECTIONS:
+        fn = projection.apply.dispatch(event_type)
+        if fn is not projection.apply.dispatch(object):
+            out.append(fn)
+    return tuple(out)
+
+
+#: Event type -> the folds to run: resolved once, not per event (the rebuild's hot path).
+HANDLERS: dict[type[Event], tuple[Callable[..., None], ...]] = {
+    t: _handlers(t) for t in ALL_EVENT_TYPES
+}
+
+
 def evolve(tables: Tables, rec: Recorded) -> None:
     """Fold one recorded event into every projection, in order."""
     event = rec.event
-    for projection in PROJECTIONS:
-        projection.apply(event, tables, rec)
+    handlers = HANDLERS.get(type(event))
+    if handlers is None:
+        handlers = HANDLERS[type(event)] = _handlers(type(event))
+    for fn in handlers:
+        fn(event, tables, rec)
 
 
-def fold(records: Iterable[Recorded]) -> tuple[MemoryTables, int]:
-    """Fold ``records`` into fresh in-memory tables; returns them and the last sequence number."""
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while folding millions of small, acyclic objects:
+    its generational passes would otherwise rescan them again and again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class Folded(msgspec.Struct):
+    """A whole-log fold: the tables, the last sequence number, and the audit snapshots taken at
+    every multiple of ``snapshots.EVERY`` on the way."""
+
+    tables: MemoryTables
+    last: int
+    snapshots: list[tuple[int, dict[str, list[Any]]]]
+
+
+def fold(records: Iterable[Recorded], *, with_snapshots: bool = False) -> Folded:
+    """Fold ``records`` into fresh in-memory tables."""
     tables = MemoryTables(SPECS)
     last = 0
-    for rec in records:
-        evolve(tables, rec)
-        last = rec.seq
-    return tables, last
+    taken: list[tuple[int, dict[str, list[Any]]]] = []
+    handlers, every = HANDLERS, snapshots.EVERY
+    with gc_paused():
+        for rec in records:  # evolve(), inlined: this loop runs once per event of the log
+            event = rec.event
+            fns = handlers.get(type(event))
+            if fns is None:
+                fns = handlers[type(event)] = _handlers(type(event))
+            for fn in fns:
+                fn(event, tables, rec)
+            last = rec.seq
+            if with_snapshots and last % every == 0:
+                taken.append((last, snapshots.view_rows(tables)))
+    return Folded(tables, last, taken)
 
 
 class Difference(msgspec.Struct, frozen=True):
@@ -123,7 +180,7 @@ class SqlProjector:
         """Drop the previous projection tables and create the current (empty) ones."""
         row = conn.execute("SELECT value FROM meta WHERE key = 'projection_tables'").fetchone()
         old = json.loads(row[0]) if row else []
-        for name in [*old, _CHECKPOINTS, _GATE]:
+        for name in [*old, _CHECKPOINTS, snapshots.TABLE, _GATE]:
             conn.execute(f"DROP TABLE IF EXISTS {name}")
         conn.execute(
             f"CREATE TABLE {_GATE} (id INTEGER PRIMARY KEY CHECK (id = 1), "
@@ -141,6 +198,14 @@ class SqlProjector:
         for spec in SPECS:
             conn.execute(spec.ddl())
             conn.execute(_trigger_sql(spec.name, spec.refuse_message()))
+        conn.execute(snapshots.DDL)
+        conn.execute(
+            _trigger_sql(
+                snapshots.TABLE,
+                f"{snapshots.TABLE} is a projection of the event log and is not written directly: "
+                "run `python -m commands rebuild-projections`",
+            )
+        )
         with self._gate(conn):
             conn.executemany(
                 f"INSERT INTO {_CHECKPOINTS} VALUES (?, 0)", [(s.name,) for s in SPECS]
@@ -158,8 +223,7 @@ class SqlProjector:
             with store.write():
                 if self.needs_install(conn):
                     self.install(conn)
-                    tables, last = fold(store.read())
-                    self.load(conn, tables, last)
+                    self.load(conn, fold(store.read(), with_snapshots=True))
             return
         if self.checkpoint(conn) >= store.last_seq():
             return
@@ -185,16 +249,25 @@ class SqlProjector:
                 evolve(tables, rec)
                 if i == 0:
                     crashpoints.reach("during_projection_update")
-            conn.execute(f"UPDATE {_CHECKPOINTS} SET seq = ?", (records[-1].seq,))
+            last = records[-1].seq
+            conn.execute(f"UPDATE {_CHECKPOINTS} SET seq = ?", (last,))
+            if snapshots.crossed(records[0].seq, last):
+                snapshots.store_from_live(conn, last)
 
-    def load(self, conn: apsw.Connection, tables: MemoryTables, last_seq: int) -> None:
-        """Replace every projection row with ``tables``' rows (inside the caller's transaction)."""
+    def load(self, conn: apsw.Connection, folded: Folded) -> None:
+        """Replace every projection row, and the snapshots, with a fold's (inside the caller's
+        transaction)."""
         with self._gate(conn):
             for spec in SPECS:
                 conn.execute(f"DELETE FROM {spec.name}")
                 marks = ", ".join("?" for _ in spec.columns)
-                conn.executemany(f"INSERT INTO {spec.name} VALUES ({marks})", tables.rows(spec))
-            conn.execute(f"UPDATE {_CHECKPOINTS} SET seq = ?", (last_seq,))
+                conn.executemany(
+                    f"INSERT INTO {spec.name} VALUES ({marks})", folded.tables.rows(spec)
+                )
+            conn.execute(f"DELETE FROM {snapshots.TABLE}")
+            for seq, rows in folded.snapshots:
+                snapshots.store_rows(conn, seq, rows)
+            conn.execute(f"UPDATE {_CHECKPOINTS} SET seq = ?", (folded.last,))
 
     @staticmethod
     @contextlib.contextmanager
@@ -218,9 +291,9 @@ def rebuild(store: EventStore) -> int:
     with store.write():
         if PROJECTOR.needs_install(store.conn):
             PROJECTOR.install(store.conn)
-        tables, last = fold(store.read())
-        PROJECTOR.load(store.conn, tables, last)
-    return last
+        folded = fold(store.read(), with_snapshots=True)
+        PROJECTOR.load(store.conn, folded)
+    return folded.last
 
 
 def verify(store: EventStore) -> Difference | None:
@@ -230,7 +303,8 @@ def verify(store: EventStore) -> Difference | None:
     appending meanwhile cannot cause a false difference. Returns the first difference or None.
     """
     with store.snapshot():
-        tables, last = fold(store.read())
+        folded = fold(store.read())
+        tables, last = folded.tables, folded.last
         scratch = apsw.Connection(":memory:")
         for spec in SPECS:
             scratch.execute(spec.ddl())
@@ -243,6 +317,9 @@ def verify(store: EventStore) -> Difference | None:
             diff = first_difference(spec, read_rows(store.conn, spec), read_rows(scratch, spec))
             if diff is not None:
                 return diff
+        bad = snapshots.verify(store)
+        if bad is not None:
+            return Difference(snapshots.TABLE, [bad.seq], [bad.reason], None)
     return None
 
 

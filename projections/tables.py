@@ -8,9 +8,10 @@ contract tests (``tests/projections/test_tables_contract.py``).
 
 from __future__ import annotations
 
+import operator
 import types
 import typing
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,16 +34,17 @@ class TableSpec:
     #: What a raw write from outside the log is told (must name the command to use instead).
     refuse_hint: str = "it is rebuilt from the log: run `python -m commands rebuild-projections`"
     columns: tuple[str, ...] = field(init=False)
-    _pk_index: tuple[int, ...] = field(init=False)
+    #: ``row -> primary key tuple`` (a C-level getter: this is on the rebuild's hot path).
+    key_of: Callable[[Row], tuple[Any, ...]] = field(init=False)
 
     def __post_init__(self) -> None:
         cols = tuple(f.name for f in msgspec.structs.fields(self.row))
         object.__setattr__(self, "columns", cols)
-        object.__setattr__(self, "_pk_index", tuple(cols.index(c) for c in self.pk))
-
-    def key_of(self, row: Row) -> tuple[Any, ...]:
-        values = msgspec.structs.astuple(row)
-        return tuple(values[i] for i in self._pk_index)
+        if len(self.pk) == 1:
+            get = operator.attrgetter(self.pk[0])
+            object.__setattr__(self, "key_of", lambda row: (get(row),))
+        else:
+            object.__setattr__(self, "key_of", operator.attrgetter(*self.pk))
 
     def ddl(self) -> str:
         """CREATE TABLE (STRICT) and its secondary indexes."""
@@ -81,56 +83,82 @@ class Tables(Protocol):
     def find(self, spec: TableSpec, column: str, value: Any) -> list[Any]: ...
 
 
+class _Table:
+    """One in-memory table: rows by primary key, and its secondary indexes."""
+
+    __slots__ = ("data", "indexes", "key_of", "spec")
+
+    def __init__(self, spec: TableSpec) -> None:
+        self.spec = spec
+        self.key_of = spec.key_of
+        self.data: dict[Any, Row] = {}
+        #: (column getter, value -> set of keys) per indexed column.
+        self.indexes = [(operator.attrgetter(c), {}) for c in spec.indexes]
+
+
 class MemoryTables:
-    """Dict-backed tables with the secondary indexes the specs declare. Not thread-safe."""
+    """Dict-backed tables with the secondary indexes the specs declare. Not thread-safe.
+
+    This is the rebuild's and replay's hot path: every method does as little as it can.
+    """
 
     def __init__(self, specs: Iterable[TableSpec]) -> None:
         self.specs = {s.name: s for s in specs}
-        self.data: dict[str, dict[tuple[Any, ...], Row]] = {s: {} for s in self.specs}
-        self._index: dict[tuple[str, str], dict[Any, set[tuple[Any, ...]]]] = {
-            (s.name, c): {} for s in self.specs.values() for c in s.indexes
-        }
+        self._t = {name: _Table(spec) for name, spec in self.specs.items()}
+        self.data = {name: t.data for name, t in self._t.items()}
 
     def get(self, spec: TableSpec, key: tuple[Any, ...]) -> Any | None:
-        return self.data[spec.name].get(key)
+        return self._t[spec.name].data.get(key)
 
     def put(self, spec: TableSpec, row: Row) -> None:
-        key = spec.key_of(row)
-        table = self.data[spec.name]
-        old = table.get(key)
-        if spec.indexes:
-            if old is not None:
-                self._unindex(spec, key, old)
-            for col in spec.indexes:
-                self._index[(spec.name, col)].setdefault(getattr(row, col), set()).add(key)
-        table[key] = row
+        t = self._t[spec.name]
+        key = t.key_of(row)
+        if t.indexes:
+            old = t.data.get(key)
+            for get, index in t.indexes:
+                value = get(row)
+                if old is not None:
+                    before = get(old)
+                    if before == value:
+                        continue  # already in the right bucket
+                    _drop(index, before, key)
+                bucket = index.get(value)
+                if bucket is None:
+                    index[value] = {key}
+                else:
+                    bucket.add(key)
+        t.data[key] = row
 
     def delete(self, spec: TableSpec, key: tuple[Any, ...]) -> None:
-        old = self.data[spec.name].pop(key, None)
-        if old is not None and spec.indexes:
-            self._unindex(spec, key, old)
+        t = self._t[spec.name]
+        old = t.data.pop(key, None)
+        if old is not None:
+            for get, index in t.indexes:
+                _drop(index, get(old), key)
 
     def find(self, spec: TableSpec, column: str, value: Any) -> list[Any]:
-        table = self.data[spec.name]
+        t = self._t[spec.name]
         if column in spec.indexes:
-            keys = self._index[(spec.name, column)].get(value, ())
-            return sorted((table[k] for k in keys), key=spec.key_of)
+            index = t.indexes[spec.indexes.index(column)][1]
+            return sorted((t.data[k] for k in index.get(value, ())), key=spec.key_of)
         if spec.pk and column == spec.pk[0]:
-            return sorted((r for k, r in table.items() if k[0] == value), key=spec.key_of)
+            return sorted((r for k, r in t.data.items() if k[0] == value), key=spec.key_of)
         raise KeyError(f"{spec.name}.{column} is not indexed")
-
-    def _unindex(self, spec: TableSpec, key: tuple[Any, ...], old: Row) -> None:
-        for col in spec.indexes:
-            bucket = self._index[(spec.name, col)].get(getattr(old, col))
-            if bucket is not None:
-                bucket.discard(key)
-                if not bucket:
-                    del self._index[(spec.name, col)][getattr(old, col)]
 
     def rows(self, spec: TableSpec) -> Iterator[tuple[Any, ...]]:
         """Every row as a tuple, in primary-key order."""
-        for key in sorted(self.data[spec.name]):
-            yield msgspec.structs.astuple(self.data[spec.name][key])
+        data = self._t[spec.name].data
+        astuple = msgspec.structs.astuple
+        for key in sorted(data):
+            yield astuple(data[key])
+
+
+def _drop(index: dict[Any, set[Any]], value: Any, key: Any) -> None:
+    bucket = index.get(value)
+    if bucket is not None:
+        bucket.discard(key)
+        if not bucket:
+            del index[value]
 
 
 class SqliteTables:

@@ -24,7 +24,7 @@ class UploadedFile(msgspec.Struct, array_like=True, gc=False):
     uploaded_at: str
 
 
-SPEC = TableSpec("uploaded_files", UploadedFile, pk=("file_name",), indexes=("holder",))
+SPEC = TableSpec("uploaded_files", UploadedFile, pk=("file_name",))
 
 
 @singledispatch
