@@ -20,7 +20,7 @@ import click
 from commands.cli import app, echo_json, main, operator_errors
 from commands.render import table
 from eventlog.errors import OperatorError
-from projections.replay import VIEWS, record_history, replay, resolve_until, view
+from projections.replay import VIEWS, record_history, replay_for_views, resolve_until, view
 
 
 @click.command(help=__doc__, context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,6 +35,11 @@ from projections.replay import VIEWS, record_history, replay, resolve_until, vie
 @click.option("--record", "record_key", help="One record's full history up to --until.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--verify-chain", is_flag=True, help="Check the hash chain; name the first bad row.")
+@click.option(
+    "--verify-snapshots",
+    is_flag=True,
+    help="Refold the log and check every replay snapshot; name the first bad one.",
+)
 @click.option(
     "--config",
     "config_path",
@@ -51,6 +56,7 @@ def replay_cli(
     record_key: str | None,
     as_json: bool,
     verify_chain: bool,
+    verify_snapshots: bool,
     config_path: Path | None,
     db: Path | None,
 ) -> None:
@@ -64,8 +70,15 @@ def replay_cli(
             if broken is not None:
                 raise OperatorError(f"hash chain broken at event {broken.seq}: {broken.reason}")
             click.echo(f"hash chain intact through event {store.last_seq()}")
-            if until is None and not shows and not record_key:
-                return
+        if verify_snapshots:
+            from projections import snapshots
+
+            bad = snapshots.verify(store)
+            if bad is not None:
+                raise OperatorError(f"replay snapshot at event {bad.seq} is bad: {bad.reason}")
+            click.echo("every replay snapshot matches a fold of the log")
+        if (verify_chain or verify_snapshots) and until is None and not shows and not record_key:
+            return
         seq = resolve_until(store, until)
         if record_key:
             history = record_history(store, record_key, seq)
@@ -82,7 +95,7 @@ def replay_cli(
                     )
                 )
             return
-        tables = replay(store, seq)
+        tables = replay_for_views(store, seq)
         chosen = list(shows) or list(VIEWS)
         views = {name: view(tables, name) for name in chosen}
         if as_json:

@@ -14,15 +14,17 @@ import msgspec
 from eventlog.errors import ReplayRangeError
 from eventlog.events import record_keys_of
 from eventlog.store import EventStore, format_ts
-from projections import active_batches, failure_counts, inflight_records, record_status
+from projections import active_batches, dead_letters, failure_counts, inflight_records
 from projections.projector import fold
+from projections.snapshots import replay_views
 from projections.tables import MemoryTables, TableSpec
 
+#: What ``--show`` prints; each folds on its own, from the newest snapshot (see snapshots.py).
 VIEWS: dict[str, TableSpec] = {
     "active-batches": active_batches.SPEC,
     "inflight": inflight_records.SPEC,
     "failures": failure_counts.SPEC,
-    "dead-letters": record_status.SPEC,
+    "dead-letters": dead_letters.SPEC,
 }
 
 
@@ -70,19 +72,21 @@ def parse_time(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def replay_for_views(store: EventStore, until_seq: int) -> MemoryTables:
+    """The ``--show`` views as of ``until_seq``: the newest snapshot plus the events after it,
+    so the cost does not grow with the log."""
+    return replay_views(store, until_seq)[0]
+
+
 def replay(store: EventStore, until_seq: int) -> MemoryTables:
-    """Fold the log up to and including ``until_seq`` into fresh in-memory projections."""
-    tables, _ = fold(store.read(until_seq=until_seq))
-    return tables
+    """Every projection, folded from the first event up to and including ``until_seq``."""
+    return fold(store.read(until_seq=until_seq)).tables
 
 
 def view(tables: MemoryTables, name: str) -> list[dict[str, Any]]:
     """One ``--show`` view as a list of row dicts."""
     spec = VIEWS[name]
-    rows = [dict(zip(spec.columns, r, strict=True)) for r in tables.rows(spec)]
-    if name == "dead-letters":
-        rows = [r for r in rows if r["status"] == "dead_lettered"]
-    return rows
+    return [dict(zip(spec.columns, r, strict=True)) for r in tables.rows(spec)]
 
 
 class HistoryEntry(msgspec.Struct, frozen=True):

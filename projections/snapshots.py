@@ -1,0 +1,157 @@
+"""Checkpointed snapshots of the audit views, so ``replay.py --until`` any point of a long log
+costs one snapshot plus at most :data:`EVERY` events, whatever the log's length.
+
+The views an audit prints (``active_batches``, ``inflight_records``, ``failure_counts``,
+``dead_letters``) are small and fold on their own. Each time the log crosses a multiple of
+:data:`EVERY`, the projector stores them as they stand, compressed, with:
+
+* the hash chain's value at that sequence number: a snapshot of a log that was since rewritten
+  no longer matches, and is not used;
+* a sha256 of its bytes: a damaged snapshot is not used either;
+
+and ``replay.py --verify-snapshots`` refolds the log and names the first snapshot that differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import Iterable
+from typing import Any
+
+import apsw
+import msgspec
+
+from eventlog.store import EventStore, Recorded
+from projections import active_batches, dead_letters, failure_counts, inflight_records
+from projections.tables import MemoryTables, TableSpec, read_rows
+
+EVERY = 100_000
+TABLE = "replay_snapshots"
+VIEW_PROJECTIONS = (active_batches, inflight_records, failure_counts, dead_letters)
+VIEW_SPECS: tuple[TableSpec, ...] = tuple(p.SPEC for p in VIEW_PROJECTIONS)
+
+DDL = f"""
+CREATE TABLE {TABLE} (
+    seq        INTEGER PRIMARY KEY,
+    chain_hash TEXT    NOT NULL,
+    digest     TEXT    NOT NULL,
+    state      BLOB    NOT NULL
+) STRICT;
+"""
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder()
+
+
+class BadSnapshot(msgspec.Struct, frozen=True):
+    seq: int
+    reason: str
+
+
+def crossed(first_seq: int, last_seq: int) -> bool:
+    """Whether appending ``first_seq..last_seq`` crossed a multiple of :data:`EVERY`."""
+    return last_seq // EVERY > (first_seq - 1) // EVERY
+
+
+def _pack(rows_by_table: dict[str, list[Any]]) -> tuple[bytes, str]:
+    blob = zlib.compress(_encoder.encode(rows_by_table), 1)
+    return blob, hashlib.sha256(blob).hexdigest()
+
+
+def store_from_live(conn: apsw.Connection, seq: int) -> None:
+    """Snapshot the live view tables (inside the append transaction that reached ``seq``)."""
+    store_rows(
+        conn, seq, {spec.name: [list(r) for r in read_rows(conn, spec)] for spec in VIEW_SPECS}
+    )
+
+
+def view_rows(tables: MemoryTables) -> dict[str, list[Any]]:
+    """The audit views' rows of an in-memory fold, as a snapshot holds them."""
+    return {spec.name: [list(r) for r in tables.rows(spec)] for spec in VIEW_SPECS}
+
+
+def store_rows(conn: apsw.Connection, seq: int, rows: dict[str, list[Any]]) -> None:
+    """Store one snapshot taken at ``seq`` (inside the caller's write transaction)."""
+    blob, digest = _pack(rows)
+    chain = conn.execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone()[0]
+    conn.execute(f"INSERT OR REPLACE INTO {TABLE} VALUES (?, ?, ?, ?)", (seq, chain, digest, blob))
+
+
+def _unpack(blob: bytes) -> MemoryTables:
+    tables = MemoryTables(VIEW_SPECS)
+    data = _decoder.decode(zlib.decompress(blob))
+    for spec in VIEW_SPECS:
+        for values in data.get(spec.name, []):
+            tables.put(spec, spec.row(*values))
+    return tables
+
+
+def latest(store: EventStore, until_seq: int) -> tuple[int, MemoryTables | None]:
+    """The newest usable snapshot at or before ``until_seq`` (0, None when there is none).
+
+    A snapshot whose bytes or chain hash do not match is skipped for an older one.
+    """
+    conn = store.conn
+    try:
+        rows = conn.execute(
+            f"SELECT s.seq, s.chain_hash, s.digest, s.state, e.hash FROM {TABLE} s "
+            "JOIN events e ON e.seq = s.seq WHERE s.seq <= ? ORDER BY s.seq DESC LIMIT 3",
+            (until_seq,),
+        ).fetchall()
+    except apsw.SQLError:  # a log written before snapshots existed
+        return 0, None
+    for seq, chain, digest, blob, event_hash in rows:
+        if chain == event_hash and hashlib.sha256(blob).hexdigest() == digest:
+            return seq, _unpack(blob)
+    return 0, None
+
+
+def fold_views(records: Iterable[Recorded], tables: MemoryTables | None = None) -> MemoryTables:
+    """Fold only the audit views (they read no other projection)."""
+    from projections.projector import gc_paused
+
+    tables = tables or MemoryTables(VIEW_SPECS)
+    applies = [p.apply for p in VIEW_PROJECTIONS]
+    handlers: dict[type, list[Any]] = {}
+    with gc_paused():
+        for rec in records:
+            event = rec.event
+            fns = handlers.get(type(event))
+            if fns is None:
+                fns = handlers[type(event)] = [
+                    a.dispatch(type(event))
+                    for a in applies
+                    if a.dispatch(type(event)) is not a.dispatch(object)
+                ]
+            for fn in fns:
+                fn(event, tables, rec)
+    return tables
+
+
+def replay_views(store: EventStore, until_seq: int) -> tuple[MemoryTables, int]:
+    """The audit views as of ``until_seq``: the newest good snapshot, then the events after it.
+    Returns the tables and the snapshot's sequence number (0: folded from the start)."""
+    base, tables = latest(store, until_seq)
+    return fold_views(store.read(after_seq=base, until_seq=until_seq), tables), base
+
+
+def verify(store: EventStore) -> BadSnapshot | None:
+    """Refold the views from the log and compare each snapshot; the first that differs."""
+    snaps = store.conn.execute(
+        f"SELECT s.seq, s.chain_hash, s.digest, s.state, e.hash FROM {TABLE} s "
+        "LEFT JOIN events e ON e.seq = s.seq ORDER BY s.seq"
+    ).fetchall()
+    tables, at = MemoryTables(VIEW_SPECS), 0
+    for seq, chain, digest, blob, event_hash in snaps:
+        if event_hash != chain:
+            return BadSnapshot(seq, "its chain hash does not match the log at that point")
+        if hashlib.sha256(blob).hexdigest() != digest:
+            return BadSnapshot(seq, "its bytes are damaged (digest mismatch)")
+        tables = fold_views(store.read(after_seq=at, until_seq=seq), tables)
+        at = seq
+        want = view_rows(tables)
+        got = _decoder.decode(zlib.decompress(blob))
+        if got != want:
+            return BadSnapshot(seq, "its rows differ from a fold of the log")
+    return None
