@@ -14,17 +14,17 @@ creating again. If the service cannot answer, the records stay reserved.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import msgspec
 
 from commands.cleanup import collect_garbage
 from commands.collect import BatchRef, adopt_late, collect
-from commands.dataset import Page, check_image, output_path, walk_inputs
+from commands.dataset import Page, check_image, output_path
 from commands.errors import GatewayError
 from commands.gateway import FAILED_STATES, RemoteBatch
-from commands.scan import ScanDecision, load_state, previous_pages
-from commands.scan import decide as decide_scan
+from commands.scan import ScanDecision, scan_dataset
 from commands.schema import response_json_schema
 from commands.upload import Uploaded, upload_pages
 from commands.worker import Worker
@@ -38,12 +38,14 @@ from eventlog.events import (
     BatchSubmissionIntended,
     BatchSubmitted,
     BatchSucceeded,
+    Event,
     InputRejected,
 )
 
 log = logging.getLogger("commands.cycle")
 
 SUCCEEDED = "JOB_STATE_SUCCEEDED"
+UPLOAD_EVENTS_PER_COMMIT = 200
 WAITING = {"JOB_STATE_PENDING", "JOB_STATE_QUEUED"}
 #: The service expires a batch 48 h after it was created; past this, nothing can arrive.
 LATE_WINDOW_HOURS = 49.0
@@ -331,21 +333,17 @@ class Cycle:
     # --- 3. scan ------------------------------------------------------------------------------
 
     def scan(self) -> ScanDecision:
-        w, paths = self.w, self.w.config.paths
-        pages, problems = walk_inputs(paths.input_root)
-        decision = decide_scan(
-            pages,
-            problems,
-            load_state(w.store, paths.output_root),
-            max_retries=w.config.batching.max_retries,
-            context_previous_page=w.config.gemini.context_previous_page,
+        w, batching = self.w, self.w.config.batching
+        # No cycle can submit more than this; the rest are only counted.
+        decision = scan_dataset(
+            w.store, w.config, limit=batching.max_active_batches * batching.batch_size
         )
         w.append(decision.events)
         for event in decision.events:
             if isinstance(event, InputRejected):
                 log.warning("Skipping %s: %s", event.path, event.reason)
         crashpoints.reach("after_scan_events")
-        self._previous = previous_pages(pages) if w.config.gemini.context_previous_page else {}
+        self._previous = decision.previous
         log.info("Scan: %s", ", ".join(f"{k} {v}" for k, v in decision.counts.items()))
         return decision
 
@@ -366,6 +364,11 @@ class Cycle:
             ready = self._check_images(take)
             uploaded: list[Uploaded] = []
             bar = w.progress.start(f"uploading {len(ready)} pages", len(ready))
+            # Upload events are group-committed (a commit per upload would cost an fsync
+            # each); a crash before a flush leaves files the log never heard of, which the
+            # clean-up step finds on the service and deletes.
+            pending_events: list[Event] = []
+            last_flush = time.monotonic()
             for outcome in upload_pages(
                 w.gateway,
                 ready,
@@ -375,8 +378,13 @@ class Cycle:
                 sleep=w.sleep,
             ):
                 crashpoints.reach("after_image_upload")
-                w.append(outcome.events)
-                crashpoints.reach("after_upload_events")
+                pending_events += outcome.events
+                if len(pending_events) >= UPLOAD_EVENTS_PER_COMMIT or (
+                    time.monotonic() - last_flush > 1.0
+                ):
+                    w.append(pending_events)
+                    crashpoints.reach("after_upload_events")
+                    pending_events, last_flush = [], time.monotonic()
                 bar.update(1)
                 if outcome.remote is not None:
                     uploaded.append(outcome)
@@ -384,6 +392,8 @@ class Cycle:
                     self._reject(outcome.page, f"the File API refused it: {outcome.message}")
                 else:
                     summary.deferred += 1
+            w.append(pending_events)
+            crashpoints.reach("after_upload_events")
             bar.close()
             if not uploaded:
                 continue

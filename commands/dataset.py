@@ -79,126 +79,192 @@ def output_path(output_root: Path, key: str) -> Path:
     return path
 
 
-def _entries(path: str) -> Iterator[os.DirEntry[str]]:
-    with os.scandir(path) as it:
-        yield from sorted(it, key=lambda e: e.name)
+def _scandir(path: str, problems: list[Problem]) -> list[os.DirEntry[str]]:
+    """Entries of ``path`` in name order, hidden ones left out (.DS_Store, editor files)."""
+    try:
+        with os.scandir(path) as it:
+            return sorted((e for e in it if not e.name.startswith(".")), key=_name)
+    except OSError as e:
+        problems.append(Problem(path, f"cannot list directory: {e.strerror or e}"))
+        return []
 
 
-def walk_inputs(root: Path) -> tuple[list[Page], list[Problem]]:
-    """Every well-formed page under ``root``, and every problem found on the way (never raises)."""
-    pages: list[Page] = []
-    problems: list[Problem] = []
+def _name(entry: os.DirEntry[str]) -> str:
+    return entry.name
+
+
+def _kind(entry: os.DirEntry[str], problems: list[Problem]) -> str | None:
+    """``dir``, ``file``, or None after recording why the entry is neither."""
+    try:
+        if entry.is_dir():
+            return "dir"
+        if entry.is_file():
+            return "file"
+    except OSError as e:
+        reason = (
+            "broken or looping symlink"
+            if e.errno == errno.ELOOP
+            else f"cannot stat: {e.strerror or e}"
+        )
+        problems.append(Problem(entry.path, reason))
+        return None
+    reason = (
+        "broken or looping symlink" if entry.is_symlink() else "not a regular file or directory"
+    )
+    problems.append(Problem(entry.path, reason))
+    return None
+
+
+#: One page file in a year folder: (page number, page as written, path, MIME type).
+Entry = tuple[int, str, str, str]
+
+
+class YearDir(msgspec.Struct):
+    """One ``State/School/Year`` folder and its well-formed page files, in page-number order.
+    Pages are kept as plain tuples: a scan builds a :class:`Page` only for the few it keeps."""
+
+    state: str
+    school: str
+    year: str
+    path: str
+    entries: list[Entry]
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.state}:{self.school}:{self.year}:"
+
+    def page(self, entry: Entry) -> Page:
+        _, stem, path, mime = entry
+        return Page(self.prefix + stem, self.state, self.school, self.year, stem, path, mime)
+
+    @property
+    def pages(self) -> list[Page]:
+        return [self.page(e) for e in self.entries]
+
+
+def walk_years(root: Path, problems: list[Problem]) -> Iterator[YearDir]:
+    """Each year folder under ``root`` in order, its page files listed; problems are appended to
+    ``problems`` as they are found. Reads directory entries only (like ``find``), never file
+    contents, and never raises."""
     if not root.exists():
-        return pages, [Problem(str(root), "input root does not exist")]
+        problems.append(Problem(str(root), "input root does not exist"))
+        return
     if not root.is_dir():
-        return pages, [Problem(str(root), "input root is not a directory")]
-    levels = ("state", "school", "year")
-
-    def descend(path: str, names: tuple[str, ...]) -> None:
-        try:
-            entries = list(_entries(path))
-        except OSError as e:
-            problems.append(Problem(path, f"cannot list directory: {e.strerror or e}"))
-            return
-        depth = len(names)
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue  # hidden files (.DS_Store, editor swap files) are not pages
-            try:
-                is_dir = entry.is_dir()
-                is_file = not is_dir and entry.is_file()
-            except OSError as e:
-                reason = (
-                    "broken or looping symlink"
-                    if e.errno == errno.ELOOP
-                    else f"cannot stat: {e.strerror or e}"
+        problems.append(Problem(str(root), "input root is not a directory"))
+        return
+    found = False
+    for state in _subdirs(str(root), "state", problems):
+        for school in _subdirs(state.path, "school", problems):
+            for year in _subdirs(school.path, "year", problems):
+                found = True
+                prefix = f"{state.name}:{school.name}:{year.name}:"
+                yield YearDir(
+                    state.name,
+                    school.name,
+                    year.name,
+                    year.path,
+                    _entries(year.path, prefix, problems),
                 )
-                problems.append(Problem(entry.path, reason))
-                continue
-            if not is_dir and not is_file:
-                reason = (
-                    "broken or looping symlink"
-                    if entry.is_symlink()
-                    else "not a regular file or directory"
-                )
-                problems.append(Problem(entry.path, reason))
-                continue
-            if depth < 3:
-                if not is_dir:
-                    problems.append(Problem(entry.path, f"not a directory ({LAYOUT})"))
-                    continue
-                problem = name_problem(entry.name, levels[depth])
-                if problem is None and depth == 2 and not entry.name.isdigit():
-                    problem = "year is not a number"
-                if problem is not None:
-                    problems.append(Problem(entry.path, problem))
-                    continue
-                descend(entry.path, (*names, entry.name))
-                continue
-            if is_dir:
-                problems.append(Problem(entry.path, f"unexpected directory ({LAYOUT})"))
-                continue
-            stem, ext = os.path.splitext(entry.name)
-            mime = IMAGE_TYPES.get(ext.lower())
-            if mime is None:
-                problems.append(Problem(entry.path, f"not an image extension ({LAYOUT})"))
-                continue
-            if not stem.isdigit():
-                problems.append(Problem(entry.path, "page is not a number"))
-                continue
-            state, school, year = names
-            pages.append(
-                Page(f"{state}:{school}:{year}:{stem}", state, school, year, stem, entry.path, mime)
-            )
-
-    descend(str(root), ())
-    if not pages and not problems:
+    if not found and not problems:
         problems.append(Problem(str(root), "input root is empty"))
-    return _drop_duplicates(pages, problems), problems
 
 
-def _drop_duplicates(pages: list[Page], problems: list[Problem]) -> list[Page]:
-    """Two images for one page (``4.png`` and ``4.jpg``) are ambiguous: skip both, say so."""
-    seen: dict[str, list[Page]] = {}
-    for p in pages:
-        seen.setdefault(p.key, []).append(p)
-    if all(len(v) == 1 for v in seen.values()):
-        return pages
-    out = []
-    for key, group in seen.items():
-        if len(group) == 1:
-            out.append(group[0])
+def _subdirs(path: str, level: str, problems: list[Problem]) -> Iterator[os.DirEntry[str]]:
+    for entry in _scandir(path, problems):
+        kind = _kind(entry, problems)
+        if kind is None:
             continue
-        names = ", ".join(os.path.basename(p.path) for p in group)
-        problems.extend(Problem(p.path, f"several images for page {key} ({names})") for p in group)
+        if kind != "dir":
+            problems.append(Problem(entry.path, f"not a directory ({LAYOUT})"))
+            continue
+        problem = name_problem(entry.name, level)
+        if problem is None and level == "year" and not entry.name.isdigit():
+            problem = "year is not a number"
+        if problem is not None:
+            problems.append(Problem(entry.path, problem))
+            continue
+        yield entry
+
+
+def _entries(path: str, prefix: str, problems: list[Problem]) -> list[Entry]:
+    """The page files of one year folder. The scan's innermost loop: one pass over the
+    directory entries, the common case (``<digits>.<image extension>``, a file) decided first."""
+    out: list[Entry] = []
+    try:
+        with os.scandir(path) as it:
+            for e in it:
+                name = e.name
+                if name[0] == ".":
+                    continue  # hidden files (.DS_Store, editor swap files) are not pages
+                dot = name.rfind(".")
+                stem = name[:dot]
+                mime = IMAGE_TYPES.get(name[dot:]) if dot > 0 else None
+                if mime is None and dot > 0:
+                    mime = IMAGE_TYPES.get(name[dot:].lower())
+                try:
+                    is_file = e.is_file()
+                except OSError:  # a looping symlink: _page_problem says so
+                    is_file = False
+                if mime is None or not stem.isdigit() or not is_file:
+                    _page_problem(e, stem, mime, problems)
+                    continue
+                out.append((int(stem), stem, e.path, mime))
+    except OSError as err:
+        problems.append(Problem(path, f"cannot list directory: {err.strerror or err}"))
+        return []
+    out.sort()
+    for i in range(1, len(out)):
+        if out[i][1] == out[i - 1][1]:  # sorted: two images for one page sit side by side
+            return _drop_duplicates(out, prefix, problems)
     return out
 
 
-def walk_outputs(root: Path) -> set[str]:
-    """The record keys whose output JSON exists under ``root`` (directory entries only)."""
-    keys: set[str] = set()
-    if not root.is_dir():
-        return keys
-    for state in _dirs(str(root)):
-        for school in _dirs(state.path):
-            for year in _dirs(school.path):
-                prefix = f"{state.name}:{school.name}:{year.name}:"
-                try:
-                    with os.scandir(year.path) as it:
-                        for e in it:
-                            if e.name.endswith(".json") and not e.name.startswith("."):
-                                keys.add(prefix + e.name[:-5])
-                except OSError:
-                    continue
-    return keys
+def _drop_duplicates(entries: list[Entry], prefix: str, problems: list[Problem]) -> list[Entry]:
+    """Two images for one page (``4.png`` and ``4.jpg``) are ambiguous: skip both, say so."""
+    by_stem: dict[str, list[Entry]] = {}
+    for entry in entries:
+        by_stem.setdefault(entry[1], []).append(entry)
+    out = []
+    for stem, group in by_stem.items():
+        if len(group) == 1:
+            out.append(group[0])
+            continue
+        names = ", ".join(sorted(os.path.basename(p) for _, _, p, _ in group))
+        problems.extend(
+            Problem(p, f"several images for page {prefix}{stem} ({names})") for _, _, p, _ in group
+        )
+    return out
 
 
-def _dirs(path: str) -> list[os.DirEntry[str]]:
+def _page_problem(
+    e: os.DirEntry[str], stem: str, mime: str | None, problems: list[Problem]
+) -> None:
+    kind = _kind(e, problems)
+    if kind is None:
+        return
+    if kind == "dir":
+        problems.append(Problem(e.path, f"unexpected directory ({LAYOUT})"))
+    elif mime is None:
+        problems.append(Problem(e.path, f"not an image extension ({LAYOUT})"))
+    else:
+        problems.append(Problem(e.path, "page is not a number"))
+
+
+def walk_inputs(root: Path) -> tuple[list[Page], list[Problem]]:
+    """Every well-formed page under ``root``, and every problem found on the way (never raises).
+    Holds every page in memory: the worker streams :func:`walk_years` instead."""
+    problems: list[Problem] = []
+    pages = [p for year in walk_years(root, problems) for p in year.pages]
+    return pages, problems
+
+
+def output_names(output_root: Path, year: YearDir) -> set[str]:
+    """The page numbers (file stems) that have an output JSON in this year's output folder."""
     try:
-        with os.scandir(path) as it:
-            return [e for e in it if not e.name.startswith(".") and e.is_dir()]
+        names = os.listdir(output_root / year.state / year.school / year.year)
     except OSError:
-        return []
+        return set()
+    return {n[:-5] for n in names if n.endswith(".json") and not n.startswith(".")}
 
 
 _MAGIC = {

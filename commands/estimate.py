@@ -13,8 +13,7 @@ import msgspec
 
 from commands.config import Config
 from commands.cost import token_cost
-from commands.dataset import walk_inputs
-from commands.scan import decide, load_state
+from commands.scan import scan_dataset
 from commands.schema import load_schema, response_json_schema
 from eventlog.store import EventStore
 
@@ -38,14 +37,7 @@ class Estimate(msgspec.Struct, frozen=True):
 
 
 def estimate(store: EventStore, config: Config) -> Estimate:
-    pages, problems = walk_inputs(config.paths.input_root)
-    decision = decide(
-        pages,
-        problems,
-        load_state(store, config.paths.output_root),
-        max_retries=config.batching.max_retries,
-        context_previous_page=config.gemini.context_previous_page,
-    )
+    decision = scan_dataset(store, config, limit=0)
     model = config.gemini.model
     with store.snapshot():
         row = store.conn.execute(

@@ -1,20 +1,34 @@
 """The scanner: which pages are candidates for the next batch, and why the others are not.
 
-:func:`load_state` reads what the decision needs from the projections (one read transaction) and
-the output tree; :func:`decide` is pure. A page is a candidate when its output JSON is missing, it
-is not in flight, its failure count is below ``max_retries`` (a dead letter otherwise), its file
-is not rejected, and, with ``context_previous_page``, the previous page's output exists.
+A page is a candidate when its output JSON is missing, it is not in flight, its failure count is
+below ``max_retries`` (a dead letter otherwise), its file is not rejected, and, with
+``context_previous_page``, the previous page's output exists.
+
+:func:`scan` streams the input tree one year folder at a time (directory entries only, like
+``find``), lists that year's output folder, and decides; memory holds one folder's pages, the
+candidates it keeps (``limit``), and the small sets :func:`load_state` reads from the
+projections. :func:`decide_years` is the pure decision; :func:`decide` wraps it for a page list.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable
+from itertools import groupby
 from pathlib import Path
 
 import msgspec
 
-from commands.dataset import Page, Problem, check_image, walk_outputs
+from commands.config import Config
+from commands.dataset import (
+    Entry,
+    Page,
+    Problem,
+    YearDir,
+    check_image,
+    output_names,
+    walk_years,
+)
 from eventlog.events import Event, InputRejected, InputRejectionCleared, RecordDeadLettered
 from eventlog.store import EventStore
 
@@ -22,61 +36,69 @@ log = logging.getLogger("commands.scan")
 
 
 class ScanState(msgspec.Struct):
-    outputs: set[str]
+    """What the decision needs from the projections. ``outputs`` (record keys) is only used by
+    :func:`decide`; :func:`scan` lists each year's output folder instead."""
+
     inflight: set[str]
     failures: dict[str, int]
     dead: set[str]
     rejected: dict[str, str]
+    outputs: set[str] = set()
 
 
 class ScanDecision(msgspec.Struct):
     candidates: list[Page]
     events: list[Event]
     counts: dict[str, int]
+    #: Each candidate's previous page (with ``context_previous_page``), by record key.
+    previous: dict[str, Page] = {}
 
 
-def load_state(store: EventStore, output_root: Path) -> ScanState:
-    """A consistent snapshot of the projections, plus the keys whose output exists."""
-    outputs = walk_outputs(output_root)
+def load_state(store: EventStore) -> ScanState:
+    """A consistent snapshot (one read transaction) of what the scanner needs to know."""
     conn = store.conn
     with store.snapshot():
         inflight = {r[0] for r in conn.execute("SELECT record_key FROM inflight_records")}
         failures = dict(conn.execute("SELECT record_key, count FROM failure_counts").fetchall())
-        dead = {
-            r[0]
-            for r in conn.execute(
-                "SELECT record_key FROM record_status WHERE status = 'dead_lettered'"
-            )
-        }
+        dead = {r[0] for r in conn.execute("SELECT record_key FROM dead_letters")}
         rejected = dict(conn.execute("SELECT path, reason FROM rejected_inputs").fetchall())
-    return ScanState(outputs, inflight, failures, dead, rejected)
+    return ScanState(inflight, failures, dead, rejected)
 
 
-def _order(page: Page) -> tuple[str, str, int, int]:
-    return page.state, page.school, int(page.year), int(page.page)
+def scan_dataset(store: EventStore, config: Config, *, limit: int | None = None) -> ScanDecision:
+    """:func:`scan` with the config's paths and rules: the one way the worker, ``status`` and
+    ``estimate`` see the dataset. Appends nothing: the caller decides what to do with events."""
+    return scan(
+        config.paths.input_root,
+        config.paths.output_root,
+        load_state(store),
+        max_retries=config.batching.max_retries,
+        context_previous_page=config.gemini.context_previous_page,
+        limit=limit,
+    )
 
 
-def reconcile_rejections(
-    problems: list[Problem], pages: list[Page], rejected: dict[str, str]
-) -> tuple[list[Event], set[str]]:
-    """Events for new or changed problems and for problems that went away; the paths that stay
-    rejected. A page rejected for its bytes is re-checked (cheaply: only rejected ones)."""
-    events: list[Event] = []
-    current = {p.path: p.reason for p in problems}
-    page_by_path = {p.path: p for p in pages}
-    for path in rejected:
-        if path in current:
-            continue
-        page = page_by_path.get(path)
-        still = check_image(page) if page is not None else None
-        if still is None:
-            events.append(InputRejectionCleared(path=path))
-        else:
-            current[path] = still
-    for path, reason in current.items():
-        if rejected.get(path) != reason:
-            events.append(InputRejected(path=path, reason=reason))
-    return events, set(current)
+def scan(
+    input_root: Path,
+    output_root: Path,
+    state: ScanState,
+    *,
+    max_retries: int,
+    context_previous_page: bool,
+    limit: int | None = None,
+) -> ScanDecision:
+    """Walk the input tree and decide, keeping at most ``limit`` candidates (all are counted)."""
+    problems: list[Problem] = []
+    years = walk_years(input_root, problems)
+    return decide_years(
+        years,
+        problems,
+        state,
+        lambda y: output_names(output_root, y),
+        max_retries=max_retries,
+        context_previous_page=context_previous_page,
+        limit=limit,
+    )
 
 
 def decide(
@@ -86,65 +108,123 @@ def decide(
     *,
     max_retries: int,
     context_previous_page: bool,
+    limit: int | None = None,
 ) -> ScanDecision:
-    """Candidates in (state, school, year, page) order, the events the scan decided, and counts."""
-    events, rejected_paths = reconcile_rejections(problems, pages, state.rejected)
+    """:func:`decide_years` for a flat page list, outputs taken from ``state.outputs``."""
+
+    def folder(p: Page) -> tuple[str, str, str]:
+        return p.state, p.school, p.year
+
+    ordered = sorted(pages, key=lambda p: (p.state, p.school, int(p.year), int(p.page)))
+    years = [
+        YearDir(s, sc, y, "", [(int(p.page), p.page, p.path, p.mime_type) for p in group])
+        for (s, sc, y), group in groupby(ordered, key=folder)
+    ]
+    return decide_years(
+        years,
+        problems,
+        state,
+        lambda y: {e[1] for e in y.entries if y.prefix + e[1] in state.outputs},
+        max_retries=max_retries,
+        context_previous_page=context_previous_page,
+        limit=limit,
+    )
+
+
+def decide_years(
+    years: Iterable[YearDir],
+    problems: list[Problem],
+    state: ScanState,
+    have_for: Callable[[YearDir], set[str]],
+    *,
+    max_retries: int,
+    context_previous_page: bool,
+    limit: int | None = None,
+) -> ScanDecision:
+    """Candidates in (state, school, year, page) order, the events the scan decided (dead
+    letters, rejected inputs and rejections cleared), and counts. Pure but for re-reading the
+    bytes of pages rejected earlier (few), to see whether they were fixed."""
     counts = {
-        "pages": len(pages),
+        "pages": 0,
         "written": 0,
         "in_flight": 0,
         "dead_letters": 0,
         "waiting_for_previous_page": 0,
-        "rejected": len(rejected_paths),
+        "rejected": 0,
         "candidates": 0,
     }
-    debug = log.isEnabledFor(logging.DEBUG)
+    events: list[Event] = []
     candidates: list[Page] = []
-    for page, prev in _with_previous(pages):
-        key = page.key
-        if key in state.outputs:
-            counts["written"] += 1
-            continue
-        if page.path in rejected_paths:
-            continue
-        if key in state.inflight:
-            counts["in_flight"] += 1
-            if debug:
-                log.debug("Skipping %s (in flight)", key)
-            continue
-        failures = state.failures.get(key, 0)
-        if failures >= max_retries:
-            counts["dead_letters"] += 1
-            if key not in state.dead:
-                events.append(
-                    RecordDeadLettered(record_key=key, failures=failures, max_retries=max_retries)
-                )
-            if debug:
-                log.debug("Skipping %s (dead letter: %d/%d failures)", key, failures, max_retries)
-            continue
-        if context_previous_page and prev is not None and prev.key not in state.outputs:
-            counts["waiting_for_previous_page"] += 1
-            if debug:
-                log.debug("Skipping %s (dependency missing: %s has no output yet)", key, prev.key)
-            continue
-        candidates.append(page)
-    counts["candidates"] = len(candidates)
-    return ScanDecision(candidates, events, counts)
+    previous: dict[str, Page] = {}
+    rejected = state.rejected
+    still_rejected: dict[str, str] = {}
+    debug = log.isEnabledFor(logging.DEBUG)
+    inflight, failures, dead = state.inflight, state.failures, state.dead
+    n_pages = n_written = 0
+    for year in years:
+        have = have_for(year)
+        prefix = year.prefix
+        before: Entry | None = None
+        prev: Entry | None = None
+        for entry in year.entries:
+            n_pages += 1
+            before, prev = prev, entry
+            stem = entry[1]
+            if stem in have:
+                n_written += 1
+                continue
+            key = prefix + stem
+            if rejected and entry[2] in rejected:
+                reason = check_image(year.page(entry))
+                if reason is not None:
+                    still_rejected[entry[2]] = reason
+                    continue
+            if key in inflight:
+                counts["in_flight"] += 1
+                if debug:
+                    log.debug("Skipping %s (in flight)", key)
+                continue
+            count = failures.get(key, 0)
+            if count >= max_retries:
+                counts["dead_letters"] += 1
+                if key not in dead:
+                    events.append(
+                        RecordDeadLettered(record_key=key, failures=count, max_retries=max_retries)
+                    )
+                if debug:
+                    log.debug("Skipping %s (dead letter: %d/%d failures)", key, count, max_retries)
+                continue
+            if context_previous_page and before is not None and before[1] not in have:
+                counts["waiting_for_previous_page"] += 1
+                if debug:
+                    log.debug(
+                        "Skipping %s (dependency missing: %s%s has no output yet)",
+                        key,
+                        prefix,
+                        before[1],
+                    )
+                continue
+            counts["candidates"] += 1
+            if limit is None or len(candidates) < limit:
+                candidates.append(year.page(entry))
+                if context_previous_page and before is not None:
+                    previous[key] = year.page(before)
+    counts["pages"], counts["written"] = n_pages, n_written
+    events += _rejections(problems, still_rejected, rejected)
+    counts["rejected"] = len({p.path for p in problems} | set(still_rejected))
+    return ScanDecision(candidates, events, counts, previous)
 
 
-def _with_previous(pages: list[Page]) -> Iterator[tuple[Page, Page | None]]:
-    """Pages in order, each with the previous page of its (state, school, year) or None."""
-    previous: Page | None = None
-    for page in sorted(pages, key=_order):
-        same_year = previous is not None and (previous.state, previous.school, previous.year) == (
-            page.state,
-            page.school,
-            page.year,
-        )
-        yield page, previous if same_year else None
-        previous = page
-
-
-def previous_pages(pages: list[Page]) -> dict[str, Page]:
-    """Each page's previous page in its (state, school, year), by key."""
-    return {page.key: prev for page, prev in _with_previous(pages) if prev is not None}
+def _rejections(
+    problems: list[Problem], still_rejected: dict[str, str], rejected: dict[str, str]
+) -> list[Event]:
+    """Report each problem once (new, or its reason changed); clear those that went away (the
+    file was fixed, removed, or its page written)."""
+    current = {p.path: p.reason for p in problems} | still_rejected
+    events: list[Event] = [
+        InputRejected(path=path, reason=reason)
+        for path, reason in current.items()
+        if rejected.get(path) != reason
+    ]
+    events += [InputRejectionCleared(path=path) for path in rejected if path not in current]
+    return events

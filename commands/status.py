@@ -12,8 +12,7 @@ import msgspec
 
 from commands.config import Config
 from commands.cost import Spend, Usage, spend
-from commands.dataset import walk_inputs
-from commands.scan import decide, load_state
+from commands.scan import scan_dataset
 from eventlog.store import TS_FORMAT, EventStore
 
 STALE_HOURS = 24  # the service's target turnaround
@@ -69,14 +68,7 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
     now = store.clock()
     pending = waiting = None
     if scan:
-        pages, problems = walk_inputs(config.paths.input_root)
-        decision = decide(
-            pages,
-            problems,
-            load_state(store, config.paths.output_root),
-            max_retries=config.batching.max_retries,
-            context_previous_page=config.gemini.context_previous_page,
-        )
+        decision = scan_dataset(store, config, limit=0)
         pending = decision.counts["candidates"]
         waiting = decision.counts["waiting_for_previous_page"]
     with store.snapshot():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from commands.dataset import check_image, output_path, walk_inputs, walk_outputs
+from commands.dataset import YearDir, check_image, output_names, output_path, walk_inputs
 from commands.demo import png
 
 PNG = png(8, 8, 1)
@@ -132,11 +132,12 @@ def test_missing_and_empty_roots(tmp_path: Path) -> None:
     assert problems[0].reason == "input root is not a directory"
 
 
-def test_outputs_are_found_by_key(tmp_path: Path) -> None:
-    put(tmp_path, "S/X/2020/1.json", b"{}")
-    put(tmp_path, "S/X/2020/.1.json.123.tmp", b"{")
-    assert walk_outputs(tmp_path) == {"S:X:2020:1"}
-    assert walk_outputs(tmp_path / "none") == set()
+def test_outputs_are_found_per_year_folder(tmp_path: Path) -> None:
+    put(tmp_path, "out/S/X/2020/1.json", b"{}")
+    put(tmp_path, "out/S/X/2020/.1.json.123.tmp", b"{")
+    year = YearDir("S", "X", "2020", "", [])
+    assert output_names(tmp_path / "out", year) == {"1"}
+    assert output_names(tmp_path / "none", year) == set()
 
 
 @pytest.mark.parametrize(

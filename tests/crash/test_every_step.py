@@ -26,7 +26,7 @@ CLEAN = {
 
 POINTS = [
     ("after_image_upload", 3),
-    ("after_upload_events", 5),
+    ("after_upload_events", 2),
     ("after_request_file_upload", 1),
     ("after_intent", 2),
     ("after_create_before_event", 2),
