@@ -9,17 +9,18 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import click
 import msgspec
 
 from commands.actor import operator_actor
-from commands.config import Config, load_config
 from commands.logs import setup_logging
 from eventlog.errors import OperatorError
-from eventlog.events import ResetFilter
-from eventlog.store import EventStore
+
+if TYPE_CHECKING:  # imported lazily: pydantic and the log are not needed for --help
+    from commands.config import Config
+    from eventlog.store import EventStore
 
 log = logging.getLogger("commands")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,6 +42,8 @@ class AppContext:
     @property
     def config(self) -> Config:
         if self._config is None:
+            from commands.config import load_config
+
             self._config = load_config(self._config_path)
         return self._config
 
@@ -256,6 +259,7 @@ def reset_failures(
     Example: python -m commands reset-failures --all --dry-run
     """
     from commands.reset_failures import reset_failures as run
+    from eventlog.events import ResetFilter
 
     f = ResetFilter(
         all=all_,

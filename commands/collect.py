@@ -152,68 +152,98 @@ def _record(
 
 
 def collect(w: Worker, batch: BatchRef, remote: RemoteBatch) -> dict[str, int]:
-    """Process a succeeded batch's results and complete it. Safe to repeat after a crash."""
+    """Process a succeeded batch's results and complete it. Safe to repeat after a crash.
+
+    Memory stays flat in the file's size: whether a line's record is still pending is asked of
+    the database (it leaves ``inflight_records`` as its chunk commits), not held in a set.
+    """
     batch_id = batch.batch_id
-    pending = {
-        r[0]
-        for r in w.query("SELECT record_key FROM inflight_records WHERE batch_id = ?", (batch_id,))
-    }
-    superseded = {
-        r[0]: r[1]
-        for r in w.query_in(
-            "SELECT record_key, batch_id FROM record_status WHERE status = 'written' "
-            f"AND updated_seq > {int(batch.submitted_seq)} AND record_key IN ({{}})",
-            sorted(pending),
+    conn = w.store.conn
+    superseded = dict(
+        conn.execute(
+            "SELECT s.record_key, s.batch_id FROM record_status s JOIN inflight_records i "
+            "USING (record_key) WHERE i.batch_id = ? AND s.status = 'written' "
+            "AND s.updated_seq > ?",
+            (batch_id, batch.submitted_seq),
         )
-    }
+    )
+    total = conn.execute(
+        "SELECT count(*) FROM inflight_records WHERE batch_id = ?", (batch_id,)
+    ).fetchone()[0]
+    pending_sql = "SELECT 1 FROM inflight_records WHERE record_key = ? AND batch_id = ?"
+    held_sql = "SELECT 1 FROM batch_record_keys WHERE batch_id = ? AND record_key = ?"
     counts = {"validated": 0, "failed": 0}
-    seen: set[str] = set()
+    ignored = {"duplicates": 0, "unknown": 0}
     duplicates: list[str] = []
     unknown: list[str] = []
     unreadable = 0
+    chunk: list[Verdict] = []
+    discards: list[Event] = []
+    in_chunk: set[str] = set()
+    bar = w.progress.start(f"results of {batch_id}", total)
+
+    def add(v: Verdict) -> None:
+        nonlocal chunk, discards
+        if v.key in superseded:
+            discards.append(_discard(batch, v, f"already written from {superseded[v.key]}"))
+        else:
+            chunk.append(v)
+        in_chunk.add(v.key)
+        if len(in_chunk) >= CHUNK:
+            flush()
+
+    def flush() -> None:
+        nonlocal chunk, discards
+        _record(w, batch, chunk, discards, counts)
+        bar.update(len(in_chunk))
+        chunk, discards = [], []
+        in_chunk.clear()
+
     with tempfile.TemporaryDirectory(dir=w.store.path.parent, prefix=".results-") as tmp:
-        chunk: list[Verdict] = []
-        discards: list[Event] = []
-        bar = w.progress.start(f"results of {batch_id}", len(pending))
         for key, line in _lines(w, remote, tmp):
             if key is None:
                 unreadable += 1
                 continue
-            if key not in pending:
-                (duplicates if key in seen else unknown).append(key)
+            if key in in_chunk or conn.execute(pending_sql, (key, batch_id)).fetchone() is None:
+                kind = (
+                    "duplicates"
+                    if conn.execute(held_sql, (batch_id, key)).fetchone()
+                    else "unknown"
+                )
+                ignored[kind] += 1
+                listed = duplicates if kind == "duplicates" else unknown
+                if len(listed) < MAX_LISTED:
+                    listed.append(key)
                 continue
-            pending.discard(key)
-            seen.add(key)
-            v = (
+            add(
                 judge(key, line, w.schema)
                 if line is not None
                 else Verdict(key, "unparseable_line", "the result line is not valid JSON")
             )
-            if key in superseded:
-                discards.append(_discard(batch, v, f"already written from {superseded[key]}"))
-            else:
-                chunk.append(v)
-            if len(chunk) + len(discards) >= CHUNK:
-                _record(w, batch, chunk, discards, counts)
-                bar.update(len(chunk) + len(discards))
-                chunk, discards = [], []
-        for key in sorted(pending):  # no line at all
-            v = judge(key, None, w.schema)
-            if key in superseded:
-                discards.append(_discard(batch, v, f"already written from {superseded[key]}"))
-            else:
-                chunk.append(v)
-        _record(w, batch, chunk, discards, counts)
-        bar.update(len(chunk) + len(discards))
-        bar.close()
+        flush()
+    while True:  # records with no line at all, a chunk at a time, in key order
+        missing = [
+            r[0]
+            for r in conn.execute(
+                "SELECT record_key FROM inflight_records WHERE batch_id = ? ORDER BY record_key "
+                "LIMIT ?",
+                (batch_id, CHUNK),
+            )
+        ]
+        if not missing:
+            break
+        for key in missing:
+            add(judge(key, None, w.schema))
+        flush()
+    bar.close()
     tail: list[Event] = []
-    if duplicates or unknown or unreadable:
+    if ignored["duplicates"] or ignored["unknown"] or unreadable:
         log.warning(
             "Batch %s: ignored %d duplicate line(s), %d line(s) for keys it never held, "
             "%d unreadable line(s)",
             batch_id,
-            len(duplicates),
-            len(unknown),
+            ignored["duplicates"],
+            ignored["unknown"],
             unreadable,
             extra={"batch_id": batch_id},
         )
@@ -273,15 +303,26 @@ def adopt_late(w: Worker, batch: BatchRef, remote: RemoteBatch) -> tuple[int, in
                 chunk, discards = [], []
         adopted += _adopt(w, batch, chunk, discards)
     w.append([LateResultsAdopted(batch_id=batch.batch_id, adopted=adopted, ignored=ignored)])
-    log.info("Late results of %s: %d adopted, %d ignored", batch.batch_id, adopted, ignored,
-             extra={"batch_id": batch.batch_id})
+    log.info(
+        "Late results of %s: %d adopted, %d ignored",
+        batch.batch_id,
+        adopted,
+        ignored,
+        extra={"batch_id": batch.batch_id},
+    )
     return adopted, ignored
 
 
 def _adopt(w: Worker, batch: BatchRef, verdicts: list[Verdict], discards: list[Event]) -> int:
     """Write the adopted outputs, then append their events and the discards together."""
     checked, written = _write(w, verdicts) if verdicts else ([], {})
-    events = decide(batch.batch_id, [v for v in checked if v.valid], written, {},
-                    w.config.batching.max_retries, batch.model)
+    events = decide(
+        batch.batch_id,
+        [v for v in checked if v.valid],
+        written,
+        {},
+        w.config.batching.max_retries,
+        batch.model,
+    )
     w.append([*events, *discards])
     return len(events)
