@@ -25,9 +25,9 @@ def test_incremental_projections_equal_a_rebuild_after_every_group(
             store.append(group, actor="prop")
             captures.append((store.last_seq(), snapshot_rows(store.conn)))
         for seq, live in captures:
-            tables, last = fold(store.read(until_seq=seq))
-            assert last == seq
-            assert memory_rows(tables) == live
+            folded = fold(store.read(until_seq=seq))
+            assert folded.last == seq
+            assert memory_rows(folded.tables) == live
         assert verify(store) is None
         final = snapshot_rows(store.conn)
         rebuild(store)

@@ -34,23 +34,50 @@ pytestmark = pytest.mark.soak
 PAGES = int(os.environ.get("SOAK_PAGES", "20000"))
 KEY = "soak-key-0123456789"
 P = 0.05  # every kind of fault, 5% of the time
-RECORD_FAULTS = ["invalid_json", "schema_violation", "error_line", "missing_line", "safety",
-                 "recitation", "max_tokens"]
-JOB_FAULTS = ["FAILED", "CANCELLED", "EXPIRED", "TRUNCATED", "DUPLICATES", "EXTRA_KEYS",
-              "ODD_STATE", "FAILED_THEN_SUCCEEDED"]
-ENDPOINTS = ["files.upload", "files.upload_bytes", "files.delete", "files.list",
-             "files.download", "batches.create", "batches.get", "batches.list", "batches.cancel"]
+RECORD_FAULTS = [
+    "invalid_json",
+    "schema_violation",
+    "error_line",
+    "missing_line",
+    "safety",
+    "recitation",
+    "max_tokens",
+]
+JOB_FAULTS = [
+    "FAILED",
+    "CANCELLED",
+    "EXPIRED",
+    "TRUNCATED",
+    "DUPLICATES",
+    "EXTRA_KEYS",
+    "ODD_STATE",
+    "FAILED_THEN_SUCCEEDED",
+]
+ENDPOINTS = [
+    "files.upload",
+    "files.upload_bytes",
+    "files.delete",
+    "files.list",
+    "files.download",
+    "batches.create",
+    "batches.get",
+    "batches.list",
+    "batches.cancel",
+]
 
 
 def policy() -> dict[str, Any]:
     faults: list[dict[str, Any]] = []
     for endpoint in ENDPOINTS:
-        faults += [{"endpoint": endpoint, "status": 503, "probability": P / 3},
-                   {"endpoint": endpoint, "status": 429, "probability": P / 3},
-                   {"endpoint": endpoint, "delay": 0.02, "probability": P / 3}]
-    faults += [{"endpoint": "batches.create", "status": 503, "after": True, "probability": P},
-               {"endpoint": "files.upload_bytes", "status": 503, "after": True,
-                "probability": P / 2}]
+        faults += [
+            {"endpoint": endpoint, "status": 503, "probability": P / 3},
+            {"endpoint": endpoint, "status": 429, "probability": P / 3},
+            {"endpoint": endpoint, "delay": 0.02, "probability": P / 3},
+        ]
+    faults += [
+        {"endpoint": "batches.create", "status": 503, "after": True, "probability": P},
+        {"endpoint": "files.upload_bytes", "status": 503, "after": True, "probability": P / 2},
+    ]
     return {
         "seed": 2026,
         "timing": {"pending_seconds": 0.5, "running_seconds": 0.5},
@@ -85,22 +112,53 @@ def test_soak(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "E2E_GEMINI_KEY": KEY}
     emulator = subprocess.Popen(
-        [sys.executable, "-m", "gemini_emulator", "--port", str(port), "--policy",
-         str(tmp_path / "policy.json"), "--api-key", KEY],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        [
+            sys.executable,
+            "-m",
+            "gemini_emulator",
+            "--port",
+            str(port),
+            "--policy",
+            str(tmp_path / "policy.json"),
+            "--api-key",
+            KEY,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert emulator.stdout is not None and "listening" in emulator.stdout.readline()
         url = f"http://127.0.0.1:{port}"
         config_path = write_config(
-            tmp_path, url,
+            tmp_path,
+            url,
             batching={"batch_size": 500, "max_active_batches": 10, "poll_interval_seconds": 0.2},
             uploads={"upload_concurrency": 16, "upload_retry_backoff_seconds": 0.01},
-            network={"api_retry_attempts": 4, "api_retry_backoff_seconds": 0.01,
-                     "request_timeout_seconds": 30})
+            network={
+                "api_retry_attempts": 4,
+                "api_retry_backoff_seconds": 0.01,
+                "request_timeout_seconds": 30,
+            },
+        )
         started = time.monotonic()
         worker = subprocess.run(
-            [sys.executable, "-m", "commands", "--config", str(config_path), "-q", "run",
-             "--until-idle"], env=env, cwd=ROOT, capture_output=True, text=True)
+            [
+                sys.executable,
+                "-m",
+                "commands",
+                "--config",
+                str(config_path),
+                "-q",
+                "run",
+                "--until-idle",
+            ],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
         wall = time.monotonic() - started
         peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         assert worker.returncode == 0, worker.stderr[-3000:]
@@ -143,6 +201,8 @@ def test_soak(tmp_path: Path) -> None:
     assert all(n == 1 for n in creates.values())  # no batch created twice
     # Every billed line is one the log accounts for (or one the service cut short).
     assert accounted <= len(ledger["billed"]) <= accounted + unreadable
-    print(f"\nsoak: {PAGES} pages, {dict(outcome)}, {wall:.1f} s wall, worker peak RSS "
-          f"{peak_mib:.0f} MiB, {events} events, {len(creates)} batches created, "
-          f"{len(ledger['billed'])} lines billed, failures by type {dict(errors)}")
+    print(
+        f"\nsoak: {PAGES} pages, {dict(outcome)}, {wall:.1f} s wall, worker peak RSS "
+        f"{peak_mib:.0f} MiB, {events} events, {len(creates)} batches created, "
+        f"{len(ledger['billed'])} lines billed, failures by type {dict(errors)}"
+    )

@@ -1,0 +1,149 @@
+"""Appending with group commit, through the public API (hash chain included), against a raw apsw
+``executemany`` of the same encoded rows (same table, same pragmas) and the ``eventsourcing``
+library (SQLite, ``Application.save``) saving the same payloads.
+
+    uv run --group bench python bench/bench_append.py
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from common import REPEATS, line, median_time
+from workload import events
+
+from eventlog.connection import apply_settings, connect
+from eventlog.events import REGISTRY
+from eventlog.store import GENESIS_HASH, EventStore, chain_hash, format_ts, utc_now
+from projections import open_store
+
+N = int(os.environ.get("BENCH_APPEND_EVENTS", "200000"))
+GROUP = 1000
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def run(tmp: Path) -> list[dict]:
+    evs = list(events(N))[:N]
+    groups = _chunks(evs, GROUP)
+    path = tmp / "bench.db"
+
+    def fresh() -> None:
+        for p in tmp.glob("bench*"):
+            p.unlink() if p.is_file() else shutil.rmtree(p)
+        EventStore.open(path, create=True).close()
+
+    def ours(projector: bool) -> None:
+        store = open_store(path) if projector else EventStore.open(path)
+        for g in groups:
+            store.append(g, actor="run:bench")
+        store.close()
+
+    # The raw baseline inserts exactly the rows ours writes, encoded and hashed beforehand.
+    rows, prev, ts = [], GENESIS_HASH, format_ts(utc_now())
+    for seq, e in enumerate(evs, 1):
+        payload = REGISTRY.encode(e).decode()
+        t = type(e).__name__
+        prev = chain_hash(prev, seq, ts, t, e.stream(), "run:bench", 1, payload)
+        rows.append((seq, ts, t, e.stream(), "run:bench", 1, payload, prev))
+    row_groups = _chunks(rows, GROUP)
+
+    def raw() -> None:
+        conn = connect(path, create=False)
+        apply_settings(conn)
+        sql = "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        for g in row_groups:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(sql, g)
+            conn.execute("COMMIT")
+        conn.close()
+
+    t_raw = median_time(raw, setup=fresh)
+    t_log = median_time(lambda: ours(False), setup=fresh)
+    t_proj = median_time(lambda: ours(True), setup=fresh)
+    out = [
+        line(
+            "append, log only, group commit (public API, hash chain)",
+            N / t_log,
+            "events/s",
+            N / t_raw,
+            "raw apsw executemany",
+            ">= 0.5x raw",
+        ),
+        line(
+            "append with every projection updated in the same transaction",
+            N / t_proj,
+            "events/s",
+            N / t_raw,
+            "raw apsw executemany",
+            "(for information)",
+        ),
+    ]
+    peer = _eventsourcing(tmp, evs)
+    if peer is not None:
+        out.append(
+            line(
+                "append vs eventsourcing Application.save",
+                N / t_log,
+                "events/s",
+                peer,
+                "eventsourcing",
+                ">= 5x eventsourcing",
+            )
+        )
+    return out
+
+
+def _eventsourcing(tmp: Path, evs: list[Any]) -> float | None:
+    try:
+        from eventsourcing.application import Application
+        from eventsourcing.domain import Aggregate, event
+    except ImportError:
+        print("eventsourcing not installed: uv sync --group bench", flush=True)
+        return None
+
+    class Log(Aggregate):
+        @event("Appended")
+        def append(self, data: dict) -> None:
+            pass
+
+    payloads = [msgspec.to_builtins(e) for e in evs]
+    n = len(payloads)
+
+    def save() -> float:
+        """Only ``app.save`` is timed; creating the domain events is the caller's business,
+        as building ours is in our benchmark."""
+        db = tmp / "bench-es.db"
+        db.unlink(missing_ok=True)
+        app = Application(
+            env={
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": str(db),
+                "SQLITE_LOCK_TIMEOUT": "10",
+            }
+        )
+        log, spent = Log(), 0.0
+        for i in range(0, n, GROUP):
+            for data in payloads[i : i + GROUP]:
+                log.append(data)
+            start = time.perf_counter()
+            app.save(log)
+            spent += time.perf_counter() - start
+        app.close()
+        return spent
+
+    return n / statistics.median(save() for _ in range(max(1, REPEATS // 2)))
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory() as d:
+        run(Path(d))

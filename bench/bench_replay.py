@@ -1,0 +1,122 @@
+"""``replay.py --until`` at points across a 5M-event log, each as a fresh process (wall time and
+peak memory), against a full replay of the same log.
+
+    uv run --group bench python bench/bench_replay.py
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import ROOT, line, peak_rss_mib
+from workload import events
+
+from eventlog.events import Event
+from eventlog.store import EventStore
+from projections import open_store, snapshots
+from projections.replay import replay
+
+N = int(os.environ.get("BENCH_REPLAY_EVENTS", "5000000"))
+POINTS = int(os.environ.get("BENCH_REPLAY_POINTS", "8"))
+
+# VmHWM, not ru_maxrss: the latter can carry the parent's peak across fork and exec.
+PROBE = """
+import runpy, sys, time
+sys.argv = ["replay.py", *sys.argv[1:]]
+start = time.perf_counter()
+try:
+    runpy.run_path("replay.py", run_name="__main__")
+except SystemExit as e:
+    code = e.code
+hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]
+print(f"PROBE {time.perf_counter() - start:.3f} {int(hwm) / 1024:.0f}", file=sys.stderr)
+"""
+
+
+def build(path: Path) -> None:
+    store = EventStore.open(path, create=True)  # the log alone, fast
+    batch: list[Event] = []
+    for e in events(N):
+        batch.append(e)
+        if len(batch) == 10_000:
+            store.append(batch, actor="run:bench")
+            batch = []
+    if batch:
+        store.append(batch, actor="run:bench")
+    store.close()
+    open_store(path).close()  # projections and snapshots, built by one rebuild
+
+
+def probe(db: Path, until: int) -> tuple[float, float]:
+    """Wall seconds (process start to exit, imports included) and peak RSS in MiB."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, "--db", str(db), "--until", str(until), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    wall = time.perf_counter() - start
+    assert done.returncode == 0, done.stderr[-2000:]
+    rss = float(done.stderr.strip().rsplit("PROBE ", 1)[1].split()[1])
+    return wall, rss
+
+
+def run(tmp: Path) -> list[dict]:
+    db = tmp / "replay.db"
+    started = time.perf_counter()
+    build(db)
+    store = EventStore.open(db, write=False)
+    last = store.last_seq()
+    print(
+        f"(built a {last:,}-event log with its projections and "
+        f"{last // snapshots.EVERY} snapshots in {time.perf_counter() - started:.0f} s)",
+        flush=True,
+    )
+    rng = random.Random(7)
+    # The worst case sits just before a snapshot: a whole interval to fold.
+    points = [
+        last,
+        snapshots.EVERY * (last // snapshots.EVERY) - 1,
+        1,
+        *(rng.randint(1, last) for _ in range(POINTS - 3)),
+    ]
+    results = [probe(db, p) for p in points]
+    worst_wall = max(w for w, _ in results)
+    worst_rss = max(r for _, r in results)
+    start = time.perf_counter()
+    replay(store, last)
+    full = time.perf_counter() - start
+    store.close()
+    return [
+        line(
+            f"replay.py --until (worst of {len(points)} points of {last:,} events)",
+            worst_wall,
+            "s",
+            full,
+            "full replay of the log",
+            "<= 1.5 s",
+            higher_is_better=False,
+        ),
+        line(
+            "replay.py --until, peak memory (worst point)",
+            worst_rss,
+            "MiB",
+            peak_rss_mib(),
+            "full replay in this process",
+            "<= 300 MiB",
+            higher_is_better=False,
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory() as d:
+        run(Path(d))

@@ -1,0 +1,73 @@
+"""Start-up: ``python -m commands --help`` and ``status``, against importing the libraries they
+stand on (``python -c "import apsw, msgspec, pydantic, click"``). google-genai is imported only
+where it is used.
+
+    uv run --group bench python bench/bench_startup.py
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from common import ROOT, line, median_time
+
+from eventlog.events import RunStarted
+from projections import open_store
+
+RUNS = int(os.environ.get("BENCH_STARTUP_RUNS", "15"))
+
+
+def timed(*args: str, cwd: Path = ROOT) -> float:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return median_time(
+        lambda: subprocess.run(
+            [sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL, check=True
+        ),
+        repeats=RUNS,
+    )
+
+
+def run(tmp: Path) -> list[dict]:
+    store = open_store(tmp / "data" / "gemini_batches.db", create=True)
+    store.append([RunStarted(run_id="r")], actor="run:r")
+    store.close()
+    base = timed("-c", "import apsw, msgspec, pydantic, click")
+    helped = timed("-m", "commands", "--help")
+    status = timed(
+        "-m",
+        "commands",
+        "--db",
+        str(tmp / "data" / "gemini_batches.db"),
+        "status",
+        "--no-scan",
+        cwd=tmp,
+    )
+    return [
+        line(
+            "python -m commands --help",
+            helped,
+            "s",
+            base,
+            "import apsw, msgspec, pydantic, click",
+            "<= 2x",
+            higher_is_better=False,
+        ),
+        line(
+            "python -m commands status",
+            status,
+            "s",
+            base,
+            "import apsw, msgspec, pydantic, click",
+            "<= 2x",
+            higher_is_better=False,
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory() as d:
+        run(Path(d))
