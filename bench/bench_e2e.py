@@ -6,10 +6,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pstats
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,85 +17,44 @@ from pathlib import Path
 from common import ROOT, line
 
 from commands.demo import png
+from gemini_emulator import spawn
 
 PAGES = int(os.environ.get("BENCH_E2E_PAGES", "20000"))
 KEY = "bench-key"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def run(tmp: Path) -> list[dict]:
     image = png(32, 32, 1)
     for i in range(PAGES):
-        path = (
-            tmp
-            / "input"
-            / f"State{i // 10000}"
-            / f"School{(i // 100) % 100}"
-            / "2020"
-            / f"{i % 100 + 1}.png"
-        )
+        path = (tmp / "input" / f"State{i // 10000}" / f"School{(i // 100) % 100}" / "2020"
+                / f"{i % 100 + 1}.png")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(image)
-    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_KEY": KEY}
-    emulator = subprocess.Popen(
-        [sys.executable, "-m", "gemini_emulator", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert emulator.stdout is not None and "listening" in emulator.stdout.readline()
+    with spawn() as url:
         (tmp / "c.toml").write_text(
             f'[paths]\ninput_root = "input"\noutput_root = "output"\ndatabase = "data/log.db"\n'
-            f'[gemini]\nbase_url = "http://127.0.0.1:{port}"\napi_key_env = "BENCH_KEY"\n'
+            f'[gemini]\nbase_url = "{url}"\napi_key_env = "BENCH_KEY"\n'
             "[batching]\nbatch_size = 1000\nmax_active_batches = 8\n"
             "poll_interval_seconds = 0.1\n[uploads]\nupload_concurrency = 16\n"
         )
         start = time.perf_counter()
         done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cProfile",
-                "-o",
-                str(tmp / "worker.prof"),
-                "-m",
-                "commands",
-                "--config",
-                str(tmp / "c.toml"),
-                "-q",
-                "run",
-                "--until-idle",
-            ],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
+            [sys.executable, "-m", "cProfile", "-o", str(tmp / "worker.prof"), "-m", "commands",
+             "--config", str(tmp / "c.toml"), "-q", "run", "--until-idle"],
+            cwd=ROOT, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - start
         assert done.returncode == 0, done.stderr[-2000:]
-    finally:
-        emulator.terminate()
-        emulator.wait(timeout=30)
     written = sum(1 for _ in (tmp / "output").rglob("*.json"))
     assert written == PAGES, written
     out = [line(f"end to end, {PAGES:,} pages, no latency (profiled)", PAGES / wall, "pages/s")]
     stats = pstats.Stats(str(tmp / "worker.prof"))
     rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)  # own time
     total = sum(v[2] for _, v in stats.stats.items())
-    print("five largest costs of the worker (own time):")
+    print("five largest costs of the worker's main thread (own time):")
     for (file, lineno, fn), (_, _, tt, ct, _) in rows[:5]:
         where = f"{Path(file).name}:{lineno}" if lineno else file
         print(f"  {tt:6.2f} s ({tt / total:5.1%})  {fn}  [{where}]  cumulative {ct:.2f} s")
-    (tmp / "top.json").write_text(json.dumps([str(r[0]) for r in rows[:5]]))
     return out
 
 

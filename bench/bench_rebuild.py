@@ -14,6 +14,7 @@ from pathlib import Path
 
 import msgspec
 from common import REPEATS, line, median_time, peak_rss_mib
+from peer import eventsourcing_app
 from workload import events
 
 from eventlog.events import Event
@@ -106,22 +107,10 @@ def _rebuild(store: EventStore) -> None:
 
 
 def _eventsourcing(tmp: Path, n: int) -> float | None:
-    try:
-        from eventsourcing.application import Application
-        from eventsourcing.domain import Aggregate, event
-    except ImportError:
-        print("eventsourcing not installed: uv sync --group bench", flush=True)
+    made = eventsourcing_app(tmp / "rebuild-es.db")
+    if made is None:
         return None
-
-    class Log(Aggregate):
-        @event("Appended")
-        def append(self, data: dict) -> None:
-            pass
-
-    db = tmp / "rebuild-es.db"
-    env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(db)}
-    app = Application(env=env)
-    log = Log()
+    app, log = made
     for i, e in enumerate(events(n), 1):
         log.append(msgspec.to_builtins(e))
         if i % 5000 == 0:

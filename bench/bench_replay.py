@@ -14,10 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_rebuild import build_log
 from common import ROOT, line, peak_rss_mib
-from workload import events
 
-from eventlog.events import Event
 from eventlog.store import EventStore
 from projections import open_store, snapshots
 from projections.replay import replay
@@ -40,16 +39,7 @@ print(f"PROBE {time.perf_counter() - start:.3f} {int(hwm) / 1024:.0f}", file=sys
 
 
 def build(path: Path) -> None:
-    store = EventStore.open(path, create=True)  # the log alone, fast
-    batch: list[Event] = []
-    for e in events(N):
-        batch.append(e)
-        if len(batch) == 10_000:
-            store.append(batch, actor="run:bench")
-            batch = []
-    if batch:
-        store.append(batch, actor="run:bench")
-    store.close()
+    build_log(path, N)  # the log alone, fast
     open_store(path).close()  # projections and snapshots, built by one rebuild
 
 

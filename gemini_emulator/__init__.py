@@ -9,7 +9,7 @@ Public API::
 """
 
 from gemini_emulator.policy import Policy, PolicySpec
-from gemini_emulator.server import Emulator
+from gemini_emulator.server import Emulator, spawn
 from gemini_emulator.service import Billed, Service
 
-__all__ = ["Billed", "Emulator", "Policy", "PolicySpec", "Service"]
+__all__ = ["Billed", "Emulator", "Policy", "PolicySpec", "Service", "spawn"]

@@ -6,12 +6,16 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -324,3 +328,28 @@ class Emulator:
 
     def serve_forever(self) -> None:
         self._server.serve_forever()
+
+
+@contextlib.contextmanager
+def spawn(policy: Path | None = None, api_key: str | None = None) -> Iterator[str]:
+    """Run ``python -m gemini_emulator`` as its own process (as the real service is one) on a
+    free port; yields its base URL and stops it afterwards."""
+    args = [sys.executable, "-m", "gemini_emulator", "--port", "0"]
+    if policy is not None:
+        args += ["--policy", str(policy)]
+    if api_key is not None:
+        args += ["--api-key", api_key]
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get(
+        "PYTHONPATH")]))}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        if "listening on " not in first:
+            raise RuntimeError(f"the emulator did not start: {first!r}")
+        yield first.rsplit("listening on ", 1)[1].strip()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -27,10 +27,6 @@ SPEC = TableSpec(
 )
 
 
-def keys_of_batch(t: Tables, batch_id: str) -> list[str]:
-    return [r.record_key for r in t.find(SPEC, "batch_id", batch_id)]
-
-
 @singledispatch
 def apply(event: Event, t: Tables, rec: Recorded) -> None:
     """Events that do not touch this table."""
@@ -46,5 +42,4 @@ def _(e: BatchSubmitted, t: Tables, rec: Recorded) -> None:
 @apply.register(BatchFailed)
 @apply.register(BatchCleared)
 def _(e: BatchCompleted | BatchFailed | BatchCleared, t: Tables, rec: Recorded) -> None:
-    for key in keys_of_batch(t, e.batch_id):
-        t.delete(SPEC, (e.batch_id, key))
+    t.delete_where(SPEC, "batch_id", e.batch_id)

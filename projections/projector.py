@@ -47,10 +47,10 @@ PROJECTIONS = (
     active_batches,
     batch_record_keys,
     submission_intents,
+    record_status,  # reads inflight_records before it folds the same event
     inflight_records,
     failure_counts,
     failure_logs,
-    record_status,
     rejected_inputs,
     runs,
     token_usage,

@@ -27,6 +27,7 @@ from eventlog.events import (
     RecordValidated,
 )
 from eventlog.store import Recorded
+from projections import inflight_records
 from projections.tables import Tables, TableSpec
 
 HELD = ("reserved", "inflight")
@@ -41,7 +42,7 @@ class RecordStatus(msgspec.Struct, array_like=True, gc=False):
     updated_at: str
 
 
-SPEC = TableSpec("record_status", RecordStatus, pk=("record_key",), indexes=("batch_id",))
+SPEC = TableSpec("record_status", RecordStatus, pk=("record_key",))
 
 
 def _set(
@@ -67,8 +68,14 @@ def _set(
 
 
 def _free_batch(t: Tables, rec: Recorded, batch_id: str) -> None:
-    for row in t.find(SPEC, "batch_id", batch_id):
-        if row.status in HELD:
+    """Records still held by a batch (or an intent's display name) go back to pending. They are
+    exactly its ``inflight_records`` rows, which this projection reads before that one folds the
+    same event: a handful, never the whole batch."""
+    held = t.find(inflight_records.SPEC, "batch_id", batch_id) + [
+        r for r in t.find(inflight_records.SPEC, "display_name", batch_id) if r.batch_id is None]
+    for row in held:
+        status = t.get(SPEC, (row.record_key,))
+        if status is not None and status.status in HELD and status.batch_id == batch_id:
             _set(t, rec, row.record_key, "pending")
 
 

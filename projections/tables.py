@@ -82,6 +82,10 @@ class Tables(Protocol):
 
     def find(self, spec: TableSpec, column: str, value: Any) -> list[Any]: ...
 
+    def delete_where(self, spec: TableSpec, column: str, value: Any) -> None:
+        """Delete every row whose ``column`` equals ``value`` (an indexed or leading key
+        column), without loading them."""
+
 
 class _Table:
     """One in-memory table: rows by primary key, and its secondary indexes."""
@@ -145,6 +149,10 @@ class MemoryTables:
             return sorted((r for k, r in t.data.items() if k[0] == value), key=spec.key_of)
         raise KeyError(f"{spec.name}.{column} is not indexed")
 
+    def delete_where(self, spec: TableSpec, column: str, value: Any) -> None:
+        for row in self.find(spec, column, value):
+            self.delete(spec, spec.key_of(row))
+
     def rows(self, spec: TableSpec) -> Iterator[tuple[Any, ...]]:
         """Every row as a tuple, in primary-key order."""
         data = self._t[spec.name].data
@@ -207,6 +215,10 @@ class SqliteTables:
     def find(self, spec: TableSpec, column: str, value: Any) -> list[Any]:
         rows = self.conn.execute(self._stmt(spec, "find", column), (value,)).fetchall()
         return [spec.row(*r) for r in rows]
+
+    def delete_where(self, spec: TableSpec, column: str, value: Any) -> None:
+        self._stmt(spec, "find", column)  # the same columns are allowed: indexed or leading key
+        self.conn.execute(f"DELETE FROM {spec.name} WHERE {column} = ?", (value,))
 
 
 def read_rows(conn: apsw.Connection, spec: TableSpec) -> Iterator[tuple[Any, ...]]:

@@ -72,6 +72,16 @@ def test_find_by_index_and_by_leading_key_in_key_order(tables: Tables) -> None:
     assert _rows(tables)[0] == ("g", "a", None, 0)
 
 
+def test_delete_where_removes_every_matching_row(tables: Tables) -> None:
+    for kind, name, colour in [("g", "a", "red"), ("g", "b", "blue"), ("h", "a", "red")]:
+        tables.put(SPEC, Thing(kind, name, colour, 0))
+    tables.delete_where(SPEC, "kind", "g")
+    assert _rows(tables) == [("h", "a", "red", 0)]
+    tables.delete_where(SPEC, "colour", "red")
+    assert _rows(tables) == []
+    assert tables.find(SPEC, "colour", "red") == []
+
+
 def test_find_on_an_unindexed_column_is_refused(tables: Tables) -> None:
     with pytest.raises(KeyError, match="not indexed"):
         tables.find(SPEC, "size", 1)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from commands.config import load_config
 from commands.dataset import output_path
 from commands.schema import PageExtraction
 from eventlog.events import RecordFailed, RecordValidated, ResultDiscarded
+from gemini_emulator import spawn
 from projections import open_store, verify
 from tests.conftest import ROOT
 from tests.pipeline import IMAGE, write_config
@@ -95,12 +95,6 @@ def keys(n: int) -> list[str]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_soak(tmp_path: Path) -> None:
     all_keys = keys(PAGES)
     for key in all_keys:
@@ -109,64 +103,23 @@ def test_soak(tmp_path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(IMAGE)
     (tmp_path / "policy.json").write_text(json.dumps(policy()))
-    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "E2E_GEMINI_KEY": KEY}
-    emulator = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gemini_emulator",
-            "--port",
-            str(port),
-            "--policy",
-            str(tmp_path / "policy.json"),
-            "--api-key",
-            KEY,
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert emulator.stdout is not None and "listening" in emulator.stdout.readline()
-        url = f"http://127.0.0.1:{port}"
+    with spawn(tmp_path / "policy.json", api_key=KEY) as url:
         config_path = write_config(
-            tmp_path,
-            url,
+            tmp_path, url,
             batching={"batch_size": 500, "max_active_batches": 10, "poll_interval_seconds": 0.2},
             uploads={"upload_concurrency": 16, "upload_retry_backoff_seconds": 0.01},
-            network={
-                "api_retry_attempts": 4,
-                "api_retry_backoff_seconds": 0.01,
-                "request_timeout_seconds": 30,
-            },
-        )
+            network={"api_retry_attempts": 4, "api_retry_backoff_seconds": 0.01,
+                     "request_timeout_seconds": 30})
         started = time.monotonic()
         worker = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "commands",
-                "--config",
-                str(config_path),
-                "-q",
-                "run",
-                "--until-idle",
-            ],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        )
+            [sys.executable, "-m", "commands", "--config", str(config_path), "-q", "run",
+             "--until-idle"], env=env, cwd=ROOT, capture_output=True, text=True)
         wall = time.monotonic() - started
         peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         assert worker.returncode == 0, worker.stderr[-3000:]
         with urllib.request.urlopen(f"{url}/_emulator/ledger") as answer:
             ledger = json.load(answer)
-    finally:
-        emulator.terminate()
-        emulator.wait(timeout=30)
 
     config = load_config(config_path)
     store = open_store(config.paths.database)
