@@ -26,8 +26,14 @@ KEY = "bench-key"
 def run(tmp: Path) -> list[dict]:
     image = png(32, 32, 1)
     for i in range(PAGES):
-        path = (tmp / "input" / f"State{i // 10000}" / f"School{(i // 100) % 100}" / "2020"
-                / f"{i % 100 + 1}.png")
+        path = (
+            tmp
+            / "input"
+            / f"State{i // 10000}"
+            / f"School{(i // 100) % 100}"
+            / "2020"
+            / f"{i % 100 + 1}.png"
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(image)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_KEY": KEY}
@@ -40,9 +46,25 @@ def run(tmp: Path) -> list[dict]:
         )
         start = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-m", "cProfile", "-o", str(tmp / "worker.prof"), "-m", "commands",
-             "--config", str(tmp / "c.toml"), "-q", "run", "--until-idle"],
-            cwd=ROOT, env=env, capture_output=True, text=True)
+            [
+                sys.executable,
+                "-m",
+                "cProfile",
+                "-o",
+                str(tmp / "worker.prof"),
+                "-m",
+                "commands",
+                "--config",
+                str(tmp / "c.toml"),
+                "-q",
+                "run",
+                "--until-idle",
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         wall = time.perf_counter() - start
         assert done.returncode == 0, done.stderr[-2000:]
     written = sum(1 for _ in (tmp / "output").rglob("*.json"))

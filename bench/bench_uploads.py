@@ -57,9 +57,18 @@ def run(tmp: Path) -> list[dict]:
         assert summary.submitted == 1, summary
         store.close()
     ideal = PAGES * LATENCY / CONCURRENCY
-    return [line(f"submit {PAGES:,} pages, {LATENCY * 1000:.0f} ms per upload, "
-                 f"concurrency {CONCURRENCY}", took, "s", ideal, "ideal", "<= 1.3x",
-                 higher_is_better=False)]
+    return [
+        line(
+            f"submit {PAGES:,} pages, {LATENCY * 1000:.0f} ms per upload, "
+            f"concurrency {CONCURRENCY}",
+            took,
+            "s",
+            ideal,
+            "ideal",
+            "<= 1.3x",
+            higher_is_better=False,
+        )
+    ]
 
 
 if __name__ == "__main__":

@@ -41,10 +41,15 @@ class AppContext:
 
     @property
     def config(self) -> Config:
+        """The config, with ``--db`` (if given) as its database."""
         if self._config is None:
             from commands.config import load_config
 
-            self._config = load_config(self._config_path)
+            config = load_config(self._config_path)
+            if self._db is not None:
+                paths = config.paths.model_copy(update={"database": self._db})
+                config = config.model_copy(update={"paths": paths})
+            self._config = config
         return self._config
 
     @property
@@ -478,13 +483,8 @@ def run(ctx: click.Context, mode: str, wait: float) -> None:
     from commands.progress import for_stderr
     from commands.run import run as run_pipeline
 
-    config = app(ctx).config
-    if app(ctx)._db is not None:
-        config = config.model_copy(
-            update={"paths": config.paths.model_copy(update={"database": app(ctx).db_path})}
-        )
     result = run_pipeline(
-        config,
+        app(ctx).config,
         loop=mode == "loop",
         until_idle=mode == "idle",
         wait_for_lock=wait,

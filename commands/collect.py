@@ -302,7 +302,16 @@ def adopt_late(w: Worker, batch: BatchRef, remote: RemoteBatch) -> tuple[int, in
                 adopted += _adopt(w, batch, chunk, discards)
                 chunk, discards = [], []
         adopted += _adopt(w, batch, chunk, discards)
-    w.append([LateResultsAdopted(batch_id=batch.batch_id, adopted=adopted, ignored=ignored)])
+    w.append(
+        [
+            LateResultsAdopted(
+                batch_id=batch.batch_id,
+                adopted=adopted,
+                ignored=ignored,
+                result_file=remote.result_file or "",
+            )
+        ]
+    )
     log.info(
         "Late results of %s: %d adopted, %d ignored",
         batch.batch_id,

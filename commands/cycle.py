@@ -46,6 +46,7 @@ log = logging.getLogger("commands.cycle")
 
 SUCCEEDED = "JOB_STATE_SUCCEEDED"
 UPLOAD_EVENTS_PER_COMMIT = 200
+SWEEP_EVERY_SECONDS = 15 * 60
 WAITING = {"JOB_STATE_PENDING", "JOB_STATE_QUEUED"}
 #: The service expires a batch 48 h after it was created; past this, nothing can arrive.
 LATE_WINDOW_HOURS = 49.0
@@ -99,6 +100,7 @@ class Cycle:
         self._batches_submitted = 0
         self._previous: dict[str, Page] = {}
         self._start_seq = 0
+        self._last_sweep: float | None = None
 
     def run(self) -> CycleSummary:
         summary = self.begin()
@@ -536,4 +538,11 @@ class Cycle:
     # --- 5. clean up --------------------------------------------------------------------------
 
     def clean_up(self, summary: CycleSummary) -> None:
-        summary.files_deleted = collect_garbage(self.w, self._start_seq)
+        # Listing the service's files finds leftovers the log never heard of (a crash between
+        # an upload and its event, a lost answer). It costs a request per 100 files, so it runs
+        # on a run's first cycle and then every SWEEP_EVERY_SECONDS, not every cycle.
+        now = time.monotonic()
+        sweep = self._last_sweep is None or now - self._last_sweep >= SWEEP_EVERY_SECONDS
+        if sweep:
+            self._last_sweep = now
+        summary.files_deleted = collect_garbage(self.w, self._start_seq, sweep=sweep)

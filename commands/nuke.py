@@ -9,6 +9,7 @@ from pathlib import Path
 import apsw
 import msgspec
 
+from commands.runlock import RunLock
 from eventlog.connection import translate_sqlite_errors
 from eventlog.errors import DatabaseNotFound
 from eventlog.store import EventStore
@@ -42,8 +43,14 @@ def nuke(db: Path, *, recreate_tables: bool) -> Path:
 
     With ``recreate_tables`` a fresh empty log with every table is created at once; otherwise the
     next command that writes creates it. Returns the backup's path. The old log is never lost: the
-    files are only removed after the backup completed and was closed.
+    files are only removed after the backup completed and was closed. Refused while a worker
+    run holds the run lock (its log would vanish under it).
     """
+    with RunLock(db).acquire():
+        return _nuke(db, recreate_tables=recreate_tables)
+
+
+def _nuke(db: Path, *, recreate_tables: bool) -> Path:
     store = open_store(db, create=False)
     target = backup_path(db)
     try:

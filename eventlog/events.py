@@ -270,6 +270,8 @@ class LateResultsAdopted(Event, frozen=True):
     batch_id: str
     adopted: int
     ignored: int
+    #: The result file read (deleted from the File API once nothing needs it).
+    result_file: str = ""
 
     def stream(self) -> str:
         return self.batch_id

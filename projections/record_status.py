@@ -72,7 +72,8 @@ def _free_batch(t: Tables, rec: Recorded, batch_id: str) -> None:
     exactly its ``inflight_records`` rows, which this projection reads before that one folds the
     same event: a handful, never the whole batch."""
     held = t.find(inflight_records.SPEC, "batch_id", batch_id) + [
-        r for r in t.find(inflight_records.SPEC, "display_name", batch_id) if r.batch_id is None]
+        r for r in t.find(inflight_records.SPEC, "display_name", batch_id) if r.batch_id is None
+    ]
     for row in held:
         status = t.get(SPEC, (row.record_key,))
         if status is not None and status.status in HELD and status.batch_id == batch_id:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import apsw
@@ -54,16 +54,55 @@ def crossed(first_seq: int, last_seq: int) -> bool:
     return last_seq // EVERY > (first_seq - 1) // EVERY
 
 
-def _pack(rows_by_table: dict[str, list[Any]]) -> tuple[bytes, str]:
-    blob = zlib.compress(_encoder.encode(rows_by_table), 1)
+#: Rows per frame: a snapshot is written and read a frame at a time, so a huge view (a batch
+#: of a million records in flight) never sits in memory whole, encoded or decoded.
+FRAME_ROWS = 10_000
+
+
+def _pack(rows_by_table: Iterable[tuple[str, Iterable[Any]]]) -> tuple[bytes, str]:
+    """Length-prefixed msgpack frames of ``[table, rows]``, compressed as they are made."""
+    z = zlib.compressobj(1)
+    out: list[bytes] = []
+    for name, rows in rows_by_table:
+        frame: list[Any] = []
+        for row in rows:
+            frame.append(list(row))
+            if len(frame) == FRAME_ROWS:
+                out.append(z.compress(_frame(name, frame)))
+                frame = []
+        out.append(z.compress(_frame(name, frame)))
+    out.append(z.flush())
+    blob = b"".join(out)
     return blob, hashlib.sha256(blob).hexdigest()
 
 
+def _frame(name: str, rows: list[Any]) -> bytes:
+    body = _encoder.encode([name, rows])
+    return len(body).to_bytes(4, "big") + body
+
+
+def _frames(blob: bytes) -> Iterator[tuple[str, list[Any]]]:
+    """The ``[table, rows]`` frames of a snapshot, decompressed as they are read."""
+    z = zlib.decompressobj()
+    buffer = b""
+    for start in range(0, len(blob), 1 << 16):
+        buffer += z.decompress(blob[start : start + (1 << 16)])
+        while len(buffer) >= 4:
+            size = int.from_bytes(buffer[:4], "big")
+            if len(buffer) < 4 + size:
+                break
+            name, rows = _decoder.decode(buffer[4 : 4 + size])
+            buffer = buffer[4 + size :]
+            yield name, rows
+    buffer += z.flush()
+    if buffer:
+        raise ValueError("a snapshot ends in the middle of a frame")
+
+
 def store_from_live(conn: apsw.Connection, seq: int) -> None:
-    """Snapshot the live view tables (inside the append transaction that reached ``seq``)."""
-    store_rows(
-        conn, seq, {spec.name: [list(r) for r in read_rows(conn, spec)] for spec in VIEW_SPECS}
-    )
+    """Snapshot the live view tables (inside the append transaction that reached ``seq``),
+    streamed from the tables' cursors."""
+    _insert(conn, seq, _pack((spec.name, read_rows(conn, spec)) for spec in VIEW_SPECS))
 
 
 def view_rows(tables: MemoryTables) -> dict[str, list[Any]]:
@@ -73,16 +112,28 @@ def view_rows(tables: MemoryTables) -> dict[str, list[Any]]:
 
 def store_rows(conn: apsw.Connection, seq: int, rows: dict[str, list[Any]]) -> None:
     """Store one snapshot taken at ``seq`` (inside the caller's write transaction)."""
-    blob, digest = _pack(rows)
+    _insert(conn, seq, _pack(rows.items()))
+
+
+def _insert(conn: apsw.Connection, seq: int, packed: tuple[bytes, str]) -> None:
+    blob, digest = packed
     chain = conn.execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone()[0]
     conn.execute(f"INSERT OR REPLACE INTO {TABLE} VALUES (?, ?, ?, ?)", (seq, chain, digest, blob))
 
 
+def _contents(blob: bytes) -> dict[str, list[Any]]:
+    data: dict[str, list[Any]] = {spec.name: [] for spec in VIEW_SPECS}
+    for name, rows in _frames(blob):
+        data.setdefault(name, []).extend(rows)
+    return data
+
+
 def _unpack(blob: bytes) -> MemoryTables:
     tables = MemoryTables(VIEW_SPECS)
-    data = _decoder.decode(zlib.decompress(blob))
-    for spec in VIEW_SPECS:
-        for values in data.get(spec.name, []):
+    specs = {spec.name: spec for spec in VIEW_SPECS}
+    for name, rows in _frames(blob):
+        spec = specs[name]
+        for values in rows:
             tables.put(spec, spec.row(*values))
     return tables
 
@@ -151,7 +202,10 @@ def verify(store: EventStore) -> BadSnapshot | None:
         tables = fold_views(store.read(after_seq=at, until_seq=seq), tables)
         at = seq
         want = view_rows(tables)
-        got = _decoder.decode(zlib.decompress(blob))
+        try:
+            got = _contents(blob)
+        except (ValueError, zlib.error, msgspec.DecodeError):
+            return BadSnapshot(seq, "its bytes do not decode")
         if got != want:
             return BadSnapshot(seq, "its rows differ from a fold of the log")
     return None

@@ -9,14 +9,22 @@ from functools import singledispatch
 
 import msgspec
 
-from eventlog.events import BatchSubmissionIntended, Event, FileDeleted, FileUploaded
+from eventlog.events import (
+    BatchSubmissionIntended,
+    BatchSucceeded,
+    Event,
+    FileDeleted,
+    FileUploaded,
+    LateResultsAdopted,
+)
 from eventlog.store import Recorded
+from projections import active_batches
 from projections.tables import Tables, TableSpec
 
 
 class UploadedFile(msgspec.Struct, array_like=True, gc=False):
     file_name: str
-    kind: str  # "image" or "requests"
+    kind: str  # "image", "requests" or "results"
     record_key: str
     #: The display name of the submission that references it; None while unreferenced.
     holder: str | None
@@ -45,6 +53,23 @@ def _(e: BatchSubmissionIntended, t: Tables, rec: Recorded) -> None:
             t.put(SPEC, msgspec.structs.replace(row, holder=e.display_name))
     if e.input_file:
         t.put(SPEC, UploadedFile(e.input_file, "requests", "", e.display_name, rec.seq, rec.ts))
+
+
+@apply.register
+def _(e: BatchSucceeded, t: Tables, rec: Recorded) -> None:
+    """The service's result file: held by the batch until it completes."""
+    active = t.get(active_batches.SPEC, (e.batch_id,))
+    if e.result_file and active is not None:
+        t.put(
+            SPEC, UploadedFile(e.result_file, "results", "", active.display_name, rec.seq, rec.ts)
+        )
+
+
+@apply.register
+def _(e: LateResultsAdopted, t: Tables, rec: Recorded) -> None:
+    """A late batch's result file, read once: nothing holds it ('' is no submission)."""
+    if e.result_file:
+        t.put(SPEC, UploadedFile(e.result_file, "results", "", "", rec.seq, rec.ts))
 
 
 @apply.register

@@ -57,3 +57,14 @@ def test_the_seed_script_takes_the_seed_flags(populated: Path, tmp_path: Path) -
     r = run_cli("--confirm", "--recreate-tables", script="scripts/nuke_database.py", env=env)
     assert r.code == 0, r.err
     assert len(list(populated.parent.glob("gemini_batches.backup-*.db"))) == 1
+
+
+def test_nuke_is_refused_while_a_run_holds_the_lock(populated: Path) -> None:
+    from commands.runlock import RunLock
+
+    before = file_digest(populated)
+    with RunLock(populated).acquire():
+        result = invoke(populated, "nuke", "--confirm")
+    assert result.exit_code == 1 and "another run holds the lock" in result.output
+    assert file_digest(populated) == before
+    assert not list(populated.parent.glob("*.backup-*"))

@@ -19,6 +19,7 @@ from tests.strategies import event_groups
 @pytest.fixture(autouse=True)
 def small_snapshots(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(snapshots, "EVERY", 7)
+    monkeypatch.setattr(snapshots, "FRAME_ROWS", 2)  # several frames per table
 
 
 def _same_views(store, seq: int) -> None:

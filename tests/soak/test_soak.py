@@ -106,15 +106,33 @@ def test_soak(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "E2E_GEMINI_KEY": KEY}
     with spawn(tmp_path / "policy.json", api_key=KEY) as url:
         config_path = write_config(
-            tmp_path, url,
+            tmp_path,
+            url,
             batching={"batch_size": 500, "max_active_batches": 10, "poll_interval_seconds": 0.2},
             uploads={"upload_concurrency": 16, "upload_retry_backoff_seconds": 0.01},
-            network={"api_retry_attempts": 4, "api_retry_backoff_seconds": 0.01,
-                     "request_timeout_seconds": 30})
+            network={
+                "api_retry_attempts": 4,
+                "api_retry_backoff_seconds": 0.01,
+                "request_timeout_seconds": 30,
+            },
+        )
         started = time.monotonic()
         worker = subprocess.run(
-            [sys.executable, "-m", "commands", "--config", str(config_path), "-q", "run",
-             "--until-idle"], env=env, cwd=ROOT, capture_output=True, text=True)
+            [
+                sys.executable,
+                "-m",
+                "commands",
+                "--config",
+                str(config_path),
+                "-q",
+                "run",
+                "--until-idle",
+            ],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
         wall = time.monotonic() - started
         peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         assert worker.returncode == 0, worker.stderr[-3000:]
