@@ -9,6 +9,7 @@ Nothing here raises on bad input: each problem comes back with its path and reas
 from __future__ import annotations
 
 import errno
+import operator
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -190,33 +191,41 @@ def _entries(path: str, prefix: str, problems: list[Problem]) -> list[Entry]:
     """The page files of one year folder. The scan's innermost loop: one pass over the
     directory entries, the common case (``<digits>.<image extension>``, a file) decided first."""
     out: list[Entry] = []
+    append, types = out.append, IMAGE_TYPES
     try:
         with os.scandir(path) as it:
             for e in it:
                 name = e.name
-                if name[0] == ".":
-                    continue  # hidden files (.DS_Store, editor swap files) are not pages
                 dot = name.rfind(".")
                 stem = name[:dot]
-                mime = IMAGE_TYPES.get(name[dot:]) if dot > 0 else None
-                if mime is None and dot > 0:
-                    mime = IMAGE_TYPES.get(name[dot:].lower())
+                mime = types.get(name[dot:])  # ".png" etc. need dot > 0: stem.isdigit() says so
                 try:
+                    if mime is not None and stem.isdigit() and e.is_file():
+                        append((int(stem), stem, e.path, mime))
+                        continue
                     is_file = e.is_file()
                 except OSError:  # a looping symlink: _page_problem says so
                     is_file = False
+                if name[0] == ".":
+                    continue  # hidden files (.DS_Store, editor swap files) are not pages
+                if dot <= 0:
+                    mime = None
+                elif mime is None:
+                    mime = types.get(name[dot:].lower())
                 if mime is None or not stem.isdigit() or not is_file:
                     _page_problem(e, stem, mime, problems)
                     continue
-                out.append((int(stem), stem, e.path, mime))
+                append((int(stem), stem, e.path, mime))  # an upper-case extension
     except OSError as err:
         problems.append(Problem(path, f"cannot list directory: {err.strerror or err}"))
         return []
     out.sort()
-    for i in range(1, len(out)):
-        if out[i][1] == out[i - 1][1]:  # sorted: two images for one page sit side by side
-            return _drop_duplicates(out, prefix, problems)
+    if len(set(map(_STEM, out))) < len(out):  # two images for one page
+        return _drop_duplicates(out, prefix, problems)
     return out
+
+
+_STEM = operator.itemgetter(1)
 
 
 def _drop_duplicates(entries: list[Entry], prefix: str, problems: list[Problem]) -> list[Entry]:
@@ -261,10 +270,11 @@ def walk_inputs(root: Path) -> tuple[list[Page], list[Problem]]:
 def output_names(output_root: Path, year: YearDir) -> set[str]:
     """The page numbers (file stems) that have an output JSON in this year's output folder."""
     try:
-        names = os.listdir(output_root / year.state / year.school / year.year)
+        names = os.listdir(os.path.join(output_root, year.state, year.school, year.year))
     except OSError:
         return set()
-    return {n[:-5] for n in names if n.endswith(".json") and not n.startswith(".")}
+    # Hidden files need no filter: their stems start with "." and never match a page number.
+    return {n[:-5] for n in names if n[-5:] == ".json"}
 
 
 _MAGIC = {

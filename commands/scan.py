@@ -21,7 +21,6 @@ import msgspec
 
 from commands.config import Config
 from commands.dataset import (
-    Entry,
     Page,
     Problem,
     YearDir,
@@ -164,15 +163,18 @@ def decide_years(
     for year in years:
         have = have_for(year)
         prefix = year.prefix
-        before: Entry | None = None
-        prev: Entry | None = None
-        for entry in year.entries:
-            n_pages += 1
-            before, prev = prev, entry
+        entries = year.entries
+        # Written pages are only counted: one comprehension finds the rest (on a tree that is
+        # mostly written, as it is for most of a long run, that is nearly all the work).
+        todo = (
+            [i for i, e in enumerate(entries) if e[1] not in have] if have else range(len(entries))
+        )
+        n_pages += len(entries)
+        n_written += len(entries) - len(todo)
+        for i in todo:
+            entry = entries[i]
+            before = entries[i - 1] if i else None
             stem = entry[1]
-            if stem in have:
-                n_written += 1
-                continue
             key = prefix + stem
             if rejected and entry[2] in rejected:
                 reason = check_image(year.page(entry))
