@@ -12,11 +12,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 from common import ROOT, line
 
 from commands.demo import png
+from eventlog.store import TS_FORMAT, EventStore
 from gemini_emulator import spawn
 
 PAGES = int(os.environ.get("BENCH_E2E_PAGES", "20000"))
@@ -70,6 +72,9 @@ def run(tmp: Path) -> list[dict]:
     written = sum(1 for _ in (tmp / "output").rglob("*.json"))
     assert written == PAGES, written
     out = [line(f"end to end, {PAGES:,} pages, no latency (profiled)", PAGES / wall, "pages/s")]
+    print("where the wall time went, from the log (each gap charged to the event that ends it):")
+    for kind, (seconds, count) in wall_by_event(tmp / "data" / "log.db")[:5]:
+        print(f"  {seconds:6.2f} s ({seconds / wall:5.1%})  before {count:,} {kind}")
     stats = pstats.Stats(str(tmp / "worker.prof"))
     rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)  # own time
     total = sum(v[2] for _, v in stats.stats.items())
@@ -78,6 +83,24 @@ def run(tmp: Path) -> list[dict]:
         where = f"{Path(file).name}:{lineno}" if lineno else file
         print(f"  {tt:6.2f} s ({tt / total:5.1%})  {fn}  [{where}]  cumulative {ct:.2f} s")
     return out
+
+
+def wall_by_event(db: Path) -> list[tuple[str, tuple[float, int]]]:
+    """Seconds between consecutive events, summed by the type of the later one, largest first:
+    the time spent uploading is charged to ``FileUploaded``, waiting for the service to
+    ``BatchSucceeded``, processing results to ``RecordValidated``."""
+    store = EventStore.open(db)
+    spent: dict[str, list[float]] = {}
+    previous: datetime | None = None
+    for row in store.read_raw():
+        moment = datetime.strptime(row.ts, TS_FORMAT)
+        if previous is not None:
+            entry = spent.setdefault(row.type, [0.0, 0])
+            entry[0] += (moment - previous).total_seconds()
+            entry[1] += 1
+        previous = moment
+    store.close()
+    return sorted(((k, (s, int(n))) for k, (s, n) in spent.items()), key=lambda kv: -kv[1][0])
 
 
 if __name__ == "__main__":
