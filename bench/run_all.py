@@ -1,7 +1,7 @@
 """Run every benchmark and print the table the README records (medians, ratios, targets).
 
     uv sync --group bench
-    uv run --group bench python bench/run_all.py            # everything (~30 min on 2 cores)
+    uv run --group bench python bench/run_all.py            # everything (~35 min on 2 cores)
     BENCH_ONLY=append,scan uv run --group bench python bench/run_all.py
 
 Each benchmark builds its own data in a temporary folder (``$BENCH_DIR`` to choose the disk).
