@@ -551,7 +551,7 @@ def demo(ctx: click.Context, folder: Path) -> None:
 
     with open_store(config.paths.database) as store:
         click.echo("")
-        click.echo(render(status(store)))
+        click.echo(render(status(store, config)))
     click.echo("")
     click.echo(
         f"finished in {time.monotonic() - started:.1f}s; outputs in {config.paths.output_root}"

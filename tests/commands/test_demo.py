@@ -1,0 +1,57 @@
+"""The README's first command, exactly as an operator types it: ``python -m commands demo``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from commands import demo
+from commands.schema import PageExtraction
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "GEMINI_BATCHES_CONFIG"}
+    return subprocess.run(
+        [sys.executable, "-m", "commands", *args],
+        cwd=cwd,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_demo_runs_to_the_end_and_prints_status_and_report(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    done = _cli("demo", "--dir", str(folder), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    config = folder / "gemini_batches.toml"
+    after = _cli("--config", str(config), "status", "--json", "--no-scan", cwd=tmp_path)
+    assert after.returncode == 0, after.stderr
+    status = json.loads(after.stdout)
+
+    # Every page ended written or dead-lettered, the stray notes.txt was reported as bad input,
+    # and nothing is left running.
+    outputs = sorted((folder / "output").rglob("*.json"))
+    assert status["active_batches"] == [] and status["in_flight"] == 0
+    assert status["written"] == len(outputs) > 0
+    assert status["dead_letters"] >= 1  # the poison page
+    assert status["written"] + status["dead_letters"] == demo.page_count()
+    assert status["rejected_inputs"] == 1
+    for path in outputs:
+        PageExtraction.model_validate_json(path.read_bytes())
+
+    # The final status screen and the report's path, as the README shows them.
+    assert f"written       {status['written']} records" in done.stdout
+    assert f"dead letters  {status['dead_letters']}" in done.stdout
+    report_line = next(line for line in done.stdout.splitlines() if line.startswith("report: "))
+    report = Path(report_line.removeprefix("report: "))
+    assert report.is_file() and report.parent == folder / "data" / "reports"
+    assert status["last_run"]["run_id"] in report.name
+    assert "Batch summary" in report.read_text()
