@@ -159,7 +159,8 @@ def decide_years(
     still_rejected: dict[str, str] = {}
     debug = log.isEnabledFor(logging.DEBUG)
     inflight, failures, dead = state.inflight, state.failures, state.dead
-    n_pages = n_written = 0
+    n_pages = n_written = n_candidates = 0
+    room: float = limit if limit is not None else float("inf")  # kept; all are counted
     for year in years:
         have = have_for(year)
         prefix = year.prefix
@@ -206,12 +207,12 @@ def decide_years(
                         before[1],
                     )
                 continue
-            counts["candidates"] += 1
-            if limit is None or len(candidates) < limit:
+            n_candidates += 1
+            if n_candidates <= room:
                 candidates.append(year.page(entry))
                 if context_previous_page and before is not None:
                     previous[key] = year.page(before)
-    counts["pages"], counts["written"] = n_pages, n_written
+    counts["pages"], counts["written"], counts["candidates"] = n_pages, n_written, n_candidates
     events += _rejections(problems, still_rejected, rejected)
     counts["rejected"] = len({p.path for p in problems} | set(still_rejected))
     return ScanDecision(candidates, events, counts, previous)
