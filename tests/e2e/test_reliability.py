@@ -158,6 +158,40 @@ def test_when_late_results_race_a_resubmission_the_first_result_wins(
     assert sum(emulator.service.creates.values()) == 2
 
 
+def test_late_results_that_arrive_after_the_resubmission_finished_are_not_adopted(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    # The reverse race: the cleared job finishes after 1.5 s, its resubmission after 0.3 s.
+    config = setup(
+        tmp_path,
+        emulator,
+        {"timing": {"pending_seconds": 1.5}, "jobs": [{"nth": 2, "pending_seconds": 0.3}]},
+    )
+    cycles(config, 1)
+    store = open_store(config.paths.database)
+    [first] = [r[0] for r in store.conn.execute("SELECT batch_id FROM active_batches")]
+    clear_batch(store, first, reason="give up", actor="operator:test clear-batch")
+    store.close()
+    run(config, until_idle=True, max_cycles=40, api_key=API_KEY)  # the resubmission completes
+    written = {p: p.read_bytes() for p in config.paths.output_root.rglob("*.json")}
+    assert len(written) == len(KEYS)
+    time.sleep(1.6)  # now the cleared job succeeds on the service
+    run(config, until_idle=True, max_cycles=40, api_key=API_KEY)
+    log = events(config)
+    second = [e.batch_id for e in log if isinstance(e, BatchSubmitted)][-1]
+    assert second != first
+    assert {e.batch_id for e in log if isinstance(e, RecordValidated)} == {second}
+    adopted = [e for e in log if isinstance(e, LateResultsAdopted)]
+    assert [(e.batch_id, e.adopted, e.ignored) for e in adopted] == [(first, 0, len(KEYS))]
+    discarded = [e for e in log if isinstance(e, ResultDiscarded)]
+    assert {e.batch_id for e in discarded} == {first} and len(discarded) == len(KEYS)
+    assert all(e.reason == "late result not adopted: already written" for e in discarded)
+    # The outputs are the first results written, untouched by the late ones.
+    assert {p: p.read_bytes() for p in config.paths.output_root.rglob("*.json")} == written
+    assert check_final_state(config, emulator, KEYS, billing=False) == {"written": len(KEYS)}
+    assert Counter(b.key for b in emulator.service.ledger()) == dict.fromkeys(KEYS, 2)
+
+
 def test_a_batch_seen_failed_then_found_succeeded_is_adopted(
     tmp_path: Path, emulator: Emulator
 ) -> None:
