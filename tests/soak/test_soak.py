@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -33,6 +32,20 @@ pytestmark = pytest.mark.soak
 
 PAGES = int(os.environ.get("SOAK_PAGES", "20000"))
 KEY = "soak-key-0123456789"
+#: ``python -m commands ...`` that prints its own peak RSS (VmHWM) when it exits. Not
+#: ``RUSAGE_CHILDREN``: a forked child's ru_maxrss starts from the parent's (pytest's) size.
+_REPORTS_PEAK_RSS = """
+import atexit, runpy, sys
+
+def _peak() -> None:
+    with open("/proc/self/status") as status:
+        hwm = next(line for line in status if line.startswith("VmHWM")).split()[1]
+    print("PEAK_RSS_KIB", hwm, file=sys.stderr)
+
+atexit.register(_peak)
+sys.argv = ["commands", *sys.argv[1:]]
+runpy.run_module("commands", run_name="__main__")
+"""
 P = 0.05  # every kind of fault, 5% of the time
 RECORD_FAULTS = [
     "invalid_json",
@@ -120,8 +133,8 @@ def test_soak(tmp_path: Path) -> None:
         worker = subprocess.run(
             [
                 sys.executable,
-                "-m",
-                "commands",
+                "-c",
+                _REPORTS_PEAK_RSS,
                 "--config",
                 str(config_path),
                 "-q",
@@ -134,7 +147,7 @@ def test_soak(tmp_path: Path) -> None:
             text=True,
         )
         wall = time.monotonic() - started
-        peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        peak_mib = int(worker.stderr.rsplit("PEAK_RSS_KIB ", 1)[1].split()[0]) / 1024
         assert worker.returncode == 0, worker.stderr[-3000:]
         with urllib.request.urlopen(f"{url}/_emulator/ledger") as answer:
             ledger = json.load(answer)
