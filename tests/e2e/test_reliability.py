@@ -128,20 +128,32 @@ def test_late_results_of_a_cleared_batch_are_adopted_and_not_billed_again(
     assert Counter(b.key for b in emulator.service.ledger()) == dict.fromkeys(KEYS, 1)
 
 
-def test_when_late_results_race_a_resubmission_the_first_result_wins(
-    tmp_path: Path, emulator: Emulator
-) -> None:
-    # The first job finishes after 0.3 s, the resubmitted one only after 1.5 s.
+def _submit_then_clear(
+    tmp_path: Path, emulator: Emulator, *, first_takes: float, second_takes: float
+) -> tuple[Config, str]:
+    """One cycle submits a batch, which an operator then clears (its job still runs on the
+    service); the next submission's job takes ``second_takes`` seconds."""
     config = setup(
         tmp_path,
         emulator,
-        {"timing": {"pending_seconds": 0.3}, "jobs": [{"nth": 2, "pending_seconds": 1.5}]},
+        {
+            "timing": {"pending_seconds": first_takes},
+            "jobs": [{"nth": 2, "pending_seconds": second_takes}],
+        },
     )
     cycles(config, 1)
     store = open_store(config.paths.database)
     [first] = [r[0] for r in store.conn.execute("SELECT batch_id FROM active_batches")]
     clear_batch(store, first, reason="give up", actor="operator:test clear-batch")
     store.close()
+    return config, first
+
+
+def test_when_late_results_race_a_resubmission_the_first_result_wins(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    # The first job finishes after 0.3 s, the resubmitted one only after 1.5 s.
+    config, first = _submit_then_clear(tmp_path, emulator, first_takes=0.3, second_takes=1.5)
     cycles(config, 1)  # the pages are resubmitted in a second batch at once
     time.sleep(0.4)
     run(config, until_idle=True, max_cycles=40, api_key=API_KEY)
@@ -162,16 +174,7 @@ def test_late_results_that_arrive_after_the_resubmission_finished_are_not_adopte
     tmp_path: Path, emulator: Emulator
 ) -> None:
     # The reverse race: the cleared job finishes after 1.5 s, its resubmission after 0.3 s.
-    config = setup(
-        tmp_path,
-        emulator,
-        {"timing": {"pending_seconds": 1.5}, "jobs": [{"nth": 2, "pending_seconds": 0.3}]},
-    )
-    cycles(config, 1)
-    store = open_store(config.paths.database)
-    [first] = [r[0] for r in store.conn.execute("SELECT batch_id FROM active_batches")]
-    clear_batch(store, first, reason="give up", actor="operator:test clear-batch")
-    store.close()
+    config, first = _submit_then_clear(tmp_path, emulator, first_takes=1.5, second_takes=0.3)
     run(config, until_idle=True, max_cycles=40, api_key=API_KEY)  # the resubmission completes
     written = {p: p.read_bytes() for p in config.paths.output_root.rglob("*.json")}
     assert len(written) == len(KEYS)
