@@ -32,6 +32,18 @@ def store(db_path: Path) -> Iterator[EventStore]:
     s.close()
 
 
+@pytest.fixture
+def populated(db_path: Path) -> Path:
+    """A database holding the whole scripted scenario (closed, so its file is settled)."""
+    from tests.scenario import scenario
+
+    s = open_store(db_path, create=True)
+    for actor, group in scenario():
+        s.append(group, actor=actor)
+    s.close()
+    return db_path
+
+
 @dataclass
 class Result:
     code: int

@@ -84,21 +84,10 @@ def check_final_state(
     store = open_store(config.paths.database)
     try:
         assert verify(store) is None
-        status = dict(store.conn.execute("SELECT record_key, status FROM record_status"))
-        logs = Counter(r[0] for r in store.conn.execute("SELECT record_key FROM failure_logs"))
         inflight = store.conn.execute("SELECT count(*) FROM inflight_records").fetchone()[0]
         active = store.conn.execute("SELECT count(*) FROM active_batches").fetchone()[0]
         assert inflight == 0 and active == 0
-        outcome: Counter[str] = Counter()
-        for key in keys:
-            out = output_path(config.paths.output_root, key)
-            if out.exists():
-                PageExtraction.model_validate_json(out.read_bytes())
-                outcome["written"] += 1
-            else:
-                assert status.get(key) == "dead_lettered", (key, status.get(key))
-                assert logs[key] >= config.batching.max_retries
-                outcome["dead_lettered"] += 1
+        outcome = page_outcomes(store, config, keys)
         if billing:
             check_billing(store, emulator)
         # No request ever named a file deleted too early (the service answers those with 403).
@@ -112,6 +101,24 @@ def check_final_state(
     finally:
         store.close()
     return dict(outcome)
+
+
+def page_outcomes(store: Any, config: Config, keys: list[str]) -> Counter[str]:
+    """Each page written (valid JSON matching the schema) or dead-lettered with its failures
+    logged: counts by outcome."""
+    status = dict(store.conn.execute("SELECT record_key, status FROM record_status"))
+    logs = Counter(r[0] for r in store.conn.execute("SELECT record_key FROM failure_logs"))
+    outcome: Counter[str] = Counter()
+    for key in keys:
+        out = output_path(config.paths.output_root, key)
+        if out.exists():
+            PageExtraction.model_validate_json(out.read_bytes())
+            outcome["written"] += 1
+        else:
+            assert status.get(key) == "dead_lettered", (key, status.get(key))
+            assert logs[key] >= config.batching.max_retries
+            outcome["dead_lettered"] += 1
+    return outcome
 
 
 def check_billing(store: Any, emulator: Emulator) -> None:

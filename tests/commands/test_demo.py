@@ -3,38 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from commands import demo
 from commands.schema import PageExtraction
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "GEMINI_BATCHES_CONFIG"}
-    return subprocess.run(
-        [sys.executable, "-m", "commands", *args],
-        cwd=cwd,
-        env={**env, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.conftest import run_cli
 
 
 def test_demo_runs_to_the_end_and_prints_status_and_report(tmp_path: Path) -> None:
     folder = tmp_path / "demo"
-    done = _cli("demo", "--dir", str(folder), cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_cli("demo", "--dir", str(folder), cwd=tmp_path, timeout=120)
+    assert done.code == 0, done.err[-3000:]
 
     config = folder / "gemini_batches.toml"
-    after = _cli("--config", str(config), "status", "--json", "--no-scan", cwd=tmp_path)
-    assert after.returncode == 0, after.stderr
-    status = json.loads(after.stdout)
+    after = run_cli("--config", str(config), "status", "--json", "--no-scan", cwd=tmp_path)
+    assert after.code == 0, after.err
+    status = json.loads(after.out)
 
     # Every page ended written or dead-lettered, the stray notes.txt was reported as bad input,
     # and nothing is left running.
@@ -48,9 +32,9 @@ def test_demo_runs_to_the_end_and_prints_status_and_report(tmp_path: Path) -> No
         PageExtraction.model_validate_json(path.read_bytes())
 
     # The final status screen and the report's path, as the README shows them.
-    assert f"written       {status['written']} records" in done.stdout
-    assert f"dead letters  {status['dead_letters']}" in done.stdout
-    report_line = next(line for line in done.stdout.splitlines() if line.startswith("report: "))
+    assert f"written       {status['written']} records" in done.out
+    assert f"dead letters  {status['dead_letters']}" in done.out
+    report_line = next(line for line in done.out.splitlines() if line.startswith("report: "))
     report = Path(report_line.removeprefix("report: "))
     assert report.is_file() and report.parent == folder / "data" / "reports"
     assert status["last_run"]["run_id"] in report.name

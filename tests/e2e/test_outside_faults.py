@@ -310,21 +310,10 @@ def test_the_database_backups_and_reports_are_owner_only(
 @pytest.mark.parametrize(
     "hostile", ["x' OR '1'='1", "California'; DROP TABLE events; --", "%", "_"]
 )
-def test_sql_filters_are_parameterised(populated_db: Path, hostile: str) -> None:
-    before = populated_db.read_bytes()
-    r = run_cli("--db", str(populated_db), "reset-failures", "--states", hostile)
+def test_sql_filters_are_parameterised(populated: Path, hostile: str) -> None:
+    before = populated.read_bytes()
+    r = run_cli("--db", str(populated), "reset-failures", "--states", hostile)
     assert r.code == 1 and "no failure counts match" in r.err
-    r = run_cli("--db", str(populated_db), "analyze-failures", "--record-key", hostile)
+    r = run_cli("--db", str(populated), "analyze-failures", "--record-key", hostile)
     assert r.code == 1 and "nothing about record" in r.err
-    assert populated_db.read_bytes() == before
-
-
-@pytest.fixture
-def populated_db(db_path: Path) -> Path:
-    from tests.scenario import scenario
-
-    s = open_store(db_path, create=True)
-    for actor, group in scenario():
-        s.append(group, actor=actor)
-    s.close()
-    return db_path
+    assert populated.read_bytes() == before

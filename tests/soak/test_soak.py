@@ -15,18 +15,18 @@ import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
 from commands.config import load_config
-from commands.dataset import output_path
-from commands.schema import PageExtraction
 from eventlog.events import RecordFailed, RecordValidated, ResultDiscarded
 from gemini_emulator import spawn
+from gemini_emulator.policy import ENDPOINTS as EMULATED_ENDPOINTS
+from gemini_emulator.policy import JobOutcome, RecordOutcome
 from projections import open_store, verify
 from tests.conftest import ROOT
-from tests.pipeline import IMAGE, write_config
+from tests.pipeline import make_dataset, page_outcomes, write_config
 
 pytestmark = pytest.mark.soak
 
@@ -47,36 +47,12 @@ sys.argv = ["commands", *sys.argv[1:]]
 runpy.run_module("commands", run_name="__main__")
 """
 P = 0.05  # every kind of fault, 5% of the time
-RECORD_FAULTS = [
-    "invalid_json",
-    "schema_violation",
-    "error_line",
-    "missing_line",
-    "safety",
-    "recitation",
-    "max_tokens",
-]
-JOB_FAULTS = [
-    "FAILED",
-    "CANCELLED",
-    "EXPIRED",
-    "TRUNCATED",
-    "DUPLICATES",
-    "EXTRA_KEYS",
-    "ODD_STATE",
-    "FAILED_THEN_SUCCEEDED",
-]
-ENDPOINTS = [
-    "files.upload",
-    "files.upload_bytes",
-    "files.delete",
-    "files.list",
-    "files.download",
-    "batches.create",
-    "batches.get",
-    "batches.list",
-    "batches.cancel",
-]
+# Every fault the emulator knows, so a new one joins the soak by itself. Not STUCK: a stuck job
+# is cancelled only after `stuck_pending_hours`; its own test moves the clock instead.
+RECORD_FAULTS = [o for o in get_args(RecordOutcome) if o != "valid"]
+JOB_FAULTS = [o for o in get_args(JobOutcome) if o not in ("SUCCEEDED", "STUCK")]
+# Every endpoint the worker calls (it never gets a single file or deletes a batch).
+ENDPOINTS = [e for e in EMULATED_ENDPOINTS if e not in ("files.get", "batches.delete")]
 
 
 def policy() -> dict[str, Any]:
@@ -110,11 +86,7 @@ def keys(n: int) -> list[str]:
 
 def test_soak(tmp_path: Path) -> None:
     all_keys = keys(PAGES)
-    for key in all_keys:
-        state, school, year, page = key.split(":")
-        path = tmp_path / "input" / state / school / year / f"{page}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(IMAGE)
+    make_dataset(tmp_path / "input", all_keys)
     (tmp_path / "policy.json").write_text(json.dumps(policy()))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "E2E_GEMINI_KEY": KEY}
     with spawn(tmp_path / "policy.json", api_key=KEY) as url:
@@ -155,16 +127,7 @@ def test_soak(tmp_path: Path) -> None:
     config = load_config(config_path)
     store = open_store(config.paths.database)
     assert verify(store) is None and store.verify_chain() is None
-    status = dict(store.conn.execute("SELECT record_key, status FROM record_status"))
-    outcome: Counter[str] = Counter()
-    for key in all_keys:
-        out = output_path(config.paths.output_root, key)
-        if out.exists():
-            PageExtraction.model_validate_json(out.read_bytes())
-            outcome["written"] += 1
-        else:
-            assert status.get(key) == "dead_lettered", (key, status.get(key))
-            outcome["dead_lettered"] += 1
+    outcome = page_outcomes(store, config, all_keys)
     accounted = unreadable = 0
     errors: Counter[str] = Counter()
     events = 0
