@@ -24,7 +24,6 @@ from projections.replay import replay
 N = int(os.environ.get("BENCH_REPLAY_EVENTS", "5000000"))
 POINTS = int(os.environ.get("BENCH_REPLAY_POINTS", "8"))
 
-# VmHWM, not ru_maxrss: the latter can carry the parent's peak across fork and exec.
 PROBE = """
 import runpy, sys, time
 sys.argv = ["replay.py", *sys.argv[1:]]
@@ -33,8 +32,10 @@ try:
     runpy.run_path("replay.py", run_name="__main__")
 except SystemExit as e:
     code = e.code
-hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]
-print(f"PROBE {time.perf_counter() - start:.3f} {int(hwm) / 1024:.0f}", file=sys.stderr)
+took = time.perf_counter() - start
+sys.path.insert(0, "bench")
+from common import peak_rss_mib
+print(f"PROBE {took:.3f} {peak_rss_mib():.0f}", file=sys.stderr)
 """
 
 

@@ -140,8 +140,8 @@ batch = b.BatchRef("batches/b", "m", {seq}, {at!r})
 start = time.perf_counter()
 b.collect(worker, batch, b.RemoteBatch("batches/b", "gb", "JOB_STATE_SUCCEEDED", "files/x"))
 took = time.perf_counter() - start
-hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]
-print(int(hwm) // 1024, round(took, 1))
+from common import peak_rss_mib
+print(int(peak_rss_mib()), round(took, 1))
 """
 
 

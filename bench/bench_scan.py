@@ -22,14 +22,14 @@ PER_YEAR = 100  # pages per State/School/Year folder
 
 PROBE = """
 import sys
-sys.path.insert(0, {root!r})
+sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r})
 from pathlib import Path
+from common import peak_rss_mib
 from commands.scan import ScanState, scan
 state = ScanState(inflight=set({inflight!r}), failures={failures!r}, dead=set(), rejected={{}})
 d = scan(Path({inp!r}), Path({out!r}), state, max_retries=3, context_previous_page=True,
          limit=400)
-hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]
-print(d.counts["candidates"], int(hwm) // 1024)
+print(d.counts["candidates"], int(peak_rss_mib()))
 """
 
 
@@ -72,7 +72,12 @@ def run(tmp: Path) -> list[dict]:
     ours()  # warm the cache for both
     t_find, t_ours = median_time(find), median_time(ours)
     probe = PROBE.format(
-        root=str(ROOT), inflight=sorted(inflight), failures=failures, inp=str(inp), out=str(out)
+        root=str(ROOT),
+        bench=str(Path(__file__).parent),
+        inflight=sorted(inflight),
+        failures=failures,
+        inp=str(inp),
+        out=str(out),
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     _, rss = (int(x) for x in done.stdout.split())
