@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -89,18 +90,17 @@ def wall_by_event(db: Path) -> list[tuple[str, tuple[float, int]]]:
     """Seconds between consecutive events, summed by the type of the later one, largest first:
     the time spent uploading is charged to ``FileUploaded``, waiting for the service to
     ``BatchSucceeded``, processing results to ``RecordValidated``."""
-    store = EventStore.open(db)
-    spent: dict[str, list[float]] = {}
+    seconds: Counter[str] = Counter()
+    events: Counter[str] = Counter()
     previous: datetime | None = None
-    for row in store.read_raw():
-        moment = datetime.strptime(row.ts, TS_FORMAT)
-        if previous is not None:
-            entry = spent.setdefault(row.type, [0.0, 0])
-            entry[0] += (moment - previous).total_seconds()
-            entry[1] += 1
-        previous = moment
-    store.close()
-    return sorted(((k, (s, int(n))) for k, (s, n) in spent.items()), key=lambda kv: -kv[1][0])
+    with EventStore.open(db, write=False) as store:
+        for row in store.read_raw():
+            moment = datetime.strptime(row.ts, TS_FORMAT)
+            if previous is not None:
+                seconds[row.type] += (moment - previous).total_seconds()
+                events[row.type] += 1
+            previous = moment
+    return [(kind, (s, events[kind])) for kind, s in seconds.most_common()]
 
 
 if __name__ == "__main__":
