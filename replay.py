@@ -17,8 +17,8 @@ from typing import Any
 
 import click
 
-from commands.cli import app, echo_json, main, operator_errors
-from commands.render import table
+from commands.cli.app import app, echo_json, main, operator_errors
+from commands.cli.render import table
 from eventlog.errors import OperatorError
 from projections.replay import VIEWS, record_history, replay_for_views, resolve_until, view
 
@@ -60,7 +60,7 @@ def replay_cli(
     config_path: Path | None,
     db: Path | None,
 ) -> None:
-    from commands.cli import AppContext
+    from commands.cli.app import AppContext
     from projections import open_store
 
     ctx.obj = AppContext(config_path, db)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from common import ROOT, line
 
-from commands.demo import png
+from commands.integrations.demo import png
 from eventlog.store import TS_FORMAT, EventStore
 from gemini_emulator import spawn
 

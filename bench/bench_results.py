@@ -20,11 +20,11 @@ from pathlib import Path
 import msgspec
 from common import ROOT, line, median_time
 
-from commands.collect import BatchRef, collect
 from commands.config import Config, parse_config
-from commands.gateway import Gateway, RemoteBatch
+from commands.gemini.sdk import Gateway, RemoteBatch
 from commands.schema import PageExtraction
-from commands.worker import Worker
+from commands.worker.collect import BatchRef, collect
+from commands.worker.context import Worker
 from eventlog.events import BatchSubmissionIntended, BatchSubmitted
 from gemini_emulator.schema_fill import fill
 from projections import open_store

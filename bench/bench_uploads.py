@@ -16,11 +16,11 @@ from pathlib import Path
 from common import line
 
 from commands.config import load_config
-from commands.cycle import Cycle, CycleSummary
-from commands.demo import png
-from commands.gateway import Gateway
+from commands.gemini.sdk import Gateway
+from commands.integrations.demo import png
 from commands.schema import PageExtraction
-from commands.worker import Worker
+from commands.worker.context import Worker
+from commands.worker.cycle import Cycle, CycleSummary
 from gemini_emulator import spawn
 from projections import open_store
 

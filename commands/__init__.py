@@ -1,2 +1,8 @@
-"""The write side: command handlers (operator actions, and the scan/upload/submit/poll cycle)
-and the click CLI that drives them (``python -m commands --help``)."""
+"""The application around the log: the CLI, pure rules, the Gemini port, the worker, operator
+actions, read-only views and integrations, one sub-package each (see the README's Architecture).
+
+Imports point one way: ``cli`` -> ``integrations`` -> ``views`` / ``actions`` / ``worker`` ->
+``gemini`` / ``rules`` -> ``projections`` -> ``eventlog``. Nothing imports ``cli``.
+"""
+
+__all__: list[str] = []

@@ -2,7 +2,7 @@
 
 Every error this project raises on purpose derives from :class:`GeminiBatchesError`. Lower
 libraries' exceptions are translated at one boundary each: apsw's in :mod:`eventlog.connection`
-(:func:`translate_sqlite_errors`), google-genai's in ``commands.gateway``. The CLI prints an
+(:func:`translate_sqlite_errors`), google-genai's in ``commands.gemini.sdk``. The CLI prints an
 :class:`OperatorError` as one line and exits non-zero; anything else is a bug and is logged at ERROR
 with its traceback.
 

@@ -1,5 +1,5 @@
 """``token_usage``: tokens billed per run and model, and how many of them went to results that
-failed validation (wasted spend). Prices are applied when read (``commands.cost``), so a price
+failed validation (wasted spend). Prices are applied when read (``commands.rules.cost``), so a price
 change never rewrites history."""
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from commands.config import Config
-from commands.dataset import output_path
-from commands.demo import png
+from commands.integrations.demo import png
 from commands.schema import PageExtraction
+from commands.worker.dataset import output_path
 from eventlog.events import RecordFailed, RecordValidated, ResultDiscarded
 from gemini_emulator import Emulator
 from projections import open_store, verify

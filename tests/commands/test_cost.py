@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from commands.config import ModelPrice, PricingConfig
-from commands.cost import Usage, money, spend, token_cost
+from commands.rules.cost import Usage, money, spend, token_cost
 
 PRICING = PricingConfig(models={"m": ModelPrice(input_per_million=1.00, output_per_million=4.00)})
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from commands.dataset import YearDir, check_image, output_names, output_path, walk_inputs
-from commands.demo import png
+from commands.integrations.demo import png
+from commands.worker.dataset import YearDir, check_image, output_names, output_path, walk_inputs
 
 PNG = png(8, 8, 1)
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 20

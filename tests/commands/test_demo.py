@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from commands import demo
+from commands.integrations import demo
 from commands.schema import PageExtraction
 from tests.conftest import run_cli
 

@@ -60,7 +60,7 @@ def test_the_seed_script_takes_the_seed_flags(populated: Path, tmp_path: Path) -
 
 
 def test_nuke_is_refused_while_a_run_holds_the_lock(populated: Path) -> None:
-    from commands.runlock import RunLock
+    from commands.worker.runlock import RunLock
 
     before = file_digest(populated)
     with RunLock(populated).acquire():

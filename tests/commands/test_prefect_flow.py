@@ -24,9 +24,9 @@ from prefect.client.schemas.filters import (  # noqa: E402
 )
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
-from commands import prefect_flow  # noqa: E402
 from commands.config import load_config  # noqa: E402
 from commands.errors import GatewayError  # noqa: E402
+from commands.integrations import prefect_flow  # noqa: E402
 from eventlog.errors import DatabaseBusy, OperatorError  # noqa: E402
 from gemini_emulator import Emulator  # noqa: E402
 from projections import open_store  # noqa: E402
@@ -154,7 +154,8 @@ def test_the_core_never_imports_prefect() -> None:
     from tests.conftest import ROOT
 
     code = (
-        "import sys, commands.cli, commands.run, commands.cycle, commands.status, replay, "
+        "import sys, commands.cli, commands.worker.session, commands.worker.cycle, "
+        "commands.views.status, replay, "
         "projections, eventlog, gemini_emulator; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect'))"
     )

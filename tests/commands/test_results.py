@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from commands.results import Verdict, decide, judge
+from commands.rules.results import Verdict, decide, judge
 from commands.schema import PageExtraction
 from eventlog.events import RecordDeadLettered, RecordFailed, RecordValidated
 

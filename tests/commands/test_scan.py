@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from commands.dataset import Page, Problem
-from commands.demo import png
-from commands.scan import ScanState, decide
+from commands.integrations.demo import png
+from commands.worker.dataset import Page, Problem
+from commands.worker.scan import ScanState, decide
 from eventlog.events import InputRejected, InputRejectionCleared, RecordDeadLettered
 
 

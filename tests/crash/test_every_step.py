@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from commands.config import load_config
-from commands.dataset import output_path
 from commands.schema import PageExtraction
+from commands.worker.dataset import output_path
 from gemini_emulator import Emulator
 from projections import open_store, verify
 from tests.crash.test_kill_and_restart import worker

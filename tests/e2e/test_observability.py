@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from commands.config import load_config
-from commands.report import build, render
-from commands.run import run
+from commands.views.report import build, render
+from commands.worker.session import run
 from eventlog.events import RecordFailed, RecordValidated
 from gemini_emulator import Emulator
 from projections import open_store

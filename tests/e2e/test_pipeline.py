@@ -11,7 +11,7 @@ import pytest
 
 from commands.config import load_config
 from commands.errors import ConfigError
-from commands.run import run
+from commands.worker.session import run
 from eventlog.events import BatchFailed, BatchSubmissionAbandoned, BatchSubmitted, UploadAbandoned
 from gemini_emulator import Emulator
 from projections import open_store
@@ -210,7 +210,7 @@ def test_a_bad_config_is_refused_by_run_naming_the_key(
 def test_a_second_run_while_one_holds_the_lock_exits_with_a_message(
     tmp_path: Path, emulator: Emulator
 ) -> None:
-    from commands.runlock import RunLock
+    from commands.worker.runlock import RunLock
 
     make_dataset(tmp_path / "input", keys_for(1, 1, 1, 2))
     path = write_config(tmp_path, emulator.url)

@@ -7,9 +7,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from commands.clear_batch import clear_batch
+from commands.actions.clear_batch import clear_batch
 from commands.config import Config, load_config
-from commands.run import run
+from commands.worker.session import run
 from eventlog.events import (
     AbandonedBatchClosed,
     BatchCleared,

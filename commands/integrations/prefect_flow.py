@@ -20,11 +20,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from commands.config import load_config
-from commands.cycle import Cycle, CycleSummary
 from commands.errors import GatewayError
-from commands.report import render
-from commands.run import session
-from commands.scan import ScanDecision
+from commands.views.report import render
+from commands.worker.cycle import Cycle, CycleSummary
+from commands.worker.scan import ScanDecision
+from commands.worker.session import session
 from eventlog.errors import DatabaseBusy
 
 REPORT_KEY = "gemini-batches-run-report"

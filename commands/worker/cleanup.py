@@ -18,7 +18,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 from commands.errors import GatewayError
-from commands.worker import Worker
+from commands.worker.context import Worker
 from eventlog import crashpoints
 from eventlog.events import Event, FileDeleted
 

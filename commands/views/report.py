@@ -13,7 +13,7 @@ from pathlib import Path
 import msgspec
 
 from commands.config import Config
-from commands.cost import Spend, Usage, spend
+from commands.rules.cost import Spend, Usage, spend
 from eventlog.errors import NothingMatched
 from eventlog.events import (
     BatchCompleted,

@@ -9,7 +9,7 @@
 * ``create_batch`` is never retried: creation is not idempotent, so an unanswered create is
   resolved by looking the display name up (``find_batches``), never by creating again.
 * ``upload`` makes one attempt: the upload policy (re-upload, backoff, give up) lives in
-  :mod:`commands.upload`, where each attempt becomes an event.
+  :mod:`commands.worker.upload`, where each attempt becomes an event.
 """
 
 from __future__ import annotations
@@ -179,8 +179,8 @@ class Gateway:
     def upload(
         self, source: Path | bytes, *, mime_type: str, display_name: str, retry: bool = False
     ) -> RemoteFile:
-        """Upload a file. Page images make one attempt (their policy is :mod:`commands.upload`);
-        ``retry=True`` (request files) uses the API retry policy."""
+        """Upload a file. Page images make one attempt (their policy is
+        :mod:`commands.worker.upload`); ``retry=True`` (request files) uses the API retry policy."""
         import io
 
         def call() -> RemoteFile:

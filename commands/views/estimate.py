@@ -12,9 +12,9 @@ import json
 import msgspec
 
 from commands.config import Config
-from commands.cost import token_cost
-from commands.scan import scan_dataset
+from commands.rules.cost import token_cost
 from commands.schema import load_schema, response_json_schema
+from commands.worker.scan import scan_dataset
 from eventlog.store import EventStore
 
 IMAGE_TOKENS = 258

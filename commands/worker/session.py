@@ -1,7 +1,8 @@
 """``run``: the worker. ``--once`` does one cycle; ``--loop`` repeats it every
 ``poll_interval_seconds`` until interrupted. Each run is a :func:`session`: the run lock,
 ``RunStarted`` ... ``RunFinished`` in the log, and a Markdown report at the end. The Prefect flow
-(``commands.prefect_flow``) uses the same session, with each step of the cycle a task."""
+(``commands.integrations.prefect_flow``) uses the same session, with each step of the cycle a
+task."""
 
 from __future__ import annotations
 
@@ -16,15 +17,15 @@ from pathlib import Path
 
 import msgspec
 
-from commands import report
 from commands.config import Config
-from commands.cycle import Cycle, CycleSummary
-from commands.gateway import Gateway, api_key_from_env
-from commands.logs import bind_run
-from commands.progress import NoProgress, Progress
-from commands.runlock import RunLock
+from commands.gemini.sdk import Gateway, api_key_from_env
 from commands.schema import load_schema
-from commands.worker import Worker
+from commands.views import report
+from commands.worker.context import Worker
+from commands.worker.cycle import Cycle, CycleSummary
+from commands.worker.progress import NoProgress, Progress
+from commands.worker.runlock import RunLock
+from commands.worker.runlog import bind_run
 from eventlog.errors import DatabaseError
 from eventlog.events import RunFinished, RunStarted
 from eventlog.store import EventStore

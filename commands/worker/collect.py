@@ -23,11 +23,11 @@ from typing import Any
 
 import msgspec
 
-from commands.dataset import output_path
-from commands.gateway import RemoteBatch
-from commands.outputs import write_outputs
-from commands.results import Verdict, decide, judge
-from commands.worker import Worker
+from commands.gemini.sdk import RemoteBatch
+from commands.rules.results import Verdict, decide, judge
+from commands.worker.context import Worker
+from commands.worker.dataset import output_path
+from commands.worker.outputs import write_outputs
 from eventlog import crashpoints
 from eventlog.events import (
     BatchCompleted,

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import msgspec
 
-from commands.dataset import Page
 from commands.errors import GatewayError
-from commands.gateway import Gateway, RemoteFile
+from commands.gemini.sdk import Gateway, RemoteFile
+from commands.worker.dataset import Page
 from eventlog.events import Event, FileUploaded, UploadAbandoned, UploadFailed
 
 log = logging.getLogger("commands.upload")

@@ -9,7 +9,7 @@ from pathlib import Path
 import apsw
 import msgspec
 
-from commands.runlock import RunLock
+from commands.worker.runlock import RunLock
 from eventlog.connection import translate_sqlite_errors
 from eventlog.errors import DatabaseNotFound
 from eventlog.store import EventStore

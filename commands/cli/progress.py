@@ -7,32 +7,9 @@ a click progress bar when stderr is a terminal and nothing otherwise (logs, cron
 from __future__ import annotations
 
 import sys
-from typing import Any, Protocol
+from typing import Any
 
-
-class Bar(Protocol):
-    def update(self, n: int) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class Progress(Protocol):
-    def start(self, label: str, total: int) -> Bar: ...
-
-
-class _NullBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class NoProgress:
-    """Progress reporting that reports nothing."""
-
-    def start(self, label: str, total: int) -> Bar:
-        return _NullBar()
+from commands.worker.progress import Bar, NoProgress, NullBar, Progress
 
 
 class _ClickBar:
@@ -58,7 +35,7 @@ class ClickProgress:
         self.min_total = min_total
 
     def start(self, label: str, total: int) -> Bar:
-        return _ClickBar(label, total) if total >= self.min_total else _NullBar()
+        return _ClickBar(label, total) if total >= self.min_total else NullBar()
 
 
 def for_stderr() -> Progress:

@@ -11,8 +11,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from commands.config import Config
-from commands.gateway import Gateway
-from commands.progress import NoProgress, Progress
+from commands.gemini.sdk import Gateway
+from commands.worker.progress import NoProgress, Progress
 from eventlog.events import Event
 from eventlog.store import TS_FORMAT, EventStore, Recorded
 

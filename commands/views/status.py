@@ -11,8 +11,8 @@ from datetime import datetime
 import msgspec
 
 from commands.config import Config
-from commands.cost import Spend, Usage, spend
-from commands.scan import scan_dataset
+from commands.rules.cost import Spend, Usage, spend
+from commands.worker.scan import scan_dataset
 from eventlog.store import TS_FORMAT, EventStore
 
 STALE_HOURS = 24  # the service's target turnaround
@@ -133,55 +133,3 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
         last_run=last_run,
         spend=spend(_usage(totals), config.pricing, config.gemini.model),
     )
-
-
-def render(s: Status) -> str:
-    lines = [f"database      {s.database}"]
-    lines.append(f"events        {s.events} (last at {s.last_event_at or 'never'})")
-    stale = [b for b in s.active_batches if b.age_hours > STALE_HOURS]
-    lines.append(
-        f"active        {len(s.active_batches)} batch(es)"
-        + (f", {len(stale)} older than {STALE_HOURS} h" if stale else "")
-    )
-    for b in s.active_batches:
-        warn = (
-            f"  WARNING: older than {STALE_HOURS} h (the service's target turnaround)"
-            if b.age_hours > STALE_HOURS
-            else ""
-        )
-        lines.append(
-            f"  {b.batch_id}  {b.state}  {b.records} records  age {b.age_hours:.1f} h{warn}"
-        )
-    if s.open_intents:
-        lines.append(f"open intents  {len(s.open_intents)} (created? looked up next cycle)")
-        lines.extend(f"  {name}" for name in s.open_intents)
-    lines.append(f"in flight     {s.in_flight} records")
-    if s.pending is not None:
-        waiting = (
-            f", {s.waiting_for_previous_page} waiting for their previous page"
-            if s.waiting_for_previous_page
-            else ""
-        )
-        lines.append(f"pending       {s.pending} pages to submit{waiting}")
-    lines.append(f"written       {s.written} records")
-    retrying = sum(s.failing_by_count.values())
-    by_count = ", ".join(f"{n} at {c}" for c, n in s.failing_by_count.items())
-    lines.append(
-        f"retrying      {retrying} records" + (f" ({by_count} failures so far)" if retrying else "")
-    )
-    lines.append(
-        f"dead letters  {s.dead_letters}"
-        + ("  (see: analyze-failures --summary)" if s.dead_letters else "")
-    )
-    if s.rejected_inputs:
-        lines.append(f"rejected      {s.rejected_inputs} input file(s) or folder(s) skipped")
-    if s.last_run is not None:
-        r = s.last_run
-        outcome = r.outcome or "still running"
-        lines.append(
-            f"last run      {r.run_id}: {outcome}, started {r.started_at}"
-            + (f" ({r.message})" if r.message else "")
-        )
-        lines.append(f"  its spend   {r.spend.describe()}")
-    lines.append(f"spend total   {s.spend.describe()}")
-    return "\n".join(lines)

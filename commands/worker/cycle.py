@@ -19,15 +19,15 @@ from typing import Any
 
 import msgspec
 
-from commands.cleanup import collect_garbage
-from commands.collect import BatchRef, adopt_late, collect
-from commands.dataset import Page, check_image, output_path
 from commands.errors import GatewayError
-from commands.gateway import FAILED_STATES, RemoteBatch
-from commands.scan import ScanDecision, scan_dataset
+from commands.gemini.sdk import FAILED_STATES, RemoteBatch
 from commands.schema import response_json_schema
-from commands.upload import Uploaded, upload_pages
-from commands.worker import Worker
+from commands.worker.cleanup import collect_garbage
+from commands.worker.collect import BatchRef, adopt_late, collect
+from commands.worker.context import Worker
+from commands.worker.dataset import Page, check_image, output_path
+from commands.worker.scan import ScanDecision, scan_dataset
+from commands.worker.upload import Uploaded, upload_pages
 from eventlog import crashpoints
 from eventlog.events import (
     AbandonedBatchClosed,

@@ -20,7 +20,7 @@ from pathlib import Path
 import msgspec
 
 from commands.config import Config
-from commands.dataset import (
+from commands.worker.dataset import (
     Page,
     Problem,
     YearDir,

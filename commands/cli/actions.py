@@ -1,0 +1,149 @@
+"""Operator actions, each an event in the log: reset-failures, clear-batch, nuke, and
+rebuild-projections."""
+
+from __future__ import annotations
+
+import click
+
+from commands.actor import operator_actor
+from commands.cli.app import ListOptionsCommand, app, cli, operator_errors
+from eventlog.errors import OperatorError
+
+
+@cli.command("reset-failures", cls=ListOptionsCommand)
+@click.option("--all", "all_", is_flag=True, help="Reset every failure count.")
+@click.option("--states", multiple=True, help="Only these states (space-separated list).")
+@click.option("--schools", multiple=True, help="Only these schools (space-separated list).")
+@click.option("--year-start", type=int, help="Only years >= this.")
+@click.option("--year-end", type=int, help="Only years <= this.")
+@click.option("--dry-run", is_flag=True, help="List what would be reset; change nothing.")
+@click.pass_context
+@operator_errors
+def reset_failures(
+    ctx: click.Context,
+    all_: bool,
+    states: tuple[str, ...],
+    schools: tuple[str, ...],
+    year_start: int | None,
+    year_end: int | None,
+    dry_run: bool,
+) -> None:
+    """Reset failure counts so the scanner retries those pages (dead letters included).
+
+    Appends a FailuresReset event recording the filter, the record keys and who ran it.
+
+    \b
+    Example: python -m commands reset-failures --states California --year-start 2020 --year-end 2023
+    Example: python -m commands reset-failures --all --dry-run
+    """
+    from commands.actions.reset_failures import reset_failures as run
+    from eventlog.events import ResetFilter
+
+    f = ResetFilter(
+        all=all_,
+        states=list(states),
+        schools=list(schools),
+        year_start=year_start,
+        year_end=year_end,
+    )
+    max_retries = app(ctx).config.batching.max_retries
+    with app(ctx).open() as store:
+        matched = run(store, f, actor=operator_actor("reset-failures"), dry_run=dry_run)
+    if dry_run:
+        from commands.cli.render import table
+
+        click.echo(
+            table(
+                ["record_key", "failures", "last_error_type"],
+                [(m.record_key, f"{m.count}/{max_retries}", m.last_error_type) for m in matched],
+            )
+        )
+        click.echo(f"dry run: would reset {len(matched)} record(s) matching {f.describe()}")
+    else:
+        click.echo(f"reset failure counts of {len(matched)} record(s) matching {f.describe()}")
+
+
+@cli.command("clear-batch")
+@click.argument("batch_id")
+@click.option("--reason", default="", help="Why (recorded in the event).")
+@click.pass_context
+@operator_errors
+def clear_batch(ctx: click.Context, batch_id: str, reason: str) -> None:
+    """Give up on a stuck batch: free its records so the next run submits them again.
+
+    Appends a BatchCleared event (who and why). The job is not cancelled on the service; if it
+    later succeeds, its results are still adopted. Also clears an open submission intent when
+    given its display name.
+
+    Example: python -m commands clear-batch batches/abc123 --reason "stuck PENDING for 3 days"
+    """
+    from commands.actions.clear_batch import clear_batch as run
+
+    with app(ctx).open() as store:
+        done = run(store, batch_id, reason=reason, actor=operator_actor("clear-batch"))
+    click.echo(f"cleared {done.kind} {done.batch_id}: {done.records_freed} record(s) freed")
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Print what would be removed; change nothing.")
+@click.option("--confirm", is_flag=True, help="Back up the database, then start an empty log.")
+@click.option(
+    "--recreate-tables", is_flag=True, help="With --confirm: create the fresh tables at once."
+)
+@click.pass_context
+@operator_errors
+def nuke(ctx: click.Context, dry_run: bool, confirm: bool, recreate_tables: bool) -> None:
+    """Start over with an empty log. The old database is first copied to a timestamped backup.
+
+    \b
+    Example: python -m commands nuke --dry-run
+    Example: python -m commands nuke --confirm --recreate-tables
+    """
+    from commands.actions import nuke as core
+
+    if dry_run == confirm:
+        raise OperatorError("give exactly one of --dry-run or --confirm")
+    if recreate_tables and not confirm:
+        raise OperatorError("--recreate-tables only goes with --confirm")
+    db = app(ctx).db_path
+    core.require_exists(db)
+    if dry_run:
+        with app(ctx).open() as store:
+            c = core.counts(store)
+        click.echo(f"dry run: would back up and empty {c.database}")
+        click.echo(f"  events  {c.events}")
+        for name, n in c.tables.items():
+            click.echo(f"  {name}  {n}")
+        return
+    backup = core.nuke(db, recreate_tables=recreate_tables)
+    click.echo(f"backed up the old log to {backup}")
+    click.echo(f"started an empty log at {db}" + (" (tables created)" if recreate_tables else ""))
+
+
+@cli.command("rebuild-projections")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Rebuild into a scratch copy and compare with the live tables; change nothing.",
+)
+@click.pass_context
+@operator_errors
+def rebuild_projections(ctx: click.Context, verify: bool) -> None:
+    """Rebuild every projection table from the log (or, with --verify, check them).
+
+    --verify exits non-zero naming the first row that differs.
+
+    Example: python -m commands rebuild-projections --verify
+    """
+    from projections import rebuild
+    from projections import verify as run_verify
+
+    with app(ctx).open() as store:
+        if verify:
+            diff = run_verify(store)
+            if diff is not None:
+                raise OperatorError(f"projections differ from the log: {diff.describe()}")
+            click.echo(f"projections match the log (through event {store.last_seq()})")
+        else:
+            last = rebuild(store)
+            click.echo(f"rebuilt every projection from the log (through event {last})")

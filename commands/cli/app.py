@@ -1,0 +1,201 @@
+"""The ``commands`` CLI: each command parses its flags, opens the log, calls one core function,
+and prints. Operator mistakes become one-line errors with a non-zero exit; bugs keep their
+traceback (logged at ERROR)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import click
+import msgspec
+
+from commands.cli.logs import setup_logging
+from eventlog.errors import OperatorError
+
+if TYPE_CHECKING:  # imported lazily: pydantic and the log are not needed for --help
+    from commands.config import Config
+    from eventlog.store import EventStore
+
+log = logging.getLogger("commands")
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Exit status for an operator error (bad input, nothing matched, a database that cannot be used).
+EXIT_OPERATOR = 1
+#: Exit status for a bug (an unexpected exception, logged with its traceback).
+EXIT_BUG = 70
+
+
+class AppContext:
+    """What every command needs: the config (read lazily, so ``--help`` never needs one)."""
+
+    def __init__(self, config_path: Path | None = None, db: Path | None = None) -> None:
+        self._config_path = config_path
+        self._db = db
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        """The config, with ``--db`` (if given) as its database."""
+        if self._config is None:
+            from commands.config import load_config
+
+            config = load_config(self._config_path)
+            if self._db is not None:
+                paths = config.paths.model_copy(update={"database": self._db})
+                config = config.model_copy(update={"paths": paths})
+            self._config = config
+        return self._config
+
+    @property
+    def db_path(self) -> Path:
+        return self._db if self._db is not None else self.config.paths.database
+
+    def open(self, *, create: bool = False) -> EventStore:
+        from projections import open_store
+
+        return open_store(
+            self.db_path, create=create, busy_timeout_ms=self.config.database.busy_timeout_ms
+        )
+
+
+def app(ctx: click.Context) -> AppContext:
+    """The AppContext of this invocation (made with defaults when a command runs standalone)."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, AppContext):
+        root.obj = AppContext()
+    return root.obj
+
+
+def operator_errors(fn: F) -> F:
+    """Turn :class:`OperatorError` into a one-line ``Error: ...`` and a non-zero exit."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except OperatorError as e:
+            raise click.ClickException(str(e)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def expand_list_options(args: Sequence[str], names: set[str]) -> list[str]:
+    """Let ``--states A B --schools C`` (the seed's syntax) mean ``--states A --states B ...``."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        out.append(arg)
+        if arg == "--":
+            out.extend(args[i + 1 :])
+            break
+        if arg in names and i + 1 < len(args):
+            out.append(args[i + 1])
+            i += 2
+            while i < len(args) and not args[i].startswith("-"):
+                out.extend((arg, args[i]))
+                i += 1
+            continue
+        i += 1
+    return out
+
+
+class ListOptionsCommand(click.Command):
+    """A command whose ``multiple=True`` options also take space-separated values."""
+
+    list_options: ClassVar[set[str]] = {"--states", "--schools"}
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, expand_list_options(args, self.list_options))
+
+
+def echo_json(value: Any) -> None:
+    click.echo(msgspec.json.format(msgspec.json.encode(value), indent=2).decode())
+
+
+# --- the group ---------------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML config (default: $GEMINI_BATCHES_CONFIG, else ./gemini_batches.toml, "
+    "else defaults).",
+)
+@click.option(
+    "--db",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Database file; overrides [paths] database (default data/gemini_batches.db).",
+)
+@click.option("-v", "--verbose", count=True, help="More logging (-v: DEBUG).")
+@click.option("-q", "--quiet", count=True, help="Less logging (WARNING and above).")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per log line, with run, batch and record fields.",
+)
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    config_path: Path | None,
+    db: Path | None,
+    verbose: int,
+    quiet: int,
+    log_format: str,
+) -> None:
+    """Run page images through the Gemini Batch API, with every transition in an event log.
+
+    \b
+    Start with:   python -m commands demo
+    Then:         python -m commands status
+    """
+    setup_logging(verbose - quiet, log_format)
+    ctx.obj = AppContext(config_path, db)
+
+
+# --- entry points --------------------------------------------------------------------------------
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    command: click.Command | None = None,
+    prog_name: str | None = None,
+) -> None:
+    """Run ``command`` (default: the whole CLI) and exit.
+
+    Every operator mistake, usage errors included, is one ``Error: ...`` line on stderr: 1 for an
+    operator error, 2 for a usage error. A bug is logged at ERROR with its traceback: exit 70.
+    """
+    if command is not None and command is not cli:
+        setup_logging()
+    try:
+        rc = (command or cli).main(
+            args=list(argv) if argv is not None else None,
+            prog_name=prog_name,
+            standalone_mode=False,
+        )
+    except click.UsageError as e:
+        hint = f" (see: {e.ctx.command_path} --help)" if e.ctx is not None else ""
+        click.echo(f"Error: {e.format_message()}{hint}", err=True)
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(EXIT_OPERATOR)
+    except Exception:
+        if not logging.getLogger().handlers:
+            setup_logging()
+        log.exception("internal error (a bug): please report it with the traceback above")
+        sys.exit(EXIT_BUG)
+    sys.exit(rc if isinstance(rc, int) else 0)

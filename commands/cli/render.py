@@ -1,0 +1,88 @@
+"""Plain-text tables for the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from commands.views.status import Status
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], empty: str = "(none)") -> str:
+    """Left-aligned columns sized to their widest cell; ``empty`` when there are no rows."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    if not cells:
+        return empty
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, value in enumerate(row):
+            widths[i] = max(widths[i], len(value))
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()
+    out = [line, "  ".join("-" * w for w in widths)]
+    out.extend(
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    )
+    return "\n".join(out)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    text = str(value).replace("\n", " ")
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def status_text(s: Status) -> str:
+    """The ``status`` screen."""
+    from commands.views.status import STALE_HOURS
+
+    lines = [f"database      {s.database}"]
+    lines.append(f"events        {s.events} (last at {s.last_event_at or 'never'})")
+    stale = [b for b in s.active_batches if b.age_hours > STALE_HOURS]
+    lines.append(
+        f"active        {len(s.active_batches)} batch(es)"
+        + (f", {len(stale)} older than {STALE_HOURS} h" if stale else "")
+    )
+    for b in s.active_batches:
+        warn = (
+            f"  WARNING: older than {STALE_HOURS} h (the service's target turnaround)"
+            if b.age_hours > STALE_HOURS
+            else ""
+        )
+        lines.append(
+            f"  {b.batch_id}  {b.state}  {b.records} records  age {b.age_hours:.1f} h{warn}"
+        )
+    if s.open_intents:
+        lines.append(f"open intents  {len(s.open_intents)} (created? looked up next cycle)")
+        lines.extend(f"  {name}" for name in s.open_intents)
+    lines.append(f"in flight     {s.in_flight} records")
+    if s.pending is not None:
+        waiting = (
+            f", {s.waiting_for_previous_page} waiting for their previous page"
+            if s.waiting_for_previous_page
+            else ""
+        )
+        lines.append(f"pending       {s.pending} pages to submit{waiting}")
+    lines.append(f"written       {s.written} records")
+    retrying = sum(s.failing_by_count.values())
+    by_count = ", ".join(f"{n} at {c}" for c, n in s.failing_by_count.items())
+    lines.append(
+        f"retrying      {retrying} records" + (f" ({by_count} failures so far)" if retrying else "")
+    )
+    lines.append(
+        f"dead letters  {s.dead_letters}"
+        + ("  (see: analyze-failures --summary)" if s.dead_letters else "")
+    )
+    if s.rejected_inputs:
+        lines.append(f"rejected      {s.rejected_inputs} input file(s) or folder(s) skipped")
+    if s.last_run is not None:
+        r = s.last_run
+        outcome = r.outcome or "still running"
+        lines.append(
+            f"last run      {r.run_id}: {outcome}, started {r.started_at}"
+            + (f" ({r.message})" if r.message else "")
+        )
+        lines.append(f"  its spend   {r.spend.describe()}")
+    lines.append(f"spend total   {s.spend.describe()}")
+    return "\n".join(lines)

@@ -1,0 +1,173 @@
+"""The read-only commands: status, estimate, analyze-failures, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from commands.cli.app import app, cli, echo_json, operator_errors
+from eventlog.errors import OperatorError
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--no-scan", is_flag=True, help="Skip counting pending pages (no dataset walk).")
+@click.pass_context
+@operator_errors
+def status(ctx: click.Context, as_json: bool, no_scan: bool) -> None:
+    """Where the work stands: active batches and their age, in flight, pending, retrying,
+    dead letters, the last run, and the spend.
+
+    Example: python -m commands status --json
+    """
+    from commands.cli.render import status_text
+    from commands.views.status import status
+
+    with app(ctx).open() as store:
+        result = status(store, app(ctx).config, scan=not no_scan)
+    if as_json:
+        echo_json(result)
+    else:
+        click.echo(status_text(result))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@operator_errors
+def estimate(ctx: click.Context, as_json: bool) -> None:
+    """What the pending pages should cost through the Batch API, before submitting them.
+
+    Uses the mean tokens of past results in this log, or a stated assumption; prices come from
+    [pricing] (with the batch discount). Retries are not included.
+
+    Example: python -m commands estimate
+    """
+    from commands.rules.cost import money
+    from commands.views.estimate import estimate as run
+
+    with app(ctx).open() as store:
+        e = run(store, app(ctx).config)
+    if as_json:
+        echo_json(e)
+        return
+    click.echo(
+        f"pending       {e.pages} pages"
+        + (
+            f" (+{e.waiting_for_previous_page} waiting for their previous page)"
+            if e.waiting_for_previous_page
+            else ""
+        )
+    )
+    click.echo(
+        f"per page      {e.prompt_tokens_per_page:,.0f} prompt + "
+        f"{e.output_tokens_per_page:,.0f} output tokens, from {e.basis}"
+    )
+    if e.cost is None:
+        click.echo(f"cost          unknown: no price for {e.model} in [pricing.models]")
+        return
+    click.echo(
+        f"prices        {e.model}: {money(e.input_per_million or 0, e.currency)} / "
+        f"{money(e.output_per_million or 0, e.currency)} per million prompt / output "
+        f"tokens, {e.batch_discount:.0%} batch discount"
+    )
+    click.echo(
+        f"estimate      {money(e.cost, e.currency)}"
+        + (
+            f" ({money(e.cost_with_waiting or 0, e.currency)} with the waiting pages)"
+            if e.waiting_for_previous_page
+            else ""
+        )
+    )
+
+
+@cli.command("analyze-failures")
+@click.option("--summary", is_flag=True, help="Totals and the top error types (the default).")
+@click.option("--by-error-type", is_flag=True, help="Failures per error type.")
+@click.option("--by-state", is_flag=True, help="Failures per state.")
+@click.option("--by-school", is_flag=True, help="Failures per school.")
+@click.option("--record-key", help="One record's status and every failure it had.")
+@click.option(
+    "--export-csv",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write every failure log row to this CSV file.",
+)
+@click.pass_context
+@operator_errors
+def analyze_failures(
+    ctx: click.Context,
+    summary: bool,
+    by_error_type: bool,
+    by_state: bool,
+    by_school: bool,
+    record_key: str | None,
+    export_csv: Path | None,
+) -> None:
+    """Why pages fail: totals, by error type, by state or school, one record, or a CSV export.
+
+    \b
+    Example: python -m commands analyze-failures --by-error-type
+    Example: python -m commands analyze-failures --record-key California:LincolnHigh:2023:4
+    """
+    from commands.cli.render import table
+    from commands.views import analyze_failures as af
+
+    chosen = summary or by_error_type or by_state or by_school or record_key or export_csv
+    max_retries = app(ctx).config.batching.max_retries
+    with app(ctx).open() as store, store.snapshot():
+        conn = store.conn
+        if summary or not chosen:
+            s = af.summary(conn)
+            click.echo(f"failures logged        {s.failures_logged}")
+            click.echo(f"records that failed    {s.records_with_failures}")
+            click.echo(f"records failing now    {s.records_failing_now}")
+            click.echo(f"dead letters           {s.dead_letters}")
+            click.echo(table(["error_type", "failures"], s.top_error_types))
+        if by_error_type:
+            click.echo(table(["error_type", "failures", "records"], af.by_error_type(conn)))
+        if by_state:
+            click.echo(table(["state", "failures", "records"], af.by_state(conn)))
+        if by_school:
+            click.echo(table(["state", "school", "failures", "records"], af.by_school(conn)))
+        if record_key:
+            r = af.record(conn, record_key)
+            click.echo(f"{r.record_key}: {r.status}, {r.failure_count}/{max_retries} failures")
+            click.echo(
+                table(
+                    ["seq", "failed_at", "batch_id", "error_type", "attempt", "message"],
+                    [
+                        (
+                            f["seq"],
+                            f["failed_at"],
+                            f["batch_id"],
+                            f["error_type"],
+                            f"{f['attempt']}/{max_retries}",
+                            f["message"],
+                        )
+                        for f in r.failures
+                    ],
+                )
+            )
+        if export_csv:
+            n = af.export_csv(conn, export_csv)
+            click.echo(f"wrote {n} failure row(s) to {export_csv}")
+
+
+@cli.command()
+@click.option("--run", "run_id", help="The run id (see `status`); default: the last run.")
+@click.option("--last", is_flag=True, help="The last run (the default).")
+@click.pass_context
+@operator_errors
+def report(ctx: click.Context, run_id: str | None, last: bool) -> None:
+    """Print the Markdown report of a run, computed again from the log.
+
+    Example: python -m commands report --last
+    """
+    from commands.views import report as core
+
+    if run_id and last:
+        raise OperatorError("give --run ID or --last, not both")
+    with app(ctx).open() as store:
+        rid = run_id or core.last_run_id(store)
+        click.echo(core.render(core.build(store, rid, app(ctx).config)), nl=False)

@@ -1,0 +1,173 @@
+"""The worker and its integrations: run, demo, prefect-run, prefect-serve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from commands.cli.app import app, cli, operator_errors
+from eventlog.errors import OperatorError
+
+
+@cli.command()
+@click.option("--once", "mode", flag_value="once", default=True, help="One cycle (the default).")
+@click.option("--loop", "mode", flag_value="loop", help="Repeat every poll_interval_seconds.")
+@click.option(
+    "--until-idle",
+    "mode",
+    flag_value="idle",
+    help="Repeat until nothing is in flight or left to submit.",
+)
+@click.option(
+    "--wait",
+    "wait",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait for another run's lock before giving up.",
+)
+@click.pass_context
+@operator_errors
+def run(ctx: click.Context, mode: str, wait: float) -> None:
+    """Run the pipeline: poll active batches, scan the dataset, submit new batches, report.
+
+    Reads the API key from the variable named by [gemini] api_key_env (default GEMINI_API_KEY).
+    Only one run per database at a time; a second one exits with a message (or --wait).
+
+    \b
+    Example: python -m commands run --once
+    Example: python -m commands --config prod.toml run --loop
+    """
+    from commands.cli.progress import for_stderr
+    from commands.worker.session import run as run_pipeline
+
+    result = run_pipeline(
+        app(ctx).config,
+        loop=mode == "loop",
+        until_idle=mode == "idle",
+        wait_for_lock=wait,
+        progress=for_stderr(),
+    )
+    s = result.last
+    click.echo(
+        f"run {result.run_id}: {result.outcome} after {result.cycles} cycle(s); "
+        f"{s.active} batch(es) active, {s.submitted} submitted in the last cycle"
+    )
+    if result.report_path is not None:
+        click.echo(f"report: {result.report_path}")
+    if result.outcome == "interrupted":
+        ctx.exit(130)  # the shell's convention for Ctrl+C
+
+
+@cli.command()
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("demo"),
+    show_default=True,
+    help="Folder for the synthetic dataset, config, database and outputs.",
+)
+@click.pass_context
+@operator_errors
+def demo(ctx: click.Context, folder: Path) -> None:
+    """A synthetic dataset through the built-in Gemini emulator, with faults, end to end.
+
+    Writes PNG pages and a config into --dir, starts the emulator, runs cycles until every page
+    is written or dead-lettered, then prints the status and the report's path.
+
+    Example: python -m commands demo --dir /tmp/demo
+    """
+    import time
+
+    from commands.cli.render import status_text
+    from commands.config import load_config
+    from commands.integrations import demo as d
+    from commands.views.status import status
+    from commands.worker.session import run as run_pipeline
+    from gemini_emulator import Emulator
+
+    started = time.monotonic()
+    d.prepare(folder)
+    key = d.demo_key()
+    with Emulator(d.POLICY, api_key=key) as emulator:
+        config = load_config(d.write_config(folder, emulator.url))
+        click.echo(
+            f"demo: {d.page_count()} pages in {config.paths.input_root}, emulator at {emulator.url}"
+        )
+
+        def progress(n: int, s: Any) -> None:
+            click.echo(
+                f"  cycle {n}: {s.active} active, {s.submitted} submitted, "
+                f"{s.scan.get('written', 0)}/{s.scan.get('pages', 0)} written, "
+                f"{s.scan.get('dead_letters', 0)} dead-lettered"
+            )
+
+        result = run_pipeline(
+            config, until_idle=True, max_cycles=200, api_key=key, on_cycle=progress
+        )
+    from projections import open_store
+
+    with open_store(config.paths.database) as store:
+        click.echo("")
+        click.echo(status_text(status(store, config)))
+    click.echo("")
+    click.echo(
+        f"finished in {time.monotonic() - started:.1f}s; outputs in {config.paths.output_root}"
+    )
+    click.echo(f"report: {result.report_path}")
+    click.echo(
+        f"explore: python -m commands --config {folder / 'gemini_batches.toml'} "
+        "analyze-failures --summary"
+    )
+
+
+def _prefect_flow() -> Any:
+    try:
+        from commands.integrations import prefect_flow
+    except ImportError as e:
+        raise OperatorError(
+            f"Prefect is not installed ({e}): run `uv sync --extra prefect` first"
+        ) from None
+    return prefect_flow
+
+
+@cli.command("prefect-run")
+@click.pass_context
+@operator_errors
+def prefect_run(ctx: click.Context) -> None:
+    """Run one cycle as a Prefect flow (report and counts published as artifacts).
+
+    Needs the optional extra: uv sync --extra prefect.
+
+    Example: python -m commands --config prod.toml prefect-run
+    """
+    flow = _prefect_flow()
+    source = app(ctx).config.source
+    counts = flow.gemini_batches(config_path=str(source) if source else None)
+    click.echo(", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+@cli.command("prefect-serve")
+@click.option(
+    "--interval",
+    type=float,
+    help="Seconds between flow runs (default: [batching] poll_interval_seconds).",
+)
+@click.option("--cron", help="A cron schedule instead of an interval, e.g. '*/10 * * * *'.")
+@click.pass_context
+@operator_errors
+def prefect_serve(ctx: click.Context, interval: float | None, cron: str | None) -> None:
+    """Serve the flow on a schedule; runs appear in the Prefect UI with their artifacts.
+
+    Needs the optional extra: uv sync --extra prefect.
+
+    Example: python -m commands --config prod.toml prefect-serve --cron "*/10 * * * *"
+    """
+    if interval is not None and cron is not None:
+        raise OperatorError("give --interval or --cron, not both")
+    flow = _prefect_flow()
+    source = app(ctx).config.source
+    flow.serve(str(source) if source else None, interval, cron)

@@ -1,0 +1,10 @@
+"""Pure decisions: functions from facts to events or verdicts, no I/O (tested without a socket).
+
+Its public modules are listed in ``__all__``; none is imported here, so importing the package
+costs nothing (the CLI's ``--help`` stays fast).
+"""
+
+__all__ = [
+    "cost",
+    "results",
+]

@@ -1,0 +1,20 @@
+"""The worker: a run's session, the cycle's steps and their I/O (dataset, uploads, results).
+
+Its public modules are listed in ``__all__``; none is imported here, so importing the package
+costs nothing (the CLI's ``--help`` stays fast).
+"""
+
+__all__ = [
+    "cleanup",
+    "collect",
+    "context",
+    "cycle",
+    "dataset",
+    "outputs",
+    "progress",
+    "runlock",
+    "runlog",
+    "scan",
+    "session",
+    "upload",
+]
