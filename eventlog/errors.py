@@ -3,13 +3,13 @@
 Every error this project raises on purpose derives from :class:`GeminiBatchesError`. Lower
 libraries' exceptions are translated at one boundary each: apsw's in :mod:`eventlog.connection`
 (:func:`translate_sqlite_errors`), google-genai's in ``commands.gemini.sdk``. The CLI prints an
-:class:`OperatorError` as one line and exits non-zero; anything else is a bug and is logged at ERROR
-with its traceback.
+:class:`OperatorError` as one line and exits 1 (a usage error: 2); anything else is a bug, logged
+at ERROR with its traceback, exit 70.
 
 ::
 
     GeminiBatchesError
-    ├── OperatorError                  the operator can fix it; printed as one line, exit 2
+    ├── OperatorError                  the operator can fix it; printed as one line, exit 1
     │   ├── DatabaseError              the database file cannot be used
     │   │   ├── DatabaseNotFound       no file at the path
     │   │   ├── NotAnEventLog          empty, corrupt, not SQLite, or some other program's database

@@ -12,10 +12,6 @@ class KeyParts(NamedTuple):
     page: int | None
 
 
-def make_key(state: str, school: str, year: int | str, page: int | str) -> str:
-    return f"{state}:{school}:{year}:{page}"
-
-
 def parse_key(key: str) -> KeyParts:
     """Split a record key; a part that is missing or not a number comes back empty/None.
 

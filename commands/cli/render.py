@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from commands.views.estimate import Estimate
     from commands.views.status import Status
 
 
@@ -86,3 +87,39 @@ def status_text(s: Status) -> str:
         lines.append(f"  its spend   {r.spend.describe()}")
     lines.append(f"spend total   {s.spend.describe()}")
     return "\n".join(lines)
+
+
+def estimate_text(e: Estimate) -> str:
+    """The ``estimate`` screen."""
+    from commands.rules.cost import money
+
+    out: list[str] = []
+    out.append(
+        f"pending       {e.pages} pages"
+        + (
+            f" (+{e.waiting_for_previous_page} waiting for their previous page)"
+            if e.waiting_for_previous_page
+            else ""
+        )
+    )
+    out.append(
+        f"per page      {e.prompt_tokens_per_page:,.0f} prompt + "
+        f"{e.output_tokens_per_page:,.0f} output tokens, from {e.basis}"
+    )
+    if e.cost is None:
+        out.append(f"cost          unknown: no price for {e.model} in [pricing.models]")
+        return "\n".join(out)
+    out.append(
+        f"prices        {e.model}: {money(e.input_per_million or 0, e.currency)} / "
+        f"{money(e.output_per_million or 0, e.currency)} per million prompt / output "
+        f"tokens, {e.batch_discount:.0%} batch discount"
+    )
+    out.append(
+        f"estimate      {money(e.cost, e.currency)}"
+        + (
+            f" ({money(e.cost_with_waiting or 0, e.currency)} with the waiting pages)"
+            if e.waiting_for_previous_page
+            else ""
+        )
+    )
+    return "\n".join(out)

@@ -44,42 +44,15 @@ def estimate(ctx: click.Context, as_json: bool) -> None:
 
     Example: python -m commands estimate
     """
-    from commands.rules.cost import money
+    from commands.cli.render import estimate_text
     from commands.views.estimate import estimate as run
 
     with app(ctx).open() as store:
         e = run(store, app(ctx).config)
     if as_json:
         echo_json(e)
-        return
-    click.echo(
-        f"pending       {e.pages} pages"
-        + (
-            f" (+{e.waiting_for_previous_page} waiting for their previous page)"
-            if e.waiting_for_previous_page
-            else ""
-        )
-    )
-    click.echo(
-        f"per page      {e.prompt_tokens_per_page:,.0f} prompt + "
-        f"{e.output_tokens_per_page:,.0f} output tokens, from {e.basis}"
-    )
-    if e.cost is None:
-        click.echo(f"cost          unknown: no price for {e.model} in [pricing.models]")
-        return
-    click.echo(
-        f"prices        {e.model}: {money(e.input_per_million or 0, e.currency)} / "
-        f"{money(e.output_per_million or 0, e.currency)} per million prompt / output "
-        f"tokens, {e.batch_discount:.0%} batch discount"
-    )
-    click.echo(
-        f"estimate      {money(e.cost, e.currency)}"
-        + (
-            f" ({money(e.cost_with_waiting or 0, e.currency)} with the waiting pages)"
-            if e.waiting_for_previous_page
-            else ""
-        )
-    )
+    else:
+        click.echo(estimate_text(e))
 
 
 @cli.command("analyze-failures")

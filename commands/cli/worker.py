@@ -80,47 +80,27 @@ def demo(ctx: click.Context, folder: Path) -> None:
 
     Example: python -m commands demo --dir /tmp/demo
     """
-    import time
-
     from commands.cli.render import status_text
-    from commands.config import load_config
     from commands.integrations import demo as d
-    from commands.views.status import status
-    from commands.worker.session import run as run_pipeline
-    from gemini_emulator import Emulator
 
-    started = time.monotonic()
-    d.prepare(folder)
-    key = d.demo_key()
-    with Emulator(d.POLICY, api_key=key) as emulator:
-        config = load_config(d.write_config(folder, emulator.url))
+    def started(config: Any, url: str) -> None:
+        click.echo(f"demo: {d.page_count()} pages in {config.paths.input_root}, emulator at {url}")
+
+    def progress(n: int, s: Any) -> None:
         click.echo(
-            f"demo: {d.page_count()} pages in {config.paths.input_root}, emulator at {emulator.url}"
+            f"  cycle {n}: {s.active} active, {s.submitted} submitted, "
+            f"{s.scan.get('written', 0)}/{s.scan.get('pages', 0)} written, "
+            f"{s.scan.get('dead_letters', 0)} dead-lettered"
         )
 
-        def progress(n: int, s: Any) -> None:
-            click.echo(
-                f"  cycle {n}: {s.active} active, {s.submitted} submitted, "
-                f"{s.scan.get('written', 0)}/{s.scan.get('pages', 0)} written, "
-                f"{s.scan.get('dead_letters', 0)} dead-lettered"
-            )
-
-        result = run_pipeline(
-            config, until_idle=True, max_cycles=200, api_key=key, on_cycle=progress
-        )
-    from projections import open_store
-
-    with open_store(config.paths.database) as store:
-        click.echo("")
-        click.echo(status_text(status(store, config)))
+    done = d.run_demo(folder, on_start=started, on_cycle=progress)
     click.echo("")
+    click.echo(status_text(done.status))
+    click.echo("")
+    click.echo(f"finished in {done.seconds:.1f}s; outputs in {done.config.paths.output_root}")
+    click.echo(f"report: {done.report_path}")
     click.echo(
-        f"finished in {time.monotonic() - started:.1f}s; outputs in {config.paths.output_root}"
-    )
-    click.echo(f"report: {result.report_path}")
-    click.echo(
-        f"explore: python -m commands --config {folder / 'gemini_batches.toml'} "
-        "analyze-failures --summary"
+        f"explore: python -m commands --config {done.config_path} analyze-failures --summary"
     )
 
 

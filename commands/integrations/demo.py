@@ -15,11 +15,19 @@ from __future__ import annotations
 import secrets
 import shutil
 import struct
+import time
 import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from commands.errors import ConfigError
+
+if TYPE_CHECKING:
+    from commands.config import Config
+    from commands.views.status import Status
+    from commands.worker.cycle import CycleSummary
 
 MARKER = ".gemini-batches-demo"
 SCHOOLS = {
@@ -134,3 +142,42 @@ def page_count() -> int:
 def demo_key() -> str:
     """A throwaway key for the local emulator (never a real one)."""
     return "demo-" + secrets.token_hex(8)
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What a demo run left behind: its config, final status, report and wall time."""
+
+    config: Config
+    config_path: Path
+    status: Status
+    report_path: Path | None
+    seconds: float
+
+
+def run_demo(
+    folder: Path,
+    *,
+    on_start: Callable[[Config, str], None] | None = None,
+    on_cycle: Callable[[int, CycleSummary], None] | None = None,
+) -> DemoResult:
+    """Prepare ``folder`` (dataset + config), start the emulator with :data:`POLICY`, run cycles
+    until every page is written or dead-lettered (at most 200), and read the final status."""
+    from commands.config import load_config
+    from commands.views.status import status
+    from commands.worker.session import run
+    from gemini_emulator import Emulator
+    from projections import open_store
+
+    started = time.monotonic()
+    prepare(folder)
+    key = demo_key()
+    with Emulator(POLICY, api_key=key) as emulator:
+        config_path = write_config(folder, emulator.url)
+        config = load_config(config_path)
+        if on_start is not None:
+            on_start(config, emulator.url)
+        result = run(config, until_idle=True, max_cycles=200, api_key=key, on_cycle=on_cycle)
+    with open_store(config.paths.database) as store:
+        final = status(store, config)
+    return DemoResult(config, config_path, final, result.report_path, time.monotonic() - started)

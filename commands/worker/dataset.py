@@ -1,7 +1,7 @@
 """The dataset on disk: ``<input_root>/<State>/<School>/<Year>/<Page>.<ext>`` and the outputs
 ``<output_root>/<State>/<School>/<Year>/<Page>.json``.
 
-:func:`walk_inputs` only reads directory entries (like ``find``), so a scan of millions of pages
+:func:`walk_years` only reads directory entries (like ``find``), so a scan of millions of pages
 stays cheap; a page's bytes are checked (:func:`check_image`) only when it is about to be uploaded.
 Nothing here raises on bad input: each problem comes back with its path and reason.
 """
@@ -257,14 +257,6 @@ def _page_problem(
         problems.append(Problem(e.path, f"not an image extension ({LAYOUT})"))
     else:
         problems.append(Problem(e.path, "page is not a number"))
-
-
-def walk_inputs(root: Path) -> tuple[list[Page], list[Problem]]:
-    """Every well-formed page under ``root``, and every problem found on the way (never raises).
-    Holds every page in memory: the worker streams :func:`walk_years` instead."""
-    problems: list[Problem] = []
-    pages = [p for year in walk_years(root, problems) for p in year.pages]
-    return pages, problems
 
 
 def output_names(output_root: Path, year: YearDir) -> set[str]:

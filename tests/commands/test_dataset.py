@@ -9,11 +9,26 @@ from pathlib import Path
 import pytest
 
 from commands.integrations.demo import png
-from commands.worker.dataset import YearDir, check_image, output_names, output_path, walk_inputs
+from commands.worker.dataset import (
+    Page,
+    Problem,
+    YearDir,
+    check_image,
+    output_names,
+    output_path,
+    walk_years,
+)
 
 PNG = png(8, 8, 1)
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 20
 WEBP = b"RIFF\x10\x00\x00\x00WEBPVP8 " + b"\x00" * 8
+
+
+def walk_inputs(root: Path) -> tuple[list[Page], list[Problem]]:
+    """Every page under ``root`` and every problem, in memory (the worker streams walk_years)."""
+    problems: list[Problem] = []
+    pages = [p for year in walk_years(root, problems) for p in year.pages]
+    return pages, problems
 
 
 def put(root: Path, rel: str, data: bytes = PNG) -> Path:
