@@ -70,33 +70,30 @@ def judge(key: str, line: dict[str, Any] | None, schema: type[BaseModel]) -> Ver
         return Verdict(key, "error_line", text.replace("  ", " ").strip())
     response = line.get("response") or {}
     prompt, output, total = _usage(response)
-    tokens = {"prompt_tokens": prompt, "output_tokens": output, "total_tokens": total}
+
+    def verdict(
+        error_type: str | None, message: str = "", excerpt: str = "", out: bytes | None = None
+    ) -> Verdict:
+        return Verdict(key, error_type, message, excerpt, out, prompt, output, total)
+
     candidates = response.get("candidates") or []
     if not candidates:
         feedback = response.get("promptFeedback") or response.get("prompt_feedback") or {}
         reason = feedback.get("blockReason") or feedback.get("block_reason") or ""
-        return Verdict(
-            key, "no_candidates", f"the response has no candidates {reason}".strip(), **tokens
-        )
+        return verdict("no_candidates", f"the response has no candidates {reason}".strip())
     first = candidates[0]
     finish = str(first.get("finishReason") or first.get("finish_reason") or "STOP").upper()
     parts = (first.get("content") or {}).get("parts") or []
     text = "".join(p.get("text", "") for p in parts if not p.get("thought"))
     if finish != "STOP":
-        return Verdict(
-            key,
-            f"finish_{finish.lower()}",
-            f"finish reason {finish}",
-            text[:EXCERPT_CHARS],
-            **tokens,
-        )
+        return verdict(f"finish_{finish.lower()}", f"finish reason {finish}", text[:EXCERPT_CHARS])
     if not text.strip():
-        return Verdict(key, "empty_text", "finish reason STOP but no text", **tokens)
+        return verdict("empty_text", "finish reason STOP but no text")
     excerpt = text[:EXCERPT_CHARS]
     try:
         data = msgspec.json.decode(text)
     except msgspec.DecodeError as e:
-        return Verdict(key, "invalid_json", f"not JSON: {e}", excerpt, **tokens)
+        return verdict("invalid_json", f"not JSON: {e}", excerpt)
     try:
         model = schema.model_validate(data)
     except ValidationError as e:
@@ -104,8 +101,8 @@ def judge(key: str, line: dict[str, Any] | None, schema: type[BaseModel]) -> Ver
         where = ".".join(str(p) for p in first_error["loc"]) or "(root)"
         more = e.error_count() - 1
         message = f"{where}: {first_error['msg']}" + (f" (+{more} more)" if more else "")
-        return Verdict(key, "schema_violation", message, excerpt, **tokens)
-    return Verdict(key, None, output=model.model_dump_json(indent=2).encode() + b"\n", **tokens)
+        return verdict("schema_violation", message, excerpt)
+    return verdict(None, out=model.model_dump_json(indent=2).encode() + b"\n")
 
 
 def decide(
@@ -124,12 +121,6 @@ def decide(
     """
     events: list[Event] = []
     for v in verdicts:
-        tokens = {
-            "prompt_tokens": v.prompt_tokens,
-            "output_tokens": v.output_tokens,
-            "total_tokens": v.total_tokens,
-            "model": model,
-        }
         if v.valid:
             path, digest = written[v.key]
             events.append(
@@ -138,7 +129,10 @@ def decide(
                     batch_id=batch_id,
                     output_path=path,
                     output_sha256=digest,
-                    **tokens,
+                    prompt_tokens=v.prompt_tokens,
+                    output_tokens=v.output_tokens,
+                    total_tokens=v.total_tokens,
+                    model=model,
                 )
             )
             continue
@@ -149,7 +143,10 @@ def decide(
                 error_type=v.error_type or "unknown",
                 message=v.message,
                 excerpt=v.excerpt,
-                **tokens,
+                prompt_tokens=v.prompt_tokens,
+                output_tokens=v.output_tokens,
+                total_tokens=v.total_tokens,
+                model=model,
             )
         )
         count = failure_counts.get(v.key, 0) + 1
