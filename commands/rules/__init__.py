@@ -5,6 +5,7 @@ costs nothing (the CLI's ``--help`` stays fast).
 """
 
 __all__ = [
+    "batches",
     "cost",
     "results",
 ]

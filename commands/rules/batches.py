@@ -1,0 +1,321 @@
+"""Judging batches: pure functions from what the log knows and what the service answered to the
+events to append and a verdict the worker acts on. No I/O here: no clock (ages come in as hours),
+no gateway (answers and errors come in as values), no store (the caller appends the events).
+
+* :func:`reconcile` -- an open submission intent and the jobs the service has under its display
+  name: none means it was never created (abandoned, records free); otherwise the job is adopted.
+* :func:`judge_poll` -- what a polled job state (or a failed get) means for an active batch.
+* :func:`judge_abandoned` -- whether a batch given up on is closed, adopted late, or watched.
+* :func:`judge_create_error` -- what a failed ``batches.create`` means, and
+  :func:`submit_goes_on` whether the submit loop tries the cycle's next chunk.
+
+Every verdict carries an ``outcome`` naming the branch taken (the worker logs by it and reaches
+its crash points by it) and the complete list of ``events`` to append, possibly empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal, Protocol
+
+import msgspec
+
+from commands.errors import GatewayError
+from eventlog.events import (
+    AbandonedBatchClosed,
+    BatchCleared,
+    BatchFailed,
+    BatchStateObserved,
+    BatchSubmissionAbandoned,
+    BatchSubmitted,
+    BatchSucceeded,
+    Event,
+)
+
+if TYPE_CHECKING:
+    from commands.gemini.sdk import RemoteBatch
+
+__all__ = [
+    "FAILED_STATES",
+    "LATE_WINDOW_HOURS",
+    "NOT_FOUND",
+    "RUNNING",
+    "SUCCEEDED",
+    "WAITING",
+    "AbandonedBatch",
+    "AbandonedVerdict",
+    "CreateOutcome",
+    "CreateVerdict",
+    "OpenIntent",
+    "PollVerdict",
+    "PolledBatch",
+    "Reconciled",
+    "judge_abandoned",
+    "judge_create_error",
+    "judge_poll",
+    "reconcile",
+    "submit_goes_on",
+]
+
+SUCCEEDED = "JOB_STATE_SUCCEEDED"
+RUNNING = "JOB_STATE_RUNNING"
+#: Accepted but not started: the states a batch can be stuck in.
+WAITING = frozenset({"JOB_STATE_PENDING", "JOB_STATE_QUEUED"})
+#: Ended without results: the batch's records are free for resubmission.
+FAILED_STATES = frozenset({"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"})
+#: Not a service state: what a batch the service answers 404 for is recorded as.
+NOT_FOUND = "JOB_STATE_NOT_FOUND"
+#: The service expires a batch 48 h after it was created; past this, nothing can arrive.
+LATE_WINDOW_HOURS = 49.0
+
+
+# --- 0. open submission intents ------------------------------------------------------------------
+
+
+class OpenIntent(msgspec.Struct, frozen=True):
+    """A submission intent with no outcome yet, and the records it still holds reserved."""
+
+    display_name: str
+    model: str
+    input_file: str
+    record_keys: list[str]
+
+
+class Reconciled(msgspec.Struct, frozen=True):
+    """What an open intent resolves to.
+
+    ``not_created``: the service has no job under the name (the intent is abandoned).
+    ``adopted``: the job ``batch_id`` is recorded as submitted; ``matches`` > 1 means the name
+    was not unique on the service, which should never happen (the worker logs it as an error).
+    """
+
+    outcome: Literal["not_created", "adopted"]
+    events: list[Event]
+    batch_id: str = ""
+    matches: int = 0
+
+
+def reconcile(intent: OpenIntent, found: Sequence[RemoteBatch]) -> Reconciled:
+    """Resolve ``intent`` from the jobs ``found`` under its display name, in the service's order.
+
+    Never creates anything: an intent is resolved by what the service has, so a batch is
+    submitted at most once. Of several matches the last is adopted.
+    """
+    if not found:
+        abandoned = BatchSubmissionAbandoned(
+            display_name=intent.display_name,
+            error_type="not_created",
+            message="the service has no batch under this display name",
+        )
+        return Reconciled("not_created", [abandoned])
+    job = found[-1]
+    submitted = BatchSubmitted(
+        batch_id=job.name,
+        display_name=intent.display_name,
+        model=intent.model,
+        record_keys=intent.record_keys,
+        input_file=intent.input_file,
+        state=job.state,
+    )
+    return Reconciled("adopted", [submitted], batch_id=job.name, matches=len(found))
+
+
+# --- 1. polling active batches -------------------------------------------------------------------
+
+
+class PolledBatch(Protocol):
+    """What judging a poll needs of an active batch (any struct with these fields)."""
+
+    @property
+    def batch_id(self) -> str: ...
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def submitted_at(self) -> str: ...
+
+
+class PollVerdict(msgspec.Struct, frozen=True):
+    """What one poll of an active batch means.
+
+    ``succeeded``: collect its results (``events`` holds ``BatchSucceeded`` only the first time).
+    ``failed``: it ended ``state`` without results; ``not_found``: the service answered 404.
+    ``stuck``: waiting past the limit; cancel it (``reason`` says why) and clear it.
+    ``changed`` / ``unknown_state``: a new state this tool knows / does not know.
+    ``unchanged``: nothing to record. ``unreachable``: the get failed; poll again next cycle.
+    """
+
+    outcome: Literal[
+        "succeeded",
+        "failed",
+        "not_found",
+        "stuck",
+        "changed",
+        "unknown_state",
+        "unchanged",
+        "unreachable",
+    ]
+    events: list[Event] = []
+    state: str = ""
+    reason: str = ""
+
+    @property
+    def collect(self) -> bool:
+        """Whether the batch's results are to be collected now."""
+        return self.outcome == "succeeded"
+
+    @property
+    def cancel(self) -> bool:
+        """Whether the batch is to be cancelled on the service (before its events are appended)."""
+        return self.outcome == "stuck"
+
+
+def judge_poll(
+    batch: PolledBatch,
+    answer: RemoteBatch | GatewayError,
+    age_hours: float,
+    stuck_pending_hours: float,
+) -> PollVerdict:
+    """What ``answer`` (the job the service returned, or the get's error) means for ``batch``.
+
+    ``age_hours`` is the time since it was submitted. A batch still waiting to start at
+    ``age_hours >= stuck_pending_hours`` is stuck; ``stuck_pending_hours = 0`` turns that off.
+    """
+    batch_id = batch.batch_id
+    if isinstance(answer, GatewayError):
+        if answer.code == 404:
+            failed = BatchFailed(
+                batch_id=batch_id,
+                state=NOT_FOUND,
+                message=str(answer),
+                submitted_at=batch.submitted_at,
+            )
+            return PollVerdict("not_found", [failed], state=NOT_FOUND)
+        return PollVerdict("unreachable")
+    state = answer.state
+    if state == SUCCEEDED:
+        events: list[Event] = []
+        if batch.state != SUCCEEDED:
+            events.append(BatchSucceeded(batch_id=batch_id, result_file=answer.result_file or ""))
+        return PollVerdict("succeeded", events, state=state)
+    if state in FAILED_STATES:
+        failed = BatchFailed(batch_id=batch_id, state=state, submitted_at=batch.submitted_at)
+        return PollVerdict("failed", [failed], state=state)
+    if state in WAITING and 0 < stuck_pending_hours <= age_hours:
+        reason = (
+            f"stuck {age_hours:.1f} h waiting to start (limit {stuck_pending_hours:g} h); cancelled"
+        )
+        cleared = BatchCleared(batch_id=batch_id, reason=reason)
+        return PollVerdict("stuck", [cleared], state=state, reason=reason)
+    if state != batch.state:
+        observed = BatchStateObserved(batch_id=batch_id, state=state)
+        known = state in WAITING or state == RUNNING
+        return PollVerdict("changed" if known else "unknown_state", [observed], state=state)
+    return PollVerdict("unchanged", state=state)
+
+
+# --- 2. batches given up on ----------------------------------------------------------------------
+
+
+class AbandonedBatch(msgspec.Struct, frozen=True):
+    """A batch given up on whose late results are still watched for.
+
+    ``terminal``: it was given up on because the service reported it ended (FAILED, CANCELLED,
+    EXPIRED), as opposed to cleared by an operator or as stuck.
+    """
+
+    batch_id: str
+    terminal: bool
+
+
+class AbandonedVerdict(msgspec.Struct, frozen=True):
+    """What to do with a batch given up on, this cycle.
+
+    ``expired``: past the late window, closed without asking the service. ``look``: ask the
+    service (judge again with its answer). ``not_found``: closed, the service answered 404.
+    ``ended``: closed, it ended ``state`` without results. ``adopt``: it succeeded, adopt its
+    late results. ``watch``: nothing yet, check again next cycle. ``unreachable``: the get
+    failed; check again next cycle.
+    """
+
+    outcome: Literal["expired", "look", "not_found", "ended", "adopt", "watch", "unreachable"]
+    events: list[Event] = []
+
+
+_PAST_WINDOW = "past the service's 48 h window"
+_NO_RESULTS = "ended without results"
+
+
+def judge_abandoned(
+    batch: AbandonedBatch,
+    answer: RemoteBatch | GatewayError | None,
+    age_hours: float,
+    abandoned_hours: float,
+    grace_hours: float,
+) -> AbandonedVerdict:
+    """Whether ``batch`` is closed, adopted late or still watched.
+
+    ``answer`` is the service's job or the get's error, ``None`` before the service was asked
+    (the verdict is then ``expired`` or ``look``). ``age_hours`` counts from its submission,
+    ``abandoned_hours`` from when it was given up on. Past ``LATE_WINDOW_HOURS`` it is closed
+    whatever the answer. A batch seen ended is closed at once unless it was given up on
+    because it ended: then only once ``abandoned_hours > grace_hours`` (results seen late).
+    """
+    batch_id = batch.batch_id
+    if age_hours > LATE_WINDOW_HOURS:
+        return AbandonedVerdict("expired", [_close(batch_id, "JOB_STATE_EXPIRED", _PAST_WINDOW)])
+    if answer is None:
+        return AbandonedVerdict("look")
+    if isinstance(answer, GatewayError):
+        if answer.code == 404:
+            return AbandonedVerdict("not_found", [_close(batch_id, NOT_FOUND, str(answer))])
+        return AbandonedVerdict("unreachable")
+    if answer.state == SUCCEEDED:
+        return AbandonedVerdict("adopt")
+    if answer.state in FAILED_STATES and (not batch.terminal or abandoned_hours > grace_hours):
+        return AbandonedVerdict("ended", [_close(batch_id, answer.state, _NO_RESULTS)])
+    return AbandonedVerdict("watch")
+
+
+def _close(batch_id: str, state: str, reason: str) -> AbandonedBatchClosed:
+    return AbandonedBatchClosed(batch_id=batch_id, state=state, reason=reason)
+
+
+# --- 4. creating a batch -------------------------------------------------------------------------
+
+#: How one create attempt of the submit loop ended: ``submitted``; ``deferred`` (the request
+#: file could not be uploaded, nothing was asked); or a create error (:class:`CreateVerdict`).
+CreateOutcome = Literal["submitted", "deferred", "unanswered", "refused"]
+
+
+class CreateVerdict(msgspec.Struct, frozen=True):
+    """What a failed create means.
+
+    ``unanswered`` (a transient error: 5xx, 429, 408, a timeout or a lost connection): the
+    service may have created the batch, so the intent stays open, its records reserved, and the
+    next cycle looks the display name up. ``refused`` (any other error): the intent is abandoned
+    as ``http_<code>`` and its records are free.
+    """
+
+    outcome: Literal["unanswered", "refused"]
+    events: list[Event] = []
+
+
+def judge_create_error(display_name: str, error: GatewayError) -> CreateVerdict:
+    """The verdict on the create of the intent ``display_name`` failing with ``error``."""
+    if error.transient:
+        return CreateVerdict("unanswered")
+    abandoned = BatchSubmissionAbandoned(
+        display_name=display_name, error_type=f"http_{error.code}", message=str(error)
+    )
+    return CreateVerdict("refused", [abandoned])
+
+
+def submit_goes_on(outcome: CreateOutcome) -> bool:
+    """Whether the submit loop tries the cycle's next chunk after a create attempt ended so.
+
+    Not after a create error: an unanswered create is looked up next cycle before anything else
+    is created, and a refusing service would waste the next chunk's uploads.
+    """
+    return outcome in ("submitted", "deferred")
