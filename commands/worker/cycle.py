@@ -9,6 +9,10 @@ crash at any point loses nothing and the next cycle resumes from the log.
 Exactly-once submission: the intent (a unique display name) is appended before
 ``batches.create``; an open intent is resolved by looking the name up on the service, never by
 creating again. If the service cannot answer, the records stay reserved.
+
+What an answer means (a job state, an error, an age) is decided by the pure functions of
+:mod:`commands.rules.batches`; this module makes the calls, appends their events, reaches the
+crash points and logs.
 """
 
 from __future__ import annotations
@@ -20,7 +24,17 @@ from typing import Any
 import msgspec
 
 from commands.errors import GatewayError
-from commands.gemini.sdk import FAILED_STATES, RemoteBatch
+from commands.gemini.sdk import RemoteBatch
+from commands.rules.batches import (
+    AbandonedBatch,
+    CreateOutcome,
+    OpenIntent,
+    judge_abandoned,
+    judge_create_error,
+    judge_poll,
+    reconcile,
+    submit_goes_on,
+)
 from commands.schema import response_json_schema
 from commands.worker.cleanup import collect_garbage
 from commands.worker.collect import BatchRef, adopt_late, collect
@@ -29,27 +43,19 @@ from commands.worker.dataset import Page, check_image, output_path
 from commands.worker.scan import ScanDecision, scan_dataset
 from commands.worker.upload import Uploaded, upload_pages
 from eventlog import crashpoints
-from eventlog.events import (
-    AbandonedBatchClosed,
-    BatchCleared,
-    BatchFailed,
-    BatchStateObserved,
-    BatchSubmissionAbandoned,
-    BatchSubmissionIntended,
-    BatchSubmitted,
-    BatchSucceeded,
-    Event,
-    InputRejected,
-)
+from eventlog.events import BatchSubmissionIntended, BatchSubmitted, Event, InputRejected
 
 log = logging.getLogger("commands.cycle")
 
-SUCCEEDED = "JOB_STATE_SUCCEEDED"
 UPLOAD_EVENTS_PER_COMMIT = 200
 SWEEP_EVERY_SECONDS = 15 * 60
-WAITING = {"JOB_STATE_PENDING", "JOB_STATE_QUEUED"}
-#: The service expires a batch 48 h after it was created; past this, nothing can arrive.
-LATE_WINDOW_HOURS = 49.0
+#: The crash point reached right after a poll verdict's events are appended (none: no point).
+_POLL_CRASHPOINTS = {
+    "succeeded": "after_succeeded_event",
+    "failed": "after_failed_event",
+    "changed": "after_state_observed",
+    "unknown_state": "after_state_observed",
+}
 
 
 class CycleSummary(msgspec.Struct):
@@ -149,16 +155,9 @@ class Cycle:
                     extra=extra,
                 )
                 continue
-            if not found:
-                w.append(
-                    [
-                        BatchSubmissionAbandoned(
-                            display_name=name,
-                            error_type="not_created",
-                            message="the service has no batch under this display name",
-                        )
-                    ]
-                )
+            verdict = reconcile(OpenIntent(name, model, input_file, keys), found)
+            if verdict.outcome == "not_created":
+                w.append(verdict.events)
                 log.info(
                     "Open submission %s was never created; its %d records are free again",
                     name,
@@ -166,32 +165,20 @@ class Cycle:
                     extra=extra,
                 )
                 continue
-            job = found[-1]
-            if len(found) > 1:
+            if verdict.matches > 1:
                 log.error(
                     "Open submission %s matches %d jobs on the service; adopting %s",
                     name,
-                    len(found),
-                    job.name,
+                    verdict.matches,
+                    verdict.batch_id,
                     extra=extra,
                 )
-            w.append(
-                [
-                    BatchSubmitted(
-                        batch_id=job.name,
-                        display_name=name,
-                        model=model,
-                        record_keys=keys,
-                        input_file=input_file,
-                        state=job.state,
-                    )
-                ]
-            )
+            w.append(verdict.events)
             log.info(
                 "Batch Submitted (adopted by its display name): %s as %s",
                 name,
-                job.name,
-                extra={"batch_id": job.name, **extra},
+                verdict.batch_id,
+                extra={"batch_id": verdict.batch_id, **extra},
             )
 
     # --- 1. poll ------------------------------------------------------------------------------
@@ -204,97 +191,70 @@ class Cycle:
         ):
             batch = ActiveBatch(*row)
             summary.polled += 1
+            answer: RemoteBatch | GatewayError
             try:
-                remote = w.gateway.get_batch(batch.batch_id)
+                answer = w.gateway.get_batch(batch.batch_id)
             except GatewayError as e:
-                if e.code == 404:
-                    w.append(
-                        [
-                            BatchFailed(
-                                batch_id=batch.batch_id,
-                                state="JOB_STATE_NOT_FOUND",
-                                message=str(e),
-                                submitted_at=batch.submitted_at,
-                            )
-                        ]
-                    )
-                    summary.failed_batches += 1
-                    continue
-                log.error(
-                    "Cannot poll %s this cycle: %s",
-                    batch.batch_id,
-                    e,
-                    extra={"batch_id": batch.batch_id},
-                )
-                continue
-            self.observe(batch, remote, summary)
+                answer = e
+            self.observe(batch, answer, summary)
 
-    def observe(self, batch: ActiveBatch, remote: RemoteBatch, summary: CycleSummary) -> None:
+    def observe(
+        self, batch: ActiveBatch, answer: RemoteBatch | GatewayError, summary: CycleSummary
+    ) -> None:
+        """Act on one poll's verdict: cancel, append its events, collect, log."""
         w, batch_id = self.w, batch.batch_id
         extra = {"batch_id": batch_id}
-        if remote.state == SUCCEEDED:
-            if batch.state != SUCCEEDED:
-                w.append([BatchSucceeded(batch_id=batch_id, result_file=remote.result_file or "")])
-                crashpoints.reach("after_succeeded_event")
-            collect(w, batch.ref(), remote)
-            summary.completed += 1
-        elif remote.state in FAILED_STATES:
-            w.append(
-                [
-                    BatchFailed(
-                        batch_id=batch_id, state=remote.state, submitted_at=batch.submitted_at
-                    )
-                ]
-            )
-            crashpoints.reach("after_failed_event")
-            summary.failed_batches += 1
-            log.warning(
-                "Batch %s ended %s: its records are free for resubmission",
-                batch_id,
-                remote.state,
-                extra=extra,
-            )
-        elif remote.state in WAITING and self._stuck(batch):
+        verdict = judge_poll(
+            batch,
+            answer,
+            age_hours=w.hours_since(batch.submitted_at),
+            stuck_pending_hours=w.config.batching.stuck_pending_hours,
+        )
+        if verdict.outcome == "unreachable":
+            log.error("Cannot poll %s this cycle: %s", batch_id, answer, extra=extra)
             return
-        elif remote.state != batch.state:
-            w.append([BatchStateObserved(batch_id=batch_id, state=remote.state)])
-            crashpoints.reach("after_state_observed")
-            if remote.state not in WAITING | {"JOB_STATE_RUNNING"}:
+        if verdict.cancel:
+            try:
+                w.gateway.cancel_batch(batch_id)
+            except GatewayError as e:
                 log.warning(
-                    "Batch %s reports a state this tool does not know: %s; polling it "
-                    "again next cycle",
+                    "Cannot cancel stuck batch %s (%s); it is freed anyway",
                     batch_id,
-                    remote.state,
+                    e,
                     extra=extra,
                 )
-            else:
-                log.info("Batch %s is %s", batch_id, remote.state, extra=extra)
-
-    def _stuck(self, batch: ActiveBatch) -> bool:
-        """Cancel a batch waiting longer than ``stuck_pending_hours``; its records are freed and
-        its results still adopted if they arrive."""
-        limit = self.w.config.batching.stuck_pending_hours
-        age = self.w.hours_since(batch.submitted_at)
-        if limit <= 0 or age < limit:
-            return False
-        try:
-            self.w.gateway.cancel_batch(batch.batch_id)
-        except GatewayError as e:
+        if verdict.events:
+            w.append(verdict.events)
+            if verdict.outcome in _POLL_CRASHPOINTS:
+                crashpoints.reach(_POLL_CRASHPOINTS[verdict.outcome])
+        if verdict.collect and not isinstance(answer, GatewayError):
+            collect(w, batch.ref(), answer)
+            summary.completed += 1
+        elif verdict.outcome in ("failed", "not_found"):
+            summary.failed_batches += 1
+            if verdict.outcome == "failed":
+                log.warning(
+                    "Batch %s ended %s: its records are free for resubmission",
+                    batch_id,
+                    verdict.state,
+                    extra=extra,
+                )
+        elif verdict.outcome == "stuck":
             log.warning(
-                "Cannot cancel stuck batch %s (%s); it is freed anyway",
-                batch.batch_id,
-                e,
-                extra={"batch_id": batch.batch_id},
+                "Batch %s %s: its records are free for resubmission",
+                batch_id,
+                verdict.reason,
+                extra=extra,
             )
-        reason = f"stuck {age:.1f} h waiting to start (limit {limit:g} h); cancelled"
-        self.w.append([BatchCleared(batch_id=batch.batch_id, reason=reason)])
-        log.warning(
-            "Batch %s %s: its records are free for resubmission",
-            batch.batch_id,
-            reason,
-            extra={"batch_id": batch.batch_id},
-        )
-        return True
+        elif verdict.outcome == "unknown_state":
+            log.warning(
+                "Batch %s reports a state this tool does not know: %s; polling it again next cycle",
+                batch_id,
+                verdict.state,
+                extra=extra,
+            )
+        elif verdict.outcome == "changed":
+            log.info("Batch %s is %s", batch_id, verdict.state, extra=extra)
 
     # --- 2. batches given up on ------------------------------------------------------------------
 
@@ -305,32 +265,26 @@ class Cycle:
             "SELECT batch_id, model, terminal, submitted_seq, submitted_at, abandoned_at "
             "FROM abandoned_batches ORDER BY abandoned_seq"
         ):
-            ref = BatchRef(batch_id, model, sub_seq, sub_at)
-            if w.hours_since(sub_at) > LATE_WINDOW_HOURS:
-                self._close(batch_id, "JOB_STATE_EXPIRED", "past the service's 48 h window")
-                continue
-            try:
-                remote = w.gateway.get_batch(batch_id)
-            except GatewayError as e:
-                if e.code == 404:
-                    self._close(batch_id, "JOB_STATE_NOT_FOUND", str(e))
-                else:
+            batch = AbandonedBatch(batch_id, bool(terminal))
+            age, abandoned = w.hours_since(sub_at), w.hours_since(abandoned_at)
+            verdict = judge_abandoned(batch, None, age, abandoned, grace)
+            if verdict.outcome == "look":
+                answer: RemoteBatch | GatewayError
+                try:
+                    answer = w.gateway.get_batch(batch_id)
+                except GatewayError as e:
+                    answer = e
+                verdict = judge_abandoned(batch, answer, age, abandoned, grace)
+                if verdict.outcome == "unreachable":
                     log.warning(
                         "Cannot check abandoned batch %s this cycle: %s",
                         batch_id,
-                        e,
+                        answer,
                         extra={"batch_id": batch_id},
                     )
-                continue
-            if remote.state == SUCCEEDED:
-                adopt_late(w, ref, remote)
-            elif remote.state in FAILED_STATES and (
-                not terminal or w.hours_since(abandoned_at) > grace
-            ):
-                self._close(batch_id, remote.state, "ended without results")
-
-    def _close(self, batch_id: str, state: str, reason: str) -> None:
-        self.w.append([AbandonedBatchClosed(batch_id=batch_id, state=state, reason=reason)])
+                elif verdict.outcome == "adopt" and not isinstance(answer, GatewayError):
+                    adopt_late(w, BatchRef(batch_id, model, sub_seq, sub_at), answer)
+            w.append(verdict.events)
 
     # --- 3. scan ------------------------------------------------------------------------------
 
@@ -406,8 +360,8 @@ class Cycle:
                 summary.submitted += 1
                 continue
             summary.deferred += len(uploaded)
-            if created in ("unanswered", "refused"):
-                break  # look it up next cycle / do not waste uploads on a refusing service
+            if not submit_goes_on(created):
+                break
         summary.candidates_left = len(queue)
 
     def _reject(self, page: Page, reason: str) -> None:
@@ -424,7 +378,7 @@ class Cycle:
                 self._reject(page, reason)
         return ready
 
-    def _create(self, uploaded: list[Uploaded]) -> str:
+    def _create(self, uploaded: list[Uploaded]) -> CreateOutcome:
         """Write and upload the request file, append the intent, create the batch.
 
         Returns ``submitted``; ``unanswered`` when the service did not answer the create (the
@@ -470,7 +424,8 @@ class Cycle:
                 model=model, input_file=request_file.name, display_name=name
             )
         except GatewayError as e:
-            if e.transient:
+            verdict = judge_create_error(name, e)
+            if verdict.outcome == "unanswered":
                 log.error(
                     "Create of %s unanswered (%s): its %d records stay reserved; the next "
                     "cycle looks it up by name",
@@ -479,16 +434,10 @@ class Cycle:
                     len(keys),
                     extra=extra,
                 )
-                return "unanswered"
-            w.append(
-                [
-                    BatchSubmissionAbandoned(
-                        display_name=name, error_type=f"http_{e.code}", message=str(e)
-                    )
-                ]
-            )
-            log.error("Create of %s refused: %s", name, e, extra=extra)
-            return "refused"
+            else:
+                w.append(verdict.events)
+                log.error("Create of %s refused: %s", name, e, extra=extra)
+            return verdict.outcome
         crashpoints.reach("after_create_before_event")
         w.append(
             [
