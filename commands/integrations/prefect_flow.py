@@ -10,9 +10,10 @@ The core never imports this module; only ``commands prefect-run`` / ``prefect-se
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -22,11 +23,10 @@ from prefect.tasks import exponential_backoff
 from commands.config import load_config
 from commands.errors import GatewayError
 from commands.views.report import render
-from commands.worker.cycle import Cycle, CycleSummary
-from commands.worker.scan import ScanDecision
 from commands.worker.session import session
 from eventlog.errors import DatabaseBusy
 
+T = TypeVar("T")
 REPORT_KEY = "gemini-batches-run-report"
 COUNTS_KEY = "gemini-batches-counts"
 
@@ -47,34 +47,13 @@ _RETRIES: dict[str, Any] = {
 }
 
 
-@task(name="reconcile open submissions", **_RETRIES)
-def reconcile_task(cycle: Cycle) -> None:
-    cycle.reconcile_intents()
+def as_task(name: str, fn: Callable[[], T], /) -> T:
+    """Run one step of the cycle as a Prefect task named ``name``, with the retries above."""
 
+    def step() -> T:
+        return fn()
 
-@task(name="poll active batches", **_RETRIES)
-def poll_task(cycle: Cycle, summary: CycleSummary) -> None:
-    cycle.poll(summary)
-
-
-@task(name="watch batches given up on", **_RETRIES)
-def watch_task(cycle: Cycle) -> None:
-    cycle.watch_abandoned()
-
-
-@task(name="delete files nothing needs", **_RETRIES)
-def clean_up_task(cycle: Cycle, summary: CycleSummary) -> None:
-    cycle.clean_up(summary)
-
-
-@task(name="scan the dataset", **_RETRIES)
-def scan_task(cycle: Cycle) -> ScanDecision:
-    return cycle.scan()
-
-
-@task(name="submit new batches", **_RETRIES)
-def submit_task(cycle: Cycle, decision: ScanDecision, summary: CycleSummary) -> None:
-    cycle.submit(decision, summary)
+    return task(name=name, **_RETRIES)(step)()
 
 
 @flow(name="gemini-batches")
@@ -83,13 +62,7 @@ def gemini_batches(config_path: str | None = None) -> dict[str, int]:
     environment of the worker, never passed as a parameter (Prefect stores parameters)."""
     config = load_config(Path(config_path) if config_path else None)
     with session(config, command="prefect flow") as s:
-        summary = s.cycle.begin()
-        reconcile_task(s.cycle)
-        poll_task(s.cycle, summary)
-        watch_task(s.cycle)
-        submit_task(s.cycle, scan_task(s.cycle), summary)
-        clean_up_task(s.cycle, summary)
-        s.cycle.settle(summary)
+        s.cycle.run(as_task)
     assert s.report is not None
     counts = s.report.counts()
     create_markdown_artifact(

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
@@ -56,6 +57,20 @@ _POLL_CRASHPOINTS = {
     "changed": "after_state_observed",
     "unknown_state": "after_state_observed",
 }
+
+
+T = TypeVar("T")
+
+
+class StepRunner(Protocol):
+    """Runs one named step of the cycle and returns what it returned."""
+
+    def __call__(self, name: str, fn: Callable[[], T], /) -> T: ...
+
+
+def run_directly(name: str, fn: Callable[[], T], /) -> T:
+    """The plain step runner: call it."""
+    return fn()
 
 
 class CycleSummary(msgspec.Struct):
@@ -108,13 +123,17 @@ class Cycle:
         self._start_seq = 0
         self._last_sweep: float | None = None
 
-    def run(self) -> CycleSummary:
+    def run(self, step: StepRunner | None = None) -> CycleSummary:
+        """One whole cycle, its steps in the one order there is; ``step`` runs each named step
+        (default: directly; the Prefect flow runs each as a retried task)."""
+        do: StepRunner = step or run_directly
         summary = self.begin()
-        self.reconcile_intents()
-        self.poll(summary)
-        self.watch_abandoned()
-        self.submit(self.scan(), summary)
-        self.clean_up(summary)
+        do("reconcile open submissions", self.reconcile_intents)
+        do("poll active batches", lambda: self.poll(summary))
+        do("watch batches given up on", self.watch_abandoned)
+        decision = do("scan the dataset", self.scan)
+        do("submit new batches", lambda: self.submit(decision, summary))
+        do("delete files nothing needs", lambda: self.clean_up(summary))
         return self.settle(summary)
 
     def begin(self) -> CycleSummary:
