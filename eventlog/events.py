@@ -9,6 +9,10 @@ Rules for changing an event type (STYLE.md 3):
 * never change a field incompatibly in place: bump ``version`` and register an upcaster that turns
   the old payload into the new shape (:meth:`EventRegistry.upcaster`);
 * never rename a class: its name is the ``type`` tag stored in the log.
+
+Defining a subclass of :class:`Event` in this module registers it: :data:`ALL_EVENT_TYPES` and
+:data:`REGISTRY` are derived from the definitions, in their order, so there is no list to keep.
+An event that no projection folds says so with ``audit_only = True`` (a test holds both ways).
 """
 
 from __future__ import annotations
@@ -20,11 +24,26 @@ import msgspec
 
 from eventlog.errors import EventDecodeError
 
+#: The event types of this module, appended by ``Event.__init_subclass__`` as each is defined.
+_DEFINED: list[type[Event]] = []
+
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=True):
-    """Base of every event. ``version`` is the schema version of the payload's shape."""
+    """Base of every event. ``version`` is the schema version of the payload's shape.
+
+    A subclass defined in this module is registered when its class statement runs (see
+    :data:`ALL_EVENT_TYPES`); subclasses defined elsewhere (tests) build their own
+    :class:`EventRegistry`.
+    """
 
     version: ClassVar[int] = 1
+    #: True for an event kept for audits and reports only: no projection folds it.
+    audit_only: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__module__ == __name__:
+            _DEFINED.append(cls)
 
     def stream(self) -> str:
         """The stream this event belongs to: a record key, batch id, display name or run id."""
@@ -51,6 +70,7 @@ class FileUploaded(Event, frozen=True):
 class UploadFailed(Event, frozen=True):
     """One upload attempt failed; another may follow."""
 
+    audit_only: ClassVar[bool] = True
     record_key: str
     attempt: int
     error_type: str
@@ -63,6 +83,7 @@ class UploadFailed(Event, frozen=True):
 class UploadAbandoned(Event, frozen=True):
     """Every upload attempt failed; the page is skipped for this cycle."""
 
+    audit_only: ClassVar[bool] = True
     record_key: str
     attempts: int
     message: str
@@ -234,6 +255,17 @@ class RecordFailed(Event, frozen=True):
         return self.record_key
 
 
+class RecordDeadLettered(Event, frozen=True):
+    """The record reached ``max_retries`` failures; the scanner skips it until a reset."""
+
+    record_key: str
+    failures: int
+    max_retries: int
+
+    def stream(self) -> str:
+        return self.record_key
+
+
 class ResultDiscarded(Event, frozen=True):
     """A result that arrived after the record had already been written from another batch: the
     first result wins, this one is not written (its tokens were still billed)."""
@@ -254,6 +286,7 @@ class ResultLinesIgnored(Event, frozen=True):
     """Lines of a result file that named no pending record of the batch (duplicates, keys never
     in it) or were unreadable; the first line per record wins."""
 
+    audit_only: ClassVar[bool] = True
     batch_id: str
     duplicates: list[str] = []
     unknown_keys: list[str] = []
@@ -286,17 +319,6 @@ class AbandonedBatchClosed(Event, frozen=True):
 
     def stream(self) -> str:
         return self.batch_id
-
-
-class RecordDeadLettered(Event, frozen=True):
-    """The record reached ``max_retries`` failures; the scanner skips it until a reset."""
-
-    record_key: str
-    failures: int
-    max_retries: int
-
-    def stream(self) -> str:
-        return self.record_key
 
 
 # --- operator actions and runs -------------------------------------------------------------------
@@ -358,32 +380,8 @@ class RunFinished(Event, frozen=True):
         return self.run_id
 
 
-ALL_EVENT_TYPES: tuple[type[Event], ...] = (
-    FileUploaded,
-    UploadFailed,
-    UploadAbandoned,
-    FileDeleted,
-    InputRejected,
-    InputRejectionCleared,
-    BatchSubmissionIntended,
-    BatchSubmitted,
-    BatchSubmissionAbandoned,
-    BatchStateObserved,
-    BatchSucceeded,
-    BatchCompleted,
-    BatchFailed,
-    BatchCleared,
-    RecordValidated,
-    RecordFailed,
-    RecordDeadLettered,
-    ResultDiscarded,
-    ResultLinesIgnored,
-    LateResultsAdopted,
-    AbandonedBatchClosed,
-    FailuresReset,
-    RunStarted,
-    RunFinished,
-)
+#: Every event type of the log, in definition order: derived from the class statements above.
+ALL_EVENT_TYPES: tuple[type[Event], ...] = tuple(_DEFINED)
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 

@@ -44,6 +44,20 @@ def test_every_event_type_is_tagged_versioned_frozen_and_has_a_stream() -> None:
     assert set(REGISTRY.types) == {c.__name__ for c in ALL_EVENT_TYPES}
 
 
+def test_every_event_class_of_the_module_is_registered_in_definition_order() -> None:
+    from eventlog import events
+
+    defined = [
+        obj
+        for obj in vars(events).values()
+        if isinstance(obj, type) and issubclass(obj, Event) and obj is not Event
+    ]
+    assert list(ALL_EVENT_TYPES) == defined
+    assert list(REGISTRY.types.values()) == defined
+    # Subclasses defined elsewhere (the Sighting types below) are not in the log's registry.
+    assert "Sighting" not in REGISTRY.types
+
+
 # An event type as an older release wrote it, and as the current release defines it.
 class Sighting(Event, frozen=True):
     record_key: str
