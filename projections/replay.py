@@ -14,18 +14,13 @@ import msgspec
 from eventlog.errors import ReplayRangeError
 from eventlog.events import record_keys_of
 from eventlog.store import EventStore, format_ts
-from projections import active_batches, dead_letters, failure_counts, inflight_records
 from projections.projector import fold
-from projections.snapshots import replay_views
+from projections.snapshots import AUDIT_VIEWS, replay_views
 from projections.tables import MemoryTables, TableSpec
 
-#: What ``--show`` prints; each folds on its own, from the newest snapshot (see snapshots.py).
-VIEWS: dict[str, TableSpec] = {
-    "active-batches": active_batches.SPEC,
-    "inflight": inflight_records.SPEC,
-    "failures": failure_counts.SPEC,
-    "dead-letters": dead_letters.SPEC,
-}
+#: What ``--show`` prints, name -> table; each folds on its own, from the newest snapshot
+#: (derived from :data:`projections.snapshots.AUDIT_VIEWS`).
+VIEWS: dict[str, TableSpec] = {name: p.SPEC for name, p in AUDIT_VIEWS.items()}
 
 
 def resolve_until(store: EventStore, until: str | None, now: datetime | None = None) -> int:

@@ -1,8 +1,8 @@
 """Checkpointed snapshots of the audit views, so ``replay.py --until`` any point of a long log
 costs one snapshot plus at most :data:`EVERY` events, whatever the log's length.
 
-The views an audit prints (``active_batches``, ``inflight_records``, ``failure_counts``,
-``dead_letters``) are small and fold on their own. Each time the log crosses a multiple of
+The views an audit prints (:data:`AUDIT_VIEWS`, the one list of them) are small and fold on
+their own. Each time the log crosses a multiple of
 :data:`EVERY`, the projector stores them as they stand, compressed, with:
 
 * the hash chain's value at that sequence number: a snapshot of a log that was since rewritten
@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections.abc import Iterable, Iterator
+from types import ModuleType
 from typing import Any
 
 import apsw
@@ -28,7 +29,15 @@ from projections.tables import MemoryTables, TableSpec, read_rows
 
 EVERY = 100_000
 TABLE = "replay_snapshots"
-VIEW_PROJECTIONS = (active_batches, inflight_records, failure_counts, dead_letters)
+#: The audit views, by the name ``replay.py --show`` takes, in the order a snapshot stores them.
+#: Each folds without reading another projection. ``projections.replay.VIEWS`` derives from it.
+AUDIT_VIEWS: dict[str, ModuleType] = {
+    "active-batches": active_batches,
+    "inflight": inflight_records,
+    "failures": failure_counts,
+    "dead-letters": dead_letters,
+}
+VIEW_PROJECTIONS: tuple[ModuleType, ...] = tuple(AUDIT_VIEWS.values())
 VIEW_SPECS: tuple[TableSpec, ...] = tuple(p.SPEC for p in VIEW_PROJECTIONS)
 
 DDL = f"""
