@@ -5,5 +5,6 @@ costs nothing (the CLI's ``--help`` stays fast).
 """
 
 __all__ = [
+    "port",
     "sdk",
 ]

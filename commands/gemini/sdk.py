@@ -1,4 +1,5 @@
-"""The Gemini boundary: every call to the File and Batch API goes through :class:`Gateway`.
+"""The google-genai adapter of the Gemini port (:class:`commands.gemini.port.GeminiPort`):
+every call the worker makes to the File and Batch API goes through :class:`Gateway`.
 
 * google-genai is imported here and nowhere else, lazily (it costs ~0.4 s of start-up).
 * Its exceptions (``errors.APIError``, httpx timeouts and connection errors) are translated into
@@ -21,53 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import msgspec
-
 from commands.config import Config
 from commands.errors import ConfigError, GatewayError
+from commands.gemini.port import RemoteBatch, RemoteFile, normalize_state
 
 log = logging.getLogger("commands.gateway")
 T = TypeVar("T")
-
-STATES = {
-    "PENDING": "JOB_STATE_PENDING",
-    "RUNNING": "JOB_STATE_RUNNING",
-    "SUCCEEDED": "JOB_STATE_SUCCEEDED",
-    "FAILED": "JOB_STATE_FAILED",
-    "CANCELLED": "JOB_STATE_CANCELLED",
-    "EXPIRED": "JOB_STATE_EXPIRED",
-    "QUEUED": "JOB_STATE_QUEUED",
-    "CANCELLING": "JOB_STATE_CANCELLING",
-    "PAUSED": "JOB_STATE_PAUSED",
-    "UNSPECIFIED": "JOB_STATE_UNSPECIFIED",
-}
-FAILED_STATES = {"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
-
-
-def normalize_state(state: object) -> str:
-    """``BATCH_STATE_X``, ``JOB_STATE_X``, an SDK enum, any case -> ``JOB_STATE_X``."""
-    text = str(getattr(state, "value", state) or "UNSPECIFIED").upper()
-    for prefix in ("JOB_STATE_", "BATCH_STATE_"):
-        if text.startswith(prefix):
-            text = text[len(prefix) :]
-    return STATES.get(text, f"JOB_STATE_{text}")
-
-
-class RemoteFile(msgspec.Struct, frozen=True):
-    name: str
-    uri: str
-    mime_type: str
-    size_bytes: int
-    display_name: str = ""
-
-
-class RemoteBatch(msgspec.Struct, frozen=True):
-    name: str
-    display_name: str
-    state: str
-    result_file: str | None = None
-    #: Inline results (inline-request jobs), as ``{"key", "response"|"error"}`` lines.
-    inline_lines: list[dict[str, Any]] | None = None
 
 
 def api_key_from_env(config: Config) -> str:
@@ -83,7 +43,8 @@ def api_key_from_env(config: Config) -> str:
 
 
 class Gateway:
-    """A google-genai client with the project's retry policy and error translation."""
+    """A google-genai client with the project's retry policy and error translation; implements
+    :class:`commands.gemini.port.GeminiPort`."""
 
     def __init__(
         self,

@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from commands.gemini.sdk import RemoteBatch
+from commands.gemini.port import RemoteBatch
 from commands.rules.results import Verdict, decide, judge
 from commands.worker.context import Worker
 from commands.worker.dataset import output_path

@@ -1,4 +1,4 @@
-"""What every step of a worker cycle shares: the config, the log, the Gemini gateway, the run."""
+"""What every step of a worker cycle shares: the config, the log, the Gemini port, the run."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from commands.config import Config
-from commands.gemini.sdk import Gateway
+from commands.gemini.port import GeminiPort
 from commands.worker.progress import NoProgress, Progress
 from eventlog.events import Event
 from eventlog.store import TS_FORMAT, EventStore, Recorded
@@ -21,7 +21,7 @@ from eventlog.store import TS_FORMAT, EventStore, Recorded
 class Worker:
     config: Config
     store: EventStore
-    gateway: Gateway
+    gateway: GeminiPort
     run_id: str
     schema: type[BaseModel]
     sleep: Callable[[float], None] = time.sleep

@@ -25,7 +25,7 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 
 from commands.errors import GatewayError
-from commands.gemini.sdk import RemoteBatch
+from commands.gemini.port import RemoteBatch
 from commands.rules.batches import (
     AbandonedBatch,
     CreateOutcome,

@@ -17,7 +17,7 @@ from pathlib import Path
 import msgspec
 
 from commands.errors import GatewayError
-from commands.gemini.sdk import Gateway, RemoteFile
+from commands.gemini.port import GeminiPort, RemoteFile
 from commands.worker.dataset import Page
 from eventlog.events import Event, FileUploaded, UploadAbandoned, UploadFailed
 
@@ -36,7 +36,7 @@ class Uploaded(msgspec.Struct):
 
 
 def upload_one(
-    gateway: Gateway,
+    gateway: GeminiPort,
     page: Page,
     *,
     attempts: int,
@@ -98,7 +98,7 @@ def upload_one(
 
 
 def upload_pages(
-    gateway: Gateway,
+    gateway: GeminiPort,
     pages: list[Page],
     *,
     attempts: int,

@@ -10,7 +10,8 @@ import pytest
 
 from commands.config import parse_config
 from commands.errors import ConfigError, GatewayError
-from commands.gemini.sdk import Gateway, api_key_from_env, normalize_state
+from commands.gemini.port import normalize_state
+from commands.gemini.sdk import Gateway, api_key_from_env
 from gemini_emulator import Emulator
 
 KEY = "sk-test-SECRET-1234567890"

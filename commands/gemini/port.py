@@ -1,0 +1,123 @@
+"""The Gemini port: the File and Batch API calls the worker makes, and the values they speak.
+
+The worker (:mod:`commands.worker`) depends on :class:`GeminiPort` only. The production adapter
+is :class:`commands.gemini.sdk.Gateway` (google-genai over HTTP); tests hand in an in-process
+adapter over the emulator's service (``tests/fakes.py``). Nothing here does I/O or imports the
+SDK.
+
+The contract every adapter keeps:
+
+* every failure of the service (an HTTP error, a timeout, a dropped connection, an unreadable
+  answer) is raised as :class:`commands.errors.GatewayError`, with ``code`` (the HTTP status,
+  None without one) and ``transient`` (5xx, 408, 429, timeouts, connection errors: trying again
+  later may work; 4xx: it will not); any other exception is a bug and propagates as it is;
+* ``create_batch`` is attempted once (creation is not idempotent); the other calls may be retried
+  by the adapter on transient failures, by its own policy;
+* an adapter is safe to call from several threads at once (uploads run concurrently).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import msgspec
+
+__all__ = [
+    "FAILED_STATES",
+    "STATES",
+    "GeminiPort",
+    "RemoteBatch",
+    "RemoteFile",
+    "normalize_state",
+]
+
+#: Short job state names -> the ``JOB_STATE_X`` spelling every value of the port uses.
+STATES = {
+    "PENDING": "JOB_STATE_PENDING",
+    "RUNNING": "JOB_STATE_RUNNING",
+    "SUCCEEDED": "JOB_STATE_SUCCEEDED",
+    "FAILED": "JOB_STATE_FAILED",
+    "CANCELLED": "JOB_STATE_CANCELLED",
+    "EXPIRED": "JOB_STATE_EXPIRED",
+    "QUEUED": "JOB_STATE_QUEUED",
+    "CANCELLING": "JOB_STATE_CANCELLING",
+    "PAUSED": "JOB_STATE_PAUSED",
+    "UNSPECIFIED": "JOB_STATE_UNSPECIFIED",
+}
+#: Terminal states in which a job produced no results.
+FAILED_STATES = {"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
+
+
+def normalize_state(state: object) -> str:
+    """``BATCH_STATE_X``, ``JOB_STATE_X``, an SDK enum, any case -> ``JOB_STATE_X`` (pure)."""
+    text = str(getattr(state, "value", state) or "UNSPECIFIED").upper()
+    for prefix in ("JOB_STATE_", "BATCH_STATE_"):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+    return STATES.get(text, f"JOB_STATE_{text}")
+
+
+class RemoteFile(msgspec.Struct, frozen=True):
+    """A file on the File API."""
+
+    name: str
+    uri: str
+    mime_type: str
+    size_bytes: int
+    display_name: str = ""
+
+
+class RemoteBatch(msgspec.Struct, frozen=True):
+    """A batch job as the service last reported it; ``state`` is normalised (``JOB_STATE_X``)."""
+
+    name: str
+    display_name: str
+    state: str
+    result_file: str | None = None
+    #: Inline results (inline-request jobs), as ``{"key", "response"|"error"}`` lines.
+    inline_lines: list[dict[str, Any]] | None = None
+
+
+class GeminiPort(Protocol):
+    """The calls the worker makes on the Gemini File and Batch API (see the module's contract)."""
+
+    def upload(
+        self, source: Path | bytes, *, mime_type: str, display_name: str, retry: bool = False
+    ) -> RemoteFile:
+        """Upload a file. One attempt unless ``retry`` (then the adapter's retry policy); a
+        failed attempt may still have left a file on the service."""
+        ...
+
+    def delete_file(self, name: str) -> bool:
+        """Delete an uploaded file; False if it was already gone (403/404). Idempotent."""
+        ...
+
+    def list_files(self) -> list[RemoteFile]:
+        """Every file this key has on the service (all pages). Read-only."""
+        ...
+
+    def download_to(self, file_name: str, destination: Path) -> None:
+        """Write a (result) file's whole content to ``destination``, replacing what was there."""
+        ...
+
+    def create_batch(self, *, model: str, input_file: str, display_name: str) -> RemoteBatch:
+        """Create a batch job from an uploaded request file. Attempted once: a transient error
+        means the job may or may not exist (look it up by ``display_name``)."""
+        ...
+
+    def get_batch(self, name: str) -> RemoteBatch:
+        """A job's current state. Read-only."""
+        ...
+
+    def find_batches(self, display_name: str) -> list[RemoteBatch]:
+        """Every job created under ``display_name`` (the whole list is read). Read-only."""
+        ...
+
+    def cancel_batch(self, name: str) -> None:
+        """Ask the service to cancel a job (a terminal job stays as it is). Idempotent."""
+        ...
+
+    def close(self) -> None:
+        """Release the adapter's connections; no call may follow."""
+        ...
