@@ -2,8 +2,11 @@
 every call the worker makes to the File and Batch API goes through :class:`Gateway`.
 
 * google-genai is imported here and nowhere else, lazily (it costs ~0.4 s of start-up).
-* Its exceptions (``errors.APIError``, httpx timeouts and connection errors) are translated into
-  :class:`GatewayError` here, with the API key scrubbed from every message.
+* Its exceptions (``errors.APIError``, httpx timeouts and connection errors, and the
+  ``ValueError``/``KeyError`` it raises for an upload that was not finalized) are translated into
+  :class:`GatewayError` here, with the API key scrubbed from every message. Only exceptions raised
+  inside an SDK call are translated: one from this module's own code (turning the SDK's answer
+  into a :class:`RemoteFile`/:class:`RemoteBatch`) is a bug and propagates as it is.
 * Idempotent calls (get, list, download, cancel, delete) are retried ``api_retry_attempts`` times
   with exponential backoff from ``api_retry_backoff_seconds`` on transient failures (5xx, 429,
   408, timeouts, connection errors); each attempt is logged; 4xx errors are not retried.
@@ -96,23 +99,27 @@ class Gateway:
         elif isinstance(error, transports):
             transient, detail = True, f"connection error ({type(error).__name__}: {error})"
         elif isinstance(error, (ValueError, KeyError)):
-            # The SDK raises these when an upload is not finalized or a header is missing.
+            # Raised inside an SDK call (only those reach here), these mean an upload was not
+            # finalized or an answer lacked a header: the service's fault, not ours.
             transient, detail = True, f"unexpected answer ({type(error).__name__}: {error})"
         else:
             raise error
         message = f"{what}: {detail}".replace(self._key, "***")
         return GatewayError(message, code=code, transient=transient)
 
-    def _once(self, what: str, fn: Callable[[], T]) -> T:
+    def _sdk(self, what: str, call: Callable[[], T]) -> T:
+        """Run one SDK call (nothing but the call: its exceptions are translated)."""
         try:
-            return fn()
+            return call()
         except Exception as e:
             raise self.translate(e, what) from None
 
-    def _retrying(self, what: str, fn: Callable[[], T]) -> T:
+    def _retrying(self, what: str, attempt_once: Callable[[], T]) -> T:
+        """Repeat ``attempt_once`` (which makes its SDK calls through :meth:`_sdk`) while it
+        raises a transient :class:`GatewayError`, up to ``retry_attempts`` times."""
         for attempt in range(1, self.retry_attempts + 1):
             try:
-                return self._once(what, fn)
+                return attempt_once()
             except GatewayError as e:
                 if not e.transient or attempt == self.retry_attempts:
                     log.warning(
@@ -135,6 +142,10 @@ class Gateway:
                 self._sleep(delay)
         raise AssertionError("unreachable")
 
+    def _sdk_retrying(self, what: str, call: Callable[[], T]) -> T:
+        """One SDK call, retried by :meth:`_retrying` (for idempotent calls only)."""
+        return self._retrying(what, lambda: self._sdk(what, call))
+
     # --- files ---------------------------------------------------------------------------------
 
     def upload(
@@ -144,21 +155,23 @@ class Gateway:
         :mod:`commands.worker.upload`); ``retry=True`` (request files) uses the API retry policy."""
         import io
 
-        def call() -> RemoteFile:
-            data = io.BytesIO(source) if isinstance(source, bytes) else source
-            f = self._client.files.upload(
-                file=data, config={"mime_type": mime_type, "display_name": display_name}
-            )
-            return RemoteFile(
-                str(f.name), str(f.uri), str(f.mime_type), int(f.size_bytes or 0), display_name
-            )
+        what = f"upload {display_name}"
 
-        return (self._retrying if retry else self._once)(f"upload {display_name}", call)
+        def attempt() -> Any:
+            data = io.BytesIO(source) if isinstance(source, bytes) else source
+            config = {"mime_type": mime_type, "display_name": display_name}
+            return self._sdk(what, lambda: self._client.files.upload(file=data, config=config))
+
+        f = self._retrying(what, attempt) if retry else attempt()
+        return RemoteFile(
+            str(f.name), str(f.uri), str(f.mime_type), int(f.size_bytes or 0), display_name
+        )
 
     def delete_file(self, name: str) -> bool:
         """Delete an uploaded file; False if it was already gone (403/404)."""
+        what = f"delete {name}"
         try:
-            self._retrying(f"delete {name}", lambda: self._client.files.delete(name=name))
+            self._sdk_retrying(what, lambda: self._client.files.delete(name=name))
         except GatewayError as e:
             if e.code in (403, 404):
                 return False
@@ -167,35 +180,37 @@ class Gateway:
 
     def list_files(self) -> list[RemoteFile]:
         """Every file this key has on the service (all pages)."""
-
-        def call() -> list[RemoteFile]:
-            return [
-                RemoteFile(
-                    str(f.name),
-                    str(f.uri),
-                    str(f.mime_type),
-                    int(f.size_bytes or 0),
-                    str(f.display_name or ""),
-                )
-                for f in self._client.files.list(config={"page_size": 100})
-            ]
-
-        return self._retrying("list files", call)
+        what = "list files"
+        # The pager fetches the next page while it is iterated: the iteration is the SDK call.
+        files = self._sdk_retrying(
+            what, lambda: list(self._client.files.list(config={"page_size": 100}))
+        )
+        return [
+            RemoteFile(
+                str(f.name),
+                str(f.uri),
+                str(f.mime_type),
+                int(f.size_bytes or 0),
+                str(f.display_name or ""),
+            )
+            for f in files
+        ]
 
     def download_to(self, file_name: str, destination: Path) -> None:
         """Stream a result file to ``destination`` (memory stays flat however big it is)."""
+        what = f"download {file_name}"
 
-        def call() -> None:
+        def attempt() -> None:
             with destination.open("wb") as fh:
-                self._client.files.download(file=file_name, destination=fh)
+                self._sdk(what, lambda: self._client.files.download(file=file_name, destination=fh))
 
-        self._retrying(f"download {file_name}", call)
+        self._retrying(what, attempt)
 
     # --- batches -------------------------------------------------------------------------------
 
     def create_batch(self, *, model: str, input_file: str, display_name: str) -> RemoteBatch:
         """One create attempt: never retried (the real API does not deduplicate creates)."""
-        job = self._once(
+        job = self._sdk(
             f"create batch {display_name}",
             lambda: self._client.batches.create(
                 model=model, src=input_file, config={"display_name": display_name}
@@ -204,22 +219,20 @@ class Gateway:
         return _batch(job)
 
     def get_batch(self, name: str) -> RemoteBatch:
-        return _batch(self._retrying(f"get {name}", lambda: self._client.batches.get(name=name)))
+        what = f"get {name}"
+        return _batch(self._sdk_retrying(what, lambda: self._client.batches.get(name=name)))
 
     def find_batches(self, display_name: str) -> list[RemoteBatch]:
         """Every job created under ``display_name`` (the whole list is read, page by page)."""
-
-        def call() -> list[RemoteBatch]:
-            return [
-                _batch(j)
-                for j in self._client.batches.list(config={"page_size": 100})
-                if j.display_name == display_name
-            ]
-
-        return self._retrying(f"look up batch {display_name}", call)
+        what = f"look up batch {display_name}"
+        jobs = self._sdk_retrying(
+            what, lambda: list(self._client.batches.list(config={"page_size": 100}))
+        )
+        return [_batch(j) for j in jobs if j.display_name == display_name]
 
     def cancel_batch(self, name: str) -> None:
-        self._retrying(f"cancel {name}", lambda: self._client.batches.cancel(name=name))
+        what = f"cancel {name}"
+        self._sdk_retrying(what, lambda: self._client.batches.cancel(name=name))
 
 
 def _http_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:

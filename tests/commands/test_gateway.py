@@ -143,3 +143,44 @@ def test_a_missing_api_key_is_a_one_line_error_naming_the_variable(
 )
 def test_states_are_normalised(raw: str | None, want: str) -> None:
     assert normalize_state(raw) == want
+
+
+def test_a_value_error_inside_the_sdk_call_is_a_transient_gateway_error(emu: Emulator) -> None:
+    # The SDK raises ValueError when an upload's status is not finalized.
+    g = gateway(emu, [])
+
+    class Files:
+        def upload(self, **_: object) -> None:
+            raise ValueError("Failed to upload file: Upload status is not finalized.")
+
+    class Client:
+        files = Files()
+
+    g._client = Client()  # type: ignore[assignment]  # an SDK whose upload misbehaves
+    with pytest.raises(GatewayError) as info:
+        g.upload(b"x", mime_type="image/png", display_name="CA:X:2020:1")
+    assert info.value.transient and info.value.code is None
+    assert "unexpected answer (ValueError: " in str(info.value)
+
+
+def test_a_value_error_from_our_own_code_is_a_bug_not_a_gateway_error(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from commands.gemini import sdk
+
+    sleeps: list[float] = []
+    g = gateway(emu, sleeps)
+    f = g.upload(b'{"key": "k", "request": {}}\n', mime_type="jsonl", display_name="r")
+    made = g.create_batch(model="gemini-2.5-flash", input_file=f.name, display_name="gb-x")
+
+    def broken(job: object) -> None:
+        raise ValueError("a bug in turning the answer into a RemoteBatch")
+
+    monkeypatch.setattr(sdk, "_batch", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        g.get_batch(made.name)
+    with pytest.raises(ValueError, match="a bug"):
+        g.find_batches("gb-x")
+    # Not retried: each call was made once.
+    assert sleeps == [] and emu.policy.calls("batches.get") == 1
+    assert emu.policy.calls("batches.list") == 1
