@@ -1,0 +1,113 @@
+"""The Gemini port's contract, run on both adapters: the SDK adapter over HTTP and the in-process
+fake over the same emulator service. What the fake answers is what the worker would see."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from commands.errors import GatewayError
+from commands.gemini.port import GeminiPort
+from commands.gemini.sdk import Gateway
+from gemini_emulator import Emulator
+from tests.fakes import EmulatorPort
+
+KEY = "port-contract-key"
+MODEL = "gemini-2.5-flash"
+LINE = b'{"key": "k", "request": {"contents": [{"parts": [{"text": "hi"}]}]}}\n'
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    with Emulator() as e:
+        yield e
+
+
+@pytest.fixture(params=["sdk", "fake"])
+def port(request: pytest.FixtureRequest, emu: Emulator) -> Iterator[GeminiPort]:
+    adapter: GeminiPort
+    if request.param == "sdk":
+        adapter = Gateway(api_key=KEY, base_url=emu.url, retry_attempts=1, timeout_seconds=30)
+    else:
+        adapter = EmulatorPort(emu.service, api_key=KEY)
+    yield adapter
+    adapter.close()
+
+
+@pytest.mark.parametrize("adapter", [Gateway, EmulatorPort])
+def test_each_adapter_has_every_call_of_the_port_with_its_signature(adapter: type) -> None:
+    calls = [n for n in vars(GeminiPort) if not n.startswith("_") and callable(vars(GeminiPort)[n])]
+    assert set(calls) == {
+        "upload",
+        "delete_file",
+        "list_files",
+        "download_to",
+        "create_batch",
+        "get_batch",
+        "find_batches",
+        "cancel_batch",
+        "close",
+    }
+    for name in calls:
+        want = inspect.signature(getattr(GeminiPort, name))
+        assert inspect.signature(getattr(adapter, name)) == want, name
+
+
+def test_upload_list_delete(port: GeminiPort, tmp_path: Path) -> None:
+    image = tmp_path / "1.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"x" * 4)
+    f = port.upload(image, mime_type="image/png", display_name="CA:X:2020:1")
+    assert f.name.startswith("files/") and f.uri.endswith(f.name)
+    assert (f.mime_type, f.size_bytes, f.display_name) == ("image/png", 12, "CA:X:2020:1")
+    [listed] = port.list_files()
+    assert (listed.name, listed.display_name, listed.size_bytes) == (f.name, "CA:X:2020:1", 12)
+    assert port.delete_file(f.name) is True
+    assert port.delete_file(f.name) is False  # already gone
+    assert port.list_files() == []
+
+
+def test_a_batch_from_create_to_its_result_file(port: GeminiPort, tmp_path: Path) -> None:
+    request = port.upload(LINE, mime_type="jsonl", display_name="gb-1-requests", retry=True)
+    made = port.create_batch(model=MODEL, input_file=request.name, display_name="gb-1")
+    assert made.name.startswith("batches/") and made.display_name == "gb-1"
+    got = port.get_batch(made.name)
+    assert got.state == "JOB_STATE_SUCCEEDED" and got.result_file
+    assert got.inline_lines is None
+    assert [b.name for b in port.find_batches("gb-1")] == [made.name]
+    assert port.find_batches("gb-2") == []
+    out = tmp_path / "results.jsonl"
+    port.download_to(got.result_file, out)
+    assert b'"key": "k"' in out.read_bytes()
+    port.cancel_batch(made.name)  # a finished job stays as it is
+    assert port.get_batch(made.name).state == "JOB_STATE_SUCCEEDED"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "status", "transient"), [("files.upload", 503, True), ("files.upload", 400, False)]
+)
+def test_an_injected_fault_is_the_same_gateway_error(
+    port: GeminiPort, emu: Emulator, endpoint: str, status: int, transient: bool
+) -> None:
+    emu.policy = {"faults": [{"endpoint": endpoint, "status": status, "message": "nope"}]}
+    with pytest.raises(GatewayError) as info:
+        port.upload(b"x", mime_type="image/png", display_name="CA:X:2020:1")
+    assert (info.value.code, info.value.transient) == (status, transient)
+    assert str(info.value).startswith("upload CA:X:2020:1: ") and "nope" in str(info.value)
+
+
+def test_a_lost_answer_still_did_the_work(port: GeminiPort, emu: Emulator) -> None:
+    emu.policy = {"faults": [{"endpoint": "batches.create", "status": 503, "after": True}]}
+    request = port.upload(LINE, mime_type="jsonl", display_name="gb-1-requests")
+    with pytest.raises(GatewayError) as info:
+        port.create_batch(model=MODEL, input_file=request.name, display_name="gb-1")
+    assert info.value.transient and info.value.code == 503
+    assert len(port.find_batches("gb-1")) == 1
+
+
+def test_an_unknown_batch_is_a_permanent_404(port: GeminiPort) -> None:
+    with pytest.raises(GatewayError) as info:
+        port.get_batch("batches/doesnotexist")
+    assert info.value.code == 404 and not info.value.transient
