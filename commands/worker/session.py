@@ -18,6 +18,7 @@ from pathlib import Path
 import msgspec
 
 from commands.config import Config
+from commands.gemini.port import GeminiPort
 from commands.gemini.sdk import Gateway, api_key_from_env
 from commands.schema import load_schema
 from commands.views import report
@@ -68,11 +69,16 @@ def session(
     wait_for_lock: float = 0.0,
     sleep: Callable[[float], None] = time.sleep,
     progress: Progress | None = None,
+    gateway: GeminiPort | None = None,
 ) -> Iterator[Session]:
     """Check the API key and the schema before any work, take the run lock, open the log,
     append ``RunStarted``; on the way out append ``RunFinished`` (``ok``, ``interrupted`` on
-    Ctrl+C, ``error`` otherwise) and write the report, whatever happened."""
-    key = api_key or api_key_from_env(config)
+    Ctrl+C, ``error`` otherwise) and write the report, whatever happened.
+
+    The run talks to Gemini through ``gateway`` when one is given (it stays the caller's to
+    close, and no API key is needed), else through the SDK adapter built from the config (with
+    ``api_key`` or the one the config names), closed when the session ends."""
+    key = None if gateway is not None else api_key or api_key_from_env(config)
     schema = load_schema(
         config.gemini.output_schema, config.source.parent if config.source else None
     )
@@ -81,7 +87,7 @@ def session(
         store = open_store(
             config.paths.database, create=True, busy_timeout_ms=config.database.busy_timeout_ms
         )
-        gateway = Gateway.from_config(config, api_key=key)
+        port = gateway if gateway is not None else Gateway.from_config(config, api_key=key)
         actor = f"run:{run_id}"
         # Holding the lock, any run that never finished is dead: say so in the log.
         dead = [
@@ -106,9 +112,7 @@ def session(
         )
         bind_run(run_id)
         log.info("Run %s started", run_id)
-        cycle = Cycle(
-            Worker(config, store, gateway, run_id, schema, sleep, progress or NoProgress())
-        )
+        cycle = Cycle(Worker(config, store, port, run_id, schema, sleep, progress or NoProgress()))
         s = Session(run_id, cycle, store)
         try:
             yield s
@@ -131,7 +135,8 @@ def session(
                 # next run starts cleanly anyway. The original error is what propagates.
                 log.error("Cannot record the end of run %s: %s", run_id, e)
             finally:
-                gateway.close()
+                if gateway is None:
+                    port.close()
                 store.close()
                 log.info("Run %s finished (%s); report: %s", run_id, s.outcome, s.report_path)
                 bind_run(None)
@@ -148,9 +153,10 @@ def run(
     sleep: Callable[[float], None] = time.sleep,
     on_cycle: Callable[[int, CycleSummary], None] | None = None,
     progress: Progress | None = None,
+    gateway: GeminiPort | None = None,
 ) -> RunResult:
     """Run cycles: one (default), forever (``loop``), up to ``max_cycles``, or until nothing is in
-    flight or left to submit (``until_idle``)."""
+    flight or left to submit (``until_idle``), in one :func:`session` (``gateway`` as there)."""
     cycles, last = 0, CycleSummary()
     command = "run --loop" if loop else "run --until-idle" if until_idle else "run --once"
     with session(
@@ -160,6 +166,7 @@ def run(
         wait_for_lock=wait_for_lock,
         sleep=sleep,
         progress=progress,
+        gateway=gateway,
     ) as s:
         while True:
             last = s.cycle.run()
