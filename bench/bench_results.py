@@ -21,7 +21,7 @@ import msgspec
 from common import ROOT, line, median_time
 
 from commands.config import Config, parse_config
-from commands.gemini.sdk import Gateway, RemoteBatch
+from commands.gemini.port import RemoteBatch, RemoteFile
 from commands.schema import PageExtraction
 from commands.worker.collect import BatchRef, collect
 from commands.worker.context import Worker
@@ -65,15 +65,41 @@ def write_results(path: Path, n: int) -> None:
             )
 
 
-class LocalResults(Gateway):
-    """The gateway, except that the result file is already on this disk (the download is not
-    what this benchmark measures)."""
+class LocalResults:
+    """A Gemini port whose one result file is already on this disk (the download is not what
+    this benchmark measures); collecting makes no other call."""
 
     def __init__(self, source: Path) -> None:
         self.source = source
 
     def download_to(self, file_name: str, destination: Path) -> None:
         shutil.copyfile(self.source, destination)
+
+    def close(self) -> None:
+        pass
+
+    def upload(
+        self, source: Path | bytes, *, mime_type: str, display_name: str, retry: bool = False
+    ) -> RemoteFile:
+        raise NotImplementedError("collecting uploads nothing")
+
+    def delete_file(self, name: str) -> bool:
+        raise NotImplementedError("collecting deletes nothing")
+
+    def list_files(self) -> list[RemoteFile]:
+        raise NotImplementedError("collecting lists nothing")
+
+    def create_batch(self, *, model: str, input_file: str, display_name: str) -> RemoteBatch:
+        raise NotImplementedError("collecting creates nothing")
+
+    def get_batch(self, name: str) -> RemoteBatch:
+        raise NotImplementedError("collecting is handed the batch")
+
+    def find_batches(self, display_name: str) -> list[RemoteBatch]:
+        raise NotImplementedError("collecting is handed the batch")
+
+    def cancel_batch(self, name: str) -> None:
+        raise NotImplementedError("collecting cancels nothing")
 
 
 def prepare(tmp: Path, n: int) -> tuple[Worker, BatchRef]:
