@@ -33,7 +33,7 @@ from eventlog.events import (
 )
 
 if TYPE_CHECKING:
-    from commands.gemini.sdk import RemoteBatch
+    from commands.gemini.port import RemoteBatch
 
 __all__ = [
     "FAILED_STATES",

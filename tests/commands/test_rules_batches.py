@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from commands.errors import GatewayError
-from commands.gemini.sdk import RemoteBatch
+from commands.gemini.port import RemoteBatch
 from commands.rules.batches import (
     LATE_WINDOW_HOURS,
     NOT_FOUND,
