@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from eventlog.errors import EventDecodeError
+from eventlog.states import JobState
 
 #: The event types of this module, appended by ``Event.__init_subclass__`` as each is defined.
 _DEFINED: list[type[Event]] = []
@@ -146,7 +147,7 @@ class BatchSubmitted(Event, frozen=True):
     model: str
     record_keys: list[str]
     input_file: str = ""
-    state: str = "JOB_STATE_PENDING"
+    state: str = JobState.PENDING
 
     def stream(self) -> str:
         return self.batch_id

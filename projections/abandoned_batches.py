@@ -19,6 +19,7 @@ from eventlog.events import (
     Event,
     LateResultsAdopted,
 )
+from eventlog.states import JobState
 from eventlog.store import Recorded
 from projections import active_batches
 from projections.tables import Tables, TableSpec
@@ -67,7 +68,7 @@ def _abandon(t: Tables, rec: Recorded, batch_id: str, reason: str, terminal: boo
 
 @apply.register
 def _(e: BatchFailed, t: Tables, rec: Recorded) -> None:
-    if e.state != "JOB_STATE_NOT_FOUND":  # a job that is gone brings nothing
+    if e.state != JobState.NOT_FOUND:  # a job that is gone brings nothing
         _abandon(t, rec, e.batch_id, e.state, terminal=True)
 
 

@@ -15,6 +15,7 @@ from eventlog.events import (
     BatchSucceeded,
     Event,
 )
+from eventlog.states import JobState
 from eventlog.store import Recorded
 from projections.tables import Tables, TableSpec
 
@@ -68,7 +69,7 @@ def _(e: BatchSubmitted, t: Tables, rec: Recorded) -> None:
 def _(e: BatchStateObserved | BatchSucceeded, t: Tables, rec: Recorded) -> None:
     row = t.get(SPEC, (e.batch_id,))
     if row is not None:
-        state = e.state if isinstance(e, BatchStateObserved) else "JOB_STATE_SUCCEEDED"
+        state = e.state if isinstance(e, BatchStateObserved) else JobState.SUCCEEDED
         t.put(SPEC, msgspec.structs.replace(row, state=state, updated_at=rec.ts))
 
 

@@ -26,11 +26,13 @@ from eventlog.events import (
     RecordFailed,
     RecordValidated,
 )
+from eventlog.states import HELD_STATUSES
+from eventlog.states import RecordStatus as Status
 from eventlog.store import Recorded
 from projections import inflight_records
 from projections.tables import Tables, TableSpec
 
-HELD = ("reserved", "inflight")
+HELD = HELD_STATUSES
 
 
 class RecordStatus(msgspec.Struct, array_like=True, gc=False):
@@ -77,7 +79,7 @@ def _free_batch(t: Tables, rec: Recorded, batch_id: str) -> None:
     for row in held:
         status = t.get(SPEC, (row.record_key,))
         if status is not None and status.status in HELD and status.batch_id == batch_id:
-            _set(t, rec, row.record_key, "pending")
+            _set(t, rec, row.record_key, Status.PENDING)
 
 
 @singledispatch
@@ -88,13 +90,13 @@ def apply(event: Event, t: Tables, rec: Recorded) -> None:
 @apply.register
 def _(e: BatchSubmissionIntended, t: Tables, rec: Recorded) -> None:
     for key in e.record_keys:
-        _set(t, rec, key, "reserved", batch_id=e.display_name)
+        _set(t, rec, key, Status.RESERVED, batch_id=e.display_name)
 
 
 @apply.register
 def _(e: BatchSubmitted, t: Tables, rec: Recorded) -> None:
     for key in e.record_keys:
-        _set(t, rec, key, "inflight", batch_id=e.batch_id)
+        _set(t, rec, key, Status.INFLIGHT, batch_id=e.batch_id)
 
 
 @apply.register
@@ -104,17 +106,17 @@ def _(e: BatchSubmissionAbandoned, t: Tables, rec: Recorded) -> None:
 
 @apply.register
 def _(e: RecordValidated, t: Tables, rec: Recorded) -> None:
-    _set(t, rec, e.record_key, "written", batch_id=e.batch_id)
+    _set(t, rec, e.record_key, Status.WRITTEN, batch_id=e.batch_id)
 
 
 @apply.register
 def _(e: RecordFailed, t: Tables, rec: Recorded) -> None:
-    _set(t, rec, e.record_key, "failed", batch_id=e.batch_id, error_type=e.error_type)
+    _set(t, rec, e.record_key, Status.FAILED, batch_id=e.batch_id, error_type=e.error_type)
 
 
 @apply.register
 def _(e: RecordDeadLettered, t: Tables, rec: Recorded) -> None:
-    _set(t, rec, e.record_key, "dead_lettered")
+    _set(t, rec, e.record_key, Status.DEAD_LETTERED)
 
 
 @apply.register(BatchCompleted)
@@ -128,5 +130,5 @@ def _(e: BatchCompleted | BatchFailed | BatchCleared, t: Tables, rec: Recorded) 
 def _(e: FailuresReset, t: Tables, rec: Recorded) -> None:
     for key in e.record_keys:
         old = t.get(SPEC, (key,))
-        if old is not None and old.status in ("failed", "dead_lettered"):
-            _set(t, rec, key, "pending")
+        if old is not None and old.status in (Status.FAILED, Status.DEAD_LETTERED):
+            _set(t, rec, key, Status.PENDING)

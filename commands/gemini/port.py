@@ -23,39 +23,29 @@ from typing import Any, Protocol
 
 import msgspec
 
+from eventlog.states import JobState
+
 __all__ = [
-    "FAILED_STATES",
-    "STATES",
     "GeminiPort",
     "RemoteBatch",
     "RemoteFile",
     "normalize_state",
 ]
 
-#: Short job state names -> the ``JOB_STATE_X`` spelling every value of the port uses.
-STATES = {
-    "PENDING": "JOB_STATE_PENDING",
-    "RUNNING": "JOB_STATE_RUNNING",
-    "SUCCEEDED": "JOB_STATE_SUCCEEDED",
-    "FAILED": "JOB_STATE_FAILED",
-    "CANCELLED": "JOB_STATE_CANCELLED",
-    "EXPIRED": "JOB_STATE_EXPIRED",
-    "QUEUED": "JOB_STATE_QUEUED",
-    "CANCELLING": "JOB_STATE_CANCELLING",
-    "PAUSED": "JOB_STATE_PAUSED",
-    "UNSPECIFIED": "JOB_STATE_UNSPECIFIED",
-}
-#: Terminal states in which a job produced no results.
-FAILED_STATES = {"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
-
 
 def normalize_state(state: object) -> str:
-    """``BATCH_STATE_X``, ``JOB_STATE_X``, an SDK enum, any case -> ``JOB_STATE_X`` (pure)."""
+    """``BATCH_STATE_X``, ``JOB_STATE_X``, an SDK enum, any case -> ``JOB_STATE_X`` (pure): a
+    :class:`JobState` member when the state is known, else the plain ``JOB_STATE_X`` text (the
+    worker records it and polls again)."""
     text = str(getattr(state, "value", state) or "UNSPECIFIED").upper()
     for prefix in ("JOB_STATE_", "BATCH_STATE_"):
         if text.startswith(prefix):
             text = text[len(prefix) :]
-    return STATES.get(text, f"JOB_STATE_{text}")
+    name = f"JOB_STATE_{text}"
+    return JobState(name) if name in _KNOWN else name
+
+
+_KNOWN = frozenset(JobState)
 
 
 class RemoteFile(msgspec.Struct, frozen=True):

@@ -31,17 +31,13 @@ from eventlog.events import (
     BatchSucceeded,
     Event,
 )
+from eventlog.states import FAILED_STATES, WAITING_STATES, JobState
 
 if TYPE_CHECKING:
     from commands.gemini.port import RemoteBatch
 
 __all__ = [
-    "FAILED_STATES",
     "LATE_WINDOW_HOURS",
-    "NOT_FOUND",
-    "RUNNING",
-    "SUCCEEDED",
-    "WAITING",
     "AbandonedBatch",
     "AbandonedVerdict",
     "CreateOutcome",
@@ -57,14 +53,6 @@ __all__ = [
     "submit_goes_on",
 ]
 
-SUCCEEDED = "JOB_STATE_SUCCEEDED"
-RUNNING = "JOB_STATE_RUNNING"
-#: Accepted but not started: the states a batch can be stuck in.
-WAITING = frozenset({"JOB_STATE_PENDING", "JOB_STATE_QUEUED"})
-#: Ended without results: the batch's records are free for resubmission.
-FAILED_STATES = frozenset({"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"})
-#: Not a service state: what a batch the service answers 404 for is recorded as.
-NOT_FOUND = "JOB_STATE_NOT_FOUND"
 #: The service expires a batch 48 h after it was created; past this, nothing can arrive.
 LATE_WINDOW_HOURS = 49.0
 
@@ -187,22 +175,22 @@ def judge_poll(
         if answer.code == 404:
             failed = BatchFailed(
                 batch_id=batch_id,
-                state=NOT_FOUND,
+                state=JobState.NOT_FOUND,
                 message=str(answer),
                 submitted_at=batch.submitted_at,
             )
-            return PollVerdict("not_found", [failed], state=NOT_FOUND)
+            return PollVerdict("not_found", [failed], state=JobState.NOT_FOUND)
         return PollVerdict("unreachable")
     state = answer.state
-    if state == SUCCEEDED:
+    if state == JobState.SUCCEEDED:
         events: list[Event] = []
-        if batch.state != SUCCEEDED:
+        if batch.state != JobState.SUCCEEDED:
             events.append(BatchSucceeded(batch_id=batch_id, result_file=answer.result_file or ""))
         return PollVerdict("succeeded", events, state=state)
     if state in FAILED_STATES:
         failed = BatchFailed(batch_id=batch_id, state=state, submitted_at=batch.submitted_at)
         return PollVerdict("failed", [failed], state=state)
-    if state in WAITING and 0 < stuck_pending_hours <= age_hours:
+    if state in WAITING_STATES and 0 < stuck_pending_hours <= age_hours:
         reason = (
             f"stuck {age_hours:.1f} h waiting to start (limit {stuck_pending_hours:g} h); cancelled"
         )
@@ -210,7 +198,7 @@ def judge_poll(
         return PollVerdict("stuck", [cleared], state=state, reason=reason)
     if state != batch.state:
         observed = BatchStateObserved(batch_id=batch_id, state=state)
-        known = state in WAITING or state == RUNNING
+        known = state in WAITING_STATES or state == JobState.RUNNING
         return PollVerdict("changed" if known else "unknown_state", [observed], state=state)
     return PollVerdict("unchanged", state=state)
 
@@ -264,14 +252,16 @@ def judge_abandoned(
     """
     batch_id = batch.batch_id
     if age_hours > LATE_WINDOW_HOURS:
-        return AbandonedVerdict("expired", [_close(batch_id, "JOB_STATE_EXPIRED", _PAST_WINDOW)])
+        return AbandonedVerdict("expired", [_close(batch_id, JobState.EXPIRED, _PAST_WINDOW)])
     if answer is None:
         return AbandonedVerdict("look")
     if isinstance(answer, GatewayError):
         if answer.code == 404:
-            return AbandonedVerdict("not_found", [_close(batch_id, NOT_FOUND, str(answer))])
+            return AbandonedVerdict(
+                "not_found", [_close(batch_id, JobState.NOT_FOUND, str(answer))]
+            )
         return AbandonedVerdict("unreachable")
-    if answer.state == SUCCEEDED:
+    if answer.state == JobState.SUCCEEDED:
         return AbandonedVerdict("adopt")
     if answer.state in FAILED_STATES and (not batch.terminal or abandoned_hours > grace_hours):
         return AbandonedVerdict("ended", [_close(batch_id, answer.state, _NO_RESULTS)])

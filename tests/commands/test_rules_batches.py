@@ -14,7 +14,6 @@ from commands.errors import GatewayError
 from commands.gemini.port import RemoteBatch
 from commands.rules.batches import (
     LATE_WINDOW_HOURS,
-    NOT_FOUND,
     AbandonedBatch,
     AbandonedVerdict,
     CreateOutcome,
@@ -37,6 +36,7 @@ from eventlog.events import (
     BatchSubmitted,
     BatchSucceeded,
 )
+from eventlog.states import JobState
 
 BATCH = "batches/b1"
 NAME = "gb-run1-001"
@@ -49,6 +49,7 @@ CANCELLED, EXPIRED = "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"
 CANCELLING, PAUSED = "JOB_STATE_CANCELLING", "JOB_STATE_PAUSED"
 UPDATING, UNSPECIFIED = "JOB_STATE_UPDATING", "JOB_STATE_UNSPECIFIED"
 UNKNOWN = "JOB_STATE_SOMETHING_NEW"
+NOT_FOUND = JobState.NOT_FOUND
 NOT_RUNNING_STATES = [CANCELLING, PAUSED, UPDATING, UNSPECIFIED, UNKNOWN]
 
 
