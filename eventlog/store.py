@@ -10,6 +10,14 @@ Guarantees:
   names the first row that does not match.
 * Reads (:meth:`read`) go in bounded chunks, each its own short read transaction, and never take
   the write lock.
+* The connection is private: the read side asks through :meth:`EventStore.query` (and
+  :meth:`~EventStore.query_one`, :meth:`~EventStore.rows`), and every statement runs inside
+  :func:`~eventlog.connection.translate_sqlite_errors`. Only the SQLite projector receives the
+  connection, as :attr:`Writer.conn`, to fold rows into the same transaction.
+
+The SQL here is the events table's own (append, read by sequence number); the SQLite settings,
+DDL and triggers live in :mod:`eventlog.connection` and :mod:`eventlog.schema`, which a second
+backend (PostgreSQL, planned) replaces.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import apsw
 import msgspec
@@ -119,7 +127,9 @@ class Writer:
 
     def __init__(self, store: EventStore, last_seq: int, last_ts: str, last_hash: str) -> None:
         self.store = store
-        self.conn = store.conn
+        #: The connection this transaction runs on: handed to the SQLite projector (``projections``)
+        #: so its rows commit with the events. Reads elsewhere go through :meth:`EventStore.query`.
+        self.conn = store._conn
         self.last_seq = last_seq
         self._last_ts = last_ts
         self._last_hash = last_hash
@@ -193,7 +203,7 @@ class EventStore:
         projector: Projector | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self.conn = conn
+        self._conn = conn
         self.path = path
         self.registry = registry
         self.projector = projector
@@ -244,7 +254,7 @@ class EventStore:
         return store
 
     def close(self) -> None:
-        self.conn.close()
+        self._conn.close()
 
     def __enter__(self) -> EventStore:
         return self
@@ -257,8 +267,8 @@ class EventStore:
     @contextlib.contextmanager
     def write(self) -> Iterator[Writer]:
         """One write transaction (``BEGIN IMMEDIATE``): read, decide, append, all atomically."""
-        with translate_sqlite_errors(self.path), immediate(self.conn):
-            row = self.conn.execute(
+        with translate_sqlite_errors(self.path), immediate(self._conn):
+            row = self._conn.execute(
                 "SELECT seq, ts, hash FROM events ORDER BY seq DESC LIMIT 1"
             ).fetchone()
             last_seq, last_ts, last_hash = row if row else (0, "", GENESIS_HASH)
@@ -277,37 +287,74 @@ class EventStore:
     def snapshot(self) -> Iterator[None]:
         """One read transaction: every read inside sees the same committed state (no lock)."""
         with translate_sqlite_errors(self.path):
-            self.conn.execute("BEGIN DEFERRED")
+            self._conn.execute("BEGIN DEFERRED")
             try:
                 yield
             finally:
-                if self.conn.in_transaction:
-                    self.conn.execute("COMMIT")
+                if self._conn.in_transaction:
+                    self._conn.execute("COMMIT")
 
     # --- reading ---------------------------------------------------------------------------------
 
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Every row of one read statement, inside the error translation.
+
+        For the read side's query functions (``projections.queries``); it runs in whatever
+        transaction is open on this store (a :meth:`snapshot`, or a :meth:`write` whose reads must
+        see its own state), else in its own implicit read transaction. Never used to write.
+        """
+        with translate_sqlite_errors(self.path):
+            return self._conn.execute(sql, params).fetchall()
+
+    def query_one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        """The first row of one read statement (None if there is none); as :meth:`query`."""
+        with translate_sqlite_errors(self.path):
+            return self._conn.execute(sql, params).fetchone()
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+        """The rows of one read statement, streamed from the cursor (flat memory); as
+        :meth:`query`. Consume it inside the :meth:`snapshot` that should bound it."""
+        with translate_sqlite_errors(self.path):
+            yield from self._conn.execute(sql, params)
+
+    def backup(self, dest: Path) -> None:
+        """Copy the whole database, consistently, into the (new or empty) file ``dest``.
+
+        Uses SQLite's online backup (https://www.sqlite.org/backup.html): readers and the one
+        writer are not blocked for long, and ``dest`` is a complete log when this returns.
+        """
+        with translate_sqlite_errors(dest):
+            target = apsw.Connection(str(dest))
+            try:
+                with target.backup("main", self._conn, "main") as b:
+                    b.step(-1)
+            finally:
+                target.close()
+
     def last_seq(self) -> int:
-        row = self.conn.execute("SELECT max(seq) FROM events").fetchone()
-        return row[0] or 0
+        row = self.query_one("SELECT max(seq) FROM events")
+        return (row[0] if row else 0) or 0
 
     def bounds(self) -> tuple[tuple[int, str], tuple[int, str]] | None:
         """``((first_seq, first_ts), (last_seq, last_ts))``, or None for an empty log."""
-        first = self.conn.execute("SELECT seq, ts FROM events ORDER BY seq LIMIT 1").fetchone()
+        first = self.query_one("SELECT seq, ts FROM events ORDER BY seq LIMIT 1")
         if first is None:
             return None
-        last = self.conn.execute("SELECT seq, ts FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        last = self.query_one("SELECT seq, ts FROM events ORDER BY seq DESC LIMIT 1")
+        assert last is not None
         return (first[0], first[1]), (last[0], last[1])
 
     def seq_at(self, ts: str) -> int:
         """The last sequence number stored at or before ``ts`` (0 if none): a binary search."""
         lo, hi = 0, self.last_seq()
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            row = self.conn.execute("SELECT ts FROM events WHERE seq = ?", (mid,)).fetchone()
-            if row[0] <= ts:
-                lo = mid
-            else:
-                hi = mid - 1
+        with translate_sqlite_errors(self.path):
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                row = self._conn.execute("SELECT ts FROM events WHERE seq = ?", (mid,)).fetchone()
+                if row[0] <= ts:
+                    lo = mid
+                else:
+                    hi = mid - 1
         return lo
 
     def _chunks(
@@ -319,7 +366,7 @@ class EventStore:
         sql = f"SELECT {_COLUMNS} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
         with translate_sqlite_errors(self.path):
             while True:
-                rows = self.conn.execute(sql, (cursor_seq, upper, chunk)).fetchall()
+                rows = self._conn.execute(sql, (cursor_seq, upper, chunk)).fetchall()
                 if not rows:
                     return
                 yield rows

@@ -7,6 +7,11 @@ The projection tables refuse writes from outside the projector: every INSERT, UP
 trigger checks ``projection_gate.open``, which the projector sets to 1 only inside its own write
 transaction and back to 0 before commit. A raw ``DELETE FROM active_batches ...`` from the
 ``sqlite3`` shell therefore fails with a message naming ``clear-batch``.
+
+SQLite-specific, with :mod:`projections.tables` and :mod:`projections.queries`: the refusing
+triggers, the gate, the checkpoints and the scratch database of :func:`verify`. A second backend
+(PostgreSQL, planned) replaces :class:`SqlProjector` and those modules; the folds
+(``evolve``/``fold``) and the projections-equal-rebuild tests stay as they are.
 """
 
 from __future__ import annotations
@@ -40,7 +45,14 @@ from projections import (
     token_usage,
     uploaded_files,
 )
-from projections.tables import MemoryTables, SqliteTables, Tables, TableSpec, read_rows
+from projections.tables import (
+    MemoryTables,
+    SqliteTables,
+    Tables,
+    TableSpec,
+    read_rows,
+    select_all,
+)
 
 PROJECTIONS = (
     abandoned_batches,
@@ -67,6 +79,16 @@ PROJECTION_VERSION = f"{FOLD_VERSION}:{hashlib.sha256(_DDL.encode()).hexdigest()
 
 _GATE = "projection_gate"
 _CHECKPOINTS = "projection_checkpoints"
+_VERSION_SQL = "SELECT value FROM meta WHERE key = 'projection_version'"
+_CHECKPOINT_SQL = f"SELECT min(seq) FROM {_CHECKPOINTS}"
+
+
+def _stale(version_row: tuple[Any, ...] | None) -> bool:
+    return version_row is None or version_row[0] != PROJECTION_VERSION
+
+
+def _checkpoint(row: tuple[Any, ...] | None) -> int:
+    return (row[0] if row else 0) or 0
 
 
 def _handlers(event_type: type[Event]) -> tuple[Callable[..., None], ...]:
@@ -173,8 +195,7 @@ class SqlProjector:
     """The projector the store calls inside each append transaction (``eventlog.Projector``)."""
 
     def needs_install(self, conn: apsw.Connection) -> bool:
-        row = conn.execute("SELECT value FROM meta WHERE key = 'projection_version'").fetchone()
-        return row is None or row[0] != PROJECTION_VERSION
+        return _stale(conn.execute(_VERSION_SQL).fetchone())
 
     def install(self, conn: apsw.Connection) -> None:
         """Drop the previous projection tables and create the current (empty) ones."""
@@ -217,17 +238,20 @@ class SqlProjector:
         )
 
     def catch_up(self, store: EventStore) -> None:
-        """Install (and rebuild) when the projection version changed, else fold the tail."""
-        conn = store.conn
-        if self.needs_install(conn):
-            with store.write():
+        """Install (and rebuild) when the projection version changed, else fold the tail.
+
+        Takes the write lock only when there is something to do."""
+        if _stale(store.query_one(_VERSION_SQL)):
+            with store.write() as w:
+                conn = w.conn
                 if self.needs_install(conn):
                     self.install(conn)
                     self.load(conn, fold(store.read(), with_snapshots=True))
             return
-        if self.checkpoint(conn) >= store.last_seq():
+        if _checkpoint(store.query_one(_CHECKPOINT_SQL)) >= store.last_seq():
             return
-        with store.write():
+        with store.write() as w:
+            conn = w.conn
             batch: list[Recorded] = []
             for rec in store.read(after_seq=self.checkpoint(conn)):
                 batch.append(rec)
@@ -237,8 +261,7 @@ class SqlProjector:
             self.apply(conn, batch)
 
     def checkpoint(self, conn: apsw.Connection) -> int:
-        row = conn.execute(f"SELECT min(seq) FROM {_CHECKPOINTS}").fetchone()
-        return row[0] or 0
+        return _checkpoint(conn.execute(_CHECKPOINT_SQL).fetchone())
 
     def apply(self, conn: apsw.Connection, records: Sequence[Recorded]) -> None:
         if not records:
@@ -288,11 +311,11 @@ def rebuild(store: EventStore) -> int:
     Atomic: readers see the old rows or the new ones, never a mix. Returns the last sequence
     number folded.
     """
-    with store.write():
-        if PROJECTOR.needs_install(store.conn):
-            PROJECTOR.install(store.conn)
+    with store.write() as w:
+        if PROJECTOR.needs_install(w.conn):
+            PROJECTOR.install(w.conn)
         folded = fold(store.read(), with_snapshots=True)
-        PROJECTOR.load(store.conn, folded)
+        PROJECTOR.load(w.conn, folded)
     return folded.last
 
 
@@ -310,11 +333,11 @@ def verify(store: EventStore) -> Difference | None:
             scratch.execute(spec.ddl())
             marks = ", ".join("?" for _ in spec.columns)
             scratch.executemany(f"INSERT INTO {spec.name} VALUES ({marks})", tables.rows(spec))
-        live_checkpoint = PROJECTOR.checkpoint(store.conn)
+        live_checkpoint = _checkpoint(store.query_one(_CHECKPOINT_SQL))
         if live_checkpoint != last:
             return Difference(_CHECKPOINTS, ["seq"], [live_checkpoint], [last])
         for spec in SPECS:
-            diff = first_difference(spec, read_rows(store.conn, spec), read_rows(scratch, spec))
+            diff = first_difference(spec, store.rows(select_all(spec)), read_rows(scratch, spec))
             if diff is not None:
                 return diff
         bad = snapshots.verify(store)
@@ -345,9 +368,11 @@ def first_difference(
     return None
 
 
-def snapshot_rows(conn: apsw.Connection) -> dict[str, list[tuple[Any, ...]]]:
-    """Every projection table's rows in primary-key order (for tests and replay comparisons)."""
-    return {spec.name: [tuple(r) for r in read_rows(conn, spec)] for spec in SPECS}
+def snapshot_rows(store: EventStore) -> dict[str, list[tuple[Any, ...]]]:
+    """Every projection table's rows in primary-key order (for tests and replay comparisons).
+
+    Read-only, one statement per table: wrap it in ``store.snapshot()`` for one consistent view."""
+    return {spec.name: [tuple(r) for r in store.rows(select_all(spec))] for spec in SPECS}
 
 
 def memory_rows(tables: MemoryTables) -> dict[str, list[tuple[Any, ...]]]:

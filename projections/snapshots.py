@@ -152,13 +152,12 @@ def latest(store: EventStore, until_seq: int) -> tuple[int, MemoryTables | None]
 
     A snapshot whose bytes or chain hash do not match is skipped for an older one.
     """
-    conn = store.conn
     try:
-        rows = conn.execute(
+        rows = store.query(
             f"SELECT s.seq, s.chain_hash, s.digest, s.state, e.hash FROM {TABLE} s "
             "JOIN events e ON e.seq = s.seq WHERE s.seq <= ? ORDER BY s.seq DESC LIMIT 3",
             (until_seq,),
-        ).fetchall()
+        )
     except apsw.SQLError:  # a log written before snapshots existed
         return 0, None
     for seq, chain, digest, blob, event_hash in rows:
@@ -198,10 +197,10 @@ def replay_views(store: EventStore, until_seq: int) -> tuple[MemoryTables, int]:
 
 def verify(store: EventStore) -> BadSnapshot | None:
     """Refold the views from the log and compare each snapshot; the first that differs."""
-    snaps = store.conn.execute(
+    snaps = store.query(
         f"SELECT s.seq, s.chain_hash, s.digest, s.state, e.hash FROM {TABLE} s "
         "LEFT JOIN events e ON e.seq = s.seq ORDER BY s.seq"
-    ).fetchall()
+    )
     tables, at = MemoryTables(VIEW_SPECS), 0
     for seq, chain, digest, blob, event_hash in snaps:
         if event_hash != chain:

@@ -4,6 +4,10 @@ A projection's fold is written once, against the small :class:`Tables` protocol 
 find by one column). :class:`SqliteTables` runs it incrementally inside the append transaction;
 :class:`MemoryTables` runs it over the whole log for a rebuild or a replay. Both pass the same
 contract tests (``tests/projections/test_tables_contract.py``).
+
+SQLite-specific: :class:`SqliteTables` and the DDL of :meth:`TableSpec.ddl` (with the projector's
+triggers and gate in :mod:`projections.projector`). A second backend (PostgreSQL, planned) adds
+its own ``Tables`` implementation beside them; the folds do not change.
 """
 
 from __future__ import annotations
@@ -221,7 +225,11 @@ class SqliteTables:
         self.conn.execute(f"DELETE FROM {spec.name} WHERE {column} = ?", (value,))
 
 
+def select_all(spec: TableSpec) -> str:
+    """The statement reading every row of ``spec``'s table, in primary-key order."""
+    return f"SELECT {', '.join(spec.columns)} FROM {spec.name} ORDER BY {', '.join(spec.pk)}"
+
+
 def read_rows(conn: apsw.Connection, spec: TableSpec) -> Iterator[tuple[Any, ...]]:
     """Every row of ``spec``'s table in ``conn``, in primary-key order."""
-    sql = f"SELECT {', '.join(spec.columns)} FROM {spec.name} ORDER BY {', '.join(spec.pk)}"
-    yield from conn.execute(sql)
+    yield from conn.execute(select_all(spec))

@@ -84,16 +84,16 @@ def check_final_state(
     store = open_store(config.paths.database)
     try:
         assert verify(store) is None
-        inflight = store.conn.execute("SELECT count(*) FROM inflight_records").fetchone()[0]
-        active = store.conn.execute("SELECT count(*) FROM active_batches").fetchone()[0]
+        inflight = store.query_one("SELECT count(*) FROM inflight_records")[0]
+        active = store.query_one("SELECT count(*) FROM active_batches")[0]
         assert inflight == 0 and active == 0
         outcome = page_outcomes(store, config, keys)
         if billing:
             check_billing(store, emulator)
         # No request ever named a file deleted too early (the service answers those with 403).
-        denied = store.conn.execute(
+        denied = store.query_one(
             "SELECT count(*) FROM failure_logs WHERE message LIKE '%PERMISSION_DENIED%'"
-        ).fetchone()[0]
+        )[0]
         assert denied == 0
         # Nothing is left on the File API: images, request and result files were all deleted.
         left = [f.display_name or f.id for f in emulator.service.files.values()]
@@ -106,8 +106,8 @@ def check_final_state(
 def page_outcomes(store: Any, config: Config, keys: list[str]) -> Counter[str]:
     """Each page written (valid JSON matching the schema) or dead-lettered with its failures
     logged: counts by outcome."""
-    status = dict(store.conn.execute("SELECT record_key, status FROM record_status"))
-    logs = Counter(r[0] for r in store.conn.execute("SELECT record_key FROM failure_logs"))
+    status = dict(store.query("SELECT record_key, status FROM record_status"))
+    logs = Counter(r[0] for r in store.query("SELECT record_key FROM failure_logs"))
     outcome: Counter[str] = Counter()
     for key in keys:
         out = output_path(config.paths.output_root, key)

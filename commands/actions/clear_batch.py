@@ -11,6 +11,7 @@ import msgspec
 from eventlog.errors import NothingMatched
 from eventlog.events import BatchCleared, Event
 from eventlog.store import EventStore
+from projections import queries
 
 
 class Cleared(msgspec.Struct, frozen=True):
@@ -31,18 +32,9 @@ def decide(batch_id: str, reason: str, *, active: bool, intent: bool) -> list[Ev
 
 def clear_batch(store: EventStore, batch_id: str, *, reason: str, actor: str) -> Cleared:
     """Append the clear in one write transaction; raises :class:`NothingMatched` if unknown."""
-    conn = store.conn
-    with store.write() as w:
-        active = conn.execute(
-            "SELECT count(*) FROM active_batches WHERE batch_id = ?", (batch_id,)
-        ).fetchone()[0]
-        intent = conn.execute(
-            "SELECT count(*) FROM submission_intents WHERE display_name = ?", (batch_id,)
-        ).fetchone()[0]
-        held = conn.execute(
-            "SELECT count(*) FROM inflight_records WHERE batch_id = ? "
-            "OR (batch_id IS NULL AND display_name = ?)",
-            (batch_id, batch_id),
-        ).fetchone()[0]
-        w.append(decide(batch_id, reason, active=bool(active), intent=bool(intent)), actor=actor)
+    with store.write() as w:  # the reads see the state the clear is appended to
+        active = queries.is_active_batch(store, batch_id)
+        intent = queries.has_open_intent(store, batch_id)
+        held = queries.count_held_records(store, batch_id)
+        w.append(decide(batch_id, reason, active=active, intent=intent), actor=actor)
     return Cleared(batch_id, "batch" if active else "intent", held)

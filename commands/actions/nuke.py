@@ -6,14 +6,12 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-import apsw
 import msgspec
 
 from commands.worker.runlock import RunLock
-from eventlog.connection import translate_sqlite_errors
 from eventlog.errors import DatabaseNotFound
 from eventlog.store import EventStore
-from projections import SPECS, open_store
+from projections import SPECS, open_store, queries
 
 
 class Counts(msgspec.Struct, frozen=True):
@@ -25,11 +23,8 @@ class Counts(msgspec.Struct, frozen=True):
 def counts(store: EventStore) -> Counts:
     """Rows in the log and in each projection table (read-only)."""
     with store.snapshot():
-        events = store.conn.execute("SELECT count(*) FROM events").fetchone()[0]
-        tables = {
-            spec.name: store.conn.execute(f"SELECT count(*) FROM {spec.name}").fetchone()[0]
-            for spec in SPECS
-        }
+        events = queries.count_events(store)
+        tables = {spec.name: queries.count_rows(store, spec) for spec in SPECS}
     return Counts(str(store.path), events, tables)
 
 
@@ -56,11 +51,7 @@ def _nuke(db: Path, *, recreate_tables: bool) -> Path:
     try:
         fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         os.close(fd)
-        with translate_sqlite_errors(target):
-            dest = apsw.Connection(str(target))
-            with dest.backup("main", store.conn, "main") as b:
-                b.step(-1)
-            dest.close()
+        store.backup(target)
     finally:
         store.close()
     for suffix in ("", "-wal", "-shm"):

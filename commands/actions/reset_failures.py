@@ -7,14 +7,13 @@ run either lands before the reset (and is reset) or after it (and counts towards
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
-import apsw
 import msgspec
 
 from eventlog.errors import NothingMatched, OperatorError
 from eventlog.events import Event, FailuresReset, ResetFilter
 from eventlog.store import EventStore
+from projections import queries
 
 #: Keys per ``FailuresReset`` event; a reset of a million records is a few hundred events, all in
 #: one transaction.
@@ -43,32 +42,13 @@ def validate_filter(f: ResetFilter) -> None:
         raise OperatorError(f"--year-start {f.year_start} is after --year-end {f.year_end}")
 
 
-def select(conn: apsw.Connection, f: ResetFilter) -> list[Matched]:
-    """The failure counts the filter matches (parameterised SQL), in record-key order."""
-    where, params = _where(f)
-    sql = (
-        "SELECT record_key, count, last_error_type FROM failure_counts"
-        f"{' WHERE ' + ' AND '.join(where) if where else ''} ORDER BY record_key"
-    )
-    return [Matched(*row) for row in conn.execute(sql, params)]
-
-
-def _where(f: ResetFilter) -> tuple[list[str], list[Any]]:
-    where: list[str] = []
-    params: list[Any] = []
-    if f.states:
-        where.append(f"state IN ({', '.join('?' for _ in f.states)})")
-        params.extend(f.states)
-    if f.schools:
-        where.append(f"school IN ({', '.join('?' for _ in f.schools)})")
-        params.extend(f.schools)
-    if f.year_start is not None:
-        where.append("year >= ?")
-        params.append(f.year_start)
-    if f.year_end is not None:
-        where.append("year <= ?")
-        params.append(f.year_end)
-    return where, params
+def select(store: EventStore, f: ResetFilter) -> list[Matched]:
+    """The failure counts the filter matches, in record-key order (read-only; runs in the
+    caller's transaction)."""
+    return [
+        Matched(c.record_key, c.count, c.last_error_type)
+        for c in queries.failure_counts_matching(store, f)
+    ]
 
 
 def decide(f: ResetFilter, keys: list[str]) -> list[Event]:
@@ -93,10 +73,10 @@ def reset_failures(
     validate_filter(f)
     if dry_run:
         with store.snapshot():
-            matched = select(store.conn, f)
+            matched = select(store, f)
         decide(f, [m.record_key for m in matched])
         return matched
     with store.write() as w:
-        matched = select(store.conn, f)
+        matched = select(store, f)
         w.append(decide(f, [m.record_key for m in matched]), actor=actor)
     return matched

@@ -89,22 +89,21 @@ def analyze_failures(
     chosen = summary or by_error_type or by_state or by_school or record_key or export_csv
     max_retries = app(ctx).config.batching.max_retries
     with app(ctx).open() as store, store.snapshot():
-        conn = store.conn
         if summary or not chosen:
-            s = af.summary(conn)
+            s = af.summary(store)
             click.echo(f"failures logged        {s.failures_logged}")
             click.echo(f"records that failed    {s.records_with_failures}")
             click.echo(f"records failing now    {s.records_failing_now}")
             click.echo(f"dead letters           {s.dead_letters}")
             click.echo(table(["error_type", "failures"], s.top_error_types))
         if by_error_type:
-            click.echo(table(["error_type", "failures", "records"], af.by_error_type(conn)))
+            click.echo(table(["error_type", "failures", "records"], af.by_error_type(store)))
         if by_state:
-            click.echo(table(["state", "failures", "records"], af.by_state(conn)))
+            click.echo(table(["state", "failures", "records"], af.by_state(store)))
         if by_school:
-            click.echo(table(["state", "school", "failures", "records"], af.by_school(conn)))
+            click.echo(table(["state", "school", "failures", "records"], af.by_school(store)))
         if record_key:
-            r = af.record(conn, record_key)
+            r = af.record(store, record_key)
             click.echo(f"{r.record_key}: {r.status}, {r.failure_count}/{max_retries} failures")
             click.echo(
                 table(
@@ -123,7 +122,7 @@ def analyze_failures(
                 )
             )
         if export_csv:
-            n = af.export_csv(conn, export_csv)
+            n = af.export_csv(store, export_csv)
             click.echo(f"wrote {n} failure row(s) to {export_csv}")
 
 

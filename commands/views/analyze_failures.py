@@ -1,5 +1,6 @@
 """``analyze-failures``: read-only views over ``failure_logs``, ``failure_counts`` and
-``record_status``. Every function here only reads."""
+``record_status``. Every function here only reads (through ``projections.queries``); wrap calls in
+``store.snapshot()`` for one consistent view."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import csv
 from pathlib import Path
 from typing import Any
 
-import apsw
 import msgspec
 
 from eventlog.errors import NothingMatched, OperatorError
+from eventlog.store import EventStore
+from projections import queries
 from projections.failure_logs import SPEC as FAILURE_LOGS
 
 
@@ -23,43 +25,31 @@ class Summary(msgspec.Struct, frozen=True):
     top_error_types: list[tuple[str, int]]
 
 
-def summary(conn: apsw.Connection) -> Summary:
-    logged, records = conn.execute(
-        "SELECT count(*), count(DISTINCT record_key) FROM failure_logs"
-    ).fetchone()
-    failing = conn.execute("SELECT count(*) FROM failure_counts").fetchone()[0]
-    dead = conn.execute(
-        "SELECT count(*) FROM record_status WHERE status = 'dead_lettered'"
-    ).fetchone()[0]
-    top = conn.execute(
-        "SELECT error_type, count(*) AS n FROM failure_logs GROUP BY error_type "
-        "ORDER BY n DESC, error_type LIMIT 5"
-    ).fetchall()
-    return Summary(logged, records, failing, dead, [tuple(t) for t in top])
+def summary(store: EventStore) -> Summary:
+    logged, records = queries.failure_totals(store)
+    failing = queries.count_failing_records(store)
+    dead = queries.count_with_status(store, "dead_lettered")
+    top = queries.top_error_types(store, 5)
+    return Summary(logged, records, failing, dead, top)
 
 
-def by_error_type(conn: apsw.Connection) -> list[tuple[str, int, int]]:
+def _rows(groups: list[Any]) -> list[Any]:
+    return [msgspec.structs.astuple(g) for g in groups]
+
+
+def by_error_type(store: EventStore) -> list[tuple[str, int, int]]:
     """(error type, failures, distinct records), most frequent first."""
-    return conn.execute(
-        "SELECT error_type, count(*) AS n, count(DISTINCT record_key) FROM failure_logs "
-        "GROUP BY error_type ORDER BY n DESC, error_type"
-    ).fetchall()
+    return _rows(queries.failure_groups_by_error_type(store))
 
 
-def by_state(conn: apsw.Connection) -> list[tuple[str, int, int]]:
+def by_state(store: EventStore) -> list[tuple[str, int, int]]:
     """(state, failures, distinct records), most frequent first."""
-    return conn.execute(
-        "SELECT state, count(*) AS n, count(DISTINCT record_key) FROM failure_logs "
-        "GROUP BY state ORDER BY n DESC, state"
-    ).fetchall()
+    return _rows(queries.failure_groups_by_state(store))
 
 
-def by_school(conn: apsw.Connection) -> list[tuple[str, str, int, int]]:
+def by_school(store: EventStore) -> list[tuple[str, str, int, int]]:
     """(state, school, failures, distinct records), most frequent first."""
-    return conn.execute(
-        "SELECT state, school, count(*) AS n, count(DISTINCT record_key) FROM failure_logs "
-        "GROUP BY state, school ORDER BY n DESC, state, school"
-    ).fetchall()
+    return _rows(queries.failure_groups_by_school(store))
 
 
 class RecordReport(msgspec.Struct, frozen=True):
@@ -69,30 +59,25 @@ class RecordReport(msgspec.Struct, frozen=True):
     failures: list[dict[str, Any]]
 
 
-def record(conn: apsw.Connection, key: str) -> RecordReport:
+def record(store: EventStore, key: str) -> RecordReport:
     """One record's status, current failure count and every logged failure."""
-    status_row = conn.execute(
-        "SELECT status FROM record_status WHERE record_key = ?", (key,)
-    ).fetchone()
-    count_row = conn.execute(
-        "SELECT count FROM failure_counts WHERE record_key = ?", (key,)
-    ).fetchone()
-    cols = FAILURE_LOGS.columns
-    rows = conn.execute(
-        f"SELECT {', '.join(cols)} FROM failure_logs WHERE record_key = ? ORDER BY seq", (key,)
-    ).fetchall()
-    if status_row is None and not rows:
+    status = queries.status_of(store, key)
+    count = queries.failure_count_of(store, key)
+    logs = queries.failure_logs_of(store, key)
+    if status is None and not logs:
         raise NothingMatched(f"the log has nothing about record {key!r}")
+    cols = FAILURE_LOGS.columns
     return RecordReport(
         key,
-        status_row[0] if status_row else "pending",
-        count_row[0] if count_row else 0,
-        [dict(zip(cols, r, strict=True)) for r in rows],
+        status if status is not None else "pending",
+        count,
+        [dict(zip(cols, msgspec.structs.astuple(r), strict=True)) for r in logs],
     )
 
 
-def export_csv(conn: apsw.Connection, path: Path) -> int:
-    """Write every failure log row to ``path`` (written to a temporary file, then renamed)."""
+def export_csv(store: EventStore, path: Path) -> int:
+    """Write every failure log row to ``path`` (written to a temporary file, then renamed);
+    rows are streamed, so memory stays flat in the table's size."""
     cols = FAILURE_LOGS.columns
     tmp = path.with_name(f".{path.name}.tmp")
     try:
@@ -100,8 +85,8 @@ def export_csv(conn: apsw.Connection, path: Path) -> int:
             writer = csv.writer(fh)
             writer.writerow(cols)
             n = 0
-            for row in conn.execute(f"SELECT {', '.join(cols)} FROM failure_logs ORDER BY seq"):
-                writer.writerow(row)
+            for row in queries.failure_log_rows(store):
+                writer.writerow(msgspec.structs.astuple(row))
                 n += 1
         tmp.replace(path)
     except OSError as e:

@@ -16,6 +16,7 @@ from commands.rules.cost import token_cost
 from commands.schema import load_schema, response_json_schema
 from commands.worker.scan import scan_dataset
 from eventlog.store import EventStore
+from projections import queries
 
 IMAGE_TOKENS = 258
 ASSUMED_OUTPUT_TOKENS = 600
@@ -40,12 +41,8 @@ def estimate(store: EventStore, config: Config) -> Estimate:
     decision = scan_dataset(store, config, limit=0)
     model = config.gemini.model
     with store.snapshot():
-        row = store.conn.execute(
-            "SELECT sum(results), sum(prompt_tokens), sum(output_tokens) FROM token_usage "
-            "WHERE model = ?",
-            (model,),
-        ).fetchone()
-    results, prompt, output = (row[0] or 0, row[1] or 0, row[2] or 0)
+        usage = queries.usage_totals(store, model)
+    results, prompt, output = usage.results, usage.prompt_tokens, usage.output_tokens
     if results:
         per_in, per_out = prompt / results, output / results
         basis = f"the mean of {results} past results of {model} in this log"

@@ -27,6 +27,7 @@ from eventlog.events import (
     UploadFailed,
 )
 from eventlog.store import TS_FORMAT, EventStore
+from projections import queries
 
 
 class FailureRow(msgspec.Struct, frozen=True):
@@ -85,10 +86,10 @@ class RunReport(msgspec.Struct):
 
 
 def last_run_id(store: EventStore) -> str:
-    row = store.conn.execute("SELECT run_id FROM runs ORDER BY started_seq DESC LIMIT 1").fetchone()
-    if row is None:
+    run = queries.last_run(store)
+    if run is None:
         raise NothingMatched("no run has been recorded in this log yet")
-    return str(row[0])
+    return str(run.run_id)
 
 
 def _seconds(start: str, end: str) -> float:
@@ -97,16 +98,12 @@ def _seconds(start: str, end: str) -> float:
 
 def build(store: EventStore, run_id: str, config: Config) -> RunReport:
     """The report of ``run_id`` from its events (read-only)."""
-    conn = store.conn
     with store.snapshot():
-        row = conn.execute(
-            "SELECT started_seq, started_at, finished_seq, finished_at, outcome FROM runs "
-            "WHERE run_id = ?",
-            (run_id,),
-        ).fetchone()
-        if row is None:
+        run = queries.run(store, run_id)
+        if run is None:
             raise NothingMatched(f"no run {run_id!r} in this log (see `commands status`)")
-        start, started_at, end, finished_at, outcome = row
+        start, started_at, end = run.started_seq, run.started_at, run.finished_seq
+        finished_at, outcome = run.finished_at, run.outcome
         r = RunReport(run_id, started_at, finished_at, outcome, config.batching.max_retries)
         actor = f"run:{run_id}"
         failed_seqs: list[int] = []
@@ -143,29 +140,12 @@ def build(store: EventStore, run_id: str, config: Config) -> RunReport:
         r.spend = spend(r.usage.values(), config.pricing, config.gemini.model)
         if finished_at:
             r.duration_seconds = _seconds(started_at, finished_at)
-        for i in range(0, len(failed_seqs), 500):
-            part = failed_seqs[i : i + 500]
-            r.failures += [
-                FailureRow(*row)
-                for row in conn.execute(
-                    "SELECT record_key, error_type, message, excerpt, attempt FROM failure_logs "
-                    f"WHERE seq IN ({', '.join('?' for _ in part)}) ORDER BY seq",
-                    part,
-                )
-            ]
+        r.failures += [
+            FailureRow(f.record_key, f.error_type, f.message, f.excerpt, f.attempt)
+            for f in queries.failure_logs_at(store, failed_seqs)
+        ]
         failing = sorted({f.record_key for f in r.failures})
-        for i in range(0, len(failing), 500):
-            part = failing[i : i + 500]
-            r.retry_stats += [
-                (k, c)
-                for k, c in conn.execute(
-                    "SELECT f.record_key, f.count FROM failure_counts f JOIN record_status s "
-                    "USING (record_key) WHERE s.status IN ('failed', 'pending', 'reserved', "
-                    f"'inflight') AND f.record_key IN ({', '.join('?' for _ in part)}) "
-                    "ORDER BY f.record_key",
-                    part,
-                )
-            ]
+        r.retry_stats += queries.retry_counts(store, failing)
     return r
 
 

@@ -14,6 +14,8 @@ from commands.config import Config
 from commands.rules.cost import Spend, Usage, spend
 from commands.worker.scan import scan_dataset
 from eventlog.store import TS_FORMAT, EventStore
+from projections import queries
+from projections.token_usage import TokenUsage
 
 STALE_HOURS = 24  # the service's target turnaround
 
@@ -58,8 +60,8 @@ def age_hours(ts: str, now: datetime) -> float:
     return round((now - then).total_seconds() / 3600, 2)
 
 
-def _usage(rows: list[tuple[str, str, int, int, int, int, int, int]]) -> list[Usage]:
-    return [Usage(*row[1:]) for row in rows]
+def _usage(rows: list[TokenUsage]) -> list[Usage]:
+    return [Usage(*msgspec.structs.astuple(row)[1:]) for row in rows]
 
 
 def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
@@ -72,51 +74,37 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
         pending = decision.counts["candidates"]
         waiting = decision.counts["waiting_for_previous_page"]
     with store.snapshot():
-        conn = store.conn
         bounds = store.bounds()
         batches = [
-            ActiveBatchView(b, d, s, n, at, age_hours(at, now))
-            for b, d, s, n, at in conn.execute(
-                "SELECT batch_id, display_name, state, record_count, submitted_at "
-                "FROM active_batches ORDER BY submitted_seq"
+            ActiveBatchView(
+                b.batch_id,
+                b.display_name,
+                b.state,
+                b.record_count,
+                b.submitted_at,
+                age_hours(b.submitted_at, now),
             )
+            for b in queries.active_batches(store)
         ]
-        intents = [
-            r[0]
-            for r in conn.execute(
-                "SELECT display_name FROM submission_intents ORDER BY intended_seq"
-            )
-        ]
-        in_flight = conn.execute("SELECT count(*) FROM inflight_records").fetchone()[0]
-        written = conn.execute(
-            "SELECT count(*) FROM record_status WHERE status = 'written'"
-        ).fetchone()[0]
-        rejected = conn.execute("SELECT count(*) FROM rejected_inputs").fetchone()[0]
-        failing = {
-            str(count): n
-            for count, n in conn.execute(
-                "SELECT f.count, count(*) FROM failure_counts f "
-                "LEFT JOIN record_status s USING (record_key) "
-                "WHERE coalesce(s.status, '') NOT IN ('written', 'dead_lettered') "
-                "GROUP BY f.count ORDER BY f.count"
-            )
-        }
-        dead = conn.execute(
-            "SELECT count(*) FROM record_status WHERE status = 'dead_lettered'"
-        ).fetchone()[0]
-        totals = conn.execute(
-            "SELECT '', model, sum(results), sum(prompt_tokens), sum(output_tokens), "
-            "sum(failed_results), sum(failed_prompt_tokens), sum(failed_output_tokens) "
-            "FROM token_usage GROUP BY model"
-        ).fetchall()
-        run = conn.execute(
-            "SELECT run_id, started_at, finished_at, outcome, message FROM runs "
-            "ORDER BY started_seq DESC LIMIT 1"
-        ).fetchone()
+        intents = [i.display_name for i in queries.open_intents(store)]
+        in_flight = queries.count_in_flight(store)
+        written = queries.count_with_status(store, "written")
+        rejected = queries.count_rejected_inputs(store)
+        failing = {str(count): n for count, n in queries.failing_by_count(store)}
+        dead = queries.count_with_status(store, "dead_lettered")
+        totals = queries.usage_by_model(store)
+        run = queries.last_run(store)
         last_run = None
         if run is not None:
-            rows = conn.execute("SELECT * FROM token_usage WHERE run_id = ?", (run[0],)).fetchall()
-            last_run = LastRun(*run, spend(_usage(rows), config.pricing, config.gemini.model))
+            rows = queries.usage_of_run(store, run.run_id)
+            last_run = LastRun(
+                run.run_id,
+                run.started_at,
+                run.finished_at,
+                run.outcome,
+                run.message,
+                spend(_usage(rows), config.pricing, config.gemini.model),
+            )
     return Status(
         database=str(store.path),
         events=bounds[1][0] if bounds else 0,

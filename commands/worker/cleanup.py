@@ -21,25 +21,16 @@ from commands.errors import GatewayError
 from commands.worker.context import Worker
 from eventlog import crashpoints
 from eventlog.events import Event, FileDeleted
+from projections import queries
 
 log = logging.getLogger("commands.cleanup")
 
 _OURS = re.compile(r"^(gb-.+-requests|[^:/\\]+:[^:/\\]+:\d+:\d+)$")
 
-GARBAGE = """
-SELECT file_name FROM uploaded_files u
-WHERE (u.holder IS NULL AND u.uploaded_seq <= ?)
-   OR (u.holder IS NOT NULL
-       AND u.holder NOT IN (SELECT display_name FROM active_batches)
-       AND u.holder NOT IN (SELECT display_name FROM submission_intents)
-       AND u.holder NOT IN (SELECT display_name FROM abandoned_batches WHERE terminal = 0))
-ORDER BY u.uploaded_seq
-"""
-
 
 def collect_garbage(w: Worker, cycle_start_seq: int, *, sweep: bool = True) -> int:
     """Delete the files no submission needs; returns how many were deleted."""
-    names = [r[0] for r in w.query(GARBAGE, (cycle_start_seq,))]
+    names = queries.garbage_files(w.store, cycle_start_seq)
     if sweep:
         names += _unknown_files(w)
     if not names:
@@ -73,13 +64,8 @@ def _unknown_files(w: Worker) -> list[str]:
     except GatewayError as e:
         log.warning("Cannot list the service's files (%s); leftovers wait for the next cycle", e)
         return []
-    known = {r[0] for r in w.query("SELECT file_name FROM uploaded_files")}
-    watched = {
-        r[0]
-        for r in w.query(
-            "SELECT batch_id FROM active_batches UNION SELECT batch_id FROM abandoned_batches"
-        )
-    }
+    known = queries.uploaded_file_names(w.store)
+    watched = queries.watched_batch_ids(w.store)
     out = []
     for f in remote:
         if f.name in known:

@@ -37,6 +37,8 @@ from eventlog.events import (
     ResultDiscarded,
     ResultLinesIgnored,
 )
+from projections import queries
+from projections.active_batches import ActiveBatch
 
 log = logging.getLogger("commands.collect")
 
@@ -54,6 +56,11 @@ class BatchRef(msgspec.Struct, frozen=True):
     model: str
     submitted_seq: int
     submitted_at: str
+
+    @classmethod
+    def of(cls, batch: ActiveBatch) -> BatchRef:
+        """The reference to an ``active_batches`` row."""
+        return cls(batch.batch_id, batch.model, batch.submitted_seq, batch.submitted_at)
 
 
 def _read_lines(path: Path) -> Iterator[Line]:
@@ -128,11 +135,7 @@ def _record(
     checked, written = _write(w, verdicts)
     failed_keys = [v.key for v in checked if not v.valid]
     with w.store.write() as tx:
-        failures = dict(
-            w.query_in(
-                "SELECT record_key, count FROM failure_counts WHERE record_key IN ({})", failed_keys
-            )
-        )
+        failures = queries.failure_counts_of(w.store, failed_keys)
         events = decide(
             batch.batch_id, checked, written, failures, w.config.batching.max_retries, batch.model
         )
@@ -158,20 +161,9 @@ def collect(w: Worker, batch: BatchRef, remote: RemoteBatch) -> dict[str, int]:
     the database (it leaves ``inflight_records`` as its chunk commits), not held in a set.
     """
     batch_id = batch.batch_id
-    conn = w.store.conn
-    superseded = dict(
-        conn.execute(
-            "SELECT s.record_key, s.batch_id FROM record_status s JOIN inflight_records i "
-            "USING (record_key) WHERE i.batch_id = ? AND s.status = 'written' "
-            "AND s.updated_seq > ?",
-            (batch_id, batch.submitted_seq),
-        )
-    )
-    total = conn.execute(
-        "SELECT count(*) FROM inflight_records WHERE batch_id = ?", (batch_id,)
-    ).fetchone()[0]
-    pending_sql = "SELECT 1 FROM inflight_records WHERE record_key = ? AND batch_id = ?"
-    held_sql = "SELECT 1 FROM batch_record_keys WHERE batch_id = ? AND record_key = ?"
+    store = w.store
+    superseded = queries.superseded_records(store, batch_id, batch.submitted_seq)
+    total = queries.count_in_flight(store, batch_id)
     counts = {"validated": 0, "failed": 0}
     ignored = {"duplicates": 0, "unknown": 0}
     duplicates: list[str] = []
@@ -204,11 +196,9 @@ def collect(w: Worker, batch: BatchRef, remote: RemoteBatch) -> dict[str, int]:
             if key is None:
                 unreadable += 1
                 continue
-            if key in in_chunk or conn.execute(pending_sql, (key, batch_id)).fetchone() is None:
+            if key in in_chunk or not queries.is_pending_in(store, key, batch_id):
                 kind = (
-                    "duplicates"
-                    if conn.execute(held_sql, (batch_id, key)).fetchone()
-                    else "unknown"
+                    "duplicates" if queries.batch_held_record(store, batch_id, key) else "unknown"
                 )
                 ignored[kind] += 1
                 listed = duplicates if kind == "duplicates" else unknown
@@ -222,14 +212,7 @@ def collect(w: Worker, batch: BatchRef, remote: RemoteBatch) -> dict[str, int]:
             )
         flush()
     while True:  # records with no line at all, a chunk at a time, in key order
-        missing = [
-            r[0]
-            for r in conn.execute(
-                "SELECT record_key FROM inflight_records WHERE batch_id = ? ORDER BY record_key "
-                "LIMIT ?",
-                (batch_id, CHUNK),
-            )
-        ]
+        missing = queries.pending_keys(store, batch_id, CHUNK)
         if not missing:
             break
         for key in missing:

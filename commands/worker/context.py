@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel
 
@@ -34,17 +33,6 @@ class Worker:
     def append(self, events: Sequence[Event]) -> list[Recorded]:
         """Append ``events`` as this run, in one transaction (nothing for an empty list)."""
         return self.store.append(events, actor=self.actor) if events else []
-
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self.store.conn.execute(sql, tuple(params)).fetchall()
-
-    def query_in(self, sql: str, values: Sequence[Any]) -> list[tuple[Any, ...]]:
-        """``sql`` with one ``IN ({})`` placeholder list, run in chunks SQLite accepts."""
-        out: list[tuple[Any, ...]] = []
-        for i in range(0, len(values), 500):
-            part = values[i : i + 500]
-            out += self.query(sql.format(", ".join("?" for _ in part)), part)
-        return out
 
     def hours_since(self, ts: str) -> float:
         """Hours from a stored timestamp to now (the store's clock)."""

@@ -45,6 +45,8 @@ from commands.worker.scan import ScanDecision, scan_dataset
 from commands.worker.upload import Uploaded, upload_pages
 from eventlog import crashpoints
 from eventlog.events import BatchSubmissionIntended, BatchSubmitted, Event, InputRejected
+from projections import queries
+from projections.active_batches import ActiveBatch
 
 log = logging.getLogger("commands.cycle")
 
@@ -99,19 +101,6 @@ class CycleSummary(msgspec.Struct):
         )
 
 
-class ActiveBatch(msgspec.Struct, frozen=True):
-    """What polling needs of an ``active_batches`` row."""
-
-    batch_id: str
-    state: str
-    model: str
-    submitted_seq: int
-    submitted_at: str
-
-    def ref(self) -> BatchRef:
-        return BatchRef(self.batch_id, self.model, self.submitted_seq, self.submitted_at)
-
-
 class Cycle:
     """The worker's steps; :meth:`run` is one whole cycle (the Prefect flow calls the steps)."""
 
@@ -143,25 +132,17 @@ class Cycle:
 
     def settle(self, summary: CycleSummary) -> CycleSummary:
         """Fill in what is still in flight after the cycle."""
-        summary.active = self.w.query("SELECT count(*) FROM active_batches")[0][0]
-        summary.open_intents = self.w.query("SELECT count(*) FROM submission_intents")[0][0]
+        summary.active = queries.count_active_batches(self.w.store)
+        summary.open_intents = queries.count_open_intents(self.w.store)
         return summary
 
     # --- 0. open intents ------------------------------------------------------------------------
 
     def reconcile_intents(self) -> None:
         w = self.w
-        for name, model, input_file in w.query(
-            "SELECT display_name, model, input_file FROM submission_intents ORDER BY intended_seq"
-        ):
-            keys = [
-                r[0]
-                for r in w.query(
-                    "SELECT record_key FROM inflight_records WHERE display_name = ? "
-                    "AND batch_id IS NULL ORDER BY record_key",
-                    (name,),
-                )
-            ]
+        for intent in queries.open_intents(w.store):
+            name, model, input_file = intent.display_name, intent.model, intent.input_file
+            keys = queries.reserved_keys(w.store, name)
             extra = {"display_name": name}
             try:
                 found = w.gateway.find_batches(name)
@@ -204,11 +185,7 @@ class Cycle:
 
     def poll(self, summary: CycleSummary) -> None:
         w = self.w
-        for row in w.query(
-            "SELECT batch_id, state, model, submitted_seq, submitted_at "
-            "FROM active_batches ORDER BY submitted_seq"
-        ):
-            batch = ActiveBatch(*row)
+        for batch in queries.active_batches(w.store):
             summary.polled += 1
             answer: RemoteBatch | GatewayError
             try:
@@ -247,7 +224,7 @@ class Cycle:
             if verdict.outcome in _POLL_CRASHPOINTS:
                 crashpoints.reach(_POLL_CRASHPOINTS[verdict.outcome])
         if verdict.collect and not isinstance(answer, GatewayError):
-            collect(w, batch.ref(), answer)
+            collect(w, BatchRef.of(batch), answer)
             summary.completed += 1
         elif verdict.outcome in ("failed", "not_found"):
             summary.failed_batches += 1
@@ -280,10 +257,9 @@ class Cycle:
     def watch_abandoned(self) -> None:
         w = self.w
         grace = w.config.batching.late_results_grace_minutes / 60
-        for batch_id, model, terminal, sub_seq, sub_at, abandoned_at in w.query(
-            "SELECT batch_id, model, terminal, submitted_seq, submitted_at, abandoned_at "
-            "FROM abandoned_batches ORDER BY abandoned_seq"
-        ):
+        for a in queries.abandoned_batches(w.store):
+            batch_id, model, terminal = a.batch_id, a.model, a.terminal
+            sub_seq, sub_at, abandoned_at = a.submitted_seq, a.submitted_at, a.abandoned_at
             batch = AbandonedBatch(batch_id, bool(terminal))
             age, abandoned = w.hours_since(sub_at), w.hours_since(abandoned_at)
             verdict = judge_abandoned(batch, None, age, abandoned, grace)
@@ -328,10 +304,7 @@ class Cycle:
         w = self.w
         summary.scan = decision.counts
         batching, uploads = w.config.batching, w.config.uploads
-        busy = w.query(
-            "SELECT (SELECT count(*) FROM active_batches) + "
-            "(SELECT count(*) FROM submission_intents)"
-        )[0][0]
+        busy = queries.count_submissions_in_progress(w.store)
         capacity = batching.max_active_batches - busy
         queue = list(decision.candidates)
         while capacity > 0 and queue:

@@ -30,6 +30,7 @@ from commands.worker.dataset import (
 )
 from eventlog.events import Event, InputRejected, InputRejectionCleared, RecordDeadLettered
 from eventlog.store import EventStore
+from projections import queries
 
 log = logging.getLogger("commands.scan")
 
@@ -55,12 +56,11 @@ class ScanDecision(msgspec.Struct):
 
 def load_state(store: EventStore) -> ScanState:
     """A consistent snapshot (one read transaction) of what the scanner needs to know."""
-    conn = store.conn
     with store.snapshot():
-        inflight = {r[0] for r in conn.execute("SELECT record_key FROM inflight_records")}
-        failures = dict(conn.execute("SELECT record_key, count FROM failure_counts").fetchall())
-        dead = {r[0] for r in conn.execute("SELECT record_key FROM dead_letters")}
-        rejected = dict(conn.execute("SELECT path, reason FROM rejected_inputs").fetchall())
+        inflight = queries.in_flight_keys(store)
+        failures = queries.failure_counts(store)
+        dead = queries.dead_letter_keys(store)
+        rejected = queries.rejected_inputs(store)
     return ScanState(inflight, failures, dead, rejected)
 
 

@@ -30,7 +30,7 @@ from commands.worker.runlog import bind_run
 from eventlog.errors import DatabaseError
 from eventlog.events import RunFinished, RunStarted
 from eventlog.store import EventStore
-from projections import open_store
+from projections import open_store, queries
 
 log = logging.getLogger("commands.run")
 
@@ -90,12 +90,7 @@ def session(
         port = gateway if gateway is not None else Gateway.from_config(config, api_key=key)
         actor = f"run:{run_id}"
         # Holding the lock, any run that never finished is dead: say so in the log.
-        dead = [
-            r[0]
-            for r in store.conn.execute(
-                "SELECT run_id FROM runs WHERE finished_seq IS NULL ORDER BY started_seq"
-            )
-        ]
+        dead = queries.unfinished_run_ids(store)
         store.append(
             [
                 *(

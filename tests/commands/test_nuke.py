@@ -34,7 +34,7 @@ def test_recreate_tables_creates_the_fresh_schema_at_once(populated: Path) -> No
     assert invoke(populated, "nuke", "--confirm", "--recreate-tables").exit_code == 0
     s = open_store(populated)
     assert s.last_seq() == 0
-    assert s.conn.execute("SELECT count(*) FROM active_batches").fetchone()[0] == 0
+    assert s.query_one("SELECT count(*) FROM active_batches")[0] == 0
     s.close()
 
 

@@ -116,7 +116,7 @@ def test_the_flow_runs_cycles_and_publishes_the_report_and_counts(
     for _ in range(6):
         counts = prefect_flow.gemini_batches(config_path=str(config_path))
         store = open_store(load_config(config_path).paths.database)
-        busy = store.conn.execute("SELECT count(*) FROM inflight_records").fetchone()[0]
+        busy = store.query_one("SELECT count(*) FROM inflight_records")[0]
         store.close()
         if not busy:
             break

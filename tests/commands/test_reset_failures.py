@@ -32,7 +32,7 @@ def _more_failures(db: Path) -> None:
 
 def _counts(db: Path) -> set[str]:
     s = open_store(db)
-    keys = {r[0] for r in s.conn.execute("SELECT record_key FROM failure_counts")}
+    keys = {r[0] for r in s.query("SELECT record_key FROM failure_counts")}
     s.close()
     return keys
 

@@ -71,7 +71,7 @@ def test_kill_at_every_step_then_restart_until_done(
     assert not list(config.paths.output_root.rglob(".*.tmp"))  # no half-written file left
     store = open_store(config.paths.database)
     assert verify(store) is None
-    statuses = Counter(r[0] for r in store.conn.execute("SELECT status FROM record_status"))
+    statuses = Counter(r[0] for r in store.query("SELECT status FROM record_status"))
     store.close()
     assert statuses == {"written": len(KEYS)}
     # Each record billed in at most one succeeded job, and every created job created once.

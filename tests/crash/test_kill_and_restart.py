@@ -65,9 +65,9 @@ def test_sigkill_at_a_side_effect_boundary_then_restart(
     first = worker(config, "run", "--until-idle", crash_at=point, nth=nth)
     assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
     store = open_store(load_config(config).paths.database)
-    busy = store.conn.execute(
+    busy = store.query_one(
         "SELECT (SELECT count(*) FROM active_batches) + (SELECT count(*) FROM submission_intents)"
-    ).fetchone()[0]
+    )[0]
     store.close()
     assert busy > 0  # the kill happened while batches were active
     second = worker(config, "run", "--until-idle")
@@ -93,7 +93,7 @@ def test_an_external_kill_9_during_a_loop_then_restart(tmp_path: Path, emulator:
         while time.monotonic() < deadline:
             if db.exists():
                 store = open_store(db)
-                active = store.conn.execute("SELECT count(*) FROM active_batches").fetchone()[0]
+                active = store.query_one("SELECT count(*) FROM active_batches")[0]
                 store.close()
                 if active:
                     break

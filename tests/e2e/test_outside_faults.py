@@ -86,7 +86,7 @@ def test_operator_commands_work_while_a_run_is_active(tmp_path: Path, emulator: 
             return []
         store = open_store(db)
         try:
-            return store.conn.execute(sql).fetchall()
+            return store.query(sql)
         finally:
             store.close()
 
@@ -128,7 +128,7 @@ def test_operator_commands_work_while_a_run_is_active(tmp_path: Path, emulator: 
         isinstance(r.event, FailuresReset) and r.actor.startswith("operator:ops@test") for r in log
     )
     assert verify(store) is None and store.verify_chain() is None
-    outcome = store.conn.execute("SELECT outcome FROM runs").fetchall()
+    outcome = store.query("SELECT outcome FROM runs")
     store.close()
     assert outcome == [("interrupted",)]
     assert check_final_state(load_config(config), emulator, KEYS, billing=False) == {
@@ -203,12 +203,11 @@ def test_disk_full_while_writing_outputs_then_recovery(
     cfg = load_config(config)
     store = open_store(cfg.paths.database)
     assert verify(store) is None
-    inflight = store.conn.execute("SELECT count(*) FROM inflight_records").fetchone()[0]
+    inflight = store.query_one("SELECT count(*) FROM inflight_records")[0]
     written = {
-        r[0]
-        for r in store.conn.execute("SELECT record_key FROM record_status WHERE status = 'written'")
+        r[0] for r in store.query("SELECT record_key FROM record_status WHERE status = 'written'")
     }
-    assert store.conn.execute("SELECT outcome FROM runs").fetchall() == [("error",)]
+    assert store.query("SELECT outcome FROM runs") == [("error",)]
     store.close()
     assert inflight > 0  # the unwritten results wait in their batch: nothing lost
     for key in written:  # every output the log calls written is on disk, whole

@@ -89,9 +89,7 @@ def test_216_pages_with_every_fault_end_written_or_dead_lettered(
     names = [e.display_name for e in events if isinstance(e, BatchSubmitted)]
     assert len(names) == len(set(names)) == sum(emulator.service.creates.values()) - 0
     assert [e.record_key for e in events if isinstance(e, UploadAbandoned)] == [KEYS[11]]
-    errors = dict(
-        store.conn.execute("SELECT error_type, count(*) FROM failure_logs GROUP BY error_type")
-    )
+    errors = dict(store.query("SELECT error_type, count(*) FROM failure_logs GROUP BY error_type"))
     assert set(errors) >= {
         "schema_violation",
         "invalid_json",

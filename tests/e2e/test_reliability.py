@@ -68,10 +68,10 @@ def test_an_unanswered_create_stays_reserved_until_the_service_can_say(
     for _ in range(3):  # the service cannot say whether it exists: no resubmission
         cycles(config, 1)
         store = open_store(config.paths.database)
-        reserved = store.conn.execute(
-            "SELECT count(*) FROM inflight_records WHERE batch_id IS NULL"
-        ).fetchone()[0]
-        intents = store.conn.execute("SELECT count(*) FROM submission_intents").fetchone()[0]
+        reserved = store.query_one("SELECT count(*) FROM inflight_records WHERE batch_id IS NULL")[
+            0
+        ]
+        intents = store.query_one("SELECT count(*) FROM submission_intents")[0]
         store.close()
         assert (reserved, intents) == (len(KEYS), 1)
         assert sum(emulator.service.creates.values()) == 1
@@ -114,7 +114,7 @@ def test_late_results_of_a_cleared_batch_are_adopted_and_not_billed_again(
     config = setup(tmp_path, emulator, {"timing": {"pending_seconds": 0.5}})
     cycles(config, 1)
     store = open_store(config.paths.database)
-    [batch] = [r[0] for r in store.conn.execute("SELECT batch_id FROM active_batches")]
+    [batch] = [r[0] for r in store.query("SELECT batch_id FROM active_batches")]
     clear_batch(store, batch, reason="looks stuck", actor="operator:test clear-batch")
     store.close()
     time.sleep(0.6)  # the cleared job finishes on the service before the next cycle
@@ -143,7 +143,7 @@ def _submit_then_clear(
     )
     cycles(config, 1)
     store = open_store(config.paths.database)
-    [first] = [r[0] for r in store.conn.execute("SELECT batch_id FROM active_batches")]
+    [first] = [r[0] for r in store.query("SELECT batch_id FROM active_batches")]
     clear_batch(store, first, reason="give up", actor="operator:test clear-batch")
     store.close()
     return config, first
@@ -234,7 +234,7 @@ def test_a_truncated_result_file_loses_nothing(tmp_path: Path, emulator: Emulato
     config = setup(tmp_path, emulator, {"jobs": [{"nth": 1, "outcome": "TRUNCATED"}]})
     run(config, until_idle=True, max_cycles=20, api_key=API_KEY)
     store = open_store(config.paths.database)
-    errors = [r[0] for r in store.conn.execute("SELECT error_type FROM failure_logs")]
+    errors = [r[0] for r in store.query("SELECT error_type FROM failure_logs")]
     store.close()
     assert errors == ["unparseable_line"]  # the cut line's record, retried afterwards
     assert check_final_state(config, emulator, KEYS, billing=False) == {"written": len(KEYS)}

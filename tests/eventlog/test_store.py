@@ -44,15 +44,15 @@ def test_group_commit_is_one_transaction(store: EventStore) -> None:
         w.append(all_events(), actor="a")
         raise RuntimeError("crash before commit")
     assert store.last_seq() == 1
-    assert store.conn.execute("SELECT count(*) FROM record_status").fetchone()[0] == 0
+    assert store.query_one("SELECT count(*) FROM record_status")[0] == 0
 
 
 def test_payload_is_json_readable_from_sql(store: EventStore) -> None:
     store.append([_ev(7)], actor="a")
-    value = store.conn.execute(
+    value = store.query_one(
         "SELECT json_extract(payload, '$.record_key'), json_extract(payload, '$.size_bytes') "
         "FROM events"
-    ).fetchone()
+    )
     assert value == ("S:X:2020:7", 7)
 
 
@@ -109,11 +109,13 @@ def test_the_database_refuses_to_rewrite_the_log(
     store.append([_ev(1), _ev(2)], actor="a")
     before = list(store.read_raw())
     # Through apsw, translated at the boundary ...
+    raw = apsw.Connection(str(db_path))
     with pytest.raises(AppendOnlyViolation, match="append-only"):
         from eventlog.connection import translate_sqlite_errors
 
         with translate_sqlite_errors(db_path):
-            store.conn.execute(sql)
+            raw.execute(sql)
+    raw.close()
     # ... and through another SQLite library altogether (the stdlib's), as an operator would.
     other = sqlite3.connect(db_path)
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
@@ -133,12 +135,18 @@ def test_the_sqlite3_shell_cannot_delete_events(store: EventStore, db_path: Path
 
 
 def test_connection_settings_are_applied(store: EventStore) -> None:
-    conn = store.conn
-    assert conn.pragma("journal_mode") == "wal"
-    assert conn.pragma("synchronous") == 2  # FULL
-    assert conn.pragma("foreign_keys") == 1
-    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] > 0
-    strict = conn.execute("SELECT sql FROM sqlite_schema WHERE name = 'events'").fetchone()[0]
+    def pragma(name: str) -> object:
+        row = store.query_one(f"PRAGMA {name}")
+        assert row is not None
+        return row[0]
+
+    assert pragma("journal_mode") == "wal"
+    assert pragma("synchronous") == 2  # FULL
+    assert pragma("foreign_keys") == 1
+    assert pragma("busy_timeout") > 0  # type: ignore[operator]
+    row = store.query_one("SELECT sql FROM sqlite_schema WHERE name = 'events'")
+    assert row is not None
+    strict = row[0]
     assert strict.rstrip().endswith("STRICT")
 
 

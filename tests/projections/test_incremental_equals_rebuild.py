@@ -23,13 +23,13 @@ def test_incremental_projections_equal_a_rebuild_after_every_group(
         captures = []
         for group in groups:
             store.append(group, actor="prop")
-            captures.append((store.last_seq(), snapshot_rows(store.conn)))
+            captures.append((store.last_seq(), snapshot_rows(store)))
         for seq, live in captures:
             folded = fold(store.read(until_seq=seq))
             assert folded.last == seq
             assert memory_rows(folded.tables) == live
         assert verify(store) is None
-        final = snapshot_rows(store.conn)
+        final = snapshot_rows(store)
         rebuild(store)
-        assert snapshot_rows(store.conn) == final
+        assert snapshot_rows(store) == final
         store.close()

@@ -5,6 +5,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import apsw
 import pytest
 
 from eventlog.connection import translate_sqlite_errors
@@ -57,14 +58,14 @@ def test_verify_is_clean_on_a_live_database(full: EventStore) -> None:
 def test_verify_names_the_first_difference_and_rebuild_repairs_it(
     full: EventStore, db_path: Path, sql: str, table: str, fragment: str
 ) -> None:
-    good = snapshot_rows(full.conn)
+    good = snapshot_rows(full)
     _sneak(db_path, sql)
     diff = verify(full)
     assert diff is not None and diff.table == table
     assert fragment in diff.describe()
     rebuild(full)
     assert verify(full) is None
-    assert snapshot_rows(full.conn) == good
+    assert snapshot_rows(full) == good
 
 
 def test_a_lagging_checkpoint_is_reported(full: EventStore, db_path: Path) -> None:
@@ -88,11 +89,9 @@ def test_reopening_catches_up_events_appended_past_the_checkpoint(tmp_path: Path
         bare.append(group, actor=actor)
     bare.close()
     caught_up = open_store(lagging_path)
-    checkpoint = caught_up.conn.execute("SELECT min(seq) FROM projection_checkpoints").fetchone()
+    checkpoint = caught_up.query_one("SELECT min(seq) FROM projection_checkpoints")
     assert checkpoint[0] == caught_up.last_seq() == reference.last_seq()
-    assert _without_times(snapshot_rows(caught_up.conn)) == _without_times(
-        snapshot_rows(reference.conn)
-    )
+    assert _without_times(snapshot_rows(caught_up)) == _without_times(snapshot_rows(reference))
     assert verify(caught_up) is None
     caught_up.close()
     reference.close()
@@ -114,14 +113,14 @@ def _without_times(rows: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
 def test_a_new_projection_version_rebuilds_from_the_log_on_open(
     full: EventStore, db_path: Path
 ) -> None:
-    good = snapshot_rows(full.conn)
+    good = snapshot_rows(full)
     full.close()
     conn = sqlite3.connect(db_path)
     conn.execute("UPDATE meta SET value = 'old' WHERE key = 'projection_version'")
     conn.commit()
     conn.close()
     s = open_store(db_path)
-    assert snapshot_rows(s.conn) == good
+    assert snapshot_rows(s) == good
     assert verify(s) is None
     s.close()
 
@@ -143,14 +142,16 @@ def test_raw_writes_to_projections_are_refused_naming_the_command(
 ) -> None:
     for actor, group in [*scenario()[:15], scenario()[-1]]:  # b5 active, an intent open
         store.append(group, actor=actor)
-    before = snapshot_rows(store.conn)
+    before = snapshot_rows(store)
     other = sqlite3.connect(db_path)
     with pytest.raises(sqlite3.IntegrityError, match=command):
         other.execute(sql)
     other.close()
+    raw = apsw.Connection(str(db_path))
     with pytest.raises(ProjectionWriteRefused, match=command), translate_sqlite_errors(db_path):
-        store.conn.execute(sql)
-    assert snapshot_rows(store.conn) == before
+        raw.execute(sql)
+    raw.close()
+    assert snapshot_rows(store) == before
     assert verify(store) is None
 
 
@@ -167,4 +168,4 @@ def test_the_seed_playbook_delete_in_the_sqlite3_shell_names_clear_batch(
     )
     assert p.returncode != 0
     assert "python -m commands clear-batch" in p.stderr
-    assert store.conn.execute("SELECT count(*) FROM active_batches").fetchone()[0] == 1
+    assert store.query_one("SELECT count(*) FROM active_batches")[0] == 1

@@ -62,13 +62,13 @@ def _grow(db: Path, n_groups: int = 40) -> None:
 def test_snapshots_are_taken_as_the_log_crosses_each_multiple(db_path: Path) -> None:
     _grow(db_path)
     store = open_store(db_path)
-    seqs = [r[0] for r in store.conn.execute("SELECT seq FROM replay_snapshots ORDER BY seq")]
+    seqs = [r[0] for r in store.query("SELECT seq FROM replay_snapshots ORDER BY seq")]
     last = store.last_seq()
     assert len(seqs) >= last // 7 - 2 and seqs == sorted(set(seqs))
     base = replay_views(store, last)[1]
     assert base == seqs[-1] and last - base < 7 + 10  # folded only the tail
     rebuild(store)  # a rebuild takes them again, at exact multiples
-    seqs = [r[0] for r in store.conn.execute("SELECT seq FROM replay_snapshots")]
+    seqs = [r[0] for r in store.query("SELECT seq FROM replay_snapshots")]
     assert seqs == list(range(7, last + 1, 7))
     assert verify(store) is None
     store.close()
@@ -77,7 +77,7 @@ def test_snapshots_are_taken_as_the_log_crosses_each_multiple(db_path: Path) -> 
 def test_a_damaged_snapshot_is_skipped_and_named(db_path: Path) -> None:
     _grow(db_path)
     store = open_store(db_path)
-    seqs = [r[0] for r in store.conn.execute("SELECT seq FROM replay_snapshots ORDER BY seq")]
+    seqs = [r[0] for r in store.query("SELECT seq FROM replay_snapshots ORDER BY seq")]
     bad = seqs[-1]
     conn = sqlite3.connect(db_path)
     conn.executescript(

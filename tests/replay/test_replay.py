@@ -31,7 +31,7 @@ def stepped(db_path: Path) -> tuple[EventStore, dict[int, dict[str, list[tuple]]
     captures = {}
     for event in all_events():
         [rec] = store.append([event], actor="run:test")
-        captures[rec.seq] = snapshot_rows(store.conn)
+        captures[rec.seq] = snapshot_rows(store)
     return store, captures
 
 

@@ -1,0 +1,587 @@
+"""The read side: every question the commands ask of the projection tables, as typed functions.
+
+Each function takes the :class:`~eventlog.store.EventStore` and returns the projection's own row
+struct (``ActiveBatch``, ``FailureLog``, ...), a small struct defined here, or a count. All are
+read-only and run through :meth:`EventStore.query` (inside the SQLite error translation), in
+whatever transaction the caller holds: wrap several in ``store.snapshot()`` for one consistent
+view, or call them inside ``store.write()`` when a decision must see the state it appends to.
+Functions taking a list of keys read it in chunks SQLite accepts (:data:`IN_CHUNK`); the
+``*_rows`` functions stream from the cursor, so memory stays flat in the table's size.
+
+The SQL here is SQLite's dialect but plain: a second backend (PostgreSQL, planned) would replace
+this module together with ``projections/tables.py`` and ``projections/projector.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import msgspec
+
+from eventlog.events import ResetFilter
+from eventlog.store import EventStore
+from projections.abandoned_batches import SPEC as ABANDONED_BATCHES
+from projections.abandoned_batches import AbandonedBatch
+from projections.active_batches import SPEC as ACTIVE_BATCHES
+from projections.active_batches import ActiveBatch
+from projections.failure_counts import SPEC as FAILURE_COUNTS
+from projections.failure_counts import FailureCount
+from projections.failure_logs import SPEC as FAILURE_LOGS
+from projections.failure_logs import FailureLog
+from projections.runs import SPEC as RUNS
+from projections.runs import Run
+from projections.submission_intents import SPEC as SUBMISSION_INTENTS
+from projections.submission_intents import SubmissionIntent
+from projections.tables import TableSpec
+from projections.token_usage import SPEC as TOKEN_USAGE
+from projections.token_usage import TokenUsage
+
+#: Values per ``IN (...)`` list: well under SQLite's limit on bound parameters.
+IN_CHUNK = 500
+
+__all__ = [
+    "IN_CHUNK",
+    "FailureGroup",
+    "SchoolFailureGroup",
+    "UsageTotals",
+    "abandoned_batches",
+    "active_batches",
+    "batch_held_record",
+    "count_active_batches",
+    "count_events",
+    "count_failing_records",
+    "count_held_records",
+    "count_in_flight",
+    "count_open_intents",
+    "count_rejected_inputs",
+    "count_rows",
+    "count_submissions_in_progress",
+    "count_with_status",
+    "dead_letter_keys",
+    "failing_by_count",
+    "failure_count_of",
+    "failure_counts",
+    "failure_counts_matching",
+    "failure_counts_of",
+    "failure_groups_by_error_type",
+    "failure_groups_by_school",
+    "failure_groups_by_state",
+    "failure_log_rows",
+    "failure_logs_at",
+    "failure_logs_of",
+    "failure_totals",
+    "garbage_files",
+    "has_open_intent",
+    "in_flight_keys",
+    "is_active_batch",
+    "is_pending_in",
+    "last_run",
+    "open_intents",
+    "pending_keys",
+    "rejected_inputs",
+    "reserved_keys",
+    "retry_counts",
+    "run",
+    "status_of",
+    "superseded_records",
+    "top_error_types",
+    "unfinished_run_ids",
+    "uploaded_file_names",
+    "usage_by_model",
+    "usage_of_run",
+    "usage_totals",
+    "watched_batch_ids",
+]
+
+
+def _columns(spec: TableSpec, alias: str = "") -> str:
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(f"{prefix}{c}" for c in spec.columns)
+
+
+def _count(store: EventStore, sql: str, params: Sequence[Any] = ()) -> int:
+    row = store.query_one(sql, params)
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join("?" for _ in values)
+
+
+def _in_chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(values), IN_CHUNK):
+        yield values[i : i + IN_CHUNK]
+
+
+# --- the log itself, and table sizes ---------------------------------------------------------
+
+
+def count_events(store: EventStore) -> int:
+    """How many events the log holds."""
+    return _count(store, "SELECT count(*) FROM events")
+
+
+def count_rows(store: EventStore, spec: TableSpec) -> int:
+    """How many rows ``spec``'s projection table holds."""
+    return _count(store, f"SELECT count(*) FROM {spec.name}")
+
+
+# --- submissions: active batches, open intents, abandoned batches ----------------------------
+
+
+def active_batches(store: EventStore) -> list[ActiveBatch]:
+    """Every batch the service is working on, oldest submission first."""
+    return [
+        ActiveBatch(*r)
+        for r in store.query(
+            f"SELECT {_columns(ACTIVE_BATCHES)} FROM active_batches ORDER BY submitted_seq"
+        )
+    ]
+
+
+def count_active_batches(store: EventStore) -> int:
+    return _count(store, "SELECT count(*) FROM active_batches")
+
+
+def is_active_batch(store: EventStore, batch_id: str) -> bool:
+    sql = "SELECT count(*) FROM active_batches WHERE batch_id = ?"
+    return bool(_count(store, sql, (batch_id,)))
+
+
+def open_intents(store: EventStore) -> list[SubmissionIntent]:
+    """Every submission intended but not yet resolved, oldest first."""
+    return [
+        SubmissionIntent(*r)
+        for r in store.query(
+            f"SELECT {_columns(SUBMISSION_INTENTS)} FROM submission_intents ORDER BY intended_seq"
+        )
+    ]
+
+
+def count_open_intents(store: EventStore) -> int:
+    return _count(store, "SELECT count(*) FROM submission_intents")
+
+
+def has_open_intent(store: EventStore, display_name: str) -> bool:
+    return bool(
+        _count(
+            store,
+            "SELECT count(*) FROM submission_intents WHERE display_name = ?",
+            (display_name,),
+        )
+    )
+
+
+def count_submissions_in_progress(store: EventStore) -> int:
+    """Active batches plus open intents, read in one statement (one consistent answer)."""
+    return _count(
+        store,
+        "SELECT (SELECT count(*) FROM active_batches) + (SELECT count(*) FROM submission_intents)",
+    )
+
+
+def abandoned_batches(store: EventStore) -> list[AbandonedBatch]:
+    """Every batch given up on that is still watched for late results, in the order given up."""
+    return [
+        AbandonedBatch(*r)
+        for r in store.query(
+            f"SELECT {_columns(ABANDONED_BATCHES)} FROM abandoned_batches ORDER BY abandoned_seq"
+        )
+    ]
+
+
+def watched_batch_ids(store: EventStore) -> set[str]:
+    """The ids of every batch still active or watched after being given up on."""
+    return {
+        r[0]
+        for r in store.query(
+            "SELECT batch_id FROM active_batches UNION SELECT batch_id FROM abandoned_batches"
+        )
+    }
+
+
+# --- records in flight -------------------------------------------------------------------------
+
+
+def reserved_keys(store: EventStore, display_name: str) -> list[str]:
+    """The records an open intent reserved (no batch id yet), in key order."""
+    return [
+        r[0]
+        for r in store.query(
+            "SELECT record_key FROM inflight_records WHERE display_name = ? "
+            "AND batch_id IS NULL ORDER BY record_key",
+            (display_name,),
+        )
+    ]
+
+
+def count_in_flight(store: EventStore, batch_id: str | None = None) -> int:
+    """Records in flight: all of them, or (``batch_id``) those of one batch."""
+    if batch_id is None:
+        return _count(store, "SELECT count(*) FROM inflight_records")
+    return _count(store, "SELECT count(*) FROM inflight_records WHERE batch_id = ?", (batch_id,))
+
+
+def count_held_records(store: EventStore, name: str) -> int:
+    """Records held by the batch ``name`` or reserved by the open intent of that display name."""
+    return _count(
+        store,
+        "SELECT count(*) FROM inflight_records WHERE batch_id = ? "
+        "OR (batch_id IS NULL AND display_name = ?)",
+        (name, name),
+    )
+
+
+def in_flight_keys(store: EventStore) -> set[str]:
+    return {r[0] for r in store.rows("SELECT record_key FROM inflight_records")}
+
+
+def is_pending_in(store: EventStore, record_key: str, batch_id: str) -> bool:
+    """Whether ``record_key`` is still in flight in ``batch_id`` (not yet judged)."""
+    return (
+        store.query_one(
+            "SELECT 1 FROM inflight_records WHERE record_key = ? AND batch_id = ?",
+            (record_key, batch_id),
+        )
+        is not None
+    )
+
+
+def pending_keys(store: EventStore, batch_id: str, limit: int) -> list[str]:
+    """Up to ``limit`` of ``batch_id``'s records still in flight, in key order (call again after
+    judging them for the next ones)."""
+    return [
+        r[0]
+        for r in store.query(
+            "SELECT record_key FROM inflight_records WHERE batch_id = ? ORDER BY record_key "
+            "LIMIT ?",
+            (batch_id, limit),
+        )
+    ]
+
+
+def batch_held_record(store: EventStore, batch_id: str, record_key: str) -> bool:
+    """Whether ``record_key`` was one of ``batch_id``'s records when it was submitted."""
+    return (
+        store.query_one(
+            "SELECT 1 FROM batch_record_keys WHERE batch_id = ? AND record_key = ?",
+            (batch_id, record_key),
+        )
+        is not None
+    )
+
+
+def superseded_records(store: EventStore, batch_id: str, since_seq: int) -> dict[str, str]:
+    """``batch_id``'s in-flight records already written by another batch after ``since_seq``:
+    record key -> the batch that wrote it."""
+    return dict(
+        store.query(
+            "SELECT s.record_key, s.batch_id FROM record_status s JOIN inflight_records i "
+            "USING (record_key) WHERE i.batch_id = ? AND s.status = 'written' "
+            "AND s.updated_seq > ?",
+            (batch_id, since_seq),
+        )
+    )
+
+
+# --- record status, failures, dead letters, rejected inputs ------------------------------------
+
+
+def status_of(store: EventStore, record_key: str) -> str | None:
+    """A record's status, or None when the log knows nothing of it."""
+    row = store.query_one("SELECT status FROM record_status WHERE record_key = ?", (record_key,))
+    return row[0] if row else None
+
+
+def count_with_status(store: EventStore, status: str) -> int:
+    return _count(store, "SELECT count(*) FROM record_status WHERE status = ?", (status,))
+
+
+def failure_counts(store: EventStore) -> dict[str, int]:
+    """Every record's current failure count."""
+    return dict(store.query("SELECT record_key, count FROM failure_counts"))
+
+
+def failure_counts_of(store: EventStore, record_keys: Sequence[str]) -> dict[str, int]:
+    """The current failure counts of ``record_keys`` (those with none are absent)."""
+    out: dict[str, int] = {}
+    for part in _in_chunks(record_keys):
+        out.update(
+            store.query(
+                "SELECT record_key, count FROM failure_counts "
+                f"WHERE record_key IN ({_marks(part)})",
+                part,
+            )
+        )
+    return out
+
+
+def failure_count_of(store: EventStore, record_key: str) -> int:
+    row = store.query_one("SELECT count FROM failure_counts WHERE record_key = ?", (record_key,))
+    return row[0] if row else 0
+
+
+def failure_counts_matching(store: EventStore, f: ResetFilter) -> list[FailureCount]:
+    """The failure counts a reset filter selects (parameterised SQL), in record-key order."""
+    where: list[str] = []
+    params: list[Any] = []
+    if f.states:
+        where.append(f"state IN ({_marks(f.states)})")
+        params.extend(f.states)
+    if f.schools:
+        where.append(f"school IN ({_marks(f.schools)})")
+        params.extend(f.schools)
+    if f.year_start is not None:
+        where.append("year >= ?")
+        params.append(f.year_start)
+    if f.year_end is not None:
+        where.append("year <= ?")
+        params.append(f.year_end)
+    sql = (
+        f"SELECT {_columns(FAILURE_COUNTS)} FROM failure_counts"
+        f"{' WHERE ' + ' AND '.join(where) if where else ''} ORDER BY record_key"
+    )
+    return [FailureCount(*r) for r in store.query(sql, params)]
+
+
+def failing_by_count(store: EventStore) -> list[tuple[int, int]]:
+    """(failure count, records) of the records still to be retried (neither written nor dead
+    lettered), by count."""
+    return [
+        (count, n)
+        for count, n in store.query(
+            "SELECT f.count, count(*) FROM failure_counts f "
+            "LEFT JOIN record_status s USING (record_key) "
+            "WHERE coalesce(s.status, '') NOT IN ('written', 'dead_lettered') "
+            "GROUP BY f.count ORDER BY f.count"
+        )
+    ]
+
+
+def count_failing_records(store: EventStore) -> int:
+    return _count(store, "SELECT count(*) FROM failure_counts")
+
+
+def retry_counts(store: EventStore, record_keys: Sequence[str]) -> list[tuple[str, int]]:
+    """(record key, failure count) of those of ``record_keys`` (sorted) that may still be retried,
+    in key order."""
+    out: list[tuple[str, int]] = []
+    for part in _in_chunks(record_keys):
+        out += [
+            (k, c)
+            for k, c in store.query(
+                "SELECT f.record_key, f.count FROM failure_counts f JOIN record_status s "
+                "USING (record_key) WHERE s.status IN ('failed', 'pending', 'reserved', "
+                f"'inflight') AND f.record_key IN ({_marks(part)}) "
+                "ORDER BY f.record_key",
+                part,
+            )
+        ]
+    return out
+
+
+def dead_letter_keys(store: EventStore) -> set[str]:
+    return {r[0] for r in store.rows("SELECT record_key FROM dead_letters")}
+
+
+def rejected_inputs(store: EventStore) -> dict[str, str]:
+    """Every input refused by the scanner: path -> reason."""
+    return dict(store.query("SELECT path, reason FROM rejected_inputs"))
+
+
+def count_rejected_inputs(store: EventStore) -> int:
+    return _count(store, "SELECT count(*) FROM rejected_inputs")
+
+
+# --- failure logs --------------------------------------------------------------------------------
+
+
+class FailureGroup(msgspec.Struct, frozen=True, array_like=True):
+    """Failures sharing one value (an error type, a state): how many, over how many records."""
+
+    value: str
+    failures: int
+    records: int
+
+
+class SchoolFailureGroup(msgspec.Struct, frozen=True, array_like=True):
+    state: str
+    school: str
+    failures: int
+    records: int
+
+
+def failure_totals(store: EventStore) -> tuple[int, int]:
+    """(failures logged, distinct records that failed)."""
+    row = store.query_one("SELECT count(*), count(DISTINCT record_key) FROM failure_logs")
+    return (row[0], row[1]) if row else (0, 0)
+
+
+def top_error_types(store: EventStore, limit: int) -> list[tuple[str, int]]:
+    """The ``limit`` most frequent error types and their failures."""
+    return [
+        (t, n)
+        for t, n in store.query(
+            "SELECT error_type, count(*) AS n FROM failure_logs GROUP BY error_type "
+            "ORDER BY n DESC, error_type LIMIT ?",
+            (limit,),
+        )
+    ]
+
+
+def failure_groups_by_error_type(store: EventStore) -> list[FailureGroup]:
+    """Failures per error type, most frequent first."""
+    return [
+        FailureGroup(*r)
+        for r in store.query(
+            "SELECT error_type, count(*) AS n, count(DISTINCT record_key) FROM failure_logs "
+            "GROUP BY error_type ORDER BY n DESC, error_type"
+        )
+    ]
+
+
+def failure_groups_by_state(store: EventStore) -> list[FailureGroup]:
+    """Failures per state, most frequent first."""
+    return [
+        FailureGroup(*r)
+        for r in store.query(
+            "SELECT state, count(*) AS n, count(DISTINCT record_key) FROM failure_logs "
+            "GROUP BY state ORDER BY n DESC, state"
+        )
+    ]
+
+
+def failure_groups_by_school(store: EventStore) -> list[SchoolFailureGroup]:
+    """Failures per (state, school), most frequent first."""
+    return [
+        SchoolFailureGroup(*r)
+        for r in store.query(
+            "SELECT state, school, count(*) AS n, count(DISTINCT record_key) FROM failure_logs "
+            "GROUP BY state, school ORDER BY n DESC, state, school"
+        )
+    ]
+
+
+def failure_logs_of(store: EventStore, record_key: str) -> list[FailureLog]:
+    """Every logged failure of one record, oldest first."""
+    return [
+        FailureLog(*r)
+        for r in store.query(
+            f"SELECT {_columns(FAILURE_LOGS)} FROM failure_logs WHERE record_key = ? ORDER BY seq",
+            (record_key,),
+        )
+    ]
+
+
+def failure_logs_at(store: EventStore, seqs: Sequence[int]) -> list[FailureLog]:
+    """The failure logs recorded by the events ``seqs`` (sorted), in sequence order."""
+    out: list[FailureLog] = []
+    for part in _in_chunks(seqs):
+        out += [
+            FailureLog(*r)
+            for r in store.query(
+                f"SELECT {_columns(FAILURE_LOGS)} FROM failure_logs "
+                f"WHERE seq IN ({_marks(part)}) ORDER BY seq",
+                part,
+            )
+        ]
+    return out
+
+
+def failure_log_rows(store: EventStore) -> Iterator[FailureLog]:
+    """Every failure log row in sequence order, streamed (flat memory)."""
+    for r in store.rows(f"SELECT {_columns(FAILURE_LOGS)} FROM failure_logs ORDER BY seq"):
+        yield FailureLog(*r)
+
+
+# --- uploaded files ------------------------------------------------------------------------------
+
+
+def garbage_files(store: EventStore, uploaded_before_seq: int) -> list[str]:
+    """Files no submission needs: held by a submission that is over (a batch cleared while the
+    service may still run it keeps them), or held by none and uploaded at or before
+    ``uploaded_before_seq``; in upload order."""
+    return [
+        r[0]
+        for r in store.query(
+            """
+SELECT file_name FROM uploaded_files u
+WHERE (u.holder IS NULL AND u.uploaded_seq <= ?)
+   OR (u.holder IS NOT NULL
+       AND u.holder NOT IN (SELECT display_name FROM active_batches)
+       AND u.holder NOT IN (SELECT display_name FROM submission_intents)
+       AND u.holder NOT IN (SELECT display_name FROM abandoned_batches WHERE terminal = 0))
+ORDER BY u.uploaded_seq
+""",
+            (uploaded_before_seq,),
+        )
+    ]
+
+
+def uploaded_file_names(store: EventStore) -> set[str]:
+    return {r[0] for r in store.query("SELECT file_name FROM uploaded_files")}
+
+
+# --- runs and token usage ------------------------------------------------------------------------
+
+
+def last_run(store: EventStore) -> Run | None:
+    """The run started last, or None before the first."""
+    row = store.query_one(f"SELECT {_columns(RUNS)} FROM runs ORDER BY started_seq DESC LIMIT 1")
+    return Run(*row) if row else None
+
+
+def run(store: EventStore, run_id: str) -> Run | None:
+    row = store.query_one(f"SELECT {_columns(RUNS)} FROM runs WHERE run_id = ?", (run_id,))
+    return Run(*row) if row else None
+
+
+def unfinished_run_ids(store: EventStore) -> list[str]:
+    """Runs that started and never finished, oldest first."""
+    return [
+        r[0]
+        for r in store.query(
+            "SELECT run_id FROM runs WHERE finished_seq IS NULL ORDER BY started_seq"
+        )
+    ]
+
+
+def usage_of_run(store: EventStore, run_id: str) -> list[TokenUsage]:
+    """One run's token usage, a row per model."""
+    return [
+        TokenUsage(*r)
+        for r in store.query(
+            f"SELECT {_columns(TOKEN_USAGE)} FROM token_usage WHERE run_id = ?", (run_id,)
+        )
+    ]
+
+
+def usage_by_model(store: EventStore) -> list[TokenUsage]:
+    """Token usage summed over every run, a row per model (``run_id`` is empty)."""
+    return [
+        TokenUsage(*r)
+        for r in store.query(
+            "SELECT '', model, sum(results), sum(prompt_tokens), sum(output_tokens), "
+            "sum(failed_results), sum(failed_prompt_tokens), sum(failed_output_tokens) "
+            "FROM token_usage GROUP BY model"
+        )
+    ]
+
+
+class UsageTotals(msgspec.Struct, frozen=True):
+    """Billed results and their tokens for one model, over the whole log."""
+
+    results: int
+    prompt_tokens: int
+    output_tokens: int
+
+
+def usage_totals(store: EventStore, model: str) -> UsageTotals:
+    row = store.query_one(
+        "SELECT sum(results), sum(prompt_tokens), sum(output_tokens) FROM token_usage "
+        "WHERE model = ?",
+        (model,),
+    )
+    results, prompt, output = row if row else (None, None, None)
+    return UsageTotals(results or 0, prompt or 0, output or 0)
