@@ -2,6 +2,12 @@
 
 Each setting is a tiny function with a link to the SQLite documentation, applied by
 :func:`connect` in one place and read back, so a silently ignored pragma is caught at open time.
+
+This module and :mod:`eventlog.schema` are the only SQLite-specific parts of the log: the
+pragmas, apsw, and the translation of apsw's errors into :mod:`eventlog.errors`. A second backend
+(PostgreSQL, planned) replaces these two modules (its own connect, settings and error
+translation); the store's contract, checked by ``tests/eventlog/test_store.py`` for every
+backend, does not change.
 """
 
 from __future__ import annotations

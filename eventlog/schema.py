@@ -3,6 +3,10 @@
 ``PRAGMA user_version`` holds the schema version and ``PRAGMA application_id`` marks the file as
 ours.
 Migrations are a small registry: each one and its version bump commit in one transaction.
+
+SQLite-specific (with :mod:`eventlog.connection`): the DDL, the append-only triggers and the
+version pragmas live here and only here. A second backend (PostgreSQL, planned) brings its own
+schema module in place of this one; :mod:`eventlog.store`'s contract stays the same.
 """
 
 from __future__ import annotations
