@@ -16,6 +16,7 @@ import pytest
 from eventlog.store import EventStore
 from gemini_emulator import Emulator
 from projections import open_store
+from tests.backends import BACKENDS, Backend, StoreFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,6 +31,21 @@ def store(db_path: Path) -> Iterator[EventStore]:
     s = open_store(db_path, create=True)
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session", params=BACKENDS, ids=lambda b: b.name)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Each storage backend the store's contract suite runs on (``tests/backends.py``)."""
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def store_factory(backend: Backend, db_path: Path) -> Iterator[StoreFactory]:
+    """Opens stores of ``backend`` at this test's location (``db_path`` for SQLite); all closed
+    at teardown."""
+    factory = StoreFactory(backend, db_path)
+    yield factory
+    factory.close_all()
 
 
 @pytest.fixture

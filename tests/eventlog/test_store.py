@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +11,11 @@ import pytest
 from eventlog.errors import AppendOnlyViolation
 from eventlog.events import FileUploaded, RunStarted
 from eventlog.store import GENESIS_HASH, EventStore, chain_hash
+from tests.backends import StoreFactory
 from tests.scenario import all_events
+
+# The store's contract (append, read in chunks, the hash chain, append-only refusal) runs on
+# every backend through ``store_factory``; the tests on ``store`` check SQLite itself.
 
 
 def _ev(i: int) -> FileUploaded:
@@ -25,7 +28,10 @@ def _ev(i: int) -> FileUploaded:
     )
 
 
-def test_append_assigns_dense_sequence_and_reads_back_in_order(store: EventStore) -> None:
+def test_append_assigns_dense_sequence_and_reads_back_in_order(
+    store_factory: StoreFactory,
+) -> None:
+    store = store_factory()
     first = store.append([_ev(1), _ev(2)], actor="run:a")
     second = store.append([_ev(3)], actor="run:b")
     assert [r.seq for r in first + second] == [1, 2, 3]
@@ -36,8 +42,9 @@ def test_append_assigns_dense_sequence_and_reads_back_in_order(store: EventStore
     assert read[0].stream == "S:X:2020:1"
 
 
-def test_group_commit_is_one_transaction(store: EventStore) -> None:
+def test_group_commit_is_one_transaction(store_factory: StoreFactory) -> None:
     """An error inside a write transaction leaves nothing of it behind, projections included."""
+    store = store_factory()
     store.append([_ev(1)], actor="a")
     with pytest.raises(RuntimeError), store.write() as w:
         w.append([_ev(2), _ev(3)], actor="a")
@@ -56,7 +63,8 @@ def test_payload_is_json_readable_from_sql(store: EventStore) -> None:
     assert value == ("S:X:2020:7", 7)
 
 
-def test_hash_chain_links_each_row_to_the_previous(store: EventStore) -> None:
+def test_hash_chain_links_each_row_to_the_previous(store_factory: StoreFactory) -> None:
+    store = store_factory()
     recs = store.append([_ev(1), _ev(2)], actor="a")
     rows = list(store.read_raw())
     prev = GENESIS_HASH
@@ -69,17 +77,11 @@ def test_hash_chain_links_each_row_to_the_previous(store: EventStore) -> None:
     assert store.verify_chain() is None
 
 
-def _tamper(db: Path, sql: str) -> None:
-    """Edit the log the way an attacker with the sqlite3 shell would: drop the guard first."""
-    conn = sqlite3.connect(db)
-    conn.executescript(f"DROP TRIGGER events_refuse_update; {sql}")
-    conn.close()
-
-
-def test_verify_chain_names_the_first_tampered_row(store: EventStore, db_path: Path) -> None:
+def test_verify_chain_names_the_first_tampered_row(store_factory: StoreFactory) -> None:
+    store = store_factory()
     store.append([_ev(i) for i in range(1, 6)], actor="a")
-    _tamper(
-        db_path,
+    store_factory.backend.tamper(
+        store_factory.location,
         "UPDATE events SET payload = replace(payload, '\"size_bytes\":3', "
         "'\"size_bytes\":4') WHERE seq = 3",
     )
@@ -87,9 +89,12 @@ def test_verify_chain_names_the_first_tampered_row(store: EventStore, db_path: P
     assert broken is not None and broken.seq == 3 and "hash mismatch" in broken.reason
 
 
-def test_verify_chain_detects_a_changed_actor(store: EventStore, db_path: Path) -> None:
+def test_verify_chain_detects_a_changed_actor(store_factory: StoreFactory) -> None:
+    store = store_factory()
     store.append([_ev(i) for i in range(1, 4)], actor="a")
-    _tamper(db_path, "UPDATE events SET actor = 'someone-else' WHERE seq = 2")
+    store_factory.backend.tamper(
+        store_factory.location, "UPDATE events SET actor = 'someone-else' WHERE seq = 2"
+    )
     broken = store.verify_chain()
     assert broken is not None and broken.seq == 2
 
@@ -103,24 +108,17 @@ def test_verify_chain_detects_a_changed_actor(store: EventStore, db_path: Path) 
         "INSERT OR REPLACE INTO events VALUES (1, 't', 'FileUploaded', 's', 'a', 1, '{}', 'h')",
     ],
 )
-def test_the_database_refuses_to_rewrite_the_log(
-    store: EventStore, db_path: Path, sql: str
-) -> None:
+def test_the_database_refuses_to_rewrite_the_log(store_factory: StoreFactory, sql: str) -> None:
+    store = store_factory()
+    backend, location = store_factory.backend, store_factory.location
     store.append([_ev(1), _ev(2)], actor="a")
     before = list(store.read_raw())
-    # Through apsw, translated at the boundary ...
-    raw = apsw.Connection(str(db_path))
+    # Through the backend's own driver (apsw), translated at the boundary ...
     with pytest.raises(AppendOnlyViolation, match="append-only"):
-        from eventlog.connection import translate_sqlite_errors
-
-        with translate_sqlite_errors(db_path):
-            raw.execute(sql)
-    raw.close()
-    # ... and through another SQLite library altogether (the stdlib's), as an operator would.
-    other = sqlite3.connect(db_path)
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        other.execute(sql)
-    other.close()
+        backend.raw_execute(location, sql)
+    # ... and through another client library altogether (the stdlib's), as an operator would.
+    with pytest.raises(backend.foreign_refusal, match="append-only"):
+        backend.foreign_execute(location, sql)
     assert list(store.read_raw()) == before
 
 
@@ -163,19 +161,19 @@ def test_writers_take_the_lock_up_front(store: EventStore, db_path: Path) -> Non
     other.close()
 
 
-def test_timestamps_never_go_backwards(db_path: Path) -> None:
+def test_timestamps_never_go_backwards(store_factory: StoreFactory) -> None:
     moments = iter([datetime(2026, 5, 1, 12, tzinfo=UTC), datetime(2026, 5, 1, 11, tzinfo=UTC)])
-    s = EventStore.open(db_path, create=True, clock=lambda: next(moments))
+    s = store_factory(projections=False, clock=lambda: next(moments))
     a = s.append([_ev(1)], actor="a")[0]
     b = s.append([_ev(2)], actor="a")[0]
     assert b.ts == a.ts == "2026-05-01T12:00:00.000000Z"
     s.close()
 
 
-def test_seq_at_finds_the_last_event_at_or_before_a_time(db_path: Path) -> None:
+def test_seq_at_finds_the_last_event_at_or_before_a_time(store_factory: StoreFactory) -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     ticks = iter(start + timedelta(minutes=i) for i in range(100))
-    s = EventStore.open(db_path, create=True, clock=lambda: next(ticks))
+    s = store_factory(projections=False, clock=lambda: next(ticks))
     for i in range(20):
         s.append([_ev(i)], actor="a")
     assert s.seq_at("2025-12-31T23:59:59.000000Z") == 0
@@ -186,15 +184,16 @@ def test_seq_at_finds_the_last_event_at_or_before_a_time(db_path: Path) -> None:
 
 
 def test_reads_go_in_bounded_chunks_without_blocking_a_writer(
-    store: EventStore, db_path: Path
+    store_factory: StoreFactory,
 ) -> None:
+    store = store_factory()
     store.append([_ev(i) for i in range(10)], actor="a")
-    reader = EventStore.open(db_path, write=False)
+    reader = store_factory(create=False, projections=False, write=False)
     it = reader.read(chunk=3)
     got = [next(it).seq for _ in range(4)]  # mid-way through the second chunk
     # No read transaction is held between chunks' statements, and never a write lock: the
     # writer appends at once (busy timeout 0 would fail otherwise).
-    writer = EventStore.open(db_path, busy_timeout_ms=0)
+    writer = store_factory(create=False, projections=False, busy_timeout_ms=0)
     writer.append([RunStarted(run_id="x")], actor="a")
     writer.close()
     got += [r.seq for r in it]
@@ -202,6 +201,7 @@ def test_reads_go_in_bounded_chunks_without_blocking_a_writer(
     reader.close()
 
 
-def test_read_respects_bounds(store: EventStore) -> None:
+def test_read_respects_bounds(store_factory: StoreFactory) -> None:
+    store = store_factory()
     store.append([_ev(i) for i in range(10)], actor="a")
     assert [r.seq for r in store.read(after_seq=3, until_seq=6, chunk=2)] == [4, 5, 6]

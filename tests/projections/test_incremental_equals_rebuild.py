@@ -9,17 +9,18 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 
 from eventlog.events import Event
-from projections import fold, memory_rows, open_store, rebuild, snapshot_rows, verify
+from projections import fold, memory_rows, rebuild, snapshot_rows, verify
+from tests.backends import Backend
 from tests.strategies import event_groups
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(groups=event_groups())
 def test_incremental_projections_equal_a_rebuild_after_every_group(
-    groups: list[list[Event]],
+    backend: Backend, groups: list[list[Event]]
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(Path(tmp) / "p.db", create=True)
+        store = backend.open(Path(tmp) / "p.db", create=True)
         captures = []
         for group in groups:
             store.append(group, actor="prop")
