@@ -4,6 +4,7 @@ step inside each append transaction, and rebuild/verify from the log.
 Public API::
 
     from projections import open_store, rebuild, verify, fold, SPECS
+    from projections import queries  # the read side: typed, read-only questions the commands ask
 """
 
 from __future__ import annotations
