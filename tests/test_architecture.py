@@ -1,0 +1,169 @@
+"""The architecture, read from the import graph (ast, no imports run): the direction of imports
+the README's Architecture section draws, and the boundaries only one package may cross."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Code that ships (tests and benchmarks may import anything).
+SHIPPED = ("eventlog", "projections", "commands", "gemini_emulator", "scripts", "replay.py")
+#: Entry points: the only places that may import the CLI.
+ENTRY_POINTS = ("commands.__main__", "replay", "scripts.")
+#: Each layer may import its own and lower layers only (the README's arrows).
+LAYERS = {
+    "eventlog": 0,
+    "projections": 1,
+    "commands.config": 2,
+    "commands.errors": 2,
+    "commands.actor": 2,
+    "commands.schema": 2,
+    "commands.rules": 3,
+    "commands.gemini": 3,
+    "commands.worker": 4,
+    "commands.views": 4,
+    "commands.actions": 4,
+    "commands.integrations": 5,
+    "commands.cli": 6,
+}
+#: What a pure rule may not import: storage, the network, the file system, processes, clocks.
+IO_MODULES = (
+    "apsw",
+    "sqlite3",
+    "google.genai",
+    "httpx",
+    "socket",
+    "os",
+    "pathlib",
+    "shutil",
+    "tempfile",
+    "io",
+    "subprocess",
+    "urllib",
+    "http",
+    "threading",
+    "concurrent",
+    "time",
+    "commands.worker",
+    "commands.gemini.sdk",
+    "projections",
+)
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def _shipped_files() -> Iterator[Path]:
+    for top in SHIPPED:
+        path = ROOT / top
+        if path.is_file():
+            yield path
+        else:
+            yield from sorted(path.rglob("*.py"))
+
+
+def _imports(path: Path) -> Iterator[tuple[str, int]]:
+    """Every module ``path`` imports (absolute names), with its line, lazy imports included."""
+    tree = ast.parse(path.read_text(), str(path))
+    package = _module_name(path).rpartition(".")[0] if path.name != "__init__.py" else ""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = _module_name(path) if path.name == "__init__.py" else package
+                anchor = ".".join(anchor.split(".")[: len(anchor.split(".")) - node.level + 1])
+                base = f"{anchor}.{base}".strip(".")
+            yield base, node.lineno
+            for alias in node.names:  # ``from commands import cli`` imports commands.cli
+                yield f"{base}.{alias.name}", node.lineno
+
+
+GRAPH = {
+    _module_name(p): [(name, line) for name, line in _imports(p)] for p in _shipped_files()
+}
+
+
+def _within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def _layer(name: str) -> int | None:
+    best = max((p for p in LAYERS if _within(name, p)), key=len, default=None)
+    return LAYERS[best] if best is not None else None
+
+
+def _violations(rule: str) -> list[str]:
+    out = []
+    for module, imports in GRAPH.items():
+        for name, line in imports:
+            if _breaks(rule, module, name):
+                out.append(f"{module}:{line} imports {name}")
+    return sorted(set(out))
+
+
+def _breaks(rule: str, module: str, name: str) -> bool:
+    if rule == "cli":
+        return (
+            _within(name, "commands.cli")
+            and not _within(module, "commands.cli")
+            and not any(module == e or module.startswith(e) for e in ENTRY_POINTS)
+        )
+    if rule == "pure rules":
+        return _within(module, "commands.rules") and any(_within(name, m) for m in IO_MODULES)
+    if rule == "apsw":
+        return _within(name, "apsw") and not (
+            _within(module, "eventlog") or _within(module, "projections")
+        )
+    if rule == "google.genai":
+        return _within(name, "google.genai") and module != "commands.gemini.sdk"
+    if rule == "layers":
+        mine, theirs = _layer(module), _layer(name)
+        return mine is not None and theirs is not None and theirs > mine
+    raise AssertionError(rule)
+
+
+@pytest.mark.parametrize("rule", ["cli", "pure rules", "apsw", "google.genai", "layers"])
+def test_no_module_crosses_a_boundary(rule: str) -> None:
+    assert _violations(rule) == []
+
+
+def test_the_graph_sees_what_it_checks() -> None:
+    """The checks above would catch a breach: the graph has the imports it must have."""
+    assert any(_within(n, "google.genai") for n, _ in GRAPH["commands.gemini.sdk"])
+    assert any(_within(n, "apsw") for n, _ in GRAPH["eventlog.store"])
+    assert any(_within(n, "commands.cli") for n, _ in GRAPH["commands.__main__"])
+    assert _breaks("pure rules", "commands.rules.x", "os")
+    assert _breaks("layers", "projections.x", "commands.worker.cycle")
+    assert not _breaks("layers", "commands.cli.app", "eventlog.store")
+
+
+PACKAGES = sorted(
+    _module_name(p)
+    for p in (ROOT / "commands").rglob("__init__.py")
+    if p.parent != ROOT / "commands"
+)
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_each_room_says_its_role_and_lists_its_public_names(package: str) -> None:
+    module = importlib.import_module(package)
+    doc = (module.__doc__ or "").strip()
+    assert doc and doc.splitlines()[0].endswith((".", ":")), f"{package}: no one-line role"
+    public = module.__all__
+    folder = ROOT / package.replace(".", "/")
+    modules = sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+    for name in public:
+        assert hasattr(module, name) or name in modules, f"{package}.__all__ names {name}"
+    if package != "commands.cli":  # the CLI's __all__ names its entry points and families
+        assert sorted(public) == modules, f"{package}.__all__ should list its modules"
