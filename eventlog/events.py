@@ -407,7 +407,7 @@ class EventRegistry:
         union = tuple(self.types.values())
         self._decoder = msgspec.json.Decoder(union[0] if len(union) == 1 else _union(union))
         self._encoder = msgspec.json.Encoder()
-        self.encode = self._encoder.encode  # type: ignore[method-assign]
+        self.encode = self._encoder.encode  # type: ignore[method-assign,assignment]
 
     def upcaster(self, type_name: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
         """Register ``fn(payload) -> payload`` taking ``type_name`` from ``from_version`` on."""

@@ -51,6 +51,8 @@ TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 DEFAULT_CHUNK = 5_000
 
 _COLUMNS = "seq, ts, type, stream, actor, version, payload, hash"
+#: One ``events`` row as stored: the columns of :data:`_COLUMNS`, in order.
+StoredRow = tuple[int, str, str, str, str, int, str, str]
 
 
 class Recorded(msgspec.Struct, frozen=True, gc=False):
@@ -351,7 +353,8 @@ class EventStore:
             while lo < hi:
                 mid = (lo + hi + 1) // 2
                 row = self._conn.execute("SELECT ts FROM events WHERE seq = ?", (mid,)).fetchone()
-                if row[0] <= ts:
+                assert row is not None  # seqs are dense from 1 to last_seq
+                if str(row[0]) <= ts:
                     lo = mid
                 else:
                     hi = mid - 1
@@ -359,14 +362,16 @@ class EventStore:
 
     def _chunks(
         self, after_seq: int, until_seq: int | None, chunk: int
-    ) -> Iterator[list[tuple[int, str, str, str, str, int, str, str]]]:
+    ) -> Iterator[list[StoredRow]]:
         """Rows in sequence order, ``chunk`` at a time, each chunk its own short read."""
         upper = until_seq if until_seq is not None else 2**63 - 1
         cursor_seq = after_seq
         sql = f"SELECT {_COLUMNS} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
         with translate_sqlite_errors(self.path):
             while True:
-                rows = self._conn.execute(sql, (cursor_seq, upper, chunk)).fetchall()
+                rows: list[StoredRow] = self._conn.execute(  # type: ignore[assignment]
+                    sql, (cursor_seq, upper, chunk)
+                ).fetchall()
                 if not rows:
                     return
                 yield rows

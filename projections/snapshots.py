@@ -126,7 +126,10 @@ def store_rows(conn: apsw.Connection, seq: int, rows: dict[str, list[Any]]) -> N
 
 def _insert(conn: apsw.Connection, seq: int, packed: tuple[bytes, str]) -> None:
     blob, digest = packed
-    chain = conn.execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone()[0]
+    found = conn.execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone()
+    if found is None:
+        raise ValueError(f"no event {seq} to take a snapshot at")
+    chain = found[0]
     conn.execute(f"INSERT OR REPLACE INTO {TABLE} VALUES (?, ?, ?, ?)", (seq, chain, digest, blob))
 
 

@@ -101,7 +101,9 @@ class _Table:
         self.key_of = spec.key_of
         self.data: dict[Any, Row] = {}
         #: (column getter, value -> set of keys) per indexed column.
-        self.indexes = [(operator.attrgetter(c), {}) for c in spec.indexes]
+        self.indexes: list[tuple[Callable[[Row], Any], dict[Any, set[Any]]]] = [
+            (operator.attrgetter(c), {}) for c in spec.indexes
+        ]
 
 
 class MemoryTables:

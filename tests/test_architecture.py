@@ -89,9 +89,7 @@ def _imports(path: Path) -> Iterator[tuple[str, int]]:
                 yield f"{base}.{alias.name}", node.lineno
 
 
-GRAPH = {
-    _module_name(p): [(name, line) for name, line in _imports(p)] for p in _shipped_files()
-}
+GRAPH = {_module_name(p): [(name, line) for name, line in _imports(p)] for p in _shipped_files()}
 
 
 def _within(name: str, prefix: str) -> bool:
