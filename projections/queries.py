@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 from eventlog.events import ResetFilter
+from eventlog.states import RecordStatus
 from eventlog.store import EventStore
 from projections.abandoned_batches import SPEC as ABANDONED_BATCHES
 from projections.abandoned_batches import AbandonedBatch
@@ -278,9 +279,9 @@ def superseded_records(store: EventStore, batch_id: str, since_seq: int) -> dict
     return dict(
         store.query(
             "SELECT s.record_key, s.batch_id FROM record_status s JOIN inflight_records i "
-            "USING (record_key) WHERE i.batch_id = ? AND s.status = 'written' "
+            "USING (record_key) WHERE i.batch_id = ? AND s.status = ? "
             "AND s.updated_seq > ?",
-            (batch_id, since_seq),
+            (batch_id, RecordStatus.WRITTEN, since_seq),
         )
     )
 
@@ -294,7 +295,7 @@ def status_of(store: EventStore, record_key: str) -> str | None:
     return row[0] if row else None
 
 
-def count_with_status(store: EventStore, status: str) -> int:
+def count_with_status(store: EventStore, status: RecordStatus) -> int:
     return _count(store, "SELECT count(*) FROM record_status WHERE status = ?", (status,))
 
 
@@ -353,8 +354,9 @@ def failing_by_count(store: EventStore) -> list[tuple[int, int]]:
         for count, n in store.query(
             "SELECT f.count, count(*) FROM failure_counts f "
             "LEFT JOIN record_status s USING (record_key) "
-            "WHERE coalesce(s.status, '') NOT IN ('written', 'dead_lettered') "
-            "GROUP BY f.count ORDER BY f.count"
+            "WHERE coalesce(s.status, '') NOT IN (?, ?) "
+            "GROUP BY f.count ORDER BY f.count",
+            (RecordStatus.WRITTEN, RecordStatus.DEAD_LETTERED),
         )
     ]
 
@@ -372,13 +374,21 @@ def retry_counts(store: EventStore, record_keys: Sequence[str]) -> list[tuple[st
             (k, c)
             for k, c in store.query(
                 "SELECT f.record_key, f.count FROM failure_counts f JOIN record_status s "
-                "USING (record_key) WHERE s.status IN ('failed', 'pending', 'reserved', "
-                f"'inflight') AND f.record_key IN ({_marks(part)}) "
-                "ORDER BY f.record_key",
-                part,
+                f"USING (record_key) WHERE s.status IN ({_marks(_RETRYING)}) "
+                f"AND f.record_key IN ({_marks(part)}) ORDER BY f.record_key",
+                [*_RETRYING, *part],
             )
         ]
     return out
+
+
+#: Statuses of a record that may still be retried (neither written nor dead-lettered).
+_RETRYING = (
+    RecordStatus.FAILED,
+    RecordStatus.PENDING,
+    RecordStatus.RESERVED,
+    RecordStatus.INFLIGHT,
+)
 
 
 def dead_letter_keys(store: EventStore) -> set[str]:

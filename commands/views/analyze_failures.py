@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from eventlog.errors import NothingMatched, OperatorError
+from eventlog.states import RecordStatus
 from eventlog.store import EventStore
 from projections import queries
 from projections.failure_logs import SPEC as FAILURE_LOGS
@@ -28,7 +29,7 @@ class Summary(msgspec.Struct, frozen=True):
 def summary(store: EventStore) -> Summary:
     logged, records = queries.failure_totals(store)
     failing = queries.count_failing_records(store)
-    dead = queries.count_with_status(store, "dead_lettered")
+    dead = queries.count_with_status(store, RecordStatus.DEAD_LETTERED)
     top = queries.top_error_types(store, 5)
     return Summary(logged, records, failing, dead, top)
 
@@ -69,7 +70,7 @@ def record(store: EventStore, key: str) -> RecordReport:
     cols = FAILURE_LOGS.columns
     return RecordReport(
         key,
-        status if status is not None else "pending",
+        status if status is not None else RecordStatus.PENDING,
         count,
         [dict(zip(cols, msgspec.structs.astuple(r), strict=True)) for r in logs],
     )

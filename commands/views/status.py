@@ -13,6 +13,7 @@ import msgspec
 from commands.config import Config
 from commands.rules.cost import Spend, Usage, spend
 from commands.worker.scan import scan_dataset
+from eventlog.states import RecordStatus
 from eventlog.store import TS_FORMAT, EventStore
 from projections import queries
 from projections.token_usage import TokenUsage
@@ -88,10 +89,10 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
         ]
         intents = [i.display_name for i in queries.open_intents(store)]
         in_flight = queries.count_in_flight(store)
-        written = queries.count_with_status(store, "written")
+        written = queries.count_with_status(store, RecordStatus.WRITTEN)
         rejected = queries.count_rejected_inputs(store)
         failing = {str(count): n for count, n in queries.failing_by_count(store)}
-        dead = queries.count_with_status(store, "dead_lettered")
+        dead = queries.count_with_status(store, RecordStatus.DEAD_LETTERED)
         totals = queries.usage_by_model(store)
         run = queries.last_run(store)
         last_run = None
