@@ -16,7 +16,3 @@ def operator_actor(command: str) -> str:
         except (KeyError, OSError):
             who = f"uid{os.getuid()}@{socket.gethostname()}"
     return f"operator:{who} {command}"
-
-
-def run_actor(run_id: str) -> str:
-    return f"run:{run_id}"

@@ -100,6 +100,19 @@ def format_ts(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime(TS_FORMAT)
 
 
+def parse_ts(ts: str) -> datetime:
+    """A stored timestamp (:func:`format_ts`'s text) as an aware UTC datetime."""
+    return datetime.strptime(ts, TS_FORMAT).replace(tzinfo=UTC)
+
+
+def hours_between(ts: str, now: datetime) -> float:
+    """Hours from the stored timestamp ``ts`` to ``now`` (a naive ``now`` is taken as UTC)."""
+    then = parse_ts(ts)
+    if now.tzinfo is None:
+        then = then.replace(tzinfo=None)
+    return (now - then).total_seconds() / 3600
+
+
 def chain_hash(
     prev_hash: str,
     seq: int,

@@ -8,6 +8,7 @@ from functools import singledispatch
 
 import msgspec
 
+from eventlog.actors import run_of
 from eventlog.events import Event, RecordFailed, RecordValidated, ResultDiscarded
 from eventlog.store import Recorded
 from projections.tables import Tables, TableSpec
@@ -25,11 +26,6 @@ class TokenUsage(msgspec.Struct, array_like=True, gc=False):
 
 
 SPEC = TableSpec("token_usage", TokenUsage, pk=("run_id", "model"))
-
-
-def run_of(actor: str) -> str:
-    """``run:<id>`` -> ``<id>``; any other actor is kept as it is."""
-    return actor.removeprefix("run:")
 
 
 @singledispatch

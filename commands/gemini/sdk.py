@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from commands.config import Config
 from commands.errors import ConfigError, GatewayError
 from commands.gemini.port import RemoteBatch, RemoteFile, normalize_state
+from commands.rules.retry import backoff_delay
 
 if TYPE_CHECKING:  # imported lazily at run time (it costs ~0.4 s of start-up)
     from google.genai.types import UploadFileConfigDict
@@ -133,7 +134,7 @@ class Gateway:
                         e,
                     )
                     raise
-                delay = self.retry_backoff_seconds * 2 ** (attempt - 1)
+                delay = backoff_delay(self.retry_backoff_seconds, attempt)
                 log.warning(
                     "%s failed (attempt %d/%d, retrying in %.2fs): %s",
                     what,

@@ -8,4 +8,5 @@ __all__ = [
     "batches",
     "cost",
     "results",
+    "retry",
 ]

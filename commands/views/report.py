@@ -7,13 +7,13 @@ from __future__ import annotations
 import os
 import statistics
 from collections import Counter
-from datetime import datetime
 from pathlib import Path
 
 import msgspec
 
 from commands.config import Config
 from commands.rules.cost import Spend, Usage, spend
+from eventlog.actors import run_actor
 from eventlog.errors import NothingMatched
 from eventlog.events import (
     BatchCompleted,
@@ -26,7 +26,7 @@ from eventlog.events import (
     UploadAbandoned,
     UploadFailed,
 )
-from eventlog.store import TS_FORMAT, EventStore
+from eventlog.store import EventStore, parse_ts
 from projections import queries
 
 
@@ -93,7 +93,7 @@ def last_run_id(store: EventStore) -> str:
 
 
 def _seconds(start: str, end: str) -> float:
-    return (datetime.strptime(end, TS_FORMAT) - datetime.strptime(start, TS_FORMAT)).total_seconds()
+    return (parse_ts(end) - parse_ts(start)).total_seconds()
 
 
 def build(store: EventStore, run_id: str, config: Config) -> RunReport:
@@ -105,7 +105,7 @@ def build(store: EventStore, run_id: str, config: Config) -> RunReport:
         start, started_at, end = run.started_seq, run.started_at, run.finished_seq
         finished_at, outcome = run.finished_at, run.outcome
         r = RunReport(run_id, started_at, finished_at, outcome, config.batching.max_retries)
-        actor = f"run:{run_id}"
+        actor = run_actor(run_id)
         failed_seqs: list[int] = []
         ended: Counter[str] = Counter()
         for rec in store.read(after_seq=start - 1, until_seq=end):

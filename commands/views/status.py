@@ -14,7 +14,7 @@ from commands.config import Config
 from commands.rules.cost import Spend, Usage, spend
 from commands.worker.scan import scan_dataset
 from eventlog.states import RecordStatus
-from eventlog.store import TS_FORMAT, EventStore
+from eventlog.store import EventStore, hours_between
 from projections import queries
 from projections.token_usage import TokenUsage
 
@@ -57,8 +57,7 @@ class Status(msgspec.Struct, frozen=True):
 
 
 def age_hours(ts: str, now: datetime) -> float:
-    then = datetime.strptime(ts, TS_FORMAT).replace(tzinfo=now.tzinfo)
-    return round((now - then).total_seconds() / 3600, 2)
+    return round(hours_between(ts, now), 2)
 
 
 def _usage(rows: list[TokenUsage]) -> list[Usage]:

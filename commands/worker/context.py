@@ -5,15 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from pydantic import BaseModel
 
 from commands.config import Config
 from commands.gemini.port import GeminiPort
 from commands.worker.progress import NoProgress, Progress
+from eventlog.actors import run_actor
 from eventlog.events import Event
-from eventlog.store import TS_FORMAT, EventStore, Recorded
+from eventlog.store import EventStore, Recorded, hours_between
 
 
 @dataclass
@@ -28,7 +28,7 @@ class Worker:
 
     @property
     def actor(self) -> str:
-        return f"run:{self.run_id}"
+        return run_actor(self.run_id)
 
     def append(self, events: Sequence[Event]) -> list[Recorded]:
         """Append ``events`` as this run, in one transaction (nothing for an empty list)."""
@@ -36,6 +36,4 @@ class Worker:
 
     def hours_since(self, ts: str) -> float:
         """Hours from a stored timestamp to now (the store's clock)."""
-        now = self.store.clock()
-        then = datetime.strptime(ts, TS_FORMAT).replace(tzinfo=now.tzinfo)
-        return (now - then).total_seconds() / 3600
+        return hours_between(ts, self.store.clock())

@@ -27,6 +27,7 @@ from commands.worker.cycle import Cycle, CycleSummary
 from commands.worker.progress import NoProgress, Progress
 from commands.worker.runlock import RunLock
 from commands.worker.runlog import bind_run
+from eventlog.actors import run_actor
 from eventlog.errors import DatabaseError
 from eventlog.events import RunFinished, RunStarted
 from eventlog.store import EventStore
@@ -88,7 +89,7 @@ def session(
             config.paths.database, create=True, busy_timeout_ms=config.database.busy_timeout_ms
         )
         port = gateway if gateway is not None else Gateway.from_config(config, api_key=key)
-        actor = f"run:{run_id}"
+        actor = run_actor(run_id)
         # Holding the lock, any run that never finished is dead: say so in the log.
         dead = queries.unfinished_run_ids(store)
         store.append(

@@ -18,6 +18,7 @@ import msgspec
 
 from commands.errors import GatewayError
 from commands.gemini.port import GeminiPort, RemoteFile
+from commands.rules.retry import backoff_delay
 from commands.worker.dataset import Page
 from eventlog.events import Event, FileUploaded, UploadAbandoned, UploadFailed
 
@@ -74,7 +75,7 @@ def upload_one(
             if not transient:
                 break
             if attempt < attempts:
-                sleep(backoff_seconds * 2 ** (attempt - 1))
+                sleep(backoff_delay(backoff_seconds, attempt))
             continue
         events.append(
             FileUploaded(
