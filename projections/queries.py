@@ -15,7 +15,7 @@ this module together with ``projections/tables.py`` and ``projections/projector.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -65,9 +65,8 @@ __all__ = [
     "failure_counts",
     "failure_counts_matching",
     "failure_counts_of",
-    "failure_groups_by_error_type",
+    "failure_groups",
     "failure_groups_by_school",
-    "failure_groups_by_state",
     "failure_log_rows",
     "failure_logs_at",
     "failure_logs_of",
@@ -440,24 +439,13 @@ def top_error_types(store: EventStore, limit: int) -> list[tuple[str, int]]:
     ]
 
 
-def failure_groups_by_error_type(store: EventStore) -> list[FailureGroup]:
-    """Failures per error type, most frequent first."""
+def failure_groups(store: EventStore, column: Literal["error_type", "state"]) -> list[FailureGroup]:
+    """Failures per ``column`` (error type or state), most frequent first."""
     return [
         FailureGroup(*r)
         for r in store.query(
-            "SELECT error_type, count(*) AS n, count(DISTINCT record_key) FROM failure_logs "
-            "GROUP BY error_type ORDER BY n DESC, error_type"
-        )
-    ]
-
-
-def failure_groups_by_state(store: EventStore) -> list[FailureGroup]:
-    """Failures per state, most frequent first."""
-    return [
-        FailureGroup(*r)
-        for r in store.query(
-            "SELECT state, count(*) AS n, count(DISTINCT record_key) FROM failure_logs "
-            "GROUP BY state ORDER BY n DESC, state"
+            f"SELECT {column}, count(*) AS n, count(DISTINCT record_key) FROM failure_logs "
+            f"GROUP BY {column} ORDER BY n DESC, {column}"
         )
     ]
 

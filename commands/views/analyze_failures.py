@@ -40,12 +40,12 @@ def _rows(groups: list[Any]) -> list[Any]:
 
 def by_error_type(store: EventStore) -> list[tuple[str, int, int]]:
     """(error type, failures, distinct records), most frequent first."""
-    return _rows(queries.failure_groups_by_error_type(store))
+    return _rows(queries.failure_groups(store, "error_type"))
 
 
 def by_state(store: EventStore) -> list[tuple[str, int, int]]:
     """(state, failures, distinct records), most frequent first."""
-    return _rows(queries.failure_groups_by_state(store))
+    return _rows(queries.failure_groups(store, "state"))
 
 
 def by_school(store: EventStore) -> list[tuple[str, str, int, int]]:
