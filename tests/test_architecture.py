@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -165,3 +166,25 @@ def test_each_room_says_its_role_and_lists_its_public_names(package: str) -> Non
         assert hasattr(module, name) or name in modules, f"{package}.__all__ names {name}"
     if package != "commands.cli":  # the CLI's __all__ names its entry points and families
         assert sorted(public) == modules, f"{package}.__all__ should list its modules"
+
+
+#: Where no SQL may be written and the store's connection is never touched: the application.
+APPLICATION = ("commands", "scripts", "replay.py")
+
+
+def _application_lines() -> Iterator[tuple[str, int, str]]:
+    for path in _shipped_files():
+        rel = str(path.relative_to(ROOT))
+        if rel.startswith(APPLICATION):
+            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                yield rel, i, line
+
+
+def test_no_sql_outside_the_log_and_the_projections() -> None:
+    """Reads go through ``projections.queries`` (``grep -rn SELECT commands/`` finds nothing)."""
+    assert [f"{f}:{i}" for f, i, line in _application_lines() if "SELECT" in line] == []
+
+
+def test_the_store_keeps_its_connection_private() -> None:
+    found = [f"{f}:{i}" for f, i, line in _application_lines() if re.search(r"\._?conn\b", line)]
+    assert found == []
