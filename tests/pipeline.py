@@ -15,6 +15,7 @@ from commands.worker.dataset import output_path
 from eventlog.events import RecordFailed, RecordValidated, ResultDiscarded
 from gemini_emulator import Emulator
 from projections import open_store, verify
+from tests.reads import scalar
 
 API_KEY = "e2e-test-key-0123456789"
 UNBILLED = {"error_line", "missing_line", "unparseable_line"}
@@ -84,16 +85,16 @@ def check_final_state(
     store = open_store(config.paths.database)
     try:
         assert verify(store) is None
-        inflight = store.query_one("SELECT count(*) FROM inflight_records")[0]
-        active = store.query_one("SELECT count(*) FROM active_batches")[0]
+        inflight = scalar(store, "SELECT count(*) FROM inflight_records")
+        active = scalar(store, "SELECT count(*) FROM active_batches")
         assert inflight == 0 and active == 0
         outcome = page_outcomes(store, config, keys)
         if billing:
             check_billing(store, emulator)
         # No request ever named a file deleted too early (the service answers those with 403).
-        denied = store.query_one(
-            "SELECT count(*) FROM failure_logs WHERE message LIKE '%PERMISSION_DENIED%'"
-        )[0]
+        denied = scalar(
+            store, "SELECT count(*) FROM failure_logs WHERE message LIKE '%PERMISSION_DENIED%'"
+        )
         assert denied == 0
         # Nothing is left on the File API: images, request and result files were all deleted.
         left = [f.display_name or f.id for f in emulator.service.files.values()]

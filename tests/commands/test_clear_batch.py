@@ -6,6 +6,7 @@ from eventlog.events import BatchCleared
 from projections import open_store, verify
 from tests.commands.conftest import invoke
 from tests.conftest import file_digest
+from tests.reads import scalar
 from tests.scenario import B, scenario
 
 
@@ -32,11 +33,9 @@ def test_clear_batch_appends_the_clear_and_frees_its_records(db_path: Path) -> N
     last = list(s.read())[-1]
     assert last.event == BatchCleared(batch_id="batches/b5", reason="stuck 3 days")
     assert last.actor == "operator:bob@ops clear-batch"
-    assert s.query_one("SELECT count(*) FROM active_batches")[0] == 0
-    assert s.query_one("SELECT count(*) FROM inflight_records")[0] == 0
-    assert (
-        s.query_one("SELECT status FROM record_status WHERE record_key = ?", (B,))[0] == "pending"
-    )
+    assert scalar(s, "SELECT count(*) FROM active_batches") == 0
+    assert scalar(s, "SELECT count(*) FROM inflight_records") == 0
+    assert scalar(s, "SELECT status FROM record_status WHERE record_key = ?", (B,)) == "pending"
     assert verify(s) is None
     s.close()
 
@@ -45,7 +44,7 @@ def test_clear_batch_also_gives_up_an_open_submission_intent(populated: Path) ->
     result = invoke(populated, "clear-batch", "gb-r2-2")
     assert result.exit_code == 0 and "cleared intent gb-r2-2: 1 record(s) freed" in result.output
     s = open_store(populated)
-    assert s.query_one("SELECT count(*) FROM submission_intents")[0] == 0
+    assert scalar(s, "SELECT count(*) FROM submission_intents") == 0
     s.close()
 
 

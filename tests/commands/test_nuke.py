@@ -6,6 +6,7 @@ from eventlog.store import EventStore
 from projections import open_store
 from tests.commands.conftest import invoke
 from tests.conftest import file_digest, run_cli
+from tests.reads import scalar
 from tests.scenario import all_events
 
 
@@ -34,7 +35,7 @@ def test_recreate_tables_creates_the_fresh_schema_at_once(populated: Path) -> No
     assert invoke(populated, "nuke", "--confirm", "--recreate-tables").exit_code == 0
     s = open_store(populated)
     assert s.last_seq() == 0
-    assert s.query_one("SELECT count(*) FROM active_batches")[0] == 0
+    assert scalar(s, "SELECT count(*) FROM active_batches") == 0
     s.close()
 
 

@@ -31,6 +31,7 @@ from eventlog.errors import DatabaseBusy, OperatorError  # noqa: E402
 from gemini_emulator import Emulator  # noqa: E402
 from projections import open_store  # noqa: E402
 from tests.pipeline import API_KEY, check_final_state, keys_for, make_dataset, write_config  # noqa: E402
+from tests.reads import scalar  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +117,7 @@ def test_the_flow_runs_cycles_and_publishes_the_report_and_counts(
     for _ in range(6):
         counts = prefect_flow.gemini_batches(config_path=str(config_path))
         store = open_store(load_config(config_path).paths.database)
-        busy = store.query_one("SELECT count(*) FROM inflight_records")[0]
+        busy = scalar(store, "SELECT count(*) FROM inflight_records")
         store.close()
         if not busy:
             break

@@ -17,6 +17,7 @@ from gemini_emulator import Emulator
 from projections import open_store
 from tests.conftest import ROOT
 from tests.pipeline import API_KEY, check_final_state, keys_for, make_dataset, write_config
+from tests.reads import scalar
 
 KEYS = keys_for(states=1, schools=2, years=1, pages=12)  # 24 pages, 3 batches of 8
 POLICY = {
@@ -65,9 +66,10 @@ def test_sigkill_at_a_side_effect_boundary_then_restart(
     first = worker(config, "run", "--until-idle", crash_at=point, nth=nth)
     assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
     store = open_store(load_config(config).paths.database)
-    busy = store.query_one(
-        "SELECT (SELECT count(*) FROM active_batches) + (SELECT count(*) FROM submission_intents)"
-    )[0]
+    busy = scalar(
+        store,
+        "SELECT (SELECT count(*) FROM active_batches) + (SELECT count(*) FROM submission_intents)",
+    )
     store.close()
     assert busy > 0  # the kill happened while batches were active
     second = worker(config, "run", "--until-idle")
@@ -93,7 +95,7 @@ def test_an_external_kill_9_during_a_loop_then_restart(tmp_path: Path, emulator:
         while time.monotonic() < deadline:
             if db.exists():
                 store = open_store(db)
-                active = store.query_one("SELECT count(*) FROM active_batches")[0]
+                active = scalar(store, "SELECT count(*) FROM active_batches")
                 store.close()
                 if active:
                     break

@@ -24,6 +24,7 @@ from gemini_emulator import Emulator
 from projections import open_store, verify
 from tests.conftest import ROOT, run_cli
 from tests.pipeline import API_KEY, check_final_state, keys_for, make_dataset, write_config
+from tests.reads import scalar
 
 KEYS = keys_for(1, 2, 1, 8)
 ENV = {"E2E_GEMINI_KEY": API_KEY}
@@ -203,7 +204,7 @@ def test_disk_full_while_writing_outputs_then_recovery(
     cfg = load_config(config)
     store = open_store(cfg.paths.database)
     assert verify(store) is None
-    inflight = store.query_one("SELECT count(*) FROM inflight_records")[0]
+    inflight = scalar(store, "SELECT count(*) FROM inflight_records")
     written = {
         r[0] for r in store.query("SELECT record_key FROM record_status WHERE status = 'written'")
     }

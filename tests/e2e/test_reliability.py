@@ -26,6 +26,7 @@ from eventlog.events import (
 from gemini_emulator import Emulator
 from projections import open_store
 from tests.pipeline import API_KEY, check_final_state, keys_for, make_dataset, write_config
+from tests.reads import scalar
 
 KEYS = keys_for(1, 1, 1, 6)
 
@@ -68,10 +69,8 @@ def test_an_unanswered_create_stays_reserved_until_the_service_can_say(
     for _ in range(3):  # the service cannot say whether it exists: no resubmission
         cycles(config, 1)
         store = open_store(config.paths.database)
-        reserved = store.query_one("SELECT count(*) FROM inflight_records WHERE batch_id IS NULL")[
-            0
-        ]
-        intents = store.query_one("SELECT count(*) FROM submission_intents")[0]
+        reserved = scalar(store, "SELECT count(*) FROM inflight_records WHERE batch_id IS NULL")
+        intents = scalar(store, "SELECT count(*) FROM submission_intents")
         store.close()
         assert (reserved, intents) == (len(KEYS), 1)
         assert sum(emulator.service.creates.values()) == 1

@@ -9,6 +9,7 @@ from eventlog.errors import DatabaseNotFound, NotAnEventLog, SchemaTooNew
 from eventlog.schema import SCHEMA_VERSION
 from eventlog.store import EventStore
 from projections import open_store
+from tests.reads import scalar
 
 
 def test_a_missing_database_is_not_created_unless_asked(tmp_path: Path) -> None:
@@ -21,8 +22,8 @@ def test_a_missing_database_is_not_created_unless_asked(tmp_path: Path) -> None:
 def test_a_new_database_is_owner_only_and_marked_as_ours(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "new.db"
     s = open_store(path, create=True)
-    assert s.query_one("PRAGMA user_version")[0] == SCHEMA_VERSION
-    assert s.query_one("PRAGMA application_id")[0] == 0x47424154
+    assert scalar(s, "PRAGMA user_version") == SCHEMA_VERSION
+    assert scalar(s, "PRAGMA application_id") == 0x47424154
     s.close()
     assert path.stat().st_mode & 0o777 == 0o600
 
@@ -70,6 +71,6 @@ def test_concurrent_creation_migrates_once(tmp_path: Path) -> None:
     a = open_store(path, create=True)
     b = open_store(path, create=True)  # sees the schema already there
     a.append([], actor="x")
-    assert b.query_one("PRAGMA user_version")[0] == SCHEMA_VERSION
+    assert scalar(b, "PRAGMA user_version") == SCHEMA_VERSION
     a.close()
     b.close()

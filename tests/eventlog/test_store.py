@@ -12,6 +12,7 @@ from eventlog.errors import AppendOnlyViolation
 from eventlog.events import FileUploaded, RunStarted
 from eventlog.store import GENESIS_HASH, EventStore, chain_hash
 from tests.backends import StoreFactory
+from tests.reads import scalar
 from tests.scenario import all_events
 
 # The store's contract (append, read in chunks, the hash chain, append-only refusal) runs on
@@ -51,7 +52,7 @@ def test_group_commit_is_one_transaction(store_factory: StoreFactory) -> None:
         w.append(all_events(), actor="a")
         raise RuntimeError("crash before commit")
     assert store.last_seq() == 1
-    assert store.query_one("SELECT count(*) FROM record_status")[0] == 0
+    assert scalar(store, "SELECT count(*) FROM record_status") == 0
 
 
 def test_payload_is_json_readable_from_sql(store: EventStore) -> None:

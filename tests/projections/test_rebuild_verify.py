@@ -12,6 +12,7 @@ from eventlog.connection import translate_sqlite_errors
 from eventlog.errors import ProjectionWriteRefused
 from eventlog.store import EventStore
 from projections import open_store, rebuild, snapshot_rows, verify
+from tests.reads import scalar
 from tests.scenario import scenario
 
 
@@ -89,8 +90,8 @@ def test_reopening_catches_up_events_appended_past_the_checkpoint(tmp_path: Path
         bare.append(group, actor=actor)
     bare.close()
     caught_up = open_store(lagging_path)
-    checkpoint = caught_up.query_one("SELECT min(seq) FROM projection_checkpoints")
-    assert checkpoint[0] == caught_up.last_seq() == reference.last_seq()
+    checkpoint = scalar(caught_up, "SELECT min(seq) FROM projection_checkpoints")
+    assert checkpoint == caught_up.last_seq() == reference.last_seq()
     assert _without_times(snapshot_rows(caught_up)) == _without_times(snapshot_rows(reference))
     assert verify(caught_up) is None
     caught_up.close()
@@ -168,4 +169,4 @@ def test_the_seed_playbook_delete_in_the_sqlite3_shell_names_clear_batch(
     )
     assert p.returncode != 0
     assert "python -m commands clear-batch" in p.stderr
-    assert store.query_one("SELECT count(*) FROM active_batches")[0] == 1
+    assert scalar(store, "SELECT count(*) FROM active_batches") == 1
