@@ -30,7 +30,7 @@ def test_runs_as_a_program_with_a_policy_file(tmp_path: Path) -> None:
         with pytest.raises(errors.ServerError):
             list(c.files.list())
         f = c.files.upload(file=io.BytesIO(b"\x89PNG\r\n\x1a\n"), config={"mime_type": "image/png"})
-        assert f.name.startswith("files/")
+        assert f.name is not None and f.name.startswith("files/")
         ledger = httpx.get(f"{url}/_emulator/ledger").json()
         assert ledger == {"billed": [], "creates": {}}
         now = httpx.post(f"{url}/_emulator/advance", json={"seconds": 3600}).json()["now"]

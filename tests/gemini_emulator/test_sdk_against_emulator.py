@@ -48,6 +48,18 @@ def upload_png(c: genai.Client, name: str = "CA:X:2020:1") -> types.File:
     )
 
 
+def name_of(resource: types.File | types.BatchJob) -> str:
+    """The resource's name; the service always sets it (the SDK types every field Optional)."""
+    assert resource.name is not None
+    return resource.name
+
+
+def uri_of(f: types.File) -> str:
+    """The file's URI; the service always sets it on an uploaded file."""
+    assert f.uri is not None
+    return f.uri
+
+
 def request_line(key: str, uri: str, schema: dict[str, Any] = SCHEMA) -> dict[str, Any]:
     return {
         "key": key,
@@ -74,12 +86,15 @@ def submit(c: genai.Client, lines: list[dict[str, Any]], name: str = "gb-1") -> 
     req = c.files.upload(
         file=io.BytesIO(body), config={"mime_type": "jsonl", "display_name": f"{name}-req"}
     )
-    return c.batches.create(model="gemini-2.5-flash", src=req.name, config={"display_name": name})
+    return c.batches.create(
+        model="gemini-2.5-flash", src=name_of(req), config={"display_name": name}
+    )
 
 
 def results(c: genai.Client, job: types.BatchJob) -> dict[str, dict[str, Any]]:
-    job = c.batches.get(name=job.name)
+    job = c.batches.get(name=name_of(job))
     assert job.state == types.JobState.JOB_STATE_SUCCEEDED
+    assert job.dest is not None and job.dest.file_name is not None
     data = c.files.download(file=job.dest.file_name)
     return {json.loads(x)["key"]: json.loads(x) for x in data.decode().splitlines()}
 
@@ -90,15 +105,16 @@ def test_file_upload_get_list_delete_on_every_api_version(
 ) -> None:
     c = client(emu, version)
     f = upload_png(c)
-    assert f.name.startswith("files/") and f.state == types.FileState.ACTIVE
-    assert f.size_bytes == 12 and f.mime_type == "image/png" and f.uri.endswith(f.name)
+    assert name_of(f).startswith("files/") and f.state == types.FileState.ACTIVE
+    assert f.size_bytes == 12 and f.mime_type == "image/png" and uri_of(f).endswith(name_of(f))
+    assert f.expiration_time is not None and f.create_time is not None
     assert f.expiration_time - f.create_time == timedelta(hours=48)
-    got = c.files.get(name=f.name)
+    got = c.files.get(name=name_of(f))
     assert got.display_name == "CA:X:2020:1" and got.sha256_hash
     assert [x.name for x in c.files.list()] == [f.name]
-    c.files.delete(name=f.name)
+    c.files.delete(name=name_of(f))
     with pytest.raises(errors.ClientError) as info:
-        c.files.get(name=f.name)
+        c.files.get(name=name_of(f))
     assert info.value.code == 403 and info.value.status == "PERMISSION_DENIED"
 
 
@@ -121,13 +137,13 @@ def test_batch_from_a_jsonl_file_runs_the_whole_lifecycle(emu: Emulator) -> None
     emu.policy = {"timing": {"pending_seconds": 0.2, "running_seconds": 0.2}}
     c = client(emu)
     f = upload_png(c)
-    job = submit(c, [request_line("CA:X:2020:1", f.uri)])
-    assert job.name.startswith("batches/") and job.display_name == "gb-1"
+    job = submit(c, [request_line("CA:X:2020:1", uri_of(f))])
+    assert name_of(job).startswith("batches/") and job.display_name == "gb-1"
     assert job.state == types.JobState.JOB_STATE_PENDING
     time.sleep(0.25)
-    assert c.batches.get(name=job.name).state == types.JobState.JOB_STATE_RUNNING
+    assert c.batches.get(name=name_of(job)).state == types.JobState.JOB_STATE_RUNNING
     time.sleep(0.2)
-    done = c.batches.get(name=job.name)
+    done = c.batches.get(name=name_of(job))
     assert done.state == types.JobState.JOB_STATE_SUCCEEDED and done.end_time is not None
     line = results(c, job)["CA:X:2020:1"]
     text = line["response"]["candidates"][0]["content"]["parts"][0]["text"]
@@ -135,28 +151,27 @@ def test_batch_from_a_jsonl_file_runs_the_whole_lifecycle(emu: Emulator) -> None
     usage = line["response"]["usageMetadata"]
     assert usage["totalTokenCount"] == usage["promptTokenCount"] + usage["candidatesTokenCount"]
     with pytest.raises(errors.ClientError) as info:
-        c.files.download(file=f.name)  # uploaded files cannot be downloaded
+        c.files.download(file=name_of(f))  # uploaded files cannot be downloaded
     assert info.value.code == 400
 
 
 def test_inline_requests_come_back_inline(emu: Emulator) -> None:
     c = client(emu)
-    job = c.batches.create(
-        model="gemini-2.5-flash",
-        src=[
-            {
-                "contents": [{"parts": [{"text": "x"}], "role": "user"}],
-                "config": {
-                    "response_mime_type": "application/json",
-                    "response_json_schema": SCHEMA,
-                },
-                "metadata": {"key": "k1"},
-            }
-        ],
-        config={"display_name": "inline"},
-    )
-    got = c.batches.get(name=job.name)
+    inline: list[types.InlinedRequestDict] = [
+        {
+            "contents": [{"parts": [{"text": "x"}], "role": "user"}],
+            "config": {
+                "response_mime_type": "application/json",
+                "response_json_schema": SCHEMA,
+            },
+            "metadata": {"key": "k1"},
+        }
+    ]
+    job = c.batches.create(model="gemini-2.5-flash", src=inline, config={"display_name": "inline"})
+    got = c.batches.get(name=name_of(job))
+    assert got.dest is not None and got.dest.inlined_responses is not None
     [resp] = got.dest.inlined_responses
+    assert resp.response is not None and resp.response.text is not None
     assert resp.metadata == {"key": "k1"} and json.loads(resp.response.text)["text"]
 
 
@@ -164,14 +179,14 @@ def test_list_cancel_and_delete_batches(emu: Emulator) -> None:
     emu.policy = {"jobs": [{"outcome": "STUCK"}]}
     c = client(emu)
     f = upload_png(c)
-    jobs = [submit(c, [request_line("k", f.uri)], f"gb-{i}") for i in range(3)]
+    jobs = [submit(c, [request_line("k", uri_of(f))], f"gb-{i}") for i in range(3)]
     listed = list(c.batches.list(config={"page_size": 2}))
     assert {j.name for j in listed} == {j.name for j in jobs}
-    c.batches.cancel(name=jobs[0].name)
-    assert c.batches.get(name=jobs[0].name).state == types.JobState.JOB_STATE_CANCELLED
-    c.batches.delete(name=jobs[1].name)
+    c.batches.cancel(name=name_of(jobs[0]))
+    assert c.batches.get(name=name_of(jobs[0])).state == types.JobState.JOB_STATE_CANCELLED
+    c.batches.delete(name=name_of(jobs[1]))
     with pytest.raises(errors.ClientError) as info:
-        c.batches.get(name=jobs[1].name)
+        c.batches.get(name=name_of(jobs[1]))
     assert info.value.code == 404 and info.value.status == "NOT_FOUND"
 
 
@@ -180,7 +195,10 @@ def test_a_request_naming_a_file_never_uploaded_gets_an_error_line(emu: Emulator
     f = upload_png(c)
     job = submit(
         c,
-        [request_line("good", f.uri), request_line("bad", f"{emu.url}/v1beta/files/neveruploaded")],
+        [
+            request_line("good", uri_of(f)),
+            request_line("bad", f"{emu.url}/v1beta/files/neveruploaded"),
+        ],
     )
     lines = results(c, job)
     assert "response" in lines["good"]
@@ -191,11 +209,11 @@ def test_files_expire_after_48_hours_on_the_emulator_clock(emu: Emulator) -> Non
     c = client(emu)
     f = upload_png(c)
     emu.service.advance(47 * 3600)
-    assert c.files.get(name=f.name).name == f.name
+    assert c.files.get(name=name_of(f)).name == f.name
     emu.service.advance(2 * 3600)
     with pytest.raises(errors.ClientError):
-        c.files.get(name=f.name)
-    job = submit(c, [request_line("late", f.uri)])
+        c.files.get(name=name_of(f))
+    job = submit(c, [request_line("late", uri_of(f))])
     assert "error" in results(c, job)["late"]
 
 
@@ -214,9 +232,9 @@ def test_files_expire_after_48_hours_on_the_emulator_clock(emu: Emulator) -> Non
 def test_each_record_outcome(emu: Emulator, outcome: str, check: Any) -> None:
     emu.policy = {"records": [{"match": "CA:*", "outcome": outcome}]}
     c = client(emu)
-    f = upload_png(c)
+    uri = uri_of(upload_png(c))
     lines = results(
-        c, submit(c, [request_line("CA:X:2020:1", f.uri), request_line("TX:Y:2020:1", f.uri)])
+        c, submit(c, [request_line("CA:X:2020:1", uri), request_line("TX:Y:2020:1", uri)])
     )
     assert check(lines["CA:X:2020:1"])
     assert "response" in lines["TX:Y:2020:1"]  # the rule matched by key pattern only
@@ -225,10 +243,10 @@ def test_each_record_outcome(emu: Emulator, outcome: str, check: Any) -> None:
 def test_missing_line_and_times(emu: Emulator) -> None:
     emu.policy = {"records": [{"match": "a", "outcome": "missing_line", "times": 1}]}
     c = client(emu)
-    f = upload_png(c)
-    first = results(c, submit(c, [request_line("a", f.uri), request_line("b", f.uri)], "one"))
+    uri = uri_of(upload_png(c))
+    first = results(c, submit(c, [request_line("a", uri), request_line("b", uri)], "one"))
     assert set(first) == {"b"}
-    second = results(c, submit(c, [request_line("a", f.uri)], "two"))
+    second = results(c, submit(c, [request_line("a", uri)], "two"))
     assert "response" in second["a"]  # "times": 1 fired once
 
 
@@ -237,10 +255,10 @@ def test_whole_job_outcomes(emu: Emulator, outcome: str) -> None:
     emu.policy = {"jobs": [{"nth": 2, "outcome": outcome}]}
     c = client(emu)
     f = upload_png(c)
-    first = submit(c, [request_line("k", f.uri)], "one")
-    second = submit(c, [request_line("k", f.uri)], "two")
-    assert c.batches.get(name=first.name).state == types.JobState.JOB_STATE_SUCCEEDED
-    got = c.batches.get(name=second.name)
+    first = submit(c, [request_line("k", uri_of(f))], "one")
+    second = submit(c, [request_line("k", uri_of(f))], "two")
+    assert c.batches.get(name=name_of(first)).state == types.JobState.JOB_STATE_SUCCEEDED
+    got = c.batches.get(name=name_of(second))
     assert got.state == getattr(types.JobState, f"JOB_STATE_{outcome}") and got.dest is None
     billed = [(b.display_name, b.key) for b in emu.service.ledger()]
     assert billed == [("one", "k")]
@@ -250,27 +268,27 @@ def test_a_stuck_job_expires_at_48_hours(emu: Emulator) -> None:
     emu.policy = {"jobs": [{"outcome": "STUCK"}]}
     c = client(emu)
     f = upload_png(c)
-    job = submit(c, [request_line("k", f.uri)])
+    job = submit(c, [request_line("k", uri_of(f))])
     emu.service.advance(47 * 3600)
-    assert c.batches.get(name=job.name).state == types.JobState.JOB_STATE_PENDING
+    assert c.batches.get(name=name_of(job)).state == types.JobState.JOB_STATE_PENDING
     emu.service.advance(3600)
-    assert c.batches.get(name=job.name).state == types.JobState.JOB_STATE_EXPIRED
+    assert c.batches.get(name=name_of(job)).state == types.JobState.JOB_STATE_EXPIRED
 
 
 @pytest.mark.parametrize(
     ("status", "exc"),
     [(503, errors.ServerError), (500, errors.ServerError), (429, errors.ClientError)],
 )
-def test_faults_on_the_nth_call(emu: Emulator, status: int, exc: type[Exception]) -> None:
+def test_faults_on_the_nth_call(emu: Emulator, status: int, exc: type[errors.APIError]) -> None:
     emu.policy = {"faults": [{"endpoint": "batches.get", "calls": [2], "status": status}]}
     c = client(emu)
     f = upload_png(c)
-    job = submit(c, [request_line("k", f.uri)])
-    c.batches.get(name=job.name)
+    job = submit(c, [request_line("k", uri_of(f))])
+    c.batches.get(name=name_of(job))
     with pytest.raises(exc) as info:
-        c.batches.get(name=job.name)
+        c.batches.get(name=name_of(job))
     assert info.value.code == status
-    c.batches.get(name=job.name)
+    c.batches.get(name=name_of(job))
 
 
 def test_upload_faults_match_the_display_name_and_say_final(emu: Emulator) -> None:
@@ -303,7 +321,7 @@ def test_snake_and_camel_case_bodies_are_both_accepted(emu: Emulator) -> None:
 
     c = client(emu)
     f = upload_png(c)
-    line = request_line("k", f.uri)
+    line = request_line("k", uri_of(f))
     line["request"]["generation_config"] = line["request"].pop("generationConfig")
     line["request"]["contents"][0]["parts"][1] = {
         "file_data": {"file_uri": f.uri, "mime_type": "image/png"}
@@ -325,7 +343,7 @@ def test_resources_belong_to_the_key_that_made_them(emu: Emulator) -> None:
     alice, bob = client(emu, key="alice"), client(emu, key="bob")
     f = upload_png(alice)
     with pytest.raises(errors.ClientError):
-        bob.files.get(name=f.name)
+        bob.files.get(name=name_of(f))
     assert list(bob.batches.list()) == []
 
 
@@ -334,6 +352,7 @@ def test_a_wrong_api_key_is_refused_when_one_is_set() -> None:
         wrong, right = client(e, key="wrong"), client(e, key="right")
         with pytest.raises(errors.ClientError) as info:
             list(wrong.files.list())
+        assert info.value.message is not None
         assert info.value.code == 400 and "API key not valid" in info.value.message
         assert list(right.files.list()) == []
 
@@ -341,8 +360,8 @@ def test_a_wrong_api_key_is_refused_when_one_is_set() -> None:
 def test_the_ledger_counts_billed_lines_and_creates(emu: Emulator) -> None:
     c = client(emu)
     f = upload_png(c)
-    results(c, submit(c, [request_line("a", f.uri), request_line("b", f.uri)], "n1"))
-    results(c, submit(c, [request_line("a", f.uri)], "n2"))
+    results(c, submit(c, [request_line("a", uri_of(f)), request_line("b", uri_of(f))], "n1"))
+    results(c, submit(c, [request_line("a", uri_of(f))], "n2"))
     ledger = emu.service.ledger()
     assert sorted((b.display_name, b.key) for b in ledger) == [
         ("n1", "a"),
