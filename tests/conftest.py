@@ -36,7 +36,7 @@ def store(db_path: Path) -> Iterator[EventStore]:
 @pytest.fixture(scope="session", params=BACKENDS, ids=lambda b: b.name)
 def backend(request: pytest.FixtureRequest) -> Backend:
     """Each storage backend the store's contract suite runs on (``tests/backends.py``)."""
-    return request.param  # type: ignore[no-any-return]
+    return request.param
 
 
 @pytest.fixture

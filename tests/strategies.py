@@ -93,7 +93,7 @@ def event_groups(draw: st.DrawFn, max_groups: int = 25) -> list[list[Event]]:
         choice = draw(st.sampled_from(options))
         group: list[Event] = []
         if choice == "run":
-            if m.runs and draw(st.booleans()):
+            if bool(m.runs) and draw(st.booleans()):
                 group = [RunFinished(run_id=m.runs.pop(), outcome="ok")]
             else:
                 m.runs.append(m.name("r"))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 from eventlog.events import FailuresReset, ResetFilter
 from projections import open_store, verify
@@ -128,7 +129,7 @@ def test_a_huge_reset_is_split_into_events_in_one_transaction(db_path: Path) -> 
     s = open_store(db_path)
     resets = [r for r in s.read() if r.type == "FailuresReset"]
     assert len(resets) == 3 and len({r.ts for r in resets}) == 1
-    assert sum(len(r.event.record_keys) for r in resets) == 12_000
+    assert sum(len(cast(FailuresReset, r.event).record_keys) for r in resets) == 12_000
     s.close()
 
 

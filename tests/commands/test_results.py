@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -102,4 +102,4 @@ def test_decide_counts_failures_and_dead_letters_at_max_retries() -> None:
         RecordFailed,
     ]
     assert events[2] == RecordDeadLettered(record_key="b", failures=3, max_retries=3)
-    assert events[0].output_sha256 == "sha"
+    assert cast(RecordValidated, events[0]).output_sha256 == "sha"

@@ -375,7 +375,7 @@ def test_judge_poll(
         pytest.param(PollVerdict("succeeded"), True, False, id="succeeded_collects"),
         pytest.param(PollVerdict("stuck"), False, True, id="stuck_cancels"),
         *(
-            pytest.param(PollVerdict(o), False, False, id=f"{o}_neither")  # type: ignore[arg-type]
+            pytest.param(PollVerdict(o), False, False, id=f"{o}_neither")
             for o in ("failed", "not_found", "changed", "unknown_state", "unchanged", "unreachable")
         ),
     ],

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -77,7 +77,8 @@ def test_transient_failures_are_retried_with_backoff_until_one_works(
     assert sleeps == [backoff, backoff * 2]
     logged = [r.event for r in worker.store.read()]
     assert [type(e) for e in logged] == [UploadFailed, UploadFailed, FileUploaded]
-    assert [(e.attempt, e.error_type) for e in logged[:2]] == [(1, "http_503"), (2, "http_503")]
+    failed = cast(list[UploadFailed], logged[:2])
+    assert [(e.attempt, e.error_type) for e in failed] == [(1, "http_503"), (2, "http_503")]
     assert logged[2] == FileUploaded(
         record_key=KEY,
         file_name=out.remote.name,

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from eventlog.events import Event
+from eventlog.store import EventStore
 from projections import open_store, rebuild, snapshots, verify
 from projections.replay import VIEWS, replay, view
 from projections.snapshots import VIEW_SPECS, replay_views
@@ -22,7 +23,7 @@ def small_snapshots(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(snapshots, "FRAME_ROWS", 2)  # several frames per table
 
 
-def _same_views(store, seq: int) -> None:
+def _same_views(store: EventStore, seq: int) -> None:
     fast, _ = replay_views(store, seq)
     slow = replay(store, seq)
     for spec in VIEW_SPECS:

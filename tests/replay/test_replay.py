@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import apsw
 import pytest
@@ -18,17 +20,20 @@ from tests.scenario import B, all_events
 
 START = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
+#: The store the scenario was appended to, and the live projection rows after each sequence number.
+Stepped = tuple[EventStore, dict[int, dict[str, list[tuple[Any, ...]]]]]
 
-def _clock() -> object:
+
+def _clock() -> Callable[[], datetime]:
     ticks = iter(START + timedelta(minutes=i) for i in range(10_000))
     return lambda: next(ticks)
 
 
 @pytest.fixture
-def stepped(db_path: Path) -> tuple[EventStore, dict[int, dict[str, list[tuple]]]]:
+def stepped(db_path: Path) -> Stepped:
     """The scenario appended one event per transaction, live projections captured after each."""
     store = open_store(db_path, create=True, clock=_clock())
-    captures = {}
+    captures: dict[int, dict[str, list[tuple[Any, ...]]]] = {}
     for event in all_events():
         [rec] = store.append([event], actor="run:test")
         captures[rec.seq] = snapshot_rows(store)
@@ -40,7 +45,7 @@ def _cli(db: Path, *args: str) -> tuple[int, str]:
     return result.exit_code, result.stdout if result.exit_code == 0 else result.output
 
 
-def test_replay_until_every_sequence_number_reproduces_the_live_captures(stepped) -> None:
+def test_replay_until_every_sequence_number_reproduces_the_live_captures(stepped: Stepped) -> None:
     store, captures = stepped
     assert len(captures) == len(all_events()) > 30
     for seq, live in captures.items():
@@ -48,7 +53,7 @@ def test_replay_until_every_sequence_number_reproduces_the_live_captures(stepped
 
 
 def test_replay_cli_json_at_every_sequence_number_matches_the_captures(
-    stepped, db_path: Path
+    stepped: Stepped, db_path: Path
 ) -> None:
     _store, captures = stepped
     for seq, live in captures.items():
@@ -63,7 +68,9 @@ def test_replay_cli_json_at_every_sequence_number_matches_the_captures(
         assert [r["record_key"] for r in shown["dead-letters"]] == dead
 
 
-def test_until_a_time_replays_everything_stored_at_or_before_it(stepped, db_path: Path) -> None:
+def test_until_a_time_replays_everything_stored_at_or_before_it(
+    stepped: Stepped, db_path: Path
+) -> None:
     store, captures = stepped
     # Event n was stamped START + (n-1) minutes.
     code, out = _cli(db_path, "--until", "2026-11-28T09:10:30Z", "--json")
@@ -87,7 +94,7 @@ def test_until_a_time_replays_everything_stored_at_or_before_it(stepped, db_path
     ],
 )
 def test_until_out_of_range_is_a_one_line_error(
-    stepped, db_path: Path, until: str, message: str
+    stepped: Stepped, db_path: Path, until: str, message: str
 ) -> None:
     code, out = _cli(db_path, "--until", until)
     assert code == 1
@@ -100,7 +107,9 @@ def test_an_empty_log_cannot_be_replayed(db_path: Path) -> None:
         resolve_until(EventStore.open(db_path, write=False), None)
 
 
-def test_record_history_lists_every_event_that_touched_the_record(stepped, db_path: Path) -> None:
+def test_record_history_lists_every_event_that_touched_the_record(
+    stepped: Stepped, db_path: Path
+) -> None:
     code, out = _cli(db_path, "--record", B, "--json")
     assert code == 0
     types = [h["type"] for h in json.loads(out)["history"]]
@@ -117,7 +126,9 @@ def test_record_history_lists_every_event_that_touched_the_record(stepped, db_pa
     assert [h["seq"] for h in json.loads(out)["history"]][-1] <= 6
 
 
-def test_verify_chain_reports_intact_then_names_a_tampered_row(stepped, db_path: Path) -> None:
+def test_verify_chain_reports_intact_then_names_a_tampered_row(
+    stepped: Stepped, db_path: Path
+) -> None:
     store, _ = stepped
     code, out = _cli(db_path, "--verify-chain")
     assert code == 0 and f"intact through event {store.last_seq()}" in out
@@ -132,7 +143,7 @@ def test_verify_chain_reports_intact_then_names_a_tampered_row(stepped, db_path:
     assert code == 1 and "hash chain broken at event 12" in out
 
 
-def test_replay_works_while_a_writer_holds_the_write_lock(stepped, db_path: Path) -> None:
+def test_replay_works_while_a_writer_holds_the_write_lock(stepped: Stepped, db_path: Path) -> None:
     _store, _captures = stepped
     writer = apsw.Connection(str(db_path))
     writer.execute("BEGIN IMMEDIATE")
@@ -144,7 +155,7 @@ def test_replay_works_while_a_writer_holds_the_write_lock(stepped, db_path: Path
     assert code == 0 and json.loads(out)["until_seq"] == 20
 
 
-def test_replay_script_runs_as_a_real_program(stepped, db_path: Path) -> None:
+def test_replay_script_runs_as_a_real_program(stepped: Stepped, db_path: Path) -> None:
     result = run_cli(
         "--db", str(db_path), "--until", "12", "--show", "inflight", script="replay.py"
     )
