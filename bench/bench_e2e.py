@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import datetime
 from pathlib import Path
 
@@ -77,8 +77,10 @@ def run(tmp: Path) -> list[dict]:
     for kind, (seconds, count) in wall_by_event(tmp / "data" / "log.db")[:5]:
         print(f"  {seconds:6.2f} s ({seconds / wall:5.1%})  before {count:,} {kind}")
     stats = pstats.Stats(str(tmp / "worker.prof"))
-    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)  # own time
-    total = sum(v[2] for _, v in stats.stats.items())
+    # Stats.stats is set by Stats.__init__ (load_stats); typeshed does not declare it.
+    table = stats.stats  # type: ignore[attr-defined]
+    rows = sorted(table.items(), key=lambda kv: kv[1][2], reverse=True)  # own time
+    total = sum(v[2] for _, v in table.items())
     print("five largest costs of the worker's main thread (own time):")
     for (file, lineno, fn), (_, _, tt, ct, _) in rows[:5]:
         where = f"{Path(file).name}:{lineno}" if lineno else file
@@ -90,7 +92,7 @@ def wall_by_event(db: Path) -> list[tuple[str, tuple[float, int]]]:
     """Seconds between consecutive events, summed by the type of the later one, largest first:
     the time spent uploading is charged to ``FileUploaded``, waiting for the service to
     ``BatchSucceeded``, processing results to ``RecordValidated``."""
-    seconds: Counter[str] = Counter()
+    seconds: defaultdict[str, float] = defaultdict(float)
     events: Counter[str] = Counter()
     previous: datetime | None = None
     with EventStore.open(db, write=False) as store:
@@ -100,7 +102,8 @@ def wall_by_event(db: Path) -> list[tuple[str, tuple[float, int]]]:
                 seconds[row.type] += (moment - previous).total_seconds()
                 events[row.type] += 1
             previous = moment
-    return [(kind, (s, events[kind])) for kind, s in seconds.most_common()]
+    largest = sorted(seconds.items(), key=lambda kv: kv[1], reverse=True)  # as most_common()
+    return [(kind, (s, events[kind])) for kind, s in largest]
 
 
 if __name__ == "__main__":

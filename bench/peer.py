@@ -9,10 +9,12 @@ from typing import Any
 try:
     from eventsourcing.application import Application
     from eventsourcing.domain import Aggregate, event
-except ImportError:  # pragma: no cover - the bench group is not installed
-    Application = None
 
-if Application is not None:
+    INSTALLED = True
+except ImportError:  # pragma: no cover - the bench group is not installed
+    INSTALLED = False
+
+if INSTALLED:
 
     class Log(Aggregate):
         """One aggregate whose events carry our payloads."""
@@ -25,11 +27,11 @@ if Application is not None:
 def eventsourcing_app(db: Path) -> tuple[Any, Any] | None:
     """(an Application on ``db``, a fresh aggregate whose ``append(data)`` records one event),
     or None when the library is not installed."""
-    if Application is None:
+    if not INSTALLED:
         print("eventsourcing not installed: uv sync --group bench", flush=True)
         return None
     db.unlink(missing_ok=True)
-    app = Application(
+    app: Application[Any] = Application(
         env={
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": str(db),
