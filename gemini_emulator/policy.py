@@ -241,3 +241,8 @@ class Policy:
     def calls(self, endpoint: str) -> int:
         with self._lock:
             return self._calls.get(endpoint, 0)
+
+    def all_calls(self) -> dict[str, int]:
+        """Calls so far per endpoint (every HTTP request the service answered counts once)."""
+        with self._lock:
+            return dict(self._calls)

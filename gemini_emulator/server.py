@@ -45,6 +45,7 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(rf"^/{_VERSION}/batches/(?P<id>[^/:]+):cancel$"), "batches.cancel"),
     ("DELETE", re.compile(rf"^/{_VERSION}/batches/(?P<id>[^/:]+)$"), "batches.delete"),
     ("GET", re.compile(r"^/_emulator/ledger$"), "admin.ledger"),
+    ("GET", re.compile(r"^/_emulator/calls$"), "admin.calls"),
     ("POST", re.compile(r"^/_emulator/advance$"), "admin.advance"),
 ]
 
@@ -240,6 +241,8 @@ class Handler(BaseHTTPRequestHandler):
         if endpoint == "admin.advance":
             service.advance(float(json.loads(body or b"{}").get("seconds", 0)))
             return self._json({"now": service.now()})
+        if endpoint == "admin.calls":
+            return self._json(service.policy.all_calls())
         ledger = [b.__dict__ for b in service.ledger()]
         return self._json({"billed": ledger, "creates": dict(service.creates)})
 

@@ -33,6 +33,8 @@ def test_runs_as_a_program_with_a_policy_file(tmp_path: Path) -> None:
         assert f.name is not None and f.name.startswith("files/")
         ledger = httpx.get(f"{url}/_emulator/ledger").json()
         assert ledger == {"billed": [], "creates": {}}
+        calls = httpx.get(f"{url}/_emulator/calls").json()  # every request answered, by endpoint
+        assert calls == {"files.list": 1, "files.upload": 1, "files.upload_bytes": 1}
         now = httpx.post(f"{url}/_emulator/advance", json={"seconds": 3600}).json()["now"]
         assert now > time.time() + 3500
 
