@@ -83,6 +83,9 @@ class LocalResults:
     ) -> RemoteFile:
         raise NotImplementedError("collecting uploads nothing")
 
+    def get_file(self, name: str) -> RemoteFile:
+        raise NotImplementedError("collecting reads no file's state")
+
     def delete_file(self, name: str) -> bool:
         raise NotImplementedError("collecting deletes nothing")
 

@@ -62,12 +62,20 @@ class BatchingConfig(_Section):
     stuck_pending_hours: float = Field(36.0, ge=0)
     #: How long a batch seen FAILED/CANCELLED/EXPIRED is still checked for results.
     late_results_grace_minutes: float = Field(60.0, ge=0)
+    #: After a create answered 429 RESOURCE_EXHAUSTED no create is tried for this long, doubled
+    #: for each further 429 in a row, at most ``quota_backoff_max_seconds``.
+    quota_backoff_seconds: float = Field(60.0, ge=0)
+    quota_backoff_max_seconds: float = Field(1800.0, ge=0)
 
 
 class UploadsConfig(_Section):
     upload_retry_attempts: int = Field(3, ge=1)
     upload_retry_backoff_seconds: float = Field(1.0, ge=0)
     upload_concurrency: int = Field(8, ge=1)
+    #: How long a request file may stay PROCESSING before its batch is deferred, and how often
+    #: ``files.get`` asks meanwhile.
+    request_file_active_timeout_seconds: float = Field(300.0, ge=0)
+    request_file_active_poll_seconds: float = Field(2.0, gt=0)
 
 
 class NetworkConfig(_Section):

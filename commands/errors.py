@@ -13,10 +13,14 @@ class ConfigError(OperatorError):
 class GatewayError(OperatorError):
     """A Gemini call failed after its retries, or was refused (4xx). Carries the HTTP code."""
 
-    def __init__(self, message: str, *, code: int | None = None, transient: bool = False) -> None:
+    def __init__(
+        self, message: str, *, code: int | None = None, transient: bool = False, status: str = ""
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.transient = transient
+        #: The service's status word (``RESOURCE_EXHAUSTED``, ``FAILED_PRECONDITION``), if any.
+        self.status = status
 
 
 class RunLocked(OperatorError):

@@ -164,6 +164,40 @@ class BatchSubmissionAbandoned(Event, frozen=True):
         return self.display_name
 
 
+class BatchSubmissionDeferred(Event, frozen=True):
+    """A create known not to have made a job (429 RESOURCE_EXHAUSTED, or a request file never
+    ACTIVE): the intent is closed, its records are free again, no failure is counted. The
+    images it referenced stay reusable while young; its display name is looked up once before
+    its pages go out again (:class:`DeferredSubmissionChecked`).
+
+    ``reason``: ``quota`` (the service's quota; the admission backs off) or ``not_active``.
+    ``retry_after``: no create before this time (a stored timestamp; '' for none).
+    ``halvings``: the admission's back-off after this deferral (batch size / 2**halvings).
+    """
+
+    display_name: str
+    reason: str
+    message: str
+    model: str = ""
+    input_file: str = ""
+    record_keys: list[str] = []
+    retry_after: str = ""
+    halvings: int = 0
+
+    def stream(self) -> str:
+        return self.display_name
+
+
+class DeferredSubmissionChecked(Event, frozen=True):
+    """A deferred submission's display name was looked up on the service and no job was found
+    (a job found is adopted with ``BatchSubmitted`` instead)."""
+
+    display_name: str
+
+    def stream(self) -> str:
+        return self.display_name
+
+
 class BatchStateObserved(Event, frozen=True):
     """A poll saw the batch in a (new) non-terminal state."""
 

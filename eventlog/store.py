@@ -44,10 +44,11 @@ from eventlog.connection import (
 from eventlog.errors import DatabaseError, NotAnEventLog
 from eventlog.events import REGISTRY, Event, EventRegistry
 from eventlog.schema import SCHEMA_VERSION, check_schema, migrate
+from eventlog.timestamps import TS_FORMAT as TS_FORMAT
+from eventlog.timestamps import format_ts, parse_ts
 
 _sha256 = hashlib.sha256
 GENESIS_HASH = "0" * 64
-TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 DEFAULT_CHUNK = 5_000
 
 _COLUMNS = "seq, ts, type, stream, actor, version, payload, hash"
@@ -93,16 +94,6 @@ class Projector(Protocol):
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def format_ts(moment: datetime) -> str:
-    """Fixed-width UTC ISO 8601 with microseconds, so string order is time order."""
-    return moment.astimezone(UTC).strftime(TS_FORMAT)
-
-
-def parse_ts(ts: str) -> datetime:
-    """A stored timestamp (:func:`format_ts`'s text) as an aware UTC datetime."""
-    return datetime.strptime(ts, TS_FORMAT).replace(tzinfo=UTC)
 
 
 def hours_between(ts: str, now: datetime) -> float:

@@ -14,6 +14,10 @@ A policy is plain data (a dict, or a JSON file for ``python -m gemini_emulator -
         {"nth": 2, "outcome": "FAILED"},
         {"match": "Ohio:*", "outcome": "EXPIRED", "times": 1}
       ],
+      "files": [                                    # uploaded files' states, first match wins
+        {"match": "gb-*-requests", "processing_seconds": 0.5},
+        {"match": "gb-*-003-requests", "state": "FAILED"}
+      ],
       "faults": [                                   # per endpoint
         {"endpoint": "files.upload", "match": "California:Lincoln:2023:1", "times": 2,
          "status": 503},
@@ -29,10 +33,16 @@ glitches of a job that succeeds: ``TRUNCATED`` (the result file ends mid-line), 
 (every line twice, the copy a different answer), ``EXTRA_KEYS`` (lines for keys that were never in
 the job, one of them hostile), ``ODD_STATE`` (an unknown state for two polls first),
 ``FAILED_THEN_SUCCEEDED`` (reported FAILED once, SUCCEEDED afterwards).
+File rules (``match`` is the display name): an uploaded file stays ``PROCESSING`` for
+``processing_seconds`` (0: ACTIVE at once), then is ``state`` (``ACTIVE`` or ``FAILED``); a create
+whose input file is not ACTIVE answers 400 FAILED_PRECONDITION, as the service does.
+A quota storm on create is a fault with ``times``: ``{"endpoint": "batches.create", "status": 429,
+"times": 3}`` answers 429 RESOURCE_EXHAUSTED to the first three creates, then lets them through.
 ``times`` limits how often a rule fires (per record key for record rules); ``probability``
 fires it at random (seeded, so a run is reproducible); ``calls`` lists 1-based call numbers of the
 endpoint; ``every`` fires on every n-th call. A fault with ``status`` answers that HTTP error (with
-a Google-style body); with ``delay`` it sleeps first (a slow answer, or a client timeout); with
+a Google-style body, its status word ``error_status`` if given, e.g. FAILED_PRECONDITION);
+with ``delay`` it sleeps first (a slow answer, or a client timeout); with
 ``"after": true`` the call is carried out first and only its answer is lost (a create that
 happened though the client saw a 503).
 
@@ -125,8 +135,16 @@ class Fault(msgspec.Struct, forbid_unknown_fields=True):
     times: int | None = None
     probability: float | None = None
     message: str = ""
+    #: The error's status word (default: the code's usual one, e.g. 400 INVALID_ARGUMENT).
+    error_status: str = ""
     #: Do the work, then fail: the caller never hears it succeeded (a lost answer).
     after: bool = False
+
+
+class FileRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    match: str = "*"
+    processing_seconds: float = 0.0
+    state: Literal["ACTIVE", "FAILED"] = "ACTIVE"
 
 
 class PolicySpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -134,6 +152,7 @@ class PolicySpec(msgspec.Struct, forbid_unknown_fields=True):
     timing: Timing = Timing()
     records: list[RecordRule] = []
     jobs: list[JobRule] = []
+    files: list[FileRule] = []
     faults: list[Fault] = []
 
 
@@ -213,6 +232,13 @@ class Policy:
             self.timing.pending_seconds if rule.pending_seconds is None else rule.pending_seconds,
             self.timing.running_seconds if rule.running_seconds is None else rule.running_seconds,
         )
+
+    def file_rule(self, display_name: str) -> FileRule:
+        """How a newly uploaded file's state goes (the first rule matching its display name)."""
+        for rule in self.spec.files:
+            if fnmatch.fnmatchcase(display_name, rule.match):
+                return rule
+        return FileRule()
 
     def fault_for(self, endpoint: str, subject: str = "") -> Fault | None:
         """The fault to inject into this call, if any (counts the call)."""

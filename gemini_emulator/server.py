@@ -149,7 +149,11 @@ class Handler(BaseHTTPRequestHandler):
         if fault.delay:
             time.sleep(fault.delay)
         if fault.status:
-            raise ApiError(fault.status, fault.message or f"Injected {fault.status} on {endpoint}.")
+            raise ApiError(
+                fault.status,
+                fault.message or f"Injected {fault.status} on {endpoint}.",
+                fault.error_status or None,
+            )
 
     # --- endpoints -------------------------------------------------------------------------------
 
@@ -170,10 +174,12 @@ class Handler(BaseHTTPRequestHandler):
             subject = str(batch.get("displayName", ""))
         with self._faults(endpoint, subject):
             if endpoint == "files.get":
-                answer = service.get_file(owner, subject).resource(base)
+                answer = service.file_resource(service.get_file(owner, subject), base)
             elif endpoint == "files.list":
                 answer = _page(
-                    [f.resource(base) for f in service.list_files(owner)], query, "files"
+                    [service.file_resource(f, base) for f in service.list_files(owner)],
+                    query,
+                    "files",
                 )
             elif endpoint == "files.delete":
                 service.delete_file(owner, subject)
@@ -234,7 +240,9 @@ class Handler(BaseHTTPRequestHandler):
             stored = service.upload_bytes(sid, offset, body, "finalize" in command)
         if stored is None:
             return self._send(200, b"", {"X-Goog-Upload-Status": "active"})
-        return self._json({"file": stored.resource(base)}, {"X-Goog-Upload-Status": "final"})
+        return self._json(
+            {"file": service.file_resource(stored, base)}, {"X-Goog-Upload-Status": "final"}
+        )
 
     def _admin(self, endpoint: str, body: bytes) -> None:
         service = self.server.service

@@ -70,12 +70,20 @@ class StoredFile:
     data: bytes
     created: float
     source: str = "UPLOADED"
+    #: PROCESSING until this moment (the service's clock), then ``final_state``.
+    ready_at: float = 0.0
+    final_state: str = "ACTIVE"
 
     @property
     def name(self) -> str:
         return f"files/{self.id}"
 
-    def resource(self, base_url: str) -> dict[str, Any]:
+    def state_at(self, now: float) -> str:
+        """``PROCESSING`` before ``ready_at``, then ``final_state`` (ACTIVE or FAILED)."""
+        return "PROCESSING" if now < self.ready_at else self.final_state
+
+    def resource(self, base_url: str, now: float | None = None) -> dict[str, Any]:
+        """The File resource; its ``state`` as at ``now`` (None: as it ends up)."""
         out = {
             "name": self.name,
             "mimeType": self.mime_type,
@@ -85,7 +93,7 @@ class StoredFile:
             "expirationTime": rfc3339(self.created + FILE_TTL_SECONDS),
             "sha256Hash": base64.b64encode(hashlib.sha256(self.data).digest()).decode(),
             "uri": f"{base_url}/v1beta/{self.name}",
-            "state": "ACTIVE",
+            "state": self.final_state if now is None else self.state_at(now),
             "source": self.source,
         }
         if self.display_name:
@@ -169,6 +177,8 @@ class Service:
         self.jobs: dict[str, Job] = {}
         self.billed: list[Billed] = []
         self.creates: Counter[str] = Counter()
+        #: Files uploaded (finalized), by display name.
+        self.uploaded: Counter[str] = Counter()
         self.attempts: Counter[str] = Counter()
 
     # --- clock --------------------------------------------------------------------------------
@@ -221,16 +231,29 @@ class Service:
                     400,
                     f"Declared size {session.size_bytes} but received {len(session.received)}.",
                 )
+            now = self.now()
+            rule = self.policy.file_rule(session.display_name)
             f = StoredFile(
                 _new_id(),
                 session.owner,
                 session.display_name,
                 session.mime_type,
                 bytes(session.received),
-                self.now(),
+                now,
+                ready_at=now + rule.processing_seconds,
+                final_state=rule.state,
             )
             self.files[f.id] = f
+            self.uploaded[f.display_name] += 1
             return f
+
+    def file_state(self, f: StoredFile) -> str:
+        """The file's state now (PROCESSING for the policy's ``files`` time, then ACTIVE/FAILED)."""
+        return f.state_at(self.now())
+
+    def file_resource(self, f: StoredFile, base_url: str) -> dict[str, Any]:
+        """The File resource as ``files.get`` answers it now."""
+        return f.resource(base_url, self.now())
 
     def get_file(self, owner: str, file_id: str) -> StoredFile:
         with self.lock:
@@ -266,6 +289,13 @@ class Service:
             if "fileName" in config:
                 file_id = str(config["fileName"]).removeprefix("files/")
                 source = self._live_file(owner, file_id)
+                state = self.file_state(source)
+                if state != "ACTIVE":
+                    raise ApiError(
+                        400,
+                        f"The input file {source.name} is not in an ACTIVE state ({state}).",
+                        "FAILED_PRECONDITION",
+                    )
                 requests = _parse_jsonl(source.data)
                 inline = False
             elif "requests" in config:

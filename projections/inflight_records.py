@@ -15,6 +15,7 @@ from eventlog.events import (
     BatchCompleted,
     BatchFailed,
     BatchSubmissionAbandoned,
+    BatchSubmissionDeferred,
     BatchSubmissionIntended,
     BatchSubmitted,
     Event,
@@ -62,8 +63,9 @@ def _(e: BatchSubmitted, t: Tables, rec: Recorded) -> None:
         t.put(SPEC, InflightRecord(key, e.batch_id, e.display_name, rec.ts))
 
 
-@apply.register
-def _(e: BatchSubmissionAbandoned, t: Tables, rec: Recorded) -> None:
+@apply.register(BatchSubmissionAbandoned)
+@apply.register(BatchSubmissionDeferred)
+def _(e: BatchSubmissionAbandoned | BatchSubmissionDeferred, t: Tables, rec: Recorded) -> None:
     _free_intent(t, e.display_name)
 
 

@@ -34,6 +34,7 @@ from projections import (
     active_batches,
     batch_record_keys,
     dead_letters,
+    deferred_submissions,
     failure_counts,
     failure_logs,
     inflight_records,
@@ -42,6 +43,7 @@ from projections import (
     runs,
     snapshots,
     submission_intents,
+    submission_quota,
     token_usage,
     uploaded_files,
 )
@@ -59,6 +61,8 @@ PROJECTIONS = (
     active_batches,
     batch_record_keys,
     submission_intents,
+    deferred_submissions,
+    submission_quota,
     record_status,  # reads inflight_records before it folds the same event
     inflight_records,
     failure_counts,

@@ -26,6 +26,8 @@ from projections.abandoned_batches import SPEC as ABANDONED_BATCHES
 from projections.abandoned_batches import AbandonedBatch
 from projections.active_batches import SPEC as ACTIVE_BATCHES
 from projections.active_batches import ActiveBatch
+from projections.deferred_submissions import SPEC as DEFERRED_SUBMISSIONS
+from projections.deferred_submissions import DeferredSubmission
 from projections.failure_counts import SPEC as FAILURE_COUNTS
 from projections.failure_counts import FailureCount
 from projections.failure_logs import SPEC as FAILURE_LOGS
@@ -34,6 +36,9 @@ from projections.runs import SPEC as RUNS
 from projections.runs import Run
 from projections.submission_intents import SPEC as SUBMISSION_INTENTS
 from projections.submission_intents import SubmissionIntent
+from projections.submission_quota import SCOPE as QUOTA_SCOPE
+from projections.submission_quota import SPEC as SUBMISSION_QUOTA
+from projections.submission_quota import SubmissionQuota
 from projections.tables import TableSpec
 from projections.token_usage import SPEC as TOKEN_USAGE
 from projections.token_usage import TokenUsage
@@ -44,6 +49,7 @@ IN_CHUNK = 500
 __all__ = [
     "IN_CHUNK",
     "FailureGroup",
+    "ReusableImage",
     "SchoolFailureGroup",
     "UsageTotals",
     "abandoned_batches",
@@ -60,6 +66,7 @@ __all__ = [
     "count_submissions_in_progress",
     "count_with_status",
     "dead_letter_keys",
+    "deferred_to_check",
     "failing_by_count",
     "failure_count_of",
     "failure_counts",
@@ -82,8 +89,10 @@ __all__ = [
     "rejected_inputs",
     "reserved_keys",
     "retry_counts",
+    "reusable_images",
     "run",
     "status_of",
+    "submission_quota",
     "superseded_records",
     "top_error_types",
     "unfinished_run_ids",
@@ -179,6 +188,26 @@ def count_submissions_in_progress(store: EventStore) -> int:
         store,
         "SELECT (SELECT count(*) FROM active_batches) + (SELECT count(*) FROM submission_intents)",
     )
+
+
+def submission_quota(store: EventStore) -> SubmissionQuota | None:
+    """How the service's quota last met the creates (None before the first 429)."""
+    row = store.query_one(
+        f"SELECT {_columns(SUBMISSION_QUOTA)} FROM submission_quota WHERE scope = ?",
+        (QUOTA_SCOPE,),
+    )
+    return SubmissionQuota(*row) if row else None
+
+
+def deferred_to_check(store: EventStore) -> list[DeferredSubmission]:
+    """Deferred submissions whose display name was not looked up yet, oldest first."""
+    return [
+        DeferredSubmission(*r)
+        for r in store.query(
+            f"SELECT {_columns(DEFERRED_SUBMISSIONS)} FROM deferred_submissions "
+            "WHERE checked = 0 ORDER BY deferred_seq"
+        )
+    ]
 
 
 def abandoned_batches(store: EventStore) -> list[AbandonedBatch]:
@@ -496,10 +525,13 @@ def failure_log_rows(store: EventStore) -> Iterator[FailureLog]:
 # --- uploaded files ------------------------------------------------------------------------------
 
 
-def garbage_files(store: EventStore, uploaded_before_seq: int) -> list[str]:
+def garbage_files(
+    store: EventStore, uploaded_before_seq: int, reusable_since: str = ""
+) -> list[str]:
     """Files no submission needs: held by a submission that is over (a batch cleared while the
     service may still run it keeps them), or held by none and uploaded at or before
-    ``uploaded_before_seq``; in upload order."""
+    ``uploaded_before_seq``; in upload order. An image held by a deferred submission and
+    uploaded at or after ``reusable_since`` is kept for reuse ('' keeps none)."""
     return [
         r[0]
         for r in store.query(
@@ -509,12 +541,45 @@ WHERE (u.holder IS NULL AND u.uploaded_seq <= ?)
    OR (u.holder IS NOT NULL
        AND u.holder NOT IN (SELECT display_name FROM active_batches)
        AND u.holder NOT IN (SELECT display_name FROM submission_intents)
-       AND u.holder NOT IN (SELECT display_name FROM abandoned_batches WHERE terminal = 0))
+       AND u.holder NOT IN (SELECT display_name FROM abandoned_batches WHERE terminal = 0)
+       AND NOT (u.kind = 'image' AND ? != '' AND u.uploaded_at >= ?
+                AND u.holder IN (SELECT display_name FROM deferred_submissions)))
 ORDER BY u.uploaded_seq
 """,
-            (uploaded_before_seq,),
+            (uploaded_before_seq, reusable_since, reusable_since),
         )
     ]
+
+
+class ReusableImage(msgspec.Struct, frozen=True):
+    """A page image still on the File API that a new submission may reference again."""
+
+    record_key: str
+    file_name: str
+    file_uri: str
+    mime_type: str
+    size_bytes: int
+
+
+def reusable_images(
+    store: EventStore, record_keys: Sequence[str], uploaded_since: str
+) -> dict[str, ReusableImage]:
+    """For each of ``record_keys``, its newest image uploaded at or after ``uploaded_since`` that
+    no live submission holds (unheld, or held by a deferred submission)."""
+    out: dict[str, ReusableImage] = {}
+    for chunk in _in_chunks(record_keys):
+        for r in store.query(
+            f"""
+SELECT record_key, file_name, file_uri, mime_type, size_bytes FROM uploaded_files u
+WHERE u.kind = 'image' AND u.file_uri != '' AND u.uploaded_at >= ?
+  AND u.record_key IN ({_marks(chunk)})
+  AND (u.holder IS NULL OR u.holder IN (SELECT display_name FROM deferred_submissions))
+ORDER BY u.uploaded_seq
+""",
+            (uploaded_since, *chunk),
+        ):
+            out[r[0]] = ReusableImage(*r)
+    return out
 
 
 def uploaded_file_names(store: EventStore) -> set[str]:

@@ -18,6 +18,7 @@ from eventlog.events import (
     BatchCompleted,
     BatchFailed,
     BatchSubmissionAbandoned,
+    BatchSubmissionDeferred,
     BatchSubmissionIntended,
     BatchSubmitted,
     Event,
@@ -99,8 +100,9 @@ def _(e: BatchSubmitted, t: Tables, rec: Recorded) -> None:
         _set(t, rec, key, Status.INFLIGHT, batch_id=e.batch_id)
 
 
-@apply.register
-def _(e: BatchSubmissionAbandoned, t: Tables, rec: Recorded) -> None:
+@apply.register(BatchSubmissionAbandoned)
+@apply.register(BatchSubmissionDeferred)
+def _(e: BatchSubmissionAbandoned | BatchSubmissionDeferred, t: Tables, rec: Recorded) -> None:
     _free_batch(t, rec, e.display_name)
 
 

@@ -14,6 +14,7 @@ import msgspec
 from eventlog.events import (
     BatchCleared,
     BatchSubmissionAbandoned,
+    BatchSubmissionDeferred,
     BatchSubmissionIntended,
     BatchSubmitted,
     Event,
@@ -62,8 +63,9 @@ def _(e: BatchSubmitted, t: Tables, rec: Recorded) -> None:
     t.delete(SPEC, (e.display_name,))
 
 
-@apply.register
-def _(e: BatchSubmissionAbandoned, t: Tables, rec: Recorded) -> None:
+@apply.register(BatchSubmissionAbandoned)
+@apply.register(BatchSubmissionDeferred)
+def _(e: BatchSubmissionAbandoned | BatchSubmissionDeferred, t: Tables, rec: Recorded) -> None:
     t.delete(SPEC, (e.display_name,))
 
 

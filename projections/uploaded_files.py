@@ -30,6 +30,10 @@ class UploadedFile(msgspec.Struct, array_like=True, gc=False):
     holder: str | None
     uploaded_seq: int
     uploaded_at: str
+    #: For an image, what a request line needs to reuse it ('' / 0 for other kinds).
+    file_uri: str = ""
+    mime_type: str = ""
+    size_bytes: int = 0
 
 
 SPEC = TableSpec("uploaded_files", UploadedFile, pk=("file_name",))
@@ -42,7 +46,20 @@ def apply(event: Event, t: Tables, rec: Recorded) -> None:
 
 @apply.register
 def _(e: FileUploaded, t: Tables, rec: Recorded) -> None:
-    t.put(SPEC, UploadedFile(e.file_name, "image", e.record_key, None, rec.seq, rec.ts))
+    t.put(
+        SPEC,
+        UploadedFile(
+            e.file_name,
+            "image",
+            e.record_key,
+            None,
+            rec.seq,
+            rec.ts,
+            e.file_uri,
+            e.mime_type,
+            e.size_bytes,
+        ),
+    )
 
 
 @apply.register

@@ -73,7 +73,10 @@ class EmulatorPort:
         except ApiError as e:
             transient = e.code in (408, 429) or e.code >= 500
             raise GatewayError(
-                f"{what}: {e.code} {e.status}: {e.message}", code=e.code, transient=transient
+                f"{what}: {e.code} {e.status}: {e.message}",
+                code=e.code,
+                transient=transient,
+                status=e.status,
             ) from None
 
     # --- files ---------------------------------------------------------------------------------
@@ -102,7 +105,24 @@ class EmulatorPort:
             )
             offset += len(chunk)
         return RemoteFile(
-            stored.name, _uri(stored), stored.mime_type, len(stored.data), display_name
+            stored.name,
+            _uri(stored),
+            stored.mime_type,
+            len(stored.data),
+            display_name,
+            self.service.file_state(stored),
+        )
+
+    def get_file(self, name: str) -> RemoteFile:
+        file_id = name.removeprefix("files/")
+        f = self._call(
+            f"get {name}",
+            "files.get",
+            file_id,
+            lambda: self.service.get_file(self.owner, file_id),
+        )
+        return RemoteFile(
+            f.name, _uri(f), f.mime_type, len(f.data), f.display_name, self.service.file_state(f)
         )
 
     def delete_file(self, name: str) -> bool:
@@ -192,7 +212,11 @@ def _apply(fault: Fault, endpoint: str) -> None:
     if fault.delay:
         time.sleep(fault.delay)
     if fault.status:
-        raise ApiError(fault.status, fault.message or f"Injected {fault.status} on {endpoint}.")
+        raise ApiError(
+            fault.status,
+            fault.message or f"Injected {fault.status} on {endpoint}.",
+            fault.error_status or None,
+        )
 
 
 def _uri(f: StoredFile) -> str:

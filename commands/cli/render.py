@@ -54,6 +54,9 @@ def status_text(s: Status) -> str:
         lines.append(
             f"  {b.batch_id}  {b.state}  {b.records} records  age {b.age_hours:.1f} h{warn}"
         )
+    if s.quota_hold is not None:
+        lines.append(f"submissions   {s.quota_hold.sentence()}")
+        lines.append(f"  batches at 1/{2**s.quota_hold.halvings} of batch_size meanwhile")
     if s.open_intents:
         lines.append(f"open intents  {len(s.open_intents)} (created? looked up next cycle)")
         lines.extend(f"  {name}" for name in s.open_intents)

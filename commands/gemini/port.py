@@ -56,6 +56,8 @@ class RemoteFile(msgspec.Struct, frozen=True):
     mime_type: str
     size_bytes: int
     display_name: str = ""
+    #: ``PROCESSING``, ``ACTIVE`` or ``FAILED`` (a batch can be created only from an ACTIVE one).
+    state: str = "ACTIVE"
 
 
 class RemoteBatch(msgspec.Struct, frozen=True):
@@ -77,6 +79,10 @@ class GeminiPort(Protocol):
     ) -> RemoteFile:
         """Upload a file. One attempt unless ``retry`` (then the adapter's retry policy); a
         failed attempt may still have left a file on the service."""
+        ...
+
+    def get_file(self, name: str) -> RemoteFile:
+        """An uploaded file as the service has it now (its ``state`` above all). Read-only."""
         ...
 
     def delete_file(self, name: str) -> bool:

@@ -94,8 +94,10 @@ class Gateway:
 
         timeouts, transports = _http_errors()
         code: int | None = None
+        status = ""
         if isinstance(error, genai_errors.APIError):
             code = error.code
+            status = str(error.status or "")
             transient = code in (408, 429) or (code or 0) >= 500
             detail = f"{code} {error.status}: {error.message}"
         elif isinstance(error, timeouts):
@@ -109,7 +111,7 @@ class Gateway:
         else:
             raise error
         message = f"{what}: {detail}".replace(self._key, "***")
-        return GatewayError(message, code=code, transient=transient)
+        return GatewayError(message, code=code, transient=transient, status=status)
 
     def _sdk(self, what: str, call: Callable[[], T]) -> T:
         """Run one SDK call (nothing but the call: its exceptions are translated)."""
@@ -168,7 +170,24 @@ class Gateway:
 
         f = self._retrying(what, attempt) if retry else attempt()
         return RemoteFile(
-            str(f.name), str(f.uri), str(f.mime_type), int(f.size_bytes or 0), display_name
+            str(f.name),
+            str(f.uri),
+            str(f.mime_type),
+            int(f.size_bytes or 0),
+            display_name,
+            _file_state(f),
+        )
+
+    def get_file(self, name: str) -> RemoteFile:
+        """An uploaded file as the service has it now (``files.get``, retried when transient)."""
+        f = self._sdk_retrying(f"get {name}", lambda: self._client.files.get(name=name))
+        return RemoteFile(
+            str(f.name),
+            str(f.uri),
+            str(f.mime_type),
+            int(f.size_bytes or 0),
+            str(f.display_name or ""),
+            _file_state(f),
         )
 
     def delete_file(self, name: str) -> bool:
@@ -254,6 +273,13 @@ def _http_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseExce
         timeouts.append(module.TimeoutException)
         transports.append(module.TransportError)
     return tuple(timeouts), tuple(transports)
+
+
+def _file_state(f: Any) -> str:
+    """The SDK's FileState (or its absence: taken as ACTIVE) as ``PROCESSING|ACTIVE|FAILED``."""
+    state = getattr(f, "state", None)
+    text = str(getattr(state, "value", state) or "ACTIVE").upper()
+    return "ACTIVE" if text == "STATE_UNSPECIFIED" else text
 
 
 def _batch(job: Any) -> RemoteBatch:

@@ -8,6 +8,10 @@ no gateway (answers and errors come in as values), no store (the caller appends 
 * :func:`judge_abandoned` -- whether a batch given up on is closed, adopted late, or watched.
 * :func:`judge_create_error` -- what a failed ``batches.create`` means, and
   :func:`submit_goes_on` whether the submit loop tries the cycle's next chunk.
+* :func:`admission_halvings`, :func:`admitted_batch_size`, :func:`quota_backoff_seconds`,
+  :func:`held_back` -- the admission's back-off after 429 RESOURCE_EXHAUSTED answers.
+* :func:`judge_deferred_lookup` -- a deferred submission's display name looked up once.
+* :func:`image_reusable_since` -- how young an uploaded image must be to be referenced again.
 
 Every verdict carries an ``outcome`` naming the branch taken (the worker logs by it and reaches
 its crash points by it) and the complete list of ``events`` to append, possibly empty.
@@ -16,6 +20,7 @@ its crash points by it) and the complete list of ``events`` to append, possibly 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal, Protocol
 
 import msgspec
@@ -27,28 +32,40 @@ from eventlog.events import (
     BatchFailed,
     BatchStateObserved,
     BatchSubmissionAbandoned,
+    BatchSubmissionDeferred,
     BatchSubmitted,
     BatchSucceeded,
+    DeferredSubmissionChecked,
     Event,
 )
 from eventlog.states import FAILED_STATES, WAITING_STATES, JobState
+from eventlog.timestamps import format_ts, parse_ts
 
 if TYPE_CHECKING:
     from commands.gemini.port import RemoteBatch
 
 __all__ = [
+    "IMAGE_REUSE_HOURS",
     "LATE_WINDOW_HOURS",
+    "MAX_HALVINGS",
     "AbandonedBatch",
     "AbandonedVerdict",
+    "CreateContext",
     "CreateOutcome",
     "CreateVerdict",
     "OpenIntent",
     "PollVerdict",
     "PolledBatch",
     "Reconciled",
+    "admission_halvings",
+    "admitted_batch_size",
+    "held_back",
+    "image_reusable_since",
     "judge_abandoned",
     "judge_create_error",
+    "judge_deferred_lookup",
     "judge_poll",
+    "quota_backoff_seconds",
     "reconcile",
     "submit_goes_on",
 ]
@@ -275,25 +292,82 @@ def _close(batch_id: str, state: str, reason: str) -> AbandonedBatchClosed:
 # --- 4. creating a batch -------------------------------------------------------------------------
 
 #: How one create attempt of the submit loop ended: ``submitted``; ``deferred`` (the request
-#: file could not be uploaded, nothing was asked); or a create error (:class:`CreateVerdict`).
-CreateOutcome = Literal["submitted", "deferred", "unanswered", "refused"]
+#: file could not be uploaded or never became ACTIVE: nothing was asked); ``quota`` (429
+#: RESOURCE_EXHAUSTED: closed as deferred, the admission backs off); or a create error
+#: (:class:`CreateVerdict`).
+CreateOutcome = Literal["submitted", "deferred", "quota", "unanswered", "refused"]
+
+#: The most the admission halves the batch size after 429s in a row (1/64 of it).
+MAX_HALVINGS = 6
+#: An uploaded image is referenced again only while younger than this: the File API deletes it
+#: 48 h after its upload, and the batch that references it must still find it.
+IMAGE_REUSE_HOURS = 24.0
+
+
+class CreateContext(msgspec.Struct, frozen=True):
+    """What judging a create error needs beyond the error: the intent, the clock, the quota's
+    back-off, and which attempt at a request file not yet ACTIVE this was."""
+
+    intent: OpenIntent
+    now: datetime
+    #: The admission's current back-off (:func:`admission_halvings`).
+    halvings: int = 0
+    backoff_seconds: float = 60.0
+    backoff_max_seconds: float = 1800.0
+    precondition_attempt: int = 1
+    precondition_attempts: int = 3
 
 
 class CreateVerdict(msgspec.Struct, frozen=True):
     """What a failed create means.
 
-    ``unanswered`` (a transient error: 5xx, 429, 408, a timeout or a lost connection): the
-    service may have created the batch, so the intent stays open, its records reserved, and the
-    next cycle looks the display name up. ``refused`` (any other error): the intent is abandoned
-    as ``http_<code>`` and its records are free.
+    ``unanswered`` (a transient error: 5xx, 408, a timeout or a lost connection; and 429 when
+    judged without a :class:`CreateContext`): the service may have created the batch, so the
+    intent stays open, its records reserved, and the next cycle looks the display name up.
+    ``quota`` (429 RESOURCE_EXHAUSTED, with a context): known not to have made a job; the intent
+    is closed as deferred (no failure counted), the next create waits ``retry_after``.
+    ``precondition`` (400 FAILED_PRECONDITION, the request file not ACTIVE yet): wait for it and
+    create again (the same intent; a 400 made no job); past the last attempt it is ``deferred``.
+    ``refused`` (any other error): the intent is abandoned as ``http_<code>``, records free.
     """
 
-    outcome: Literal["unanswered", "refused"]
+    outcome: Literal["unanswered", "quota", "precondition", "deferred", "refused"]
     events: list[Event] = []
 
 
-def judge_create_error(display_name: str, error: GatewayError) -> CreateVerdict:
-    """The verdict on the create of the intent ``display_name`` failing with ``error``."""
+def judge_create_error(
+    display_name: str, error: GatewayError, context: CreateContext | None = None
+) -> CreateVerdict:
+    """The verdict on the create of the intent ``display_name`` failing with ``error``.
+
+    Without ``context`` a 429 is only transient (unanswered) and a 400 is refused, as before
+    the quota rules: the context is what lets a 429 or a 400 FAILED_PRECONDITION be closed.
+    """
+    if context is not None and error.code == 429:
+        halvings = min(MAX_HALVINGS, context.halvings + 1)
+        wait = quota_backoff_seconds(halvings, context.backoff_seconds, context.backoff_max_seconds)
+        return CreateVerdict(
+            "quota",
+            [
+                _deferred(
+                    context,
+                    "quota",
+                    str(error),
+                    retry_after=format_ts(context.now + timedelta(seconds=wait)),
+                    halvings=halvings,
+                )
+            ],
+        )
+    if context is not None and error.code == 400 and error.status == "FAILED_PRECONDITION":
+        if context.precondition_attempt < context.precondition_attempts:
+            return CreateVerdict("precondition")
+        message = (
+            f"the request file was still not ACTIVE after {context.precondition_attempts} "
+            f"creates: {error}"
+        )
+        return CreateVerdict(
+            "deferred", [_deferred(context, "not_active", message, halvings=context.halvings)]
+        )
     if error.transient:
         return CreateVerdict("unanswered")
     abandoned = BatchSubmissionAbandoned(
@@ -302,10 +376,69 @@ def judge_create_error(display_name: str, error: GatewayError) -> CreateVerdict:
     return CreateVerdict("refused", [abandoned])
 
 
+def _deferred(
+    context: CreateContext, reason: str, message: str, *, retry_after: str = "", halvings: int
+) -> BatchSubmissionDeferred:
+    intent = context.intent
+    return BatchSubmissionDeferred(
+        display_name=intent.display_name,
+        reason=reason,
+        message=message,
+        model=intent.model,
+        input_file=intent.input_file,
+        record_keys=intent.record_keys,
+        retry_after=retry_after,
+        halvings=halvings,
+    )
+
+
 def submit_goes_on(outcome: CreateOutcome) -> bool:
     """Whether the submit loop tries the cycle's next chunk after a create attempt ended so.
 
     Not after a create error: an unanswered create is looked up next cycle before anything else
-    is created, and a refusing service would waste the next chunk's uploads.
+    is created, a refusing service would waste the next chunk's uploads, and a quota answer
+    holds every page back until its window has passed.
     """
     return outcome in ("submitted", "deferred")
+
+
+# --- 4b. the quota's back-off -------------------------------------------------------------------
+
+
+def admission_halvings(halvings: int, successes_since: int) -> int:
+    """The back-off in force: the last deferral's ``halvings``, less one per batch submitted
+    since (the admission grows back after successes), never below 0."""
+    return max(0, halvings - successes_since)
+
+
+def admitted_batch_size(batch_size: int, halvings: int) -> int:
+    """The batch size the admission allows: ``batch_size`` halved ``halvings`` times, at least 1."""
+    return max(1, batch_size >> max(0, halvings))
+
+
+def quota_backoff_seconds(halvings: int, base_seconds: float, max_seconds: float) -> float:
+    """How long the creates wait after the ``halvings``-th 429 in a row: ``base_seconds``
+    doubled for each one after the first, at most ``max_seconds``."""
+    return min(max_seconds, base_seconds * 2 ** max(0, halvings - 1))
+
+
+def held_back(retry_after: str, now: datetime) -> bool:
+    """Whether the creates still wait (``retry_after`` a stored timestamp; '' is no wait)."""
+    return bool(retry_after) and now < parse_ts(retry_after)
+
+
+def image_reusable_since(now: datetime) -> str:
+    """The oldest upload time (a stored timestamp) of an image that may be referenced again."""
+    return format_ts(now - timedelta(hours=IMAGE_REUSE_HOURS))
+
+
+def judge_deferred_lookup(intent: OpenIntent, found: Sequence[RemoteBatch]) -> Reconciled:
+    """A deferred submission looked up once: no job under its name is ``not_created``
+    (``DeferredSubmissionChecked``: its pages may go out again); a job found after all is
+    adopted (``BatchSubmitted``), so even a 429 that did make a job is never billed twice."""
+    verdict = reconcile(intent, found)
+    if verdict.outcome == "not_created":
+        return Reconciled(
+            "not_created", [DeferredSubmissionChecked(display_name=intent.display_name)]
+        )
+    return verdict

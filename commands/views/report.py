@@ -18,6 +18,7 @@ from eventlog.errors import NothingMatched
 from eventlog.events import (
     BatchCompleted,
     BatchFailed,
+    BatchSubmissionDeferred,
     BatchSubmitted,
     InputRejected,
     RecordDeadLettered,
@@ -59,6 +60,10 @@ class RunReport(msgspec.Struct):
     duration_seconds: float | None = None
     batch_turnaround_seconds: list[float] = []
     retry_stats: list[tuple[str, int]] = []
+    #: Creates this run the service's quota held back (429 RESOURCE_EXHAUSTED): when the first
+    #: was, and how many.
+    quota_held_since: str | None = None
+    quota_deferrals: int = 0
 
     @property
     def processed(self) -> int:
@@ -78,6 +83,7 @@ class RunReport(msgspec.Struct):
                 for s, n in sorted(self.batches_ended.items())
             },
             "upload_attempts_failed": self.upload_attempts_failed,
+            "creates_held_back_by_quota": self.quota_deferrals,
             "pages_skipped_upload": len(self.uploads_abandoned),
             "inputs_rejected": len(self.rejected_inputs),
             "prompt_tokens": sum(u.prompt_tokens for u in self.usage.values()),
@@ -136,6 +142,9 @@ def build(store: EventStore, run_id: str, config: Config) -> RunReport:
                 r.uploads_abandoned.append(e.record_key)
             elif isinstance(e, InputRejected):
                 r.rejected_inputs.append((e.path, e.reason))
+            elif isinstance(e, BatchSubmissionDeferred) and e.reason == "quota":
+                r.quota_deferrals += 1
+                r.quota_held_since = r.quota_held_since or rec.ts
         r.batches_ended = dict(ended)
         r.spend = spend(r.usage.values(), config.pricing, config.gemini.model)
         if finished_at:
@@ -200,6 +209,14 @@ def render(r: RunReport) -> str:
         "",
         f"- Batches: {len(r.batches_submitted)} submitted, {len(r.batches_completed)} completed"
         f"{', ' + ended if ended else ''}{turnaround}",
+        *(
+            [
+                f"- Held back by the service's quota since {r.quota_held_since} "
+                f"({r.quota_deferrals} create(s) answered 429; no failure counted)"
+            ]
+            if r.quota_deferrals
+            else []
+        ),
         f"- Uploads: {r.upload_attempts_failed} failed attempt(s) (retried or given up); "
         f"{len(r.uploads_abandoned)} page(s) skipped this run",
         f"- Inputs rejected: {len(r.rejected_inputs)}",

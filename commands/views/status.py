@@ -39,6 +39,22 @@ class LastRun(msgspec.Struct, frozen=True):
     spend: Spend
 
 
+class QuotaHold(msgspec.Struct, frozen=True):
+    """Creates held back by the service's quota (429 RESOURCE_EXHAUSTED)."""
+
+    since: str
+    next_try_after: str
+    #: Batches are ``batch_size / 2**halvings`` meanwhile.
+    halvings: int
+    message: str
+
+    def sentence(self) -> str:
+        return (
+            f"held back by the service's quota since {self.since}, "
+            f"next try after {self.next_try_after}"
+        )
+
+
 class Status(msgspec.Struct, frozen=True):
     database: str
     events: int
@@ -54,6 +70,7 @@ class Status(msgspec.Struct, frozen=True):
     dead_letters: int
     last_run: LastRun | None
     spend: Spend
+    quota_hold: QuotaHold | None = None
 
 
 def age_hours(ts: str, now: datetime) -> float:
@@ -87,6 +104,10 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
             for b in queries.active_batches(store)
         ]
         intents = [i.display_name for i in queries.open_intents(store)]
+        quota = queries.submission_quota(store)
+        hold = None
+        if quota is not None and quota.held_since:
+            hold = QuotaHold(quota.held_since, quota.retry_after, quota.halvings, quota.message)
         in_flight = queries.count_in_flight(store)
         written = queries.count_with_status(store, RecordStatus.WRITTEN)
         rejected = queries.count_rejected_inputs(store)
@@ -120,4 +141,5 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
         dead_letters=dead,
         last_run=last_run,
         spend=spend(_usage(totals), config.pricing, config.gemini.model),
+        quota_hold=hold,
     )

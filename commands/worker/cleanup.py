@@ -3,7 +3,8 @@ fill with leftovers (files also expire by themselves after 48 h).
 
 A file is garbage when the submission holding it is over (its batch completed or ended on the
 service, or its intent was abandoned; a batch cleared while the service may still be running it
-keeps its files until it ends), or when no submission ever took it (a page skipped after its upload,
+keeps its files until it ends; the images of a deferred submission are kept while young enough to
+be reused), or when no submission ever took it (a page skipped after its upload,
 a crash) and it was uploaded before this cycle began. Files on the service that the log never
 heard of (a crash between an upload and its event) are found by listing the service: page images
 (display name ``State:School:Year:Page``), request files (``gb-...-requests``) and result files
@@ -18,6 +19,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 from commands.errors import GatewayError
+from commands.rules.batches import image_reusable_since
 from commands.worker.context import Worker
 from eventlog import crashpoints
 from eventlog.events import Event, FileDeleted
@@ -30,7 +32,7 @@ _OURS = re.compile(r"^(gb-.+-requests|[^:/\\]+:[^:/\\]+:\d+:\d+)$")
 
 def collect_garbage(w: Worker, cycle_start_seq: int, *, sweep: bool = True) -> int:
     """Delete the files no submission needs; returns how many were deleted."""
-    names = queries.garbage_files(w.store, cycle_start_seq)
+    names = queries.garbage_files(w.store, cycle_start_seq, image_reusable_since(w.store.clock()))
     if sweep:
         names += _unknown_files(w)
     if not names:

@@ -18,6 +18,7 @@ crash points and logs.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
@@ -25,13 +26,19 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 
 from commands.errors import GatewayError
-from commands.gemini.port import RemoteBatch
+from commands.gemini.port import RemoteBatch, RemoteFile
 from commands.rules.batches import (
     AbandonedBatch,
+    CreateContext,
     CreateOutcome,
     OpenIntent,
+    admission_halvings,
+    admitted_batch_size,
+    held_back,
+    image_reusable_since,
     judge_abandoned,
     judge_create_error,
+    judge_deferred_lookup,
     judge_poll,
     reconcile,
     submit_goes_on,
@@ -44,13 +51,22 @@ from commands.worker.dataset import Page, check_image, output_path
 from commands.worker.scan import ScanDecision, scan_dataset
 from commands.worker.upload import Uploaded, upload_pages
 from eventlog import crashpoints
-from eventlog.events import BatchSubmissionIntended, BatchSubmitted, Event, InputRejected
+from eventlog.events import (
+    BatchSubmissionDeferred,
+    BatchSubmissionIntended,
+    BatchSubmitted,
+    Event,
+    InputRejected,
+)
 from projections import queries
 from projections.active_batches import ActiveBatch
 
 log = logging.getLogger("commands.cycle")
 
 UPLOAD_EVENTS_PER_COMMIT = 200
+#: Creates of one intent whose request file the service says is not ACTIVE yet (400
+#: FAILED_PRECONDITION), each after a wait for the file; then it is deferred.
+CREATE_PRECONDITION_ATTEMPTS = 3
 SWEEP_EVERY_SECONDS = 15 * 60
 #: The crash point reached right after a poll verdict's events are appended (none: no point).
 _POLL_CRASHPOINTS = {
@@ -304,13 +320,41 @@ class Cycle:
         w = self.w
         summary.scan = decision.counts
         batching, uploads = w.config.batching, w.config.uploads
+        queue = list(decision.candidates)
+        summary.candidates_left = len(queue)
+        if not queue:
+            return
+        quota = queries.submission_quota(w.store)
+        if quota is not None and held_back(quota.retry_after, w.store.clock()):
+            log.warning(
+                "Held back by the service's quota since %s, next try after %s: %d pages wait",
+                quota.held_since,
+                quota.retry_after,
+                len(queue),
+            )
+            return
+        adopted = self._look_up_deferred()
+        if adopted is None:
+            return
+        queue = [p for p in queue if p.key not in adopted]
+        halvings = 0
+        if quota is not None:
+            halvings = admission_halvings(quota.halvings, quota.successes_since)
+        size = admitted_batch_size(batching.batch_size, halvings)
+        if size < batching.batch_size:
+            log.info(
+                "Admission backed off after the service's quota: batches of %d (of %d)",
+                size,
+                batching.batch_size,
+            )
         busy = queries.count_submissions_in_progress(w.store)
         capacity = batching.max_active_batches - busy
-        queue = list(decision.candidates)
         while capacity > 0 and queue:
-            take, queue = queue[: batching.batch_size], queue[batching.batch_size :]
+            take, queue = queue[:size], queue[size:]
             ready = self._check_images(take)
-            uploaded: list[Uploaded] = []
+            uploaded: list[Uploaded] = self._reuse_images(ready)
+            reused = {u.page.key for u in uploaded}
+            ready = [p for p in ready if p.key not in reused]
             bar = w.progress.start(f"uploading {len(ready)} pages", len(ready))
             # Upload events are group-committed (a commit per upload would cost an fsync
             # each); a crash before a flush leaves files the log never heard of, which the
@@ -346,7 +390,7 @@ class Cycle:
             if not uploaded:
                 continue
             uploaded.sort(key=lambda u: u.page.key)
-            created = self._create(uploaded)
+            created = self._create(uploaded, halvings)
             if created == "submitted":
                 capacity -= 1
                 summary.submitted += 1
@@ -355,6 +399,93 @@ class Cycle:
             if not submit_goes_on(created):
                 break
         summary.candidates_left = len(queue)
+
+    def _look_up_deferred(self) -> set[str] | None:
+        """Look each deferred submission's display name up once (a 429 that made a job after all
+        is adopted, never billed twice). Returns the keys adopted, or None when a lookup failed:
+        then nothing is submitted this cycle."""
+        w = self.w
+        adopted: set[str] = set()
+        for d in queries.deferred_to_check(w.store):
+            keys = d.record_keys.split("\n") if d.record_keys else []
+            extra = {"display_name": d.display_name}
+            try:
+                found = w.gateway.find_batches(d.display_name)
+            except GatewayError as e:
+                log.warning(
+                    "Deferred submission %s: cannot look it up yet (%s); nothing is submitted "
+                    "this cycle",
+                    d.display_name,
+                    e,
+                    extra=extra,
+                )
+                return None
+            verdict = judge_deferred_lookup(
+                OpenIntent(d.display_name, d.model, d.input_file, keys), found
+            )
+            w.append(verdict.events)
+            crashpoints.reach("after_deferred_lookup")
+            if verdict.outcome == "adopted":
+                adopted.update(keys)
+                log.warning(
+                    "Deferred submission %s was created after all: adopted as %s",
+                    d.display_name,
+                    verdict.batch_id,
+                    extra={"batch_id": verdict.batch_id, **extra},
+                )
+        return adopted
+
+    def _reuse_images(self, pages: list[Page]) -> list[Uploaded]:
+        """The pages whose image is still on the File API (uploaded for a deferred submission,
+        young enough): referenced again instead of uploaded again."""
+        w = self.w
+        found = queries.reusable_images(
+            w.store, [p.key for p in pages], image_reusable_since(w.store.clock())
+        )
+        out = []
+        for page in pages:
+            image = found.get(page.key)
+            if image is not None:
+                remote = RemoteFile(
+                    image.file_name, image.file_uri, image.mime_type, image.size_bytes, page.key
+                )
+                out.append(Uploaded(page, remote, []))
+        if out:
+            log.info("Reusing %d page image(s) already on the File API", len(out))
+        return out
+
+    def _wait_active(self, request_file: RemoteFile, name: str) -> str | None:
+        """Poll ``files.get`` until the request file is ACTIVE (bounded by
+        ``request_file_active_timeout_seconds``). None when it is; else why not."""
+        uploads, w = self.w.config.uploads, self.w
+        state = request_file.state
+        polls = math.ceil(
+            uploads.request_file_active_timeout_seconds / uploads.request_file_active_poll_seconds
+        )
+        for poll in range(polls + 1):
+            if state == "ACTIVE":
+                return None
+            if state == "FAILED":
+                return f"the service could not process request file {request_file.name} (FAILED)"
+            if poll == polls:
+                break
+            log.info(
+                "Request file %s of %s is %s; asking again in %gs",
+                request_file.name,
+                name,
+                state,
+                uploads.request_file_active_poll_seconds,
+                extra={"display_name": name},
+            )
+            w.sleep(uploads.request_file_active_poll_seconds)
+            try:
+                state = w.gateway.get_file(request_file.name).state
+            except GatewayError as e:
+                log.warning("Cannot read request file %s's state: %s", request_file.name, e)
+        return (
+            f"request file {request_file.name} still {state} after "
+            f"{uploads.request_file_active_timeout_seconds:g}s"
+        )
 
     def _reject(self, page: Page, reason: str) -> None:
         log.warning("Skipping %s: %s", page.path, reason, extra={"record_key": page.key})
@@ -370,13 +501,15 @@ class Cycle:
                 self._reject(page, reason)
         return ready
 
-    def _create(self, uploaded: list[Uploaded]) -> CreateOutcome:
+    def _create(self, uploaded: list[Uploaded], halvings: int = 0) -> CreateOutcome:
         """Write and upload the request file, append the intent, create the batch.
 
         Returns ``submitted``; ``unanswered`` when the service did not answer the create (the
         intent stays open, its records reserved, and the next cycle looks it up); ``refused``
         when it said no (the intent is abandoned); ``deferred`` when the request file could not
-        be uploaded. In every case but the first the pages wait for the next cycle.
+        be uploaded or never became ACTIVE, or a create answered 400 FAILED_PRECONDITION after
+        its bounded retries; ``quota`` when it answered 429 RESOURCE_EXHAUSTED (closed as
+        deferred: no job was made). In every case but the first the pages wait.
         """
         w = self.w
         model = w.config.gemini.model
@@ -399,6 +532,16 @@ class Cycle:
             )
             return "deferred"
         crashpoints.reach("after_request_file_upload")
+        not_active = self._wait_active(request_file, name)
+        if not_active is not None:
+            log.error(
+                "Cannot create %s: %s; its pages wait for the next cycle",
+                name,
+                not_active,
+                extra=extra,
+            )
+            return "deferred"
+        crashpoints.reach("after_request_file_active")
         w.append(
             [
                 BatchSubmissionIntended(
@@ -411,25 +554,12 @@ class Cycle:
             ]
         )
         crashpoints.reach("after_intent")
-        try:
-            job = w.gateway.create_batch(
-                model=model, input_file=request_file.name, display_name=name
-            )
-        except GatewayError as e:
-            verdict = judge_create_error(name, e)
-            if verdict.outcome == "unanswered":
-                log.error(
-                    "Create of %s unanswered (%s): its %d records stay reserved; the next "
-                    "cycle looks it up by name",
-                    name,
-                    e,
-                    len(keys),
-                    extra=extra,
-                )
-            else:
-                w.append(verdict.events)
-                log.error("Create of %s refused: %s", name, e, extra=extra)
-            return verdict.outcome
+        outcome = self._create_once_ready(
+            OpenIntent(name, model, request_file.name, keys), halvings
+        )
+        if not isinstance(outcome, RemoteBatch):
+            return outcome
+        job = outcome
         crashpoints.reach("after_create_before_event")
         w.append(
             [
@@ -452,6 +582,85 @@ class Cycle:
             extra={"batch_id": job.name, **extra},
         )
         return "submitted"
+
+    def _create_once_ready(self, intent: OpenIntent, halvings: int) -> RemoteBatch | CreateOutcome:
+        """``batches.create`` for the open ``intent``: the job, or how the failure was closed.
+
+        A 400 FAILED_PRECONDITION (the request file not ACTIVE yet: no job was made) waits for
+        the file and creates again, at most ``CREATE_PRECONDITION_ATTEMPTS`` times in all.
+        """
+        w, name = self.w, intent.display_name
+        batching = w.config.batching
+        extra = {"display_name": name}
+        attempt = 1
+        while True:
+            try:
+                return w.gateway.create_batch(
+                    model=intent.model, input_file=intent.input_file, display_name=name
+                )
+            except GatewayError as e:
+                error = e
+            context = CreateContext(
+                intent,
+                w.store.clock(),
+                halvings=halvings,
+                backoff_seconds=batching.quota_backoff_seconds,
+                backoff_max_seconds=batching.quota_backoff_max_seconds,
+                precondition_attempt=attempt,
+                precondition_attempts=CREATE_PRECONDITION_ATTEMPTS,
+            )
+            verdict = judge_create_error(name, error, context)
+            if verdict.outcome == "precondition":
+                log.warning(
+                    "Create of %s: its request file is not ACTIVE yet (%s); waiting for it, "
+                    "then creating again (attempt %d/%d)",
+                    name,
+                    error,
+                    attempt + 1,
+                    CREATE_PRECONDITION_ATTEMPTS,
+                    extra=extra,
+                )
+                pending = RemoteFile(intent.input_file, "", "", 0, state="PROCESSING")
+                if self._wait_active(pending, name) is None:
+                    attempt += 1
+                    continue
+                context = msgspec.structs.replace(
+                    context, precondition_attempt=CREATE_PRECONDITION_ATTEMPTS
+                )
+                verdict = judge_create_error(name, error, context)
+            break
+        if verdict.outcome == "unanswered":
+            log.error(
+                "Create of %s unanswered (%s): its %d records stay reserved; the next "
+                "cycle looks it up by name",
+                name,
+                error,
+                len(intent.record_keys),
+                extra=extra,
+            )
+            return "unanswered"
+        w.append(verdict.events)
+        if verdict.outcome == "quota":
+            crashpoints.reach("after_deferred_event")
+            deferred = verdict.events[0]
+            assert isinstance(deferred, BatchSubmissionDeferred)
+            log.warning(
+                "Create of %s: held back by the service's quota (%s); no job was made, its %d "
+                "pages wait until %s (batches now 1/%d of batch_size)",
+                name,
+                error,
+                len(intent.record_keys),
+                deferred.retry_after,
+                2**deferred.halvings,
+                extra=extra,
+            )
+            return "quota"
+        if verdict.outcome == "deferred":
+            crashpoints.reach("after_deferred_event")
+            log.error("Create of %s deferred: %s", name, error, extra=extra)
+            return "deferred"
+        log.error("Create of %s refused: %s", name, error, extra=extra)
+        return "refused"
 
     def _request_line(self, u: Uploaded) -> bytes:
         assert u.remote is not None

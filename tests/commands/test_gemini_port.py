@@ -42,6 +42,7 @@ def test_each_adapter_has_every_call_of_the_port_with_its_signature(adapter: typ
     calls = [n for n in vars(GeminiPort) if not n.startswith("_") and callable(vars(GeminiPort)[n])]
     assert set(calls) == {
         "upload",
+        "get_file",
         "delete_file",
         "list_files",
         "download_to",

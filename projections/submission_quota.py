@@ -1,0 +1,56 @@
+"""``submission_quota``: the service's quota as the creates met it, one row (``scope`` 'creates').
+
+``held_since`` is when the current run of 429 RESOURCE_EXHAUSTED answers began (NULL once a
+batch was submitted again); ``retry_after`` is when the next create may be tried; ``halvings``
+is the admission's back-off the last deferral set, and ``successes_since`` the batches submitted
+after it (each undoes one halving: :func:`commands.rules.batches.admission_halvings`). All of it
+is folded from the log, so a restart keeps the back-off.
+"""
+
+from __future__ import annotations
+
+from functools import singledispatch
+
+import msgspec
+
+from eventlog.events import BatchSubmissionDeferred, BatchSubmitted, Event
+from eventlog.store import Recorded
+from projections.tables import Tables, TableSpec
+
+SCOPE = "creates"
+
+
+class SubmissionQuota(msgspec.Struct, array_like=True, gc=False):
+    scope: str
+    held_since: str | None
+    retry_after: str
+    halvings: int
+    successes_since: int
+    message: str
+
+
+SPEC = TableSpec("submission_quota", SubmissionQuota, pk=("scope",))
+
+
+@singledispatch
+def apply(event: Event, t: Tables, rec: Recorded) -> None:
+    """Events that do not touch this table."""
+
+
+@apply.register
+def _(e: BatchSubmissionDeferred, t: Tables, rec: Recorded) -> None:
+    if e.reason != "quota":
+        return
+    row = t.get(SPEC, (SCOPE,))
+    since = row.held_since if row is not None and row.held_since else rec.ts
+    t.put(SPEC, SubmissionQuota(SCOPE, since, e.retry_after, e.halvings, 0, e.message))
+
+
+@apply.register
+def _(e: BatchSubmitted, t: Tables, rec: Recorded) -> None:
+    row = t.get(SPEC, (SCOPE,))
+    if row is not None:
+        t.put(
+            SPEC,
+            msgspec.structs.replace(row, held_since=None, successes_since=row.successes_since + 1),
+        )
