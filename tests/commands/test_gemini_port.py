@@ -112,3 +112,27 @@ def test_an_unknown_batch_is_a_permanent_404(port: GeminiPort) -> None:
     with pytest.raises(GatewayError) as info:
         port.get_batch("batches/doesnotexist")
     assert info.value.code == 404 and not info.value.transient
+
+
+def test_a_request_file_processing_refuses_a_create_until_it_is_active(
+    port: GeminiPort, emu: Emulator
+) -> None:
+    emu.policy = {"files": [{"match": "gb-*", "processing_seconds": 60}]}
+    request = port.upload(LINE, mime_type="jsonl", display_name="gb-1-requests", retry=True)
+    assert request.state == "PROCESSING"
+    assert port.get_file(request.name).state == "PROCESSING"
+    with pytest.raises(GatewayError) as info:
+        port.create_batch(model=MODEL, input_file=request.name, display_name="gb-1")
+    assert (info.value.code, info.value.status) == (400, "FAILED_PRECONDITION")
+    assert not info.value.transient
+    emu.service.advance(61)
+    got = port.get_file(request.name)
+    assert (got.name, got.state, got.display_name) == (request.name, "ACTIVE", "gb-1-requests")
+    made = port.create_batch(model=MODEL, input_file=request.name, display_name="gb-1")
+    assert made.display_name == "gb-1"
+
+
+def test_a_file_the_service_could_not_process_is_failed(port: GeminiPort, emu: Emulator) -> None:
+    emu.policy = {"files": [{"match": "gb-*", "state": "FAILED"}]}
+    request = port.upload(LINE, mime_type="jsonl", display_name="gb-1-requests", retry=True)
+    assert port.get_file(request.name).state == "FAILED"

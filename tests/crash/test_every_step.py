@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +29,7 @@ POINTS = [
     ("after_image_upload", 3),
     ("after_upload_events", 2),
     ("after_request_file_upload", 1),
+    ("after_request_file_active", 1),
     ("after_intent", 2),
     ("after_create_before_event", 2),
     ("after_submitted_event", 1),
@@ -49,14 +51,52 @@ POINTS = [
 ]
 
 
+#: A quota storm on create (two 429s) and request files PROCESSING for a moment: the create
+#: path's own steps.
+QUOTA = {
+    **CLEAN,
+    "files": [{"match": "gb-*-requests", "processing_seconds": 0.1}],
+    "faults": [{"endpoint": "batches.create", "status": 429, "times": 2}],
+}
+QUOTA_POINTS = [
+    ("after_request_file_active", 2),
+    ("after_deferred_event", 1),
+    ("after_deferred_event", 2),
+    ("after_deferred_lookup", 1),
+    ("after_append:BatchSubmissionDeferred", 1),
+    ("after_append:DeferredSubmissionChecked", 1),
+]
+
+
 @pytest.mark.parametrize(("point", "nth"), POINTS, ids=[p for p, _ in POINTS])
 def test_kill_at_every_step_then_restart_until_done(
     tmp_path: Path, emulator: Emulator, point: str, nth: int
 ) -> None:
-    emulator.policy = CLEAN
+    _kill_restart_and_check(tmp_path, emulator, point, nth, CLEAN)
+
+
+@pytest.mark.parametrize(("point", "nth"), QUOTA_POINTS, ids=[f"{p}-{n}" for p, n in QUOTA_POINTS])
+def test_kill_at_every_step_of_a_quota_storm_then_restart_until_done(
+    tmp_path: Path, emulator: Emulator, point: str, nth: int
+) -> None:
+    _kill_restart_and_check(tmp_path, emulator, point, nth, QUOTA)
+
+
+def _kill_restart_and_check(
+    tmp_path: Path, emulator: Emulator, point: str, nth: int, policy: dict[str, Any]
+) -> None:
+    emulator.policy = policy
     make_dataset(tmp_path / "input", KEYS)
     config_path = write_config(
-        tmp_path, emulator.url, batching={"batch_size": 6, "max_active_batches": 2}
+        tmp_path,
+        emulator.url,
+        batching={
+            "batch_size": 6,
+            "max_active_batches": 2,
+            "quota_backoff_seconds": 0.1,
+            "quota_backoff_max_seconds": 0.2,
+        },
+        uploads={"request_file_active_poll_seconds": 0.05},
     )
     first = worker(config_path, "run", "--until-idle", crash_at=point, nth=nth)
     assert first.returncode == -signal.SIGKILL, (point, first.stderr[-1500:])
