@@ -100,6 +100,7 @@ def test_a_429_storm_on_create_holds_the_pages_back_then_writes_them_once(
     assert status_json(config)["quota_hold"] is None
     report = CliRunner().invoke(cli, ["--config", str(config.source), "report"])
     assert report.exit_code == 0, report.output
+    assert "Held back by the service's quota since" in report.output
 
 
 def test_a_request_file_processing_for_a_while_is_waited_for(
