@@ -99,11 +99,14 @@ class LocalResults:
     def get_batch(self, name: str) -> RemoteBatch:
         raise NotImplementedError("collecting is handed the batch")
 
-    def find_batches(self, display_name: str) -> list[RemoteBatch]:
+    def find_batches(self, display_name: str, *, created_after: str = "") -> list[RemoteBatch]:
         raise NotImplementedError("collecting is handed the batch")
 
     def cancel_batch(self, name: str) -> None:
         raise NotImplementedError("collecting cancels nothing")
+
+    def delete_batch(self, name: str) -> bool:
+        raise NotImplementedError("collecting deletes no job")
 
 
 def prepare(tmp: Path, n: int) -> tuple[Worker, BatchRef]:

@@ -32,6 +32,7 @@ POINTS = (
     "after_scan_events",
     "during_projection_update",
     "after_file_delete",
+    "after_job_delete",
 )
 APPEND_PREFIX = "after_append:"
 

@@ -208,11 +208,26 @@ class BatchStateObserved(Event, frozen=True):
         return self.batch_id
 
 
+class BatchProgressObserved(Event, frozen=True):
+    """A poll saw the service's request counts of the batch (``batchStats``) change."""
+
+    batch_id: str
+    requests: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    pending: int = 0
+
+    def stream(self) -> str:
+        return self.batch_id
+
+
 class BatchSucceeded(Event, frozen=True):
-    """The batch reached JOB_STATE_SUCCEEDED; its results are about to be processed."""
+    """The batch reached JOB_STATE_SUCCEEDED (or PARTIALLY_SUCCEEDED, in ``state``); its results
+    are about to be processed."""
 
     batch_id: str
     result_file: str = ""
+    state: str = JobState.SUCCEEDED
 
     def stream(self) -> str:
         return self.batch_id
@@ -226,6 +241,19 @@ class BatchCompleted(Event, frozen=True):
     failed: int
     #: When the batch was submitted (for turnaround figures); "" in events before it existed.
     submitted_at: str = ""
+
+    def stream(self) -> str:
+        return self.batch_id
+
+
+class BatchJobDeleted(Event, frozen=True):
+    """A completed batch's job was deleted from the service (its results are durable), so the
+    history a display-name lookup reads stays short. ``outcome``: ``deleted``, ``already_gone``
+    (404) or ``refused`` (a 4xx; the job is left on the service)."""
+
+    batch_id: str
+    outcome: str = "deleted"
+    message: str = ""
 
     def stream(self) -> str:
         return self.batch_id

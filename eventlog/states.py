@@ -30,8 +30,19 @@ class JobState(StrEnum):
     NOT_FOUND = "JOB_STATE_NOT_FOUND"
 
 
-#: Accepted but not started: the states a batch can be stuck in.
-WAITING_STATES = frozenset({JobState.PENDING, JobState.QUEUED})
+#: Accepted and not running: the states a batch can be stuck in (the stuck-job policy,
+#: ``stuck_pending_hours``, bounds them; a state this tool does not know is bounded the same way).
+WAITING_STATES = frozenset(
+    {
+        JobState.PENDING,
+        JobState.QUEUED,
+        JobState.PAUSED,
+        JobState.UPDATING,
+        JobState.CANCELLING,
+    }
+)
+#: Ended with results to collect (a partial success's missing lines are failures).
+SUCCESS_STATES = frozenset({JobState.SUCCEEDED, JobState.PARTIALLY_SUCCEEDED})
 #: Ended without results: the batch's records are free for resubmission.
 FAILED_STATES = frozenset({JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED})
 

@@ -32,7 +32,10 @@ Record outcomes: ``valid``, ``invalid_json``, ``schema_violation``, ``error_line
 glitches of a job that succeeds: ``TRUNCATED`` (the result file ends mid-line), ``DUPLICATES``
 (every line twice, the copy a different answer), ``EXTRA_KEYS`` (lines for keys that were never in
 the job, one of them hostile), ``ODD_STATE`` (an unknown state for two polls first),
-``FAILED_THEN_SUCCEEDED`` (reported FAILED once, SUCCEEDED afterwards).
+``FAILED_THEN_SUCCEEDED`` (reported FAILED once, SUCCEEDED afterwards); ``PARTIALLY_SUCCEEDED``
+(ends so, with its results, as Vertex reports a job some of whose requests failed); ``LIMBO``
+(reports a state no client knows, ``BATCH_STATE_LIMBO``, until it expires at 48 h).
+Every job reports ``batchStats`` (request, successful, failed, pending counts) as it runs.
 File rules (``match`` is the display name): an uploaded file stays ``PROCESSING`` for
 ``processing_seconds`` (0: ACTIVE at once), then is ``state`` (``ACTIVE`` or ``FAILED``); a create
 whose input file is not ACTIVE answers 400 FAILED_PRECONDITION, as the service does.
@@ -85,6 +88,8 @@ JobOutcome = Literal[
     "EXTRA_KEYS",
     "ODD_STATE",
     "FAILED_THEN_SUCCEEDED",
+    "PARTIALLY_SUCCEEDED",
+    "LIMBO",
 ]
 ENDPOINTS = (
     "files.upload",

@@ -27,7 +27,11 @@ MAX_FILE_BYTES = 2 * 1024**3
 PROJECT_QUOTA_BYTES = 20 * 1024**3
 IMAGE_TOKENS = 258
 
-TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
+TERMINAL = {"SUCCEEDED", "PARTIALLY_SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
+#: Ended with results (a result file or inline responses).
+WITH_RESULTS = {"SUCCEEDED", "PARTIALLY_SUCCEEDED"}
+#: The state a ``LIMBO`` job reports until it expires: one no client has heard of.
+LIMBO_STATE = "LIMBO"
 
 
 class ApiError(Exception):
@@ -133,6 +137,12 @@ class Job:
     #: A state to report instead of the real one, for ``glitch_reports`` more polls.
     glitch: str | None = None
     glitch_reports: int = 0
+    #: Deleted by its owner: gone from get and list (404), kept here for what tests look at.
+    deleted: bool = False
+    #: ``batchStats``: requests answered (while running: the share of its run time passed) and
+    #: answered with an error or not at all (known once it ended).
+    done: int = 0
+    failed: int = 0
 
     @property
     def name(self) -> str:
@@ -327,14 +337,14 @@ class Service:
     def get_batch(self, owner: str, batch_id: str) -> Job:
         with self.lock:
             job = self.jobs.get(batch_id)
-            if job is None or job.owner != owner:
+            if job is None or job.owner != owner or job.deleted:
                 raise ApiError(404, f"Batch {batch_id} not found.")
             self._settle(job)
             return job
 
     def list_batches(self, owner: str) -> list[Job]:
         with self.lock:
-            jobs = [j for j in self.jobs.values() if j.owner == owner]
+            jobs = [j for j in self.jobs.values() if j.owner == owner and not j.deleted]
             for job in jobs:
                 self._settle(job)
             return sorted(jobs, key=lambda j: j.created, reverse=True)
@@ -348,8 +358,7 @@ class Service:
 
     def delete_batch(self, owner: str, batch_id: str) -> None:
         with self.lock:
-            self.get_batch(owner, batch_id)
-            del self.jobs[batch_id]
+            self.get_batch(owner, batch_id).deleted = True
 
     def settle_all(self) -> None:
         """Bring every job up to date with the clock (jobs finish even if nobody polls)."""
@@ -364,11 +373,15 @@ class Service:
         elapsed = self.now() - job.created
         if elapsed >= BATCH_TTL_SECONDS:
             self._finish(job, "EXPIRED")
+        elif job.outcome == "LIMBO":
+            job.state = LIMBO_STATE
         elif job.outcome == "STUCK" or elapsed < timing.pending_seconds:
             job.state = "PENDING"
         elif elapsed < timing.pending_seconds + timing.running_seconds:
             if job.state != "RUNNING":
                 job.state, job.updated = "RUNNING", self.now()
+            share = (elapsed - timing.pending_seconds) / max(timing.running_seconds, 1e-9)
+            job.done = min(len(job.requests), int(len(job.requests) * share))
         elif job.outcome in GLITCHES:
             job.glitch, job.glitch_reports = GLITCHES[job.outcome]
             self._finish(job, "SUCCEEDED")
@@ -378,12 +391,14 @@ class Service:
     def _finish(self, job: Job, state: str) -> None:
         job.state = "SUCCEEDED" if state in OUTPUT_GLITCHES else state
         job.ended = job.updated = self.now()
-        if job.state == "SUCCEEDED":
+        if job.state in WITH_RESULTS:
             answers = [
                 line
                 for key, request in job.requests
                 if (line := self._answer(job, key, request)) is not None
             ]
+            job.done = len(job.requests)
+            job.failed = job.done - sum(1 for line in answers if "response" in line)
             # Results come back in no particular order: join on the key.
             lines = list(reversed(answers))
             if state == "DUPLICATES":
@@ -492,6 +507,11 @@ class Service:
 
     # --- what tests look at --------------------------------------------------------------------
 
+    def live_jobs(self) -> list[Job]:
+        """The jobs on the service (not deleted), oldest first."""
+        with self.lock:
+            return sorted((j for j in self.jobs.values() if not j.deleted), key=lambda j: j.created)
+
     def ledger(self) -> list[Billed]:
         self.settle_all()
         with self.lock:
@@ -509,16 +529,28 @@ def operation(job: Job, base_url: str) -> dict[str, Any]:
         "state": f"BATCH_STATE_{state}",
         "createTime": rfc3339(job.created),
         "updateTime": rfc3339(job.updated),
-        "batchStats": {"requestCount": str(len(job.requests))},
+        "batchStats": batch_stats(job),
     }
     if job.ended is not None:
         metadata["endTime"] = rfc3339(job.ended)
-    if state == "SUCCEEDED":
+    if state in WITH_RESULTS:
         if job.inline:
             metadata["output"] = {"inlinedResponses": {"inlinedResponses": job.inline_responses}}
         else:
             metadata["output"] = {"responsesFile": job.result_file}
     return {"name": job.name, "done": state in TERMINAL, "metadata": metadata}
+
+
+def batch_stats(job: Job) -> dict[str, str]:
+    """The job's ``batchStats`` (int64 counts, as strings on the wire)."""
+    total = len(job.requests)
+    done = total if job.state in WITH_RESULTS else job.done
+    return {
+        "requestCount": str(total),
+        "successfulRequestCount": str(done - job.failed),
+        "failedRequestCount": str(job.failed),
+        "pendingRequestCount": str(total - done),
+    }
 
 
 #: Job outcomes that succeed but are reported oddly first: (reported state, how many polls).

@@ -1,4 +1,5 @@
-"""``active_batches``: the batches the service is working on (one row each until it ends)."""
+"""``active_batches``: the batches the service is working on (one row each until it ends), with
+the service's request counts (``batchStats``) as last polled: 0 until a poll reports them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from eventlog.events import (
     BatchCleared,
     BatchCompleted,
     BatchFailed,
+    BatchProgressObserved,
     BatchStateObserved,
     BatchSubmitted,
     BatchSucceeded,
@@ -29,6 +31,10 @@ class ActiveBatch(msgspec.Struct, array_like=True, gc=False):
     submitted_seq: int
     submitted_at: str
     updated_at: str
+    #: The service's ``batchStats``: requests answered, failed and not yet run.
+    succeeded: int = 0
+    failed: int = 0
+    pending: int = 0
 
 
 SPEC = TableSpec(
@@ -69,8 +75,20 @@ def _(e: BatchSubmitted, t: Tables, rec: Recorded) -> None:
 def _(e: BatchStateObserved | BatchSucceeded, t: Tables, rec: Recorded) -> None:
     row = t.get(SPEC, (e.batch_id,))
     if row is not None:
-        state = e.state if isinstance(e, BatchStateObserved) else JobState.SUCCEEDED
+        state = e.state if isinstance(e, BatchStateObserved) else e.state or JobState.SUCCEEDED
         t.put(SPEC, msgspec.structs.replace(row, state=state, updated_at=rec.ts))
+
+
+@apply.register
+def _(e: BatchProgressObserved, t: Tables, rec: Recorded) -> None:
+    row = t.get(SPEC, (e.batch_id,))
+    if row is not None:
+        t.put(
+            SPEC,
+            msgspec.structs.replace(
+                row, succeeded=e.succeeded, failed=e.failed, pending=e.pending, updated_at=rec.ts
+            ),
+        )
 
 
 @apply.register(BatchCompleted)

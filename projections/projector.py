@@ -37,6 +37,7 @@ from projections import (
     deferred_submissions,
     failure_counts,
     failure_logs,
+    finished_jobs,
     inflight_records,
     record_status,
     rejected_inputs,
@@ -72,6 +73,7 @@ PROJECTIONS = (
     token_usage,
     uploaded_files,
     dead_letters,
+    finished_jobs,
 )
 SPECS: tuple[TableSpec, ...] = tuple(p.SPEC for p in PROJECTIONS)
 

@@ -78,6 +78,7 @@ __all__ = [
     "failure_logs_at",
     "failure_logs_of",
     "failure_totals",
+    "finished_jobs",
     "garbage_files",
     "has_open_intent",
     "in_flight_keys",
@@ -147,6 +148,11 @@ def active_batches(store: EventStore) -> list[ActiveBatch]:
             f"SELECT {_columns(ACTIVE_BATCHES)} FROM active_batches ORDER BY submitted_seq"
         )
     ]
+
+
+def finished_jobs(store: EventStore) -> list[str]:
+    """Completed batches whose job is still to be deleted from the service, oldest first."""
+    return [r[0] for r in store.query("SELECT batch_id FROM finished_jobs ORDER BY completed_seq")]
 
 
 def count_active_batches(store: EventStore) -> int:

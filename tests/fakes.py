@@ -22,11 +22,12 @@ from typing import Any, TypeVar
 
 from commands.config import parse_config
 from commands.errors import GatewayError
-from commands.gemini.port import RemoteBatch, RemoteFile, normalize_state
+from commands.gemini.port import RemoteBatch, RemoteFile, normalize_state, stats_of
+from commands.rules.batches import LookupWindow
 from commands.schema import PageExtraction
 from commands.worker.context import Worker
 from gemini_emulator.policy import Fault
-from gemini_emulator.service import ApiError, Job, Service, StoredFile, operation
+from gemini_emulator.service import ApiError, Job, Service, StoredFile, operation, rfc3339
 from projections import open_store
 
 BASE_URL = "http://emulator.invalid"
@@ -179,11 +180,30 @@ class EmulatorPort:
         )
         return _batch(job)
 
-    def find_batches(self, display_name: str) -> list[RemoteBatch]:
+    def find_batches(self, display_name: str, *, created_after: str = "") -> list[RemoteBatch]:
+        window = LookupWindow(created_after)
         jobs = self._pages(
-            f"look up batch {display_name}", "batches.list", self.service.list_batches
+            f"look up batch {display_name}",
+            "batches.list",
+            self.service.list_batches,
+            stop=lambda job: window.past(rfc3339(job.created)),
         )
         return [b for b in map(_batch, jobs) if b.display_name == display_name]
+
+    def delete_batch(self, name: str) -> bool:
+        batch_id = name.removeprefix("batches/")
+        try:
+            self._call(
+                f"delete {name}",
+                "batches.delete",
+                batch_id,
+                lambda: self.service.delete_batch(self.owner, batch_id),
+            )
+        except GatewayError as e:
+            if e.code == 404:
+                return False
+            raise
+        return True
 
     def cancel_batch(self, name: str) -> None:
         batch_id = name.removeprefix("batches/")
@@ -194,14 +214,23 @@ class EmulatorPort:
             lambda: self.service.cancel_batch(self.owner, batch_id),
         )
 
-    def _pages(self, what: str, endpoint: str, listing: Callable[[str], list[T]]) -> list[T]:
+    def _pages(
+        self,
+        what: str,
+        endpoint: str,
+        listing: Callable[[str], list[T]],
+        stop: Callable[[T], bool] | None = None,
+    ) -> list[T]:
         """Every item of a listing, with one call (and fault check) per page, as the SDK's
-        pager makes them."""
+        pager makes them; the reading ends at the first item ``stop`` says True for."""
         items: list[T] = []
         start = 0
         while True:
             everything = self._call(what, endpoint, "", lambda: listing(self.owner))
-            items += everything[start : start + PAGE_SIZE]
+            for item in everything[start : start + PAGE_SIZE]:
+                items.append(item)
+                if stop is not None and stop(item):
+                    return items
             start += PAGE_SIZE
             if start >= len(everything):
                 return items
@@ -244,6 +273,8 @@ def _batch(job: Job) -> RemoteBatch:
         state=normalize_state(metadata["state"]),
         result_file=output.get("responsesFile"),
         inline_lines=inline,
+        stats=stats_of(metadata),
+        create_time=str(metadata.get("createTime") or ""),
     )
 
 

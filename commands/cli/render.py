@@ -51,8 +51,14 @@ def status_text(s: Status) -> str:
             if b.age_hours > STALE_HOURS
             else ""
         )
+        progress = (
+            f"  {b.done} done / {b.failed} failed / {b.pending} pending"
+            if b.done or b.failed or b.pending
+            else ""
+        )
         lines.append(
-            f"  {b.batch_id}  {b.state}  {b.records} records  age {b.age_hours:.1f} h{warn}"
+            f"  {b.batch_id}  {b.state}  {b.records} records  age {b.age_hours:.1f} h"
+            f"{progress}{warn}"
         )
     if s.quota_hold is not None:
         lines.append(f"submissions   {s.quota_hold.sentence()}")

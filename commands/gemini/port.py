@@ -26,10 +26,12 @@ import msgspec
 from eventlog.states import JobState
 
 __all__ = [
+    "BatchStats",
     "GeminiPort",
     "RemoteBatch",
     "RemoteFile",
     "normalize_state",
+    "stats_of",
 ]
 
 
@@ -48,6 +50,30 @@ def normalize_state(state: object) -> str:
 _KNOWN = frozenset(JobState)
 
 
+def stats_of(metadata: dict[str, Any]) -> BatchStats | None:
+    """The ``batchStats`` of a batch resource's ``metadata`` (counts come as strings, absent
+    ones are 0), or None when the resource carries none (pure)."""
+    raw = metadata.get("batchStats") or metadata.get("batch_stats")
+    if not isinstance(raw, dict):
+        return None
+
+    def count(*names: str) -> int:
+        for n in names:
+            if n in raw:
+                try:
+                    return max(0, int(raw[n]))
+                except (TypeError, ValueError):
+                    return 0
+        return 0
+
+    return BatchStats(
+        requests=count("requestCount", "request_count"),
+        succeeded=count("successfulRequestCount", "successful_request_count"),
+        failed=count("failedRequestCount", "failed_request_count"),
+        pending=count("pendingRequestCount", "pending_request_count"),
+    )
+
+
 class RemoteFile(msgspec.Struct, frozen=True):
     """A file on the File API."""
 
@@ -60,6 +86,15 @@ class RemoteFile(msgspec.Struct, frozen=True):
     state: str = "ACTIVE"
 
 
+class BatchStats(msgspec.Struct, frozen=True):
+    """A job's request counts as the service reports them (the batch resource's ``batchStats``)."""
+
+    requests: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    pending: int = 0
+
+
 class RemoteBatch(msgspec.Struct, frozen=True):
     """A batch job as the service last reported it; ``state`` is normalised (``JOB_STATE_X``)."""
 
@@ -69,6 +104,10 @@ class RemoteBatch(msgspec.Struct, frozen=True):
     result_file: str | None = None
     #: Inline results (inline-request jobs), as ``{"key", "response"|"error"}`` lines.
     inline_lines: list[dict[str, Any]] | None = None
+    #: The job's request counts, when the answer carried them.
+    stats: BatchStats | None = None
+    #: When the job was created (RFC 3339, as the service wrote it); "" if not reported.
+    create_time: str = ""
 
 
 class GeminiPort(Protocol):
@@ -106,12 +145,18 @@ class GeminiPort(Protocol):
         """A job's current state. Read-only."""
         ...
 
-    def find_batches(self, display_name: str) -> list[RemoteBatch]:
-        """Every job created under ``display_name`` (the whole list is read). Read-only."""
+    def find_batches(self, display_name: str, *, created_after: str = "") -> list[RemoteBatch]:
+        """Every job created under ``display_name``. Read-only. The list is read page by page;
+        with ``created_after`` (RFC 3339) the adapter may stop once the service's list, newest
+        first, has gone past jobs created before it (else the whole list is read)."""
         ...
 
     def cancel_batch(self, name: str) -> None:
         """Ask the service to cancel a job (a terminal job stays as it is). Idempotent."""
+        ...
+
+    def delete_batch(self, name: str) -> bool:
+        """Delete a job from the service; False if it was already gone (404). Idempotent."""
         ...
 
     def close(self) -> None:

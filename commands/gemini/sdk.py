@@ -14,6 +14,10 @@ every call the worker makes to the File and Batch API goes through :class:`Gatew
   resolved by looking the display name up (``find_batches``), never by creating again.
 * ``upload`` makes one attempt: the upload policy (re-upload, backoff, give up) lives in
   :mod:`commands.worker.upload`, where each attempt becomes an event.
+* ``get_batch`` reads the raw batch resource (one GET through the SDK's own API client, so the
+  same key, base URL, version and timeout) and parses it with the SDK's own converter: the SDK's
+  ``BatchJob`` drops ``metadata.batchStats``, which is read from the raw answer. Should a future
+  SDK move those internals, it falls back to ``batches.get`` (no stats).
 """
 
 from __future__ import annotations
@@ -25,9 +29,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import msgspec
+
 from commands.config import Config
 from commands.errors import ConfigError, GatewayError
-from commands.gemini.port import RemoteBatch, RemoteFile, normalize_state
+from commands.gemini.port import RemoteBatch, RemoteFile, normalize_state, stats_of
+from commands.rules.batches import LookupWindow
 from commands.rules.retry import backoff_delay
 
 if TYPE_CHECKING:  # imported lazily at run time (it costs ~0.4 s of start-up)
@@ -243,19 +250,61 @@ class Gateway:
 
     def get_batch(self, name: str) -> RemoteBatch:
         what = f"get {name}"
-        return _batch(self._sdk_retrying(what, lambda: self._client.batches.get(name=name)))
+        job, metadata = self._sdk_retrying(what, lambda: self._get_raw(name))
+        batch = _batch(job)
+        stats = stats_of(metadata)
+        return msgspec.structs.replace(batch, stats=stats) if stats is not None else batch
 
-    def find_batches(self, display_name: str) -> list[RemoteBatch]:
-        """Every job created under ``display_name`` (the whole list is read, page by page)."""
+    def _get_raw(self, name: str) -> tuple[Any, dict[str, Any]]:
+        """One GET of the batch resource: the SDK's ``BatchJob`` of it and the raw ``metadata``
+        (which keeps ``batchStats``; see the module docstring)."""
+        import json
+
+        from google.genai import batches as genai_batches
+        from google.genai import types
+
+        convert = getattr(genai_batches, "_BatchJob_from_mldev", None)
+        api = getattr(self._client, "_api_client", None)
+        if convert is None or api is None or getattr(api, "vertexai", False):
+            return self._client.batches.get(name=name), {}
+        response = api.request("get", f"batches/{name.removeprefix('batches/')}", {}, None)
+        raw = json.loads(response.body) if response.body else {}
+        job = types.BatchJob._from_response(response=convert(raw), kwargs={})
+        return job, raw.get("metadata") or {}
+
+    def find_batches(self, display_name: str, *, created_after: str = "") -> list[RemoteBatch]:
+        """Every job created under ``display_name``, page by page; with ``created_after``, the
+        reading stops once the list (newest first, as the service lists it) is past that time
+        (:class:`commands.rules.batches.LookupWindow`), else it reads the whole history."""
         what = f"look up batch {display_name}"
-        jobs = self._sdk_retrying(
-            what, lambda: list(self._client.batches.list(config={"page_size": 100}))
-        )
+
+        def read() -> list[Any]:
+            jobs: list[Any] = []
+            window = LookupWindow(created_after)
+            for j in self._client.batches.list(config={"page_size": 100}):
+                jobs.append(j)
+                if window.past(_rfc3339(j.create_time)):
+                    log.debug("Lookup of %s stopped after %d jobs", display_name, len(jobs))
+                    break
+            return jobs
+
+        jobs = self._sdk_retrying(what, read)
         return [_batch(j) for j in jobs if j.display_name == display_name]
 
     def cancel_batch(self, name: str) -> None:
         what = f"cancel {name}"
         self._sdk_retrying(what, lambda: self._client.batches.cancel(name=name))
+
+    def delete_batch(self, name: str) -> bool:
+        """Delete a job; False if it was already gone (404)."""
+        what = f"delete {name}"
+        try:
+            self._sdk_retrying(what, lambda: self._client.batches.delete(name=name))
+        except GatewayError as e:
+            if e.code == 404:
+                return False
+            raise
+        return True
 
 
 def _http_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
@@ -282,6 +331,13 @@ def _file_state(f: Any) -> str:
     return "ACTIVE" if text == "STATE_UNSPECIFIED" else text
 
 
+def _rfc3339(moment: Any) -> str:
+    """The SDK's ``create_time`` (a datetime, or None) as RFC 3339 text ("" if unknown)."""
+    if moment is None:
+        return ""
+    return str(moment.isoformat()) if hasattr(moment, "isoformat") else str(moment)
+
+
 def _batch(job: Any) -> RemoteBatch:
     dest = getattr(job, "dest", None)
     inline = None
@@ -302,4 +358,5 @@ def _batch(job: Any) -> RemoteBatch:
         state=normalize_state(job.state),
         result_file=getattr(dest, "file_name", None) if dest is not None else None,
         inline_lines=inline,
+        create_time=_rfc3339(getattr(job, "create_time", None)),
     )

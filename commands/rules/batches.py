@@ -4,6 +4,7 @@ no gateway (answers and errors come in as values), no store (the caller appends 
 
 * :func:`reconcile` -- an open submission intent and the jobs the service has under its display
   name: none means it was never created (abandoned, records free); otherwise the job is adopted.
+* :class:`LookupWindow` -- whether a display-name lookup may stop reading the service's list.
 * :func:`judge_poll` -- what a polled job state (or a failed get) means for an active batch.
 * :func:`judge_abandoned` -- whether a batch given up on is closed, adopted late, or watched.
 * :func:`judge_create_error` -- what a failed ``batches.create`` means, and
@@ -30,6 +31,7 @@ from eventlog.events import (
     AbandonedBatchClosed,
     BatchCleared,
     BatchFailed,
+    BatchProgressObserved,
     BatchStateObserved,
     BatchSubmissionAbandoned,
     BatchSubmissionDeferred,
@@ -38,7 +40,7 @@ from eventlog.events import (
     DeferredSubmissionChecked,
     Event,
 )
-from eventlog.states import FAILED_STATES, WAITING_STATES, JobState
+from eventlog.states import FAILED_STATES, SUCCESS_STATES, WAITING_STATES, JobState
 from eventlog.timestamps import format_ts, parse_ts
 
 if TYPE_CHECKING:
@@ -47,12 +49,14 @@ if TYPE_CHECKING:
 __all__ = [
     "IMAGE_REUSE_HOURS",
     "LATE_WINDOW_HOURS",
+    "LOOKUP_MARGIN_HOURS",
     "MAX_HALVINGS",
     "AbandonedBatch",
     "AbandonedVerdict",
     "CreateContext",
     "CreateOutcome",
     "CreateVerdict",
+    "LookupWindow",
     "OpenIntent",
     "PollVerdict",
     "PolledBatch",
@@ -72,6 +76,8 @@ __all__ = [
 
 #: The service expires a batch 48 h after it was created; past this, nothing can arrive.
 LATE_WINDOW_HOURS = 49.0
+#: How far the service's clock may be behind ours when a lookup decides it is past an intent.
+LOOKUP_MARGIN_HOURS = 1.0
 
 
 # --- 0. open submission intents ------------------------------------------------------------------
@@ -125,6 +131,50 @@ def reconcile(intent: OpenIntent, found: Sequence[RemoteBatch]) -> Reconciled:
     return Reconciled("adopted", [submitted], batch_id=job.name, matches=len(found))
 
 
+class LookupWindow:
+    """Whether a lookup of the jobs under an intent's display name has read far enough.
+
+    The intent is appended before its create, so its job cannot have been created (by the
+    service's clock) much before ``created_after``. Fed the create times of the listed jobs in
+    the service's order, :meth:`past` says True once the list has shown itself newest first (at
+    least one step down, none up) and has reached a job created ``LOOKUP_MARGIN_HOURS`` before
+    that: every later job is older.
+    Any job out of that order, or without a time, means the order is not to be relied on: it
+    then never says stop (the whole list is read). No ``created_after``: never stops.
+    """
+
+    def __init__(self, created_after: str, margin_hours: float = LOOKUP_MARGIN_HOURS) -> None:
+        cutoff = _moment(created_after)
+        self._cutoff = cutoff - timedelta(hours=margin_hours) if cutoff is not None else None
+        self._previous: datetime | None = None
+        self._ordered = cutoff is not None
+        self._descended = False
+
+    def past(self, create_time: str) -> bool:
+        """Record the next listed job's create time; True if the rest need not be read."""
+        if not self._ordered or self._cutoff is None:
+            return False
+        moment = _moment(create_time)
+        previous, self._previous = self._previous, moment
+        if moment is None or (previous is not None and moment > previous):
+            self._ordered = False
+            return False
+        if previous is not None and moment < previous:
+            self._descended = True
+        return self._descended and moment < self._cutoff
+
+
+def _moment(text: str) -> datetime | None:
+    """RFC 3339 text as an aware datetime; None if empty or unreadable."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
 # --- 1. polling active batches -------------------------------------------------------------------
 
 
@@ -140,15 +190,27 @@ class PolledBatch(Protocol):
     @property
     def submitted_at(self) -> str: ...
 
+    @property
+    def succeeded(self) -> int: ...
+
+    @property
+    def failed(self) -> int: ...
+
+    @property
+    def pending(self) -> int: ...
+
 
 class PollVerdict(msgspec.Struct, frozen=True):
     """What one poll of an active batch means.
 
-    ``succeeded``: collect its results (``events`` holds ``BatchSucceeded`` only the first time).
-    ``failed``: it ended ``state`` without results; ``not_found``: the service answered 404.
-    ``stuck``: waiting past the limit; cancel it (``reason`` says why) and clear it.
+    ``succeeded``: collect its results, SUCCEEDED or PARTIALLY_SUCCEEDED (``events`` holds
+    ``BatchSucceeded`` only the first time). ``failed``: it ended ``state`` without results;
+    ``not_found``: the service answered 404. ``stuck``: waiting (or in a state this tool does
+    not know) past the limit; cancel it (``reason`` says why) and clear it.
     ``changed`` / ``unknown_state``: a new state this tool knows / does not know.
+    ``progressed``: the same state, new request counts (``batchStats``).
     ``unchanged``: nothing to record. ``unreachable``: the get failed; poll again next cycle.
+    A new state and new counts both go in ``events`` (``BatchStateObserved`` first).
     """
 
     outcome: Literal[
@@ -158,6 +220,7 @@ class PollVerdict(msgspec.Struct, frozen=True):
         "stuck",
         "changed",
         "unknown_state",
+        "progressed",
         "unchanged",
         "unreachable",
     ]
@@ -184,8 +247,10 @@ def judge_poll(
 ) -> PollVerdict:
     """What ``answer`` (the job the service returned, or the get's error) means for ``batch``.
 
-    ``age_hours`` is the time since it was submitted. A batch still waiting to start at
-    ``age_hours >= stuck_pending_hours`` is stuck; ``stuck_pending_hours = 0`` turns that off.
+    ``age_hours`` is the time since it was submitted. A batch waiting (PENDING, QUEUED, PAUSED,
+    UPDATING, CANCELLING) or in a state this tool does not know at ``age_hours >=
+    stuck_pending_hours`` is stuck; ``stuck_pending_hours = 0`` turns that off. RUNNING is not
+    bounded here (the service expires a job at 48 h).
     """
     batch_id = batch.batch_id
     if isinstance(answer, GatewayError):
@@ -199,25 +264,53 @@ def judge_poll(
             return PollVerdict("not_found", [failed], state=JobState.NOT_FOUND)
         return PollVerdict("unreachable")
     state = answer.state
-    if state == JobState.SUCCEEDED:
+    if state in SUCCESS_STATES:
         events: list[Event] = []
-        if batch.state != JobState.SUCCEEDED:
-            events.append(BatchSucceeded(batch_id=batch_id, result_file=answer.result_file or ""))
+        if batch.state not in SUCCESS_STATES:
+            events.append(
+                BatchSucceeded(batch_id=batch_id, result_file=answer.result_file or "", state=state)
+            )
         return PollVerdict("succeeded", events, state=state)
     if state in FAILED_STATES:
         failed = BatchFailed(batch_id=batch_id, state=state, submitted_at=batch.submitted_at)
         return PollVerdict("failed", [failed], state=state)
-    if state in WAITING_STATES and 0 < stuck_pending_hours <= age_hours:
-        reason = (
-            f"stuck {age_hours:.1f} h waiting to start (limit {stuck_pending_hours:g} h); cancelled"
-        )
+    known = state in WAITING_STATES or state == JobState.RUNNING
+    if state != JobState.RUNNING and 0 < stuck_pending_hours <= age_hours:
+        where = "waiting to start" if known else f"in a state this tool does not know ({state})"
+        reason = f"stuck {age_hours:.1f} h {where} (limit {stuck_pending_hours:g} h); cancelled"
         cleared = BatchCleared(batch_id=batch_id, reason=reason)
         return PollVerdict("stuck", [cleared], state=state, reason=reason)
+    events = []
     if state != batch.state:
-        observed = BatchStateObserved(batch_id=batch_id, state=state)
-        known = state in WAITING_STATES or state == JobState.RUNNING
-        return PollVerdict("changed" if known else "unknown_state", [observed], state=state)
+        events.append(BatchStateObserved(batch_id=batch_id, state=state))
+    progress = _progress(batch, answer)
+    if progress is not None:
+        events.append(progress)
+    if state != batch.state:
+        return PollVerdict("changed" if known else "unknown_state", events, state=state)
+    if events:
+        return PollVerdict("progressed", events, state=state)
     return PollVerdict("unchanged", state=state)
+
+
+def _progress(batch: PolledBatch, answer: RemoteBatch) -> BatchProgressObserved | None:
+    """The answer's request counts, if it has them and they differ from the batch's known ones."""
+    stats = answer.stats
+    if stats is None:
+        return None
+    if (stats.succeeded, stats.failed, stats.pending) == (
+        batch.succeeded,
+        batch.failed,
+        batch.pending,
+    ):
+        return None
+    return BatchProgressObserved(
+        batch_id=batch.batch_id,
+        requests=stats.requests,
+        succeeded=stats.succeeded,
+        failed=stats.failed,
+        pending=stats.pending,
+    )
 
 
 # --- 2. batches given up on ----------------------------------------------------------------------
@@ -239,9 +332,9 @@ class AbandonedVerdict(msgspec.Struct, frozen=True):
 
     ``expired``: past the late window, closed without asking the service. ``look``: ask the
     service (judge again with its answer). ``not_found``: closed, the service answered 404.
-    ``ended``: closed, it ended ``state`` without results. ``adopt``: it succeeded, adopt its
-    late results. ``watch``: nothing yet, check again next cycle. ``unreachable``: the get
-    failed; check again next cycle.
+    ``ended``: closed, it ended ``state`` without results. ``adopt``: it succeeded (or partially
+    succeeded), adopt its late results. ``watch``: nothing yet, check again next cycle.
+    ``unreachable``: the get failed; check again next cycle.
     """
 
     outcome: Literal["expired", "look", "not_found", "ended", "adopt", "watch", "unreachable"]
@@ -278,7 +371,7 @@ def judge_abandoned(
                 "not_found", [_close(batch_id, JobState.NOT_FOUND, str(answer))]
             )
         return AbandonedVerdict("unreachable")
-    if answer.state == JobState.SUCCEEDED:
+    if answer.state in SUCCESS_STATES:
         return AbandonedVerdict("adopt")
     if answer.state in FAILED_STATES and (not batch.terminal or abandoned_hours > grace_hours):
         return AbandonedVerdict("ended", [_close(batch_id, answer.state, _NO_RESULTS)])

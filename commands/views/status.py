@@ -28,6 +28,10 @@ class ActiveBatchView(msgspec.Struct, frozen=True):
     records: int
     submitted_at: str
     age_hours: float
+    #: The service's request counts (``batchStats``) as last polled; 0 until reported.
+    done: int = 0
+    failed: int = 0
+    pending: int = 0
 
 
 class LastRun(msgspec.Struct, frozen=True):
@@ -100,6 +104,9 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
                 b.record_count,
                 b.submitted_at,
                 age_hours(b.submitted_at, now),
+                b.succeeded,
+                b.failed,
+                b.pending,
             )
             for b in queries.active_batches(store)
         ]

@@ -52,12 +52,14 @@ from commands.worker.scan import ScanDecision, scan_dataset
 from commands.worker.upload import Uploaded, upload_pages
 from eventlog import crashpoints
 from eventlog.events import (
+    BatchJobDeleted,
     BatchSubmissionDeferred,
     BatchSubmissionIntended,
     BatchSubmitted,
     Event,
     InputRejected,
 )
+from eventlog.states import JobState
 from projections import queries
 from projections.active_batches import ActiveBatch
 
@@ -161,7 +163,7 @@ class Cycle:
             keys = queries.reserved_keys(w.store, name)
             extra = {"display_name": name}
             try:
-                found = w.gateway.find_batches(name)
+                found = w.gateway.find_batches(name, created_after=intent.intended_at)
             except GatewayError as e:
                 log.warning(
                     "Open submission %s: cannot look it up yet (%s); its %d records stay reserved",
@@ -209,6 +211,39 @@ class Cycle:
             except GatewayError as e:
                 answer = e
             self.observe(batch, answer, summary)
+        if w.config.batching.delete_finished_jobs:
+            self.delete_finished_jobs()
+
+    def delete_finished_jobs(self) -> None:
+        """Delete the jobs of completed batches from the service (their results are durable),
+        each followed by its ``BatchJobDeleted``. A 404 counts as deleted; a transient failure
+        is retried next cycle; any other refusal is recorded and the job left on the service."""
+        w = self.w
+        for batch_id in queries.finished_jobs(w.store):
+            extra = {"batch_id": batch_id}
+            try:
+                outcome, message = (
+                    ("deleted", "") if w.gateway.delete_batch(batch_id) else ("already_gone", "")
+                )
+            except GatewayError as e:
+                if e.transient:
+                    log.warning(
+                        "Cannot delete finished job %s yet (%s); the next cycle tries again",
+                        batch_id,
+                        e,
+                        extra=extra,
+                    )
+                    continue
+                outcome, message = "refused", str(e)
+                log.warning(
+                    "The service refused to delete finished job %s (%s); it is left there",
+                    batch_id,
+                    e,
+                    extra=extra,
+                )
+            crashpoints.reach("after_job_delete")
+            w.append([BatchJobDeleted(batch_id=batch_id, outcome=outcome, message=message)])
+            log.debug("Finished job %s: %s", batch_id, outcome, extra=extra)
 
     def observe(
         self, batch: ActiveBatch, answer: RemoteBatch | GatewayError, summary: CycleSummary
@@ -240,6 +275,13 @@ class Cycle:
             if verdict.outcome in _POLL_CRASHPOINTS:
                 crashpoints.reach(_POLL_CRASHPOINTS[verdict.outcome])
         if verdict.collect and not isinstance(answer, GatewayError):
+            if verdict.state != JobState.SUCCEEDED:
+                log.warning(
+                    "Batch %s ended %s: collecting its results; records without one fail",
+                    batch_id,
+                    verdict.state,
+                    extra=extra,
+                )
             collect(w, BatchRef.of(batch), answer)
             summary.completed += 1
         elif verdict.outcome in ("failed", "not_found"):
@@ -267,6 +309,17 @@ class Cycle:
             )
         elif verdict.outcome == "changed":
             log.info("Batch %s is %s", batch_id, verdict.state, extra=extra)
+        elif verdict.outcome == "progressed" and isinstance(answer, RemoteBatch) and answer.stats:
+            stats = answer.stats
+            log.debug(
+                "Batch %s: %d done, %d failed, %d pending of %d",
+                batch_id,
+                stats.succeeded,
+                stats.failed,
+                stats.pending,
+                stats.requests,
+                extra=extra,
+            )
 
     # --- 2. batches given up on ------------------------------------------------------------------
 

@@ -83,6 +83,7 @@ def test_every_design_key_exists() -> None:
             "poll_interval_seconds",
             "stuck_pending_hours",
             "late_results_grace_minutes",
+            "delete_finished_jobs",
             "quota_backoff_seconds",
             "quota_backoff_max_seconds",
         },

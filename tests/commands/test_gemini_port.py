@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from commands.errors import GatewayError
-from commands.gemini.port import GeminiPort
+from commands.gemini.port import BatchStats, GeminiPort
 from commands.gemini.sdk import Gateway
 from gemini_emulator import Emulator
+from gemini_emulator.service import rfc3339
 from tests.fakes import EmulatorPort
 
 KEY = "port-contract-key"
@@ -50,6 +51,7 @@ def test_each_adapter_has_every_call_of_the_port_with_its_signature(adapter: typ
         "get_batch",
         "find_batches",
         "cancel_batch",
+        "delete_batch",
         "close",
     }
     for name in calls:
@@ -136,3 +138,46 @@ def test_a_file_the_service_could_not_process_is_failed(port: GeminiPort, emu: E
     emu.policy = {"files": [{"match": "gb-*", "state": "FAILED"}]}
     request = port.upload(LINE, mime_type="jsonl", display_name="gb-1-requests", retry=True)
     assert port.get_file(request.name).state == "FAILED"
+
+
+def test_batch_stats_are_read_as_the_job_runs(port: GeminiPort, emu: Emulator) -> None:
+    emu.policy = {"timing": {"pending_seconds": 0.0, "running_seconds": 3600.0}}
+    lines = b"".join(b'{"key": "k%d", "request": {}}\n' % i for i in range(10))
+    request = port.upload(lines, mime_type="jsonl", display_name="gb-1-requests")
+    made = port.create_batch(model=MODEL, input_file=request.name, display_name="gb-1")
+    emu.service.advance(1800)  # half its run time
+    running = port.get_batch(made.name)
+    assert running.state == "JOB_STATE_RUNNING"
+    assert running.stats == BatchStats(requests=10, succeeded=5, failed=0, pending=5)
+    emu.service.advance(1800)
+    done = port.get_batch(made.name)
+    assert done.state == "JOB_STATE_SUCCEEDED"
+    assert done.stats == BatchStats(requests=10, succeeded=10, failed=0, pending=0)
+
+
+def test_a_deleted_job_is_gone_and_a_second_delete_says_so(port: GeminiPort) -> None:
+    request = port.upload(LINE, mime_type="jsonl", display_name="gb-1-requests")
+    made = port.create_batch(model=MODEL, input_file=request.name, display_name="gb-1")
+    assert port.delete_batch(made.name) is True
+    assert port.delete_batch(made.name) is False  # a 404 counts as deleted
+    assert port.find_batches("gb-1") == []
+
+
+def test_a_lookup_past_the_intent_stops_reading_the_history(
+    port: GeminiPort, emu: Emulator
+) -> None:
+    """The service lists newest first: jobs older than the intent (by more than the margin)
+    are not read past, so the lookup costs a page, not the whole history."""
+    request = port.upload(LINE, mime_type="jsonl", display_name="gb-old-requests")
+    for i in range(250):  # three pages of old history
+        port.create_batch(model=MODEL, input_file=request.name, display_name=f"gb-old-{i}")
+    emu.service.advance(3 * 3600)
+    intended_at = rfc3339(emu.service.now())
+    made = port.create_batch(model=MODEL, input_file=request.name, display_name="gb-new")
+    before = emu.policy.calls("batches.list")
+    assert [b.name for b in port.find_batches("gb-new", created_after=intended_at)] == [made.name]
+    assert emu.policy.calls("batches.list") - before == 1
+    # Without a time the whole history is read (three pages of 100).
+    before = emu.policy.calls("batches.list")
+    assert len(port.find_batches("gb-old-7")) == 1
+    assert emu.policy.calls("batches.list") - before == 3

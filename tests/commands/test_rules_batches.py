@@ -11,13 +11,14 @@ import msgspec
 import pytest
 
 from commands.errors import GatewayError
-from commands.gemini.port import RemoteBatch
+from commands.gemini.port import BatchStats, RemoteBatch
 from commands.rules.batches import (
     LATE_WINDOW_HOURS,
     AbandonedBatch,
     AbandonedVerdict,
     CreateOutcome,
     CreateVerdict,
+    LookupWindow,
     OpenIntent,
     PollVerdict,
     Reconciled,
@@ -31,6 +32,7 @@ from eventlog.events import (
     AbandonedBatchClosed,
     BatchCleared,
     BatchFailed,
+    BatchProgressObserved,
     BatchStateObserved,
     BatchSubmissionAbandoned,
     BatchSubmitted,
@@ -49,8 +51,11 @@ CANCELLED, EXPIRED = "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"
 CANCELLING, PAUSED = "JOB_STATE_CANCELLING", "JOB_STATE_PAUSED"
 UPDATING, UNSPECIFIED = "JOB_STATE_UPDATING", "JOB_STATE_UNSPECIFIED"
 UNKNOWN = "JOB_STATE_SOMETHING_NEW"
+PARTIAL = "JOB_STATE_PARTIALLY_SUCCEEDED"
 NOT_FOUND = JobState.NOT_FOUND
 NOT_RUNNING_STATES = [CANCELLING, PAUSED, UPDATING, UNSPECIFIED, UNKNOWN]
+#: Of those, the ones this tool knows as waiting (issue 11: under the stuck-job policy).
+KNOWN_WAITING = {CANCELLING, PAUSED, UPDATING}
 
 
 class Active(msgspec.Struct, frozen=True):
@@ -59,10 +64,20 @@ class Active(msgspec.Struct, frozen=True):
     batch_id: str
     state: str
     submitted_at: str = SUBMITTED_AT
+    succeeded: int = 0
+    failed: int = 0
+    pending: int = 0
 
 
-def job(state: str, result_file: str | None = "files/results-1", name: str = BATCH) -> RemoteBatch:
-    return RemoteBatch(name=name, display_name=NAME, state=state, result_file=result_file)
+def job(
+    state: str,
+    result_file: str | None = "files/results-1",
+    name: str = BATCH,
+    stats: BatchStats | None = None,
+) -> RemoteBatch:
+    return RemoteBatch(
+        name=name, display_name=NAME, state=state, result_file=result_file, stats=stats
+    )
 
 
 def error(code: int | None, transient: bool) -> GatewayError:
@@ -199,7 +214,10 @@ POLL_ROWS = [
             LIMIT,
             v,
         )
-        for s, v in ((s, _observed(s, "unknown_state")) for s in NOT_RUNNING_STATES)
+        for s, v in (
+            (s, _observed(s, "changed" if s in KNOWN_WAITING else "unknown_state"))
+            for s in NOT_RUNNING_STATES
+        )
     ),
     # The same state again: nothing to record.
     _row(
@@ -286,12 +304,101 @@ POLL_ROWS = [
         "running_new_over_limit_not_stuck", PENDING, job(RUNNING), 40.0, LIMIT, _observed(RUNNING)
     ),
     _row(
-        "paused_over_limit_not_stuck",
+        "paused_over_limit_stuck",
         RUNNING,
         job(PAUSED),
         40.0,
         LIMIT,
-        _observed(PAUSED, "unknown_state"),
+        _stuck(PAUSED, "stuck 40.0 h waiting to start (limit 36 h); cancelled"),
+    ),
+    _row(
+        "cancelling_at_limit_stuck",
+        CANCELLING,
+        job(CANCELLING),
+        36.0,
+        LIMIT,
+        _stuck(CANCELLING, "stuck 36.0 h waiting to start (limit 36 h); cancelled"),
+    ),
+    _row(
+        "updating_just_under_limit_unchanged",
+        UPDATING,
+        job(UPDATING),
+        35.99,
+        LIMIT,
+        PollVerdict("unchanged", state=UPDATING),
+    ),
+    # A state this tool does not know: recorded, then bounded by the same policy.
+    _row(
+        "unknown_just_under_limit_unchanged",
+        UNKNOWN,
+        job(UNKNOWN),
+        35.99,
+        LIMIT,
+        PollVerdict("unchanged", state=UNKNOWN),
+    ),
+    _row(
+        "unknown_at_limit_stuck",
+        UNKNOWN,
+        job(UNKNOWN),
+        36.0,
+        LIMIT,
+        _stuck(
+            UNKNOWN,
+            f"stuck 36.0 h in a state this tool does not know ({UNKNOWN}) (limit 36 h); cancelled",
+        ),
+    ),
+    _row(
+        "unknown_new_over_limit_stuck",
+        RUNNING,
+        job(UNSPECIFIED),
+        40.0,
+        LIMIT,
+        _stuck(
+            UNSPECIFIED,
+            f"stuck 40.0 h in a state this tool does not know ({UNSPECIFIED}) (limit 36 h); "
+            "cancelled",
+        ),
+    ),
+    _row(
+        "limit_off_unknown_old",
+        UNKNOWN,
+        job(UNKNOWN),
+        1000.0,
+        0.0,
+        PollVerdict("unchanged", state=UNKNOWN),
+    ),
+    # PARTIALLY_SUCCEEDED is collected like SUCCEEDED.
+    _row(
+        "partially_succeeded_first_time",
+        RUNNING,
+        job(PARTIAL),
+        1.0,
+        LIMIT,
+        PollVerdict(
+            "succeeded",
+            [BatchSucceeded(batch_id=BATCH, result_file="files/results-1", state=PARTIAL)],
+            state=PARTIAL,
+        ),
+    ),
+    _row(
+        "partially_succeeded_again",
+        PARTIAL,
+        job(PARTIAL),
+        1.0,
+        LIMIT,
+        PollVerdict("succeeded", [], state=PARTIAL),
+    ),
+    _row(
+        "partially_succeeded_over_limit",
+        PENDING,
+        job(PARTIAL),
+        40.0,
+        LIMIT,
+        PollVerdict(
+            "succeeded",
+            [BatchSucceeded(batch_id=BATCH, result_file="files/results-1", state=PARTIAL)],
+            state=PARTIAL,
+        ),
     ),
     _row("failed_over_limit", PENDING, job(FAILED), 40.0, LIMIT, _failed(FAILED)),
     _row(
@@ -356,6 +463,125 @@ POLL_ROWS = [
     ),
     _row("get_403_unreachable", RUNNING, error(403, False), 1.0, LIMIT, PollVerdict("unreachable")),
 ]
+
+
+STATS = BatchStats(requests=10, succeeded=4, failed=1, pending=5)
+PROGRESS = BatchProgressObserved(batch_id=BATCH, requests=10, succeeded=4, failed=1, pending=5)
+
+
+@pytest.mark.parametrize(
+    ("known", "answer", "expected"),
+    [
+        pytest.param(
+            Active(BATCH, RUNNING),
+            job(RUNNING, stats=STATS),
+            PollVerdict("progressed", [PROGRESS], state=RUNNING),
+            id="new_counts_progressed",
+        ),
+        pytest.param(
+            Active(BATCH, RUNNING, succeeded=4, failed=1, pending=5),
+            job(RUNNING, stats=STATS),
+            PollVerdict("unchanged", state=RUNNING),
+            id="same_counts_unchanged",
+        ),
+        pytest.param(
+            Active(BATCH, RUNNING, succeeded=4, failed=1, pending=5),
+            job(RUNNING),
+            PollVerdict("unchanged", state=RUNNING),
+            id="no_counts_unchanged",
+        ),
+        pytest.param(
+            Active(BATCH, PENDING),
+            job(RUNNING, stats=STATS),
+            PollVerdict(
+                "changed",
+                [BatchStateObserved(batch_id=BATCH, state=RUNNING), PROGRESS],
+                state=RUNNING,
+            ),
+            id="new_state_and_counts_changed",
+        ),
+        pytest.param(
+            Active(BATCH, UNKNOWN),
+            job(UNKNOWN, stats=STATS),
+            PollVerdict("progressed", [PROGRESS], state=UNKNOWN),
+            id="unknown_state_new_counts_progressed",
+        ),
+        pytest.param(
+            Active(BATCH, RUNNING),
+            job(SUCCEEDED, stats=STATS),
+            PollVerdict(
+                "succeeded",
+                [BatchSucceeded(batch_id=BATCH, result_file="files/results-1")],
+                state=SUCCEEDED,
+            ),
+            id="succeeded_counts_not_recorded",
+        ),
+    ],
+)
+def test_judge_poll_counts(known: Active, answer: RemoteBatch, expected: PollVerdict) -> None:
+    """``batchStats`` changes are recorded while the batch waits or runs."""
+    assert judge_poll(known, answer, 1.0, LIMIT) == expected
+
+
+@pytest.mark.parametrize(
+    ("created_after", "times", "stops_at"),
+    [
+        pytest.param("", ["2026-01-01T00:00:00Z"] * 3, None, id="no_time_never_stops"),
+        pytest.param(
+            "2026-01-02T00:00:00.000000Z",
+            ["2026-01-02T05:00:00Z", "2026-01-02T00:30:00Z", "2026-01-01T23:30:00Z"],
+            None,
+            id="within_margin_reads_on",
+        ),
+        pytest.param(
+            "2026-01-02T00:00:00.000000Z",
+            ["2026-01-02T05:00:00Z", "2026-01-01T23:00:00Z", "2026-01-01T22:59:59Z"],
+            2,
+            id="past_margin_stops",
+        ),
+        pytest.param(
+            "2026-01-02T00:00:00.000000Z",
+            ["2026-01-01T20:00:00Z", "2026-01-01T10:00:00Z", "2026-01-02T05:00:00Z"],
+            1,
+            id="older_first_stops_once_the_order_shows",
+        ),
+        pytest.param(
+            "2026-01-02T00:00:00.000000Z",
+            ["2026-01-01T23:30:00Z", "2026-01-02T05:00:00Z", "2026-01-01T10:00:00Z"],
+            None,
+            id="oldest_first_never_stops",
+        ),
+        pytest.param(
+            "2026-01-02T00:00:00.000000Z",
+            ["2026-01-02T05:00:00Z", "", "2026-01-01T10:00:00Z"],
+            None,
+            id="a_job_without_time_never_stops",
+        ),
+        pytest.param(
+            "2026-01-02T00:00:00.000000Z",
+            ["2026-01-02T05:00:00+00:00", "2026-01-01T10:00:00.123+00:00"],
+            1,
+            id="offsets_and_fractions",
+        ),
+        pytest.param("not a time", ["2026-01-01T10:00:00Z"], None, id="unreadable_never_stops"),
+        pytest.param(
+            "2026-01-02T00:00:00.000000Z",
+            ["2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z", "2026-01-02T05:00:00Z"],
+            None,
+            id="oldest_first_old_history_never_stops",
+        ),
+        pytest.param(
+            "2026-01-02T00:00:00.000000Z",
+            ["2026-01-01T10:00:00Z", "2026-01-01T10:00:00Z"],
+            None,
+            id="equal_times_show_no_order",
+        ),
+    ],
+)
+def test_lookup_window(created_after: str, times: list[str], stops_at: int | None) -> None:
+    window = LookupWindow(created_after)
+    said = [window.past(t) for t in times]
+    assert (said.index(True) if True in said else None) == stops_at
 
 
 @pytest.mark.parametrize(("known", "answer", "age", "limit", "expected"), POLL_ROWS)
@@ -458,6 +684,8 @@ ABANDONED_ROWS = [
     ),
     # Late results.
     _arow("succeeded_terminal_adopt", True, job(SUCCEEDED), 10.0, 0.5, AbandonedVerdict("adopt")),
+    _arow("partial_terminal_adopt", True, job(PARTIAL), 10.0, 0.5, AbandonedVerdict("adopt")),
+    _arow("partial_cleared_adopt", False, job(PARTIAL), 10.0, 5.0, AbandonedVerdict("adopt")),
     _arow("succeeded_cleared_adopt", False, job(SUCCEEDED), 10.0, 5.0, AbandonedVerdict("adopt")),
     _arow(
         "succeeded_inline_adopt", False, job(SUCCEEDED, None), 10.0, 5.0, AbandonedVerdict("adopt")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from google.genai import types
 
 from commands.gemini.port import normalize_state
-from eventlog.states import FAILED_STATES, WAITING_STATES, JobState, RecordStatus
+from eventlog.states import FAILED_STATES, SUCCESS_STATES, WAITING_STATES, JobState, RecordStatus
 
 
 def test_job_states_are_the_sdks_and_not_found() -> None:
@@ -26,7 +26,14 @@ def test_a_state_is_its_stored_string() -> None:
         "failed",
         "dead_lettered",
     }
-    assert {"JOB_STATE_PENDING", "JOB_STATE_QUEUED"} == WAITING_STATES
+    assert {
+        "JOB_STATE_PENDING",
+        "JOB_STATE_QUEUED",
+        "JOB_STATE_PAUSED",
+        "JOB_STATE_UPDATING",
+        "JOB_STATE_CANCELLING",
+    } == WAITING_STATES
+    assert {"JOB_STATE_SUCCEEDED", "JOB_STATE_PARTIALLY_SUCCEEDED"} == SUCCESS_STATES
     assert {"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"} == FAILED_STATES
 
 

@@ -50,7 +50,8 @@ def test_verify_is_clean_on_a_live_database(full: EventStore) -> None:
             "missing from the live table",
         ),
         (
-            "INSERT INTO active_batches VALUES ('batches/ghost', 'g', 'm', 'S', 1, 1, 't', 't')",
+            "INSERT INTO active_batches VALUES "
+            "('batches/ghost', 'g', 'm', 'S', 1, 1, 't', 't', 0, 0, 0)",
             "active_batches",
             "should not exist",
         ),

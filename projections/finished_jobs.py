@@ -1,0 +1,36 @@
+"""``finished_jobs``: completed batches whose job is still on the service (one row each until a
+``BatchJobDeleted``); the worker deletes them once their results are durable."""
+
+from __future__ import annotations
+
+from functools import singledispatch
+
+import msgspec
+
+from eventlog.events import BatchCompleted, BatchJobDeleted, Event
+from eventlog.store import Recorded
+from projections.tables import Tables, TableSpec
+
+
+class FinishedJob(msgspec.Struct, array_like=True, gc=False):
+    batch_id: str
+    completed_seq: int
+    completed_at: str
+
+
+SPEC = TableSpec("finished_jobs", FinishedJob, pk=("batch_id",))
+
+
+@singledispatch
+def apply(event: Event, t: Tables, rec: Recorded) -> None:
+    """Events that do not touch this table."""
+
+
+@apply.register
+def _(e: BatchCompleted, t: Tables, rec: Recorded) -> None:
+    t.put(SPEC, FinishedJob(e.batch_id, rec.seq, rec.ts))
+
+
+@apply.register
+def _(e: BatchJobDeleted, t: Tables, rec: Recorded) -> None:
+    t.delete(SPEC, (e.batch_id,))
