@@ -43,6 +43,8 @@ POINTS = [
     ("after_scan_events", 2),
     ("during_projection_update", 12),
     ("after_file_delete", 1),
+    ("after_job_delete", 1),
+    ("after_append:BatchJobDeleted", 1),
     ("after_append:RunStarted", 1),
     ("after_append:FileUploaded", 4),
     ("after_append:BatchSubmitted", 2),
@@ -119,3 +121,5 @@ def _kill_restart_and_check(
     assert set(billed) == set(KEYS) and max(billed.values()) == 1, billed
     assert max(emulator.service.creates.values()) == 1
     assert not emulator.service.files  # nothing left behind on the File API
+    # Every collected job deleted from the service (only the FAILED one is left there).
+    assert [j.state for j in emulator.service.live_jobs()] == ["FAILED"]
