@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -71,6 +71,10 @@ class BatchingConfig(_Section):
     delete_finished_jobs: bool = True
 
 
+#: The File API's limit per file (a request file included).
+FILE_API_MAX_BYTES = 2 * 1024**3
+
+
 class UploadsConfig(_Section):
     upload_retry_attempts: int = Field(3, ge=1)
     upload_retry_backoff_seconds: float = Field(1.0, ge=0)
@@ -79,6 +83,14 @@ class UploadsConfig(_Section):
     #: ``files.get`` asks meanwhile.
     request_file_active_timeout_seconds: float = Field(300.0, ge=0)
     request_file_active_poll_seconds: float = Field(2.0, gt=0)
+    #: How a page image reaches the model: ``inline`` (base64 in its request line), ``file_api``
+    #: (uploaded, referenced by URI) or ``auto`` (inline up to ``inline_image_max_bytes``).
+    image_transport: Literal["auto", "inline", "file_api"] = "auto"
+    #: The largest image sent inline: 4 MiB is 5.6 MB of base64 in its line, well under the
+    #: service's 20 MB per request (the cap, 14 MiB, is 19.6 MB of base64).
+    inline_image_max_bytes: int = Field(4 * 1024**2, ge=1, le=14 * 1024**2)
+    #: A request file is cut here (and at ``batch_size`` lines); the File API's limit is 2 GB.
+    max_request_file_bytes: int = Field(1024**3, ge=1, le=FILE_API_MAX_BYTES)
 
 
 class NetworkConfig(_Section):

@@ -134,6 +134,8 @@ class BatchSubmissionIntended(Event, frozen=True):
     input_file: str = ""
     #: The uploaded image files the requests reference (deleted once the batch is done).
     files: list[str] = []
+    #: How its images travel: ``inline``, ``file_api`` or ``mixed`` (logs before it: file_api).
+    transport: str = "file_api"
 
     def stream(self) -> str:
         return self.display_name
@@ -148,6 +150,8 @@ class BatchSubmitted(Event, frozen=True):
     record_keys: list[str]
     input_file: str = ""
     state: str = JobState.PENDING
+    #: How its images travel: ``inline``, ``file_api`` or ``mixed`` (logs before it: file_api).
+    transport: str = "file_api"
 
     def stream(self) -> str:
         return self.batch_id

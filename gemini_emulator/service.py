@@ -165,6 +165,10 @@ class Billed:
     key: str
     outcome: str
     total_tokens: int
+    #: The image the line was answered from: its bytes' sha256 (hex) and how it came
+    #: (``inline`` base64 or ``file_api`` by URI); empty for a request without an image.
+    image_sha256: str = ""
+    transport: str = ""
 
 
 class Service:
@@ -427,6 +431,12 @@ class Service:
 
     def _answer(self, job: Job, key: str, request: dict[str, Any]) -> dict[str, Any] | None:
         request = normalize_keys(request)
+        invalid = _invalid_inline(request)
+        if invalid is not None:
+            return {
+                "key": key,
+                "error": {"code": 400, "status": "INVALID_ARGUMENT", "message": invalid},
+            }
         missing = self._missing_file(job.owner, request)
         if missing is not None:
             return {
@@ -476,8 +486,17 @@ class Service:
             "thoughtsTokenCount": 0,
             "totalTokenCount": prompt_tokens + out_tokens,
         }
+        sha, transport = self._image_of(request)
         self.billed.append(
-            Billed(job.name, job.display_name, key, outcome, usage["totalTokenCount"])
+            Billed(
+                job.name,
+                job.display_name,
+                key,
+                outcome,
+                usage["totalTokenCount"],
+                image_sha256=sha,
+                transport=transport,
+            )
         )
         candidate: dict[str, Any] = {"finishReason": finish, "index": 0}
         if text is not None:
@@ -489,6 +508,17 @@ class Service:
         }
         return {"key": key, "response": response}
 
+    def _image_of(self, request: dict[str, Any]) -> tuple[str, str]:
+        """(sha256 hex, transport) of the request's first image; ("", "") without one."""
+        for part in _parts(request):
+            if "inlineData" in part:
+                data = base64.b64decode(part["inlineData"].get("data", ""))
+                return hashlib.sha256(data).hexdigest(), "inline"
+            if "fileData" in part:
+                f = self.files.get(_file_id(str(part["fileData"].get("fileUri", ""))))
+                return (hashlib.sha256(f.data).hexdigest() if f else ""), "file_api"
+        return "", ""
+
     def _missing_file(self, owner: str, request: dict[str, Any]) -> str | None:
         now = self.now()
         for content in request.get("contents", []):
@@ -496,10 +526,7 @@ class Service:
                 data = part.get("fileData")
                 if not data:
                     continue
-                uri = str(data.get("fileUri", ""))
-                file_id = (
-                    uri.rsplit("/files/", 1)[-1] if "/files/" in uri else uri.removeprefix("files/")
-                )
+                file_id = _file_id(str(data.get("fileUri", "")))
                 f = self.files.get(file_id)
                 if f is None or f.owner != owner or now > f.created + FILE_TTL_SECONDS:
                     return file_id
@@ -595,6 +622,31 @@ def _parse_jsonl(data: bytes) -> list[tuple[str, dict[str, Any]]]:
             raise ApiError(400, f"Input file line {n} has no request.")
         out.append((str(line.get("key", n)), line["request"]))
     return out
+
+
+def _parts(request: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for c in request.get("contents", []) for p in c.get("parts", [])]
+
+
+def _file_id(uri: str) -> str:
+    return uri.rsplit("/files/", 1)[-1] if "/files/" in uri else uri.removeprefix("files/")
+
+
+def _invalid_inline(request: dict[str, Any]) -> str | None:
+    """Why the request's inline data is refused (None if it is fine or there is none), as the
+    service answers: an ``image/*`` MIME type and valid base64."""
+    for part in _parts(request):
+        blob = part.get("inlineData")
+        if blob is None:
+            continue
+        mime = str(blob.get("mimeType", ""))
+        if not mime.startswith("image/"):
+            return f"Unsupported MIME type for inline data: {mime!r}."
+        try:
+            base64.b64decode(str(blob.get("data", "")), validate=True)
+        except (ValueError, TypeError):
+            return "Invalid value at 'inline_data.data' (TYPE_BYTES): invalid base64 data."
+    return None
 
 
 def _new_id() -> str:

@@ -35,6 +35,8 @@ class ActiveBatch(msgspec.Struct, array_like=True, gc=False):
     succeeded: int = 0
     failed: int = 0
     pending: int = 0
+    #: ``inline``, ``file_api`` or ``mixed``: how the batch's images travelled.
+    transport: str = "file_api"
 
 
 SPEC = TableSpec(
@@ -66,6 +68,7 @@ def _(e: BatchSubmitted, t: Tables, rec: Recorded) -> None:
             rec.seq,
             rec.ts,
             rec.ts,
+            transport=e.transport,
         ),
     )
 

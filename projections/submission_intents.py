@@ -30,6 +30,7 @@ class SubmissionIntent(msgspec.Struct, array_like=True, gc=False):
     input_file: str
     intended_seq: int
     intended_at: str
+    transport: str = "file_api"
 
 
 SPEC = TableSpec(
@@ -53,7 +54,13 @@ def _(e: BatchSubmissionIntended, t: Tables, rec: Recorded) -> None:
     t.put(
         SPEC,
         SubmissionIntent(
-            e.display_name, e.model, len(e.record_keys), e.input_file, rec.seq, rec.ts
+            e.display_name,
+            e.model,
+            len(e.record_keys),
+            e.input_file,
+            rec.seq,
+            rec.ts,
+            e.transport,
         ),
     )
 

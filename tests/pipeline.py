@@ -4,6 +4,7 @@ every end-to-end and crash test ends with."""
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,11 @@ from tests.reads import scalar
 API_KEY = "e2e-test-key-0123456789"
 UNBILLED = {"error_line", "missing_line", "unparseable_line"}
 IMAGE = png(8, 8, 1)
+#: The image transport of every config :func:`write_config` writes, unless a test names one:
+#: ``E2E_IMAGE_TRANSPORT=file_api pytest tests/e2e tests/crash`` runs the suites in file_api.
+TRANSPORT = os.environ.get("E2E_IMAGE_TRANSPORT", "")
+#: For a test about image uploads (their faults, events, progress): every image uploaded.
+FILE_API = {"image_transport": "file_api"}
 
 
 def make_dataset(root: Path, keys: list[str]) -> None:
@@ -59,6 +65,7 @@ def write_config(tmp: Path, url: str, **sections: dict[str, Any]) -> Path:
             "upload_retry_attempts": 3,
             "upload_retry_backoff_seconds": 0.01,
             "upload_concurrency": 8,
+            **({"image_transport": TRANSPORT} if TRANSPORT else {}),
         },
         "network": {
             "api_retry_attempts": 4,

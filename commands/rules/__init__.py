@@ -9,4 +9,5 @@ __all__ = [
     "cost",
     "results",
     "retry",
+    "transport",
 ]

@@ -90,6 +90,7 @@ class OpenIntent(msgspec.Struct, frozen=True):
     model: str
     input_file: str
     record_keys: list[str]
+    transport: str = "file_api"
 
 
 class Reconciled(msgspec.Struct, frozen=True):
@@ -127,6 +128,7 @@ def reconcile(intent: OpenIntent, found: Sequence[RemoteBatch]) -> Reconciled:
         record_keys=intent.record_keys,
         input_file=intent.input_file,
         state=job.state,
+        transport=intent.transport,
     )
     return Reconciled("adopted", [submitted], batch_id=job.name, matches=len(found))
 

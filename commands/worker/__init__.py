@@ -12,6 +12,7 @@ __all__ = [
     "dataset",
     "outputs",
     "progress",
+    "request_files",
     "runlock",
     "runlog",
     "scan",

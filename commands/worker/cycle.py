@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
@@ -43,13 +44,15 @@ from commands.rules.batches import (
     reconcile,
     submit_goes_on,
 )
+from commands.rules.transport import Transport, batch_transport, route_image
 from commands.schema import response_json_schema
 from commands.worker.cleanup import collect_garbage
 from commands.worker.collect import BatchRef, adopt_late, collect
 from commands.worker.context import Worker
-from commands.worker.dataset import Page, check_image, output_path
+from commands.worker.dataset import MAX_IMAGE_BYTES, Page, check_image, output_path
+from commands.worker.request_files import Ready, RequestFile, inline_part, write_request_files
 from commands.worker.scan import ScanDecision, scan_dataset
-from commands.worker.upload import Uploaded, upload_pages
+from commands.worker.upload import upload_pages, upload_with_retries
 from eventlog import crashpoints
 from eventlog.events import (
     BatchJobDeleted,
@@ -173,7 +176,7 @@ class Cycle:
                     extra=extra,
                 )
                 continue
-            verdict = reconcile(OpenIntent(name, model, input_file, keys), found)
+            verdict = reconcile(OpenIntent(name, model, input_file, keys, intent.transport), found)
             if verdict.outcome == "not_created":
                 w.append(verdict.events)
                 log.info(
@@ -402,56 +405,86 @@ class Cycle:
             )
         busy = queries.count_submissions_in_progress(w.store)
         capacity = batching.max_active_batches - busy
-        while capacity > 0 and queue:
+        created: CreateOutcome = "submitted"
+        while capacity > 0 and queue and submit_goes_on(created):
             take, queue = queue[:size], queue[size:]
-            ready = self._check_images(take)
-            uploaded: list[Uploaded] = self._reuse_images(ready)
-            reused = {u.page.key for u in uploaded}
-            ready = [p for p in ready if p.key not in reused]
-            bar = w.progress.start(f"uploading {len(ready)} pages", len(ready))
-            # Upload events are group-committed (a commit per upload would cost an fsync
-            # each); a crash before a flush leaves files the log never heard of, which the
-            # clean-up step finds on the service and deletes.
-            pending_events: list[Event] = []
-            last_flush = time.monotonic()
-            for outcome in upload_pages(
-                w.gateway,
+            routed = self._check_images(take)
+            ready: list[Ready] = [(page, None) for page, how in routed if how == "inline"]
+            to_upload = [page for page, how in routed if how == "file_api"]
+            reused = self._reuse_images(to_upload)
+            ready += reused
+            again = {page.key for page, _ in reused}
+            to_upload = [page for page in to_upload if page.key not in again]
+            if to_upload:
+                ready += self._upload_images(to_upload, summary)
+            if not ready:
+                continue
+            ready.sort(key=lambda r: r[0].key)
+            # A chunk is cut into request files by bytes too; each file is one batch.
+            files = write_request_files(
                 ready,
-                attempts=uploads.upload_retry_attempts,
-                backoff_seconds=uploads.upload_retry_backoff_seconds,
-                concurrency=uploads.upload_concurrency,
-                sleep=w.sleep,
-            ):
-                crashpoints.reach("after_image_upload")
-                pending_events += outcome.events
-                if len(pending_events) >= UPLOAD_EVENTS_PER_COMMIT or (
-                    time.monotonic() - last_flush > 1.0
-                ):
-                    w.append(pending_events)
-                    crashpoints.reach("after_upload_events")
-                    pending_events, last_flush = [], time.monotonic()
-                bar.update(1)
-                if outcome.remote is not None:
-                    uploaded.append(outcome)
-                elif outcome.refused:
-                    self._reject(outcome.page, f"the File API refused it: {outcome.message}")
+                self._request_line,
+                max_bytes=uploads.max_request_file_bytes,
+                directory=w.config.paths.database.parent,
+                reject=self._reject,
+            )
+            consumed = 0
+            try:
+                for request_file in files:
+                    consumed = request_file.consumed
+                    created = self._create(request_file, halvings)
+                    if created == "submitted":
+                        capacity -= 1
+                        summary.submitted += 1
+                    else:
+                        summary.deferred += len(request_file.items)
+                    if capacity <= 0 or not submit_goes_on(created):
+                        break
                 else:
-                    summary.deferred += 1
-            w.append(pending_events)
-            crashpoints.reach("after_upload_events")
-            bar.close()
-            if not uploaded:
-                continue
-            uploaded.sort(key=lambda u: u.page.key)
-            created = self._create(uploaded, halvings)
-            if created == "submitted":
-                capacity -= 1
-                summary.submitted += 1
-                continue
-            summary.deferred += len(uploaded)
-            if not submit_goes_on(created):
-                break
+                    consumed = len(ready)
+            finally:
+                files.close()
+            # Pages of a chunk no batch could take this cycle (their uploads are garbage now).
+            summary.deferred += len(ready) - consumed
         summary.candidates_left = len(queue)
+
+    def _upload_images(self, pages: list[Page], summary: CycleSummary) -> list[Ready]:
+        """Upload ``pages``' images by the upload policy; the ones uploaded, with their files."""
+        w, uploads = self.w, self.w.config.uploads
+        uploaded: list[Ready] = []
+        bar = w.progress.start(f"uploading {len(pages)} pages", len(pages))
+        # Upload events are group-committed (a commit per upload would cost an fsync
+        # each); a crash before a flush leaves files the log never heard of, which the
+        # clean-up step finds on the service and deletes.
+        pending_events: list[Event] = []
+        last_flush = time.monotonic()
+        for outcome in upload_pages(
+            w.gateway,
+            pages,
+            attempts=uploads.upload_retry_attempts,
+            backoff_seconds=uploads.upload_retry_backoff_seconds,
+            concurrency=uploads.upload_concurrency,
+            sleep=w.sleep,
+        ):
+            crashpoints.reach("after_image_upload")
+            pending_events += outcome.events
+            if len(pending_events) >= UPLOAD_EVENTS_PER_COMMIT or (
+                time.monotonic() - last_flush > 1.0
+            ):
+                w.append(pending_events)
+                crashpoints.reach("after_upload_events")
+                pending_events, last_flush = [], time.monotonic()
+            bar.update(1)
+            if outcome.remote is not None:
+                uploaded.append((outcome.page, outcome.remote))
+            elif outcome.refused:
+                self._reject(outcome.page, f"the File API refused it: {outcome.message}")
+            else:
+                summary.deferred += 1
+        w.append(pending_events)
+        crashpoints.reach("after_upload_events")
+        bar.close()
+        return uploaded
 
     def _look_up_deferred(self) -> set[str] | None:
         """Look each deferred submission's display name up once (a 429 that made a job after all
@@ -488,21 +521,21 @@ class Cycle:
                 )
         return adopted
 
-    def _reuse_images(self, pages: list[Page]) -> list[Uploaded]:
+    def _reuse_images(self, pages: list[Page]) -> list[Ready]:
         """The pages whose image is still on the File API (uploaded for a deferred submission,
         young enough): referenced again instead of uploaded again."""
         w = self.w
         found = queries.reusable_images(
             w.store, [p.key for p in pages], image_reusable_since(w.store.clock())
         )
-        out = []
+        out: list[Ready] = []
         for page in pages:
             image = found.get(page.key)
             if image is not None:
                 remote = RemoteFile(
                     image.file_name, image.file_uri, image.mime_type, image.size_bytes, page.key
                 )
-                out.append(Uploaded(page, remote, []))
+                out.append((page, remote))
         if out:
             log.info("Reusing %d page image(s) already on the File API", len(out))
         return out
@@ -544,48 +577,72 @@ class Cycle:
         log.warning("Skipping %s: %s", page.path, reason, extra={"record_key": page.key})
         self.w.append([InputRejected(path=page.path, reason=reason)])
 
-    def _check_images(self, pages: list[Page]) -> list[Page]:
-        ready = []
+    def _check_images(self, pages: list[Page]) -> list[tuple[Page, Transport]]:
+        """The pages that can go, each with its transport; the others are rejected."""
+        uploads = self.w.config.uploads
+        ready: list[tuple[Page, Transport]] = []
         for page in pages:
             reason = check_image(page)
             if reason is None:
-                ready.append(page)
-            else:
-                self._reject(page, reason)
+                try:
+                    size = os.stat(page.path).st_size
+                except OSError as e:
+                    size, reason = 0, f"cannot read: {e.strerror or e}"
+            if reason is None:
+                route = route_image(
+                    uploads.image_transport,
+                    size,
+                    inline_max=uploads.inline_image_max_bytes,
+                    file_max=MAX_IMAGE_BYTES,
+                )
+                if route.transport is not None:
+                    ready.append((page, route.transport))
+                    continue
+                reason = route.reason
+            self._reject(page, reason)
         return ready
 
-    def _create(self, uploaded: list[Uploaded], halvings: int = 0) -> CreateOutcome:
-        """Write and upload the request file, append the intent, create the batch.
+    def _create(self, request_file: RequestFile, halvings: int = 0) -> CreateOutcome:
+        """Upload the request file, wait until it is ACTIVE, append the intent, create the batch.
 
         Returns ``submitted``; ``unanswered`` when the service did not answer the create (the
         intent stays open, its records reserved, and the next cycle looks it up); ``refused``
         when it said no (the intent is abandoned); ``deferred`` when the request file could not
-        be uploaded or never became ACTIVE, or a create answered 400 FAILED_PRECONDITION after
-        its bounded retries; ``quota`` when it answered 429 RESOURCE_EXHAUSTED (closed as
-        deferred: no job was made). In every case but the first the pages wait.
+        be uploaded (the upload policy of every File API upload: attempts, backoff) or never
+        became ACTIVE, or a create answered 400 FAILED_PRECONDITION after its bounded retries;
+        ``quota`` when it answered 429 RESOURCE_EXHAUSTED (closed as deferred: no job was made).
+        In every case but the first the pages wait.
         """
-        w = self.w
+        w, uploads = self.w, self.w.config.uploads
         model = w.config.gemini.model
-        keys = [u.page.key for u in uploaded]
-        files = [u.remote.name for u in uploaded if u.remote is not None]
-        body = b"".join(self._request_line(u) for u in uploaded)
+        items = request_file.items
+        keys = [page.key for page, _ in items]
+        files = [remote.name for _, remote in items if remote is not None]
+        transport = batch_transport("inline" if r is None else "file_api" for _, r in items)
         self._batches_submitted += 1
         name = f"gb-{w.run_id}-{self._batches_submitted:03d}"
         extra = {"display_name": name}
-        try:
-            request_file = w.gateway.upload(
-                body, mime_type="jsonl", display_name=f"{name}-requests", retry=True
-            )
-        except GatewayError as e:
+        uploaded = upload_with_retries(
+            w.gateway,
+            request_file.path,
+            mime_type="jsonl",
+            display_name=f"{name}-requests",
+            attempts=uploads.upload_retry_attempts,
+            backoff_seconds=uploads.upload_retry_backoff_seconds,
+            sleep=w.sleep,
+            extra=extra,
+        )
+        request = uploaded.remote
+        if request is None:
             log.error(
                 "Cannot upload the request file of %s: %s; its pages wait for the next cycle",
                 name,
-                e,
+                uploaded.failures[-1][1] if uploaded.failures else "no attempt",
                 extra=extra,
             )
             return "deferred"
         crashpoints.reach("after_request_file_upload")
-        not_active = self._wait_active(request_file, name)
+        not_active = self._wait_active(request, name)
         if not_active is not None:
             log.error(
                 "Cannot create %s: %s; its pages wait for the next cycle",
@@ -601,14 +658,15 @@ class Cycle:
                     display_name=name,
                     model=model,
                     record_keys=keys,
-                    input_file=request_file.name,
+                    input_file=request.name,
                     files=files,
+                    transport=transport,
                 )
             ]
         )
         crashpoints.reach("after_intent")
         outcome = self._create_once_ready(
-            OpenIntent(name, model, request_file.name, keys), halvings
+            OpenIntent(name, model, request.name, keys, transport=transport), halvings
         )
         if not isinstance(outcome, RemoteBatch):
             return outcome
@@ -621,8 +679,9 @@ class Cycle:
                     display_name=name,
                     model=model,
                     record_keys=keys,
-                    input_file=request_file.name,
+                    input_file=request.name,
                     state=job.state,
+                    transport=transport,
                 )
             ]
         )
@@ -632,7 +691,7 @@ class Cycle:
             job.name,
             name,
             len(keys),
-            extra={"batch_id": job.name, **extra},
+            extra={"batch_id": job.name, "transport": transport, **extra},
         )
         return "submitted"
 
@@ -715,9 +774,10 @@ class Cycle:
         log.error("Create of %s refused: %s", name, error, extra=extra)
         return "refused"
 
-    def _request_line(self, u: Uploaded) -> bytes:
-        assert u.remote is not None
-        page, config = u.page, self.w.config
+    def _request_line(self, page: Page, remote: RemoteFile | None) -> bytes:
+        """One JSONL request line: the prompt, the previous page's output if configured, and the
+        image, inline (``remote`` None: base64 ``inlineData``) or by its File API URI."""
+        config = self.w.config
         parts: list[dict[str, Any]] = [{"text": config.gemini.prompt}]
         prev = self._previous.get(page.key)
         if prev is not None:
@@ -728,7 +788,10 @@ class Cycle:
                     f"({prev.key}):\n{context}"
                 }
             )
-        parts.append({"fileData": {"fileUri": u.remote.uri, "mimeType": u.remote.mime_type}})
+        if remote is None:
+            parts.append(inline_part(page))
+        else:
+            parts.append({"fileData": {"fileUri": remote.uri, "mimeType": remote.mime_type}})
         request = {
             "contents": [{"role": "user", "parts": parts}],
             "generationConfig": {

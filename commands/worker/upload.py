@@ -1,6 +1,8 @@
-"""Uploading page images, by the seed's policy: re-upload on every attempt, exponential backoff
-from ``upload_retry_backoff_seconds``, at most ``upload_retry_attempts``, then the page is skipped
-for this cycle. Each attempt becomes an event. Uploads run ``upload_concurrency`` at a time.
+"""Uploading to the File API, by the seed's policy: re-upload on every attempt, exponential backoff
+from ``upload_retry_backoff_seconds``, at most ``upload_retry_attempts``, then the page (or the
+request file's pages) is skipped for this cycle. :func:`upload_with_retries` is that policy for any
+file; for a page image each attempt becomes an event. Images upload ``upload_concurrency`` at a
+time.
 
 Worker threads only talk to the service; the caller's thread appends the events, as each page
 finishes, so a crash loses at most the pages still uploading (their files are cleaned up later).
@@ -10,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 
@@ -36,6 +39,56 @@ class Uploaded(msgspec.Struct):
     message: str = ""
 
 
+class Attempts(NamedTuple):
+    """How one file's upload went: ``remote`` is None when every attempt failed; ``failures``
+    holds each failed attempt (its number, its error)."""
+
+    remote: RemoteFile | None
+    failures: list[tuple[int, GatewayError]]
+
+    @property
+    def transient(self) -> bool:
+        """Whether the last failure may pass if tried later (True when none failed)."""
+        return not self.failures or self.failures[-1][1].transient
+
+
+def upload_with_retries(
+    gateway: GeminiPort,
+    source: Path | bytes,
+    *,
+    mime_type: str,
+    display_name: str,
+    attempts: int,
+    backoff_seconds: float,
+    sleep: Callable[[float], None] = time.sleep,
+    extra: Mapping[str, object] | None = None,
+) -> Attempts:
+    """The upload policy for any File API upload (a page image, a request file): up to
+    ``attempts`` tries, backoff from ``backoff_seconds`` doubled each time, a non-transient
+    refusal (4xx) stops at once. Each failed attempt is logged; nothing is appended."""
+    failures: list[tuple[int, GatewayError]] = []
+    for attempt in range(1, attempts + 1):
+        try:
+            remote = gateway.upload(source, mime_type=mime_type, display_name=display_name)
+        except GatewayError as e:
+            failures.append((attempt, e))
+            log.warning(
+                "Upload of %s failed (attempt %d/%d): %s",
+                display_name,
+                attempt,
+                attempts,
+                e,
+                extra={**(extra or {}), "attempt": attempt},
+            )
+            if not e.transient:
+                break
+            if attempt < attempts:
+                sleep(backoff_delay(backoff_seconds, attempt))
+            continue
+        return Attempts(remote, failures)
+    return Attempts(None, failures)
+
+
 def upload_one(
     gateway: GeminiPort,
     page: Page,
@@ -45,38 +98,27 @@ def upload_one(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Uploaded:
     """Try up to ``attempts`` times; a non-transient refusal (4xx) stops at once."""
-    events: list[Event] = []
-    last = ""
-    transient = True
-    for attempt in range(1, attempts + 1):
-        try:
-            remote = gateway.upload(
-                Path(page.path), mime_type=page.mime_type, display_name=page.key
-            )
-        except GatewayError as e:
-            last = str(e)
-            events.append(
-                UploadFailed(
-                    record_key=page.key,
-                    attempt=attempt,
-                    error_type=f"http_{e.code}" if e.code else "network",
-                    message=last,
-                )
-            )
-            log.warning(
-                "Upload of %s failed (attempt %d/%d): %s",
-                page.key,
-                attempt,
-                attempts,
-                e,
-                extra={"record_key": page.key, "attempt": attempt},
-            )
-            transient = e.transient
-            if not transient:
-                break
-            if attempt < attempts:
-                sleep(backoff_delay(backoff_seconds, attempt))
-            continue
+    outcome = upload_with_retries(
+        gateway,
+        Path(page.path),
+        mime_type=page.mime_type,
+        display_name=page.key,
+        attempts=attempts,
+        backoff_seconds=backoff_seconds,
+        sleep=sleep,
+        extra={"record_key": page.key},
+    )
+    events: list[Event] = [
+        UploadFailed(
+            record_key=page.key,
+            attempt=attempt,
+            error_type=f"http_{e.code}" if e.code else "network",
+            message=str(e),
+        )
+        for attempt, e in outcome.failures
+    ]
+    remote = outcome.remote
+    if remote is not None:
         events.append(
             FileUploaded(
                 record_key=page.key,
@@ -84,10 +126,11 @@ def upload_one(
                 file_uri=remote.uri,
                 mime_type=remote.mime_type,
                 size_bytes=remote.size_bytes,
-                attempt=attempt,
+                attempt=len(outcome.failures) + 1,
             )
         )
         return Uploaded(page, remote, events)
+    last = str(outcome.failures[-1][1]) if outcome.failures else ""
     events.append(UploadAbandoned(record_key=page.key, attempts=len(events), message=last))
     log.warning(
         "Skipping %s this cycle: upload failed %d time(s)",
@@ -95,7 +138,7 @@ def upload_one(
         len(events) - 1,
         extra={"record_key": page.key},
     )
-    return Uploaded(page, None, events, refused=not transient, message=last)
+    return Uploaded(page, None, events, refused=not outcome.transient, message=last)
 
 
 def upload_pages(

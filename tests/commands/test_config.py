@@ -47,6 +47,18 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
             "[gemini] output_schema: Value error, must be 'module:Class'",
         ),
         ("[batching\n", "not valid TOML"),
+        (
+            '[uploads]\nimage_transport = "base64"\n',
+            "[uploads] image_transport: Input should be 'auto', 'inline' or 'file_api'",
+        ),
+        (
+            "[uploads]\nmax_request_file_bytes = 3000000000\n",
+            "[uploads] max_request_file_bytes: Input should be less than or equal to 2147483648",
+        ),
+        (
+            "[uploads]\ninline_image_max_bytes = 0\n",
+            "[uploads] inline_image_max_bytes: Input should be greater than or equal to 1",
+        ),
     ],
 )
 def test_bad_config_names_the_file_and_key(tmp_path: Path, text: str, message: str) -> None:
@@ -93,6 +105,9 @@ def test_every_design_key_exists() -> None:
             "upload_concurrency",
             "request_file_active_timeout_seconds",
             "request_file_active_poll_seconds",
+            "image_transport",
+            "inline_image_max_bytes",
+            "max_request_file_bytes",
         },
         "network": {"api_retry_attempts", "api_retry_backoff_seconds", "request_timeout_seconds"},
         "pricing": {"batch_discount", "currency", "models"},

@@ -1,6 +1,9 @@
 """SIGKILL the worker at every side-effect boundary of a cycle (a real subprocess, a point named
 to the test harness), restart it until the work is done, and check that nothing was lost,
-nothing is half-written, the projections equal the log, and no record was billed twice."""
+nothing is half-written, the projections equal the log, and no record was billed twice.
+
+Each point is run in both image transports: ``auto`` with images of two sizes (so a batch carries
+inline images and uploaded ones, and the upload points are still reached) and ``file_api``."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from typing import Any
 import pytest
 
 from commands.config import load_config
+from commands.integrations.demo import png
 from commands.schema import PageExtraction
 from commands.worker.dataset import output_path
 from gemini_emulator import Emulator
@@ -20,6 +24,9 @@ from tests.crash.test_kill_and_restart import worker
 from tests.pipeline import keys_for, make_dataset, write_config
 
 KEYS = keys_for(states=1, schools=2, years=1, pages=9)  # 18 pages, batches of 6
+#: In ``auto``, every third page is above ``inline_image_max_bytes`` and goes by the File API.
+BIG, BIG_IMAGE, INLINE_MAX = KEYS[::3], png(200, 200, 3), 200
+TRANSPORTS = ["auto", "file_api"]
 CLEAN = {
     "timing": {"pending_seconds": 0.0, "running_seconds": 0.2},
     "jobs": [{"nth": 1, "outcome": "FAILED"}],
@@ -70,25 +77,34 @@ QUOTA_POINTS = [
 ]
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize(("point", "nth"), POINTS, ids=[p for p, _ in POINTS])
 def test_kill_at_every_step_then_restart_until_done(
-    tmp_path: Path, emulator: Emulator, point: str, nth: int
+    tmp_path: Path, emulator: Emulator, point: str, nth: int, transport: str
 ) -> None:
-    _kill_restart_and_check(tmp_path, emulator, point, nth, CLEAN)
+    _kill_restart_and_check(tmp_path, emulator, point, nth, CLEAN, transport)
 
 
 @pytest.mark.parametrize(("point", "nth"), QUOTA_POINTS, ids=[f"{p}-{n}" for p, n in QUOTA_POINTS])
 def test_kill_at_every_step_of_a_quota_storm_then_restart_until_done(
     tmp_path: Path, emulator: Emulator, point: str, nth: int
 ) -> None:
-    _kill_restart_and_check(tmp_path, emulator, point, nth, QUOTA)
+    _kill_restart_and_check(tmp_path, emulator, point, nth, QUOTA, "auto")
 
 
 def _kill_restart_and_check(
-    tmp_path: Path, emulator: Emulator, point: str, nth: int, policy: dict[str, Any]
+    tmp_path: Path,
+    emulator: Emulator,
+    point: str,
+    nth: int,
+    policy: dict[str, Any],
+    transport: str,
 ) -> None:
     emulator.policy = policy
     make_dataset(tmp_path / "input", KEYS)
+    for key in BIG:
+        state, school, year, page = key.split(":")
+        (tmp_path / "input" / state / school / year / f"{page}.png").write_bytes(BIG_IMAGE)
     config_path = write_config(
         tmp_path,
         emulator.url,
@@ -98,7 +114,11 @@ def _kill_restart_and_check(
             "quota_backoff_seconds": 0.1,
             "quota_backoff_max_seconds": 0.2,
         },
-        uploads={"request_file_active_poll_seconds": 0.05},
+        uploads={
+            "request_file_active_poll_seconds": 0.05,
+            "image_transport": transport,
+            "inline_image_max_bytes": INLINE_MAX,
+        },
     )
     first = worker(config_path, "run", "--until-idle", crash_at=point, nth=nth)
     assert first.returncode == -signal.SIGKILL, (point, first.stderr[-1500:])
@@ -119,6 +139,11 @@ def _kill_restart_and_check(
     # Each record billed in at most one succeeded job, and every created job created once.
     billed = Counter(b.key for b in emulator.service.ledger())
     assert set(billed) == set(KEYS) and max(billed.values()) == 1, billed
+    # Each page answered from its own image, sent the way its size and the transport say.
+    sent = {b.key: b.transport for b in emulator.service.ledger()}
+    assert sent == {
+        k: "file_api" if transport == "file_api" or k in BIG else "inline" for k in KEYS
+    }
     assert max(emulator.service.creates.values()) == 1
     assert not emulator.service.files  # nothing left behind on the File API
     # Every collected job deleted from the service (only the FAILED one is left there).

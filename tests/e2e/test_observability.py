@@ -20,7 +20,7 @@ from eventlog.events import RecordFailed, RecordValidated
 from gemini_emulator import Emulator
 from projections import open_store
 from tests.conftest import ROOT, run_cli
-from tests.pipeline import API_KEY, keys_for, make_dataset, write_config
+from tests.pipeline import API_KEY, FILE_API, keys_for, make_dataset, write_config
 
 KEYS = keys_for(1, 2, 1, 10)
 POLICY = {
@@ -46,7 +46,7 @@ def finished(tmp_path: Path, emulator: Emulator) -> tuple[Path, Emulator, str]:
     emulator.policy = POLICY
     make_dataset(tmp_path / "input", KEYS)
     (tmp_path / "input" / "State0" / "School0" / "2020" / "notes.txt").write_text("x")
-    path = write_config(tmp_path, emulator.url, batching={"batch_size": 20})
+    path = write_config(tmp_path, emulator.url, batching={"batch_size": 20}, uploads=FILE_API)
     with path.open("a") as fh:
         fh.write(
             "[pricing]\nbatch_discount = 0.5\n"
@@ -155,7 +155,7 @@ def test_json_logs_carry_run_batch_and_record_fields(tmp_path: Path, emulator: E
         "faults": [{"endpoint": "files.upload", "match": KEYS[0], "times": 1, "status": 503}]
     }
     make_dataset(tmp_path / "input", KEYS[:4])
-    path = write_config(tmp_path, emulator.url)
+    path = write_config(tmp_path, emulator.url, uploads=FILE_API)
     r = run_cli(
         "--config",
         str(path),
@@ -219,7 +219,7 @@ def _run_in_terminal(args: list[str], env: dict[str, str]) -> str:
 
 def test_progress_bars_on_a_terminal_only(tmp_path: Path, emulator: Emulator) -> None:
     make_dataset(tmp_path / "input", KEYS)
-    path = write_config(tmp_path, emulator.url, batching={"batch_size": 20})
+    path = write_config(tmp_path, emulator.url, batching={"batch_size": 20}, uploads=FILE_API)
     env = {"E2E_GEMINI_KEY": API_KEY}
     shown = _run_in_terminal(["--config", str(path), "run", "--until-idle"], env)
     assert f"uploading {len(KEYS)} pages" in shown and "results of batches/" in shown

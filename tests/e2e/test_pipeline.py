@@ -16,7 +16,14 @@ from eventlog.events import BatchFailed, BatchSubmissionAbandoned, BatchSubmitte
 from gemini_emulator import Emulator
 from projections import open_store
 from tests.conftest import run_cli
-from tests.pipeline import API_KEY, check_final_state, keys_for, make_dataset, write_config
+from tests.pipeline import (
+    API_KEY,
+    FILE_API,
+    check_final_state,
+    keys_for,
+    make_dataset,
+    write_config,
+)
 
 KEYS = keys_for(states=2, schools=3, years=2, pages=18)  # 216 pages
 POISON = {
@@ -71,7 +78,9 @@ def test_216_pages_with_every_fault_end_written_or_dead_lettered(
     emulator.policy = FAULTS
     make_dataset(tmp_path / "input", KEYS)
     config = load_config(
-        write_config(tmp_path, emulator.url, network={"request_timeout_seconds": 1})
+        write_config(
+            tmp_path, emulator.url, network={"request_timeout_seconds": 1}, uploads=FILE_API
+        )
     )
     with caplog.at_level(logging.INFO):
         result = run(config, until_idle=True, max_cycles=80, api_key=API_KEY)
