@@ -23,18 +23,27 @@ class Route(msgspec.Struct, frozen=True):
     reason: str = ""
 
 
-def route_image(mode: Mode, size: int, *, inline_max: int, file_max: int) -> Route:
+def base64_bytes(size: int) -> int:
+    """How many bytes ``size`` bytes take as base64."""
+    return 4 * ((size + 2) // 3)
+
+
+def route_image(
+    mode: Mode, size: int, *, inline_max: int, file_max: int, request_max: int
+) -> Route:
     """The transport of an image of ``size`` bytes under ``mode``: ``auto`` sends it inline up to
-    ``inline_max`` and through the File API above; an image too big for the transports the mode
-    allows is refused, its size in the reason."""
-    if mode != "file_api" and size <= inline_max:
+    ``inline_max`` (and while its base64 fits a request file of ``request_max``), through the
+    File API above; an image too big for the transports the mode allows is refused, its size in
+    the reason."""
+    encoded = base64_bytes(size)
+    if mode != "file_api" and size <= inline_max and encoded <= request_max:
         return Route("inline")
     if mode == "inline":
-        return Route(
-            None,
-            f"too big to send inline ({size} > {inline_max} bytes, "
-            "[uploads] inline_image_max_bytes; image_transport is inline)",
-        )
+        if size > inline_max:
+            why = f"{size} > {inline_max} bytes, [uploads] inline_image_max_bytes"
+        else:
+            why = f"{size} bytes, {encoded} as base64 > {request_max}, max_request_file_bytes"
+        return Route(None, f"too big to send inline ({why}; image_transport is inline)")
     if size > file_max:
         return Route(None, f"larger than the File API limit ({size} > {file_max} bytes)")
     return Route("file_api")

@@ -48,6 +48,8 @@ class RunReport(msgspec.Struct):
     batches_submitted: list[str] = []
     batches_completed: list[str] = []
     batches_ended: dict[str, int] = {}
+    #: Batches submitted by how their images travelled (``inline``, ``file_api``, ``mixed``).
+    batch_transports: dict[str, int] = {}
     validated: int = 0
     failed: int = 0
     failures: list[FailureRow] = []
@@ -120,6 +122,7 @@ def build(store: EventStore, run_id: str, config: Config) -> RunReport:
             e = rec.event
             if isinstance(e, BatchSubmitted):
                 r.batches_submitted.append(e.batch_id)
+                r.batch_transports[e.transport] = r.batch_transports.get(e.transport, 0) + 1
             elif isinstance(e, BatchCompleted | BatchFailed):
                 if isinstance(e, BatchCompleted):
                     r.batches_completed.append(e.batch_id)
@@ -217,6 +220,8 @@ def render(r: RunReport) -> str:
             if r.quota_deferrals
             else []
         ),
+        "- Image transport: "
+        + (", ".join(f"{n} {t}" for t, n in sorted(r.batch_transports.items())) or "no batch"),
         f"- Uploads: {r.upload_attempts_failed} failed attempt(s) (retried or given up); "
         f"{len(r.uploads_abandoned)} page(s) skipped this run",
         f"- Inputs rejected: {len(r.rejected_inputs)}",

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
@@ -44,13 +43,19 @@ from commands.rules.batches import (
     reconcile,
     submit_goes_on,
 )
-from commands.rules.transport import Transport, batch_transport, route_image
+from commands.rules.transport import Transport, batch_transport
 from commands.schema import response_json_schema
 from commands.worker.cleanup import collect_garbage
 from commands.worker.collect import BatchRef, adopt_late, collect
 from commands.worker.context import Worker
-from commands.worker.dataset import MAX_IMAGE_BYTES, Page, check_image, output_path
-from commands.worker.request_files import Ready, RequestFile, inline_part, write_request_files
+from commands.worker.dataset import Page, output_path
+from commands.worker.request_files import (
+    Ready,
+    RequestFile,
+    inline_part,
+    route_page,
+    write_request_files,
+)
 from commands.worker.scan import ScanDecision, scan_dataset
 from commands.worker.upload import upload_pages, upload_with_retries
 from eventlog import crashpoints
@@ -579,27 +584,13 @@ class Cycle:
 
     def _check_images(self, pages: list[Page]) -> list[tuple[Page, Transport]]:
         """The pages that can go, each with its transport; the others are rejected."""
-        uploads = self.w.config.uploads
         ready: list[tuple[Page, Transport]] = []
         for page in pages:
-            reason = check_image(page)
-            if reason is None:
-                try:
-                    size = os.stat(page.path).st_size
-                except OSError as e:
-                    size, reason = 0, f"cannot read: {e.strerror or e}"
-            if reason is None:
-                route = route_image(
-                    uploads.image_transport,
-                    size,
-                    inline_max=uploads.inline_image_max_bytes,
-                    file_max=MAX_IMAGE_BYTES,
-                )
-                if route.transport is not None:
-                    ready.append((page, route.transport))
-                    continue
-                reason = route.reason
-            self._reject(page, reason)
+            route = route_page(page, self.w.config.uploads)
+            if route.transport is None:
+                self._reject(page, route.reason)
+            else:
+                ready.append((page, route.transport))
         return ready
 
     def _create(self, request_file: RequestFile, halvings: int = 0) -> CreateOutcome:

@@ -15,9 +15,10 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from commands.config import UploadsConfig
 from commands.gemini.port import RemoteFile
-from commands.rules.transport import line_too_big, starts_new_file
-from commands.worker.dataset import Page
+from commands.rules.transport import Route, line_too_big, route_image, starts_new_file
+from commands.worker.dataset import MAX_IMAGE_BYTES, Page, check_image
 
 #: A page ready for its request line: its uploaded file, or None when it goes inline.
 Ready = tuple[Page, RemoteFile | None]
@@ -31,6 +32,26 @@ class RequestFile(NamedTuple):
     size_bytes: int
     #: How many of the input items were used up once this file was cut (rejected ones included).
     consumed: int
+
+
+def route_page(page: Page, uploads: UploadsConfig) -> Route:
+    """How ``page``'s image can go (reads its header and size): a ``transport``, or why it
+    cannot go at all (unreadable, not the image its extension says, too big for its transport).
+    The scan asks the same of a page rejected before, to see whether it was fixed."""
+    reason = check_image(page)
+    if reason is not None:
+        return Route(None, reason)
+    try:
+        size = os.stat(page.path).st_size
+    except OSError as e:
+        return Route(None, f"cannot read: {e.strerror or e}")
+    return route_image(
+        uploads.image_transport,
+        size,
+        inline_max=uploads.inline_image_max_bytes,
+        file_max=MAX_IMAGE_BYTES,
+        request_max=uploads.max_request_file_bytes,
+    )
 
 
 def inline_part(page: Page) -> dict[str, Any]:

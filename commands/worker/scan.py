@@ -28,6 +28,7 @@ from commands.worker.dataset import (
     output_names,
     walk_years,
 )
+from commands.worker.request_files import route_page
 from eventlog.events import Event, InputRejected, InputRejectionCleared, RecordDeadLettered
 from eventlog.store import EventStore
 from projections import queries
@@ -74,6 +75,7 @@ def scan_dataset(store: EventStore, config: Config, *, limit: int | None = None)
         max_retries=config.batching.max_retries,
         context_previous_page=config.gemini.context_previous_page,
         limit=limit,
+        check_page=lambda page: route_page(page, config.uploads).reason or None,
     )
 
 
@@ -85,6 +87,7 @@ def scan(
     max_retries: int,
     context_previous_page: bool,
     limit: int | None = None,
+    check_page: Callable[[Page], str | None] = check_image,
 ) -> ScanDecision:
     """Walk the input tree and decide, keeping at most ``limit`` candidates (all are counted)."""
     problems: list[Problem] = []
@@ -97,6 +100,7 @@ def scan(
         max_retries=max_retries,
         context_previous_page=context_previous_page,
         limit=limit,
+        check_page=check_page,
     )
 
 
@@ -108,6 +112,7 @@ def decide(
     max_retries: int,
     context_previous_page: bool,
     limit: int | None = None,
+    check_page: Callable[[Page], str | None] = check_image,
 ) -> ScanDecision:
     """:func:`decide_years` for a flat page list, outputs taken from ``state.outputs``."""
 
@@ -127,6 +132,7 @@ def decide(
         max_retries=max_retries,
         context_previous_page=context_previous_page,
         limit=limit,
+        check_page=check_page,
     )
 
 
@@ -139,6 +145,7 @@ def decide_years(
     max_retries: int,
     context_previous_page: bool,
     limit: int | None = None,
+    check_page: Callable[[Page], str | None] = check_image,
 ) -> ScanDecision:
     """Candidates in (state, school, year, page) order, the events the scan decided (dead
     letters, rejected inputs and rejections cleared), and counts. Pure but for re-reading the
@@ -178,7 +185,7 @@ def decide_years(
             stem = entry[1]
             key = prefix + stem
             if rejected and entry[2] in rejected:
-                reason = check_image(year.page(entry))
+                reason = check_page(year.page(entry))
                 if reason is not None:
                     still_rejected[entry[2]] = reason
                     continue

@@ -14,14 +14,14 @@ from commands.rules.transport import (
     starts_new_file,
 )
 
-INLINE_MAX, FILE_MAX = 100, 1000
+INLINE_MAX, FILE_MAX, REQUEST_MAX = 100, 1000, 120
 
 
 @pytest.mark.parametrize(
     ("mode", "size", "expected"),
     [
         ("auto", 1, Route("inline")),
-        ("auto", INLINE_MAX, Route("inline")),
+        ("auto", 90, Route("inline")),
         ("auto", INLINE_MAX + 1, Route("file_api")),
         ("auto", FILE_MAX, Route("file_api")),
         (
@@ -29,13 +29,24 @@ INLINE_MAX, FILE_MAX = 100, 1000
             FILE_MAX + 1,
             Route(None, "larger than the File API limit (1001 > 1000 bytes)"),
         ),
-        ("inline", INLINE_MAX, Route("inline")),
+        ("inline", 90, Route("inline")),
         (
             "inline",
             INLINE_MAX + 1,
             Route(
                 None,
                 "too big to send inline (101 > 100 bytes, [uploads] inline_image_max_bytes; "
+                "image_transport is inline)",
+            ),
+        ),
+        ("auto", 90, Route("inline")),  # 120 bytes of base64: exactly a request file
+        ("auto", 91, Route("file_api")),  # 124 bytes of base64: no request file holds it
+        (
+            "inline",
+            91,
+            Route(
+                None,
+                "too big to send inline (91 bytes, 124 as base64 > 120, max_request_file_bytes; "
                 "image_transport is inline)",
             ),
         ),
@@ -49,7 +60,10 @@ INLINE_MAX, FILE_MAX = 100, 1000
     ],
 )
 def test_route_image(mode: Mode, size: int, expected: Route) -> None:
-    assert route_image(mode, size, inline_max=INLINE_MAX, file_max=FILE_MAX) == expected
+    route = route_image(
+        mode, size, inline_max=INLINE_MAX, file_max=FILE_MAX, request_max=REQUEST_MAX
+    )
+    assert route == expected
 
 
 @pytest.mark.parametrize(

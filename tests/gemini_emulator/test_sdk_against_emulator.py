@@ -175,6 +175,43 @@ def test_inline_requests_come_back_inline(emu: Emulator) -> None:
     assert resp.metadata == {"key": "k1"} and json.loads(resp.response.text)["text"]
 
 
+def test_inline_images_are_checked_and_the_ledger_names_each_image(emu: Emulator) -> None:
+    """The SDK sends ``inline_data`` (snake_case, bytes as base64): a valid ``image/*`` blob is
+    answered and billed with its sha256; a non-image MIME type or bad base64 is a 400 line."""
+    import hashlib
+
+    c = client(emu)
+    image = b"\x89PNG\r\n\x1a\n fake image bytes"
+
+    def request(key: str, blob: dict[str, Any]) -> types.InlinedRequestDict:
+        return {
+            "contents": [{"parts": [{"text": "x"}, {"inline_data": blob}], "role": "user"}],
+            "metadata": {"key": key},
+        }
+
+    inline = [
+        request("good", {"mime_type": "image/png", "data": image}),
+        request("text", {"mime_type": "text/plain", "data": image}),
+    ]
+    job = c.batches.create(model="gemini-2.5-flash", src=inline, config={"display_name": "img"})
+    got = c.batches.get(name=name_of(job))
+    assert got.dest is not None and got.dest.inlined_responses is not None
+    by_key = {str((r.metadata or {})["key"]): r for r in got.dest.inlined_responses}
+    good, text = by_key["good"], by_key["text"]
+    assert good.response is not None and good.error is None
+    assert text.error is not None and text.error.code == 400
+    # Bad base64 cannot pass the SDK's own encoding: it comes in a request file, as ours do.
+    bad = request_line("bad", "unused")
+    bad["request"]["contents"][0]["parts"][1] = {
+        "inlineData": {"mimeType": "image/png", "data": "not base64!"}
+    }
+    line = results(c, submit(c, [bad], name="gb-bad"))["bad"]
+    assert line["error"]["code"] == 400 and "base64" in line["error"]["message"]
+    [billed] = [b for b in emu.service.ledger() if b.display_name == "img"]
+    assert billed.key == "good" and billed.transport == "inline"
+    assert billed.image_sha256 == hashlib.sha256(image).hexdigest()
+
+
 def test_list_cancel_and_delete_batches(emu: Emulator) -> None:
     emu.policy = {"jobs": [{"outcome": "STUCK"}]}
     c = client(emu)
