@@ -164,8 +164,9 @@ class Gateway:
     def upload(
         self, source: Path | bytes, *, mime_type: str, display_name: str, retry: bool = False
     ) -> RemoteFile:
-        """Upload a file. Page images make one attempt (their policy is
-        :mod:`commands.worker.upload`); ``retry=True`` (request files) uses the API retry policy."""
+        """Upload a file: one attempt. The worker's uploads, page images and request files alike,
+        follow the upload policy of :mod:`commands.worker.upload`; ``retry=True`` uses the API
+        retry policy instead (for callers outside the worker)."""
         import io
 
         what = f"upload {display_name}"

@@ -4,6 +4,8 @@ File API, and ``auto`` choosing by size; request files cut by bytes; images too 
 from __future__ import annotations
 
 import hashlib
+import logging
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, cast
@@ -245,6 +247,7 @@ def test_replay_shows_each_active_batch_transport(tmp_path: Path, emulator: Emul
         KEYS[:4],
         [KEYS[0]],
         policy={"timing": {"pending_seconds": 3600, "running_seconds": 1}},
+        image_transport="auto",
         inline_image_max_bytes=INLINE_MAX,
     )
     run(config, max_cycles=1, api_key=API_KEY)
@@ -252,3 +255,31 @@ def test_replay_shows_each_active_batch_transport(tmp_path: Path, emulator: Emul
     rows = view(replay_for_views(store, store.last_seq()), "active-batches")
     store.close()
     assert [r["transport"] for r in rows] == ["mixed"]
+
+
+def test_the_request_file_upload_follows_the_upload_policy(
+    tmp_path: Path, emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Three 503s on the request file: attempts 1-3 with backoff, the pages wait a cycle, then
+    the fourth upload makes the batch; the API retry policy (4 attempts) is not what applies."""
+    keys = KEYS[:3]  # inline: every upload is a request file
+    faults = [{"endpoint": "files.upload", "calls": [1, 2, 3], "status": 503}]
+    config = setup(
+        tmp_path, emulator, keys, [], policy={**CLEAN, "faults": faults}, image_transport="inline"
+    )
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        time.sleep(0.02)
+
+    with caplog.at_level(logging.WARNING):
+        result = run(config, until_idle=True, max_cycles=40, api_key=API_KEY, sleep=sleep)
+    assert result.outcome == "ok" and result.last.idle
+    assert check_final_state(config, emulator, keys) == {"written": len(keys)}
+    failed = [r.getMessage() for r in caplog.records if "-requests failed (attempt" in r.message]
+    assert [m.split("(attempt ")[1][:3] for m in failed] == ["1/3", "2/3", "3/3"]
+    assert any("Cannot upload the request file of" in r.message for r in caplog.records)
+    backoff = config.uploads.upload_retry_backoff_seconds
+    assert sleeps[:2] == [backoff, 2 * backoff]
+    assert emulator.policy.calls("files.upload") == 4  # inline images: request files only
