@@ -25,7 +25,14 @@ from eventlog.events import (
 )
 from gemini_emulator import Emulator
 from projections import open_store
-from tests.pipeline import API_KEY, check_final_state, keys_for, make_dataset, write_config
+from tests.pipeline import (
+    API_KEY,
+    FILE_API,
+    check_final_state,
+    keys_for,
+    make_dataset,
+    write_config,
+)
 from tests.reads import scalar
 
 KEYS = keys_for(1, 1, 1, 8)
@@ -68,6 +75,7 @@ def test_a_429_storm_on_create_holds_the_pages_back_then_writes_them_once(
         emulator,
         {"faults": [{"endpoint": "batches.create", "status": 429, "times": 3}]},
         batching={"batch_size": 8, "quota_backoff_seconds": 0.4, "quota_backoff_max_seconds": 2},
+        uploads=FILE_API,  # the images go by the File API, so their reuse can be counted
     )
     cycles(config, 1)  # the first create answers 429: deferred, held back
     held = status_json(config)["quota_hold"]
