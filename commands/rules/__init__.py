@@ -9,5 +9,6 @@ __all__ = [
     "cost",
     "results",
     "retry",
+    "tokens",
     "transport",
 ]
