@@ -66,6 +66,9 @@ class BatchingConfig(_Section):
     #: for each further 429 in a row, at most ``quota_backoff_max_seconds``.
     quota_backoff_seconds: float = Field(60.0, ge=0)
     quota_backoff_max_seconds: float = Field(1800.0, ge=0)
+    #: Token-aware admission: batches go while the tokens estimated for the active batches, the
+    #: open intents and the batch about to go stay at or under this (0: off, only counts apply).
+    max_enqueued_tokens: int = Field(0, ge=0)
     #: Delete a batch's job from the service once its results are durable (keeps the history a
     #: display-name lookup reads short); its request and result files are deleted either way.
     delete_finished_jobs: bool = True

@@ -136,6 +136,10 @@ class BatchSubmissionIntended(Event, frozen=True):
     files: list[str] = []
     #: How its images travel: ``inline``, ``file_api`` or ``mixed`` (logs before it: file_api).
     transport: str = "file_api"
+    #: Tokens estimated for the batch before it went (input + output; what token admission
+    #: counts), and of them the input (0: written before estimates, or not estimated).
+    estimated_tokens: int = 0
+    estimated_input_tokens: int = 0
 
     def stream(self) -> str:
         return self.display_name
@@ -152,6 +156,8 @@ class BatchSubmitted(Event, frozen=True):
     state: str = JobState.PENDING
     #: How its images travel: ``inline``, ``file_api`` or ``mixed`` (logs before it: file_api).
     transport: str = "file_api"
+    #: Its intent's ``estimated_tokens``, carried into ``active_batches``.
+    estimated_tokens: int = 0
 
     def stream(self) -> str:
         return self.batch_id

@@ -37,6 +37,8 @@ class ActiveBatch(msgspec.Struct, array_like=True, gc=False):
     pending: int = 0
     #: ``inline``, ``file_api`` or ``mixed``: how the batch's images travelled.
     transport: str = "file_api"
+    #: Tokens estimated for the batch before it went (0: not estimated).
+    estimated_tokens: int = 0
 
 
 SPEC = TableSpec(
@@ -69,6 +71,7 @@ def _(e: BatchSubmitted, t: Tables, rec: Recorded) -> None:
             rec.ts,
             rec.ts,
             transport=e.transport,
+            estimated_tokens=e.estimated_tokens,
         ),
     )
 

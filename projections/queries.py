@@ -67,6 +67,7 @@ __all__ = [
     "count_with_status",
     "dead_letter_keys",
     "deferred_to_check",
+    "estimated_tokens_in_flight",
     "failing_by_count",
     "failure_count_of",
     "failure_counts",
@@ -193,6 +194,16 @@ def count_submissions_in_progress(store: EventStore) -> int:
     return _count(
         store,
         "SELECT (SELECT count(*) FROM active_batches) + (SELECT count(*) FROM submission_intents)",
+    )
+
+
+def estimated_tokens_in_flight(store: EventStore) -> int:
+    """Tokens estimated for the active batches and the open intents, read in one statement:
+    what token admission (``max_enqueued_tokens``) counts as enqueued on the service."""
+    return _count(
+        store,
+        "SELECT (SELECT coalesce(sum(estimated_tokens), 0) FROM active_batches) + "
+        "(SELECT coalesce(sum(estimated_tokens), 0) FROM submission_intents)",
     )
 
 

@@ -31,6 +31,8 @@ class SubmissionIntent(msgspec.Struct, array_like=True, gc=False):
     intended_seq: int
     intended_at: str
     transport: str = "file_api"
+    #: Tokens estimated for the batch (its intent's ``estimated_tokens``).
+    estimated_tokens: int = 0
 
 
 SPEC = TableSpec(
@@ -61,6 +63,7 @@ def _(e: BatchSubmissionIntended, t: Tables, rec: Recorded) -> None:
             rec.seq,
             rec.ts,
             e.transport,
+            e.estimated_tokens,
         ),
     )
 

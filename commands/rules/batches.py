@@ -91,6 +91,8 @@ class OpenIntent(msgspec.Struct, frozen=True):
     input_file: str
     record_keys: list[str]
     transport: str = "file_api"
+    #: The intent's token estimate, carried onto the adopted batch.
+    estimated_tokens: int = 0
 
 
 class Reconciled(msgspec.Struct, frozen=True):
@@ -129,6 +131,7 @@ def reconcile(intent: OpenIntent, found: Sequence[RemoteBatch]) -> Reconciled:
         input_file=intent.input_file,
         state=job.state,
         transport=intent.transport,
+        estimated_tokens=intent.estimated_tokens,
     )
     return Reconciled("adopted", [submitted], batch_id=job.name, matches=len(found))
 

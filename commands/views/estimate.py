@@ -1,25 +1,26 @@
 """``estimate``: what the pending work should cost, before it is submitted (read-only).
 
-Tokens per page come from this log's history for the configured model when it has any (the mean
-of past billed results), otherwise from a stated assumption: the image (258 tokens), the prompt
-and schema text (4 characters a token), and ``ASSUMED_OUTPUT_TOKENS`` of output.
+Tokens per page come from the same estimator token admission uses
+(:mod:`commands.worker.estimator`): input by Gemini's image rule on the dimensions in each pending
+page's header (the mean over up to ``HEADER_SAMPLE`` of them) plus the prompt and schema at 4
+characters a token; output from the mean billed for the configured model in this log, or the
+rule's default before any result.
 """
 
 from __future__ import annotations
-
-import json
 
 import msgspec
 
 from commands.config import Config
 from commands.rules.cost import token_cost
+from commands.rules.tokens import image_tokens
 from commands.schema import load_schema, response_json_schema
+from commands.worker.estimator import TokenEstimator
 from commands.worker.scan import scan_dataset
 from eventlog.store import EventStore
-from projections import queries
 
-IMAGE_TOKENS = 258
-ASSUMED_OUTPUT_TOKENS = 600
+#: The pending pages whose headers are read for the input figure (the mean of them).
+HEADER_SAMPLE = 1000
 
 
 class Estimate(msgspec.Struct, frozen=True):
@@ -38,25 +39,26 @@ class Estimate(msgspec.Struct, frozen=True):
 
 
 def estimate(store: EventStore, config: Config) -> Estimate:
-    decision = scan_dataset(store, config, limit=0)
+    """Read-only: the pending pages' tokens and cost, by the worker's own estimator."""
+    decision = scan_dataset(store, config, limit=HEADER_SAMPLE)
     model = config.gemini.model
+    schema = load_schema(
+        config.gemini.output_schema, config.source.parent if config.source else None
+    )
     with store.snapshot():
-        usage = queries.usage_totals(store, model)
-    results, prompt, output = usage.results, usage.prompt_tokens, usage.output_tokens
-    if results:
-        per_in, per_out = prompt / results, output / results
-        basis = f"the mean of {results} past results of {model} in this log"
+        estimator = TokenEstimator(store, config, response_json_schema(schema))
+    sample = [estimator.page(p) for p in decision.candidates]
+    measured = sum(e.measured for e in sample)
+    if sample:
+        per_in = sum(e.input for e in sample) / len(sample)
     else:
-        schema = load_schema(
-            config.gemini.output_schema, config.source.parent if config.source else None
-        )
-        text = len(config.gemini.prompt) + len(json.dumps(response_json_schema(schema)))
-        per_in, per_out = IMAGE_TOKENS + text / 4, float(ASSUMED_OUTPUT_TOKENS)
-        basis = (
-            f"an assumption (no past results of {model}): {IMAGE_TOKENS} image tokens + "
-            f"prompt and schema at 4 characters a token; {ASSUMED_OUTPUT_TOKENS} output "
-            "tokens"
-        )
+        per_in = float(image_tokens(None) + estimator.text_per_page)
+    per_out = float(estimator.output_per_page)
+    basis = (
+        f"input: Gemini's image rule on {measured} of {len(sample)} pending pages' headers "
+        f"({len(sample) - measured} at the default {image_tokens(None)}) + prompt and schema at "
+        f"4 characters a token; output: {estimator.output_basis}"
+    )
     n = decision.counts["candidates"]
     waiting = decision.counts["waiting_for_previous_page"]
     price = config.pricing.price(model)

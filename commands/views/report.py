@@ -19,6 +19,7 @@ from eventlog.events import (
     BatchCompleted,
     BatchFailed,
     BatchSubmissionDeferred,
+    BatchSubmissionIntended,
     BatchSubmitted,
     InputRejected,
     RecordDeadLettered,
@@ -66,6 +67,9 @@ class RunReport(msgspec.Struct):
     #: was, and how many.
     quota_held_since: str | None = None
     quota_deferrals: int = 0
+    #: Input tokens estimated before submission for the batches this run submitted (their
+    #: intents' ``estimated_input_tokens``), to set beside the prompt tokens billed.
+    estimated_input_tokens: int = 0
 
     @property
     def processed(self) -> int:
@@ -90,6 +94,7 @@ class RunReport(msgspec.Struct):
             "inputs_rejected": len(self.rejected_inputs),
             "prompt_tokens": sum(u.prompt_tokens for u in self.usage.values()),
             "output_tokens": sum(u.output_tokens for u in self.usage.values()),
+            "estimated_input_tokens": self.estimated_input_tokens,
         }
 
 
@@ -116,13 +121,17 @@ def build(store: EventStore, run_id: str, config: Config) -> RunReport:
         actor = run_actor(run_id)
         failed_seqs: list[int] = []
         ended: Counter[str] = Counter()
+        intended: dict[str, int] = {}
         for rec in store.read(after_seq=start - 1, until_seq=end):
             if rec.actor != actor:
                 continue
             e = rec.event
-            if isinstance(e, BatchSubmitted):
+            if isinstance(e, BatchSubmissionIntended):
+                intended[e.display_name] = e.estimated_input_tokens
+            elif isinstance(e, BatchSubmitted):
                 r.batches_submitted.append(e.batch_id)
                 r.batch_transports[e.transport] = r.batch_transports.get(e.transport, 0) + 1
+                r.estimated_input_tokens += intended.get(e.display_name, 0)
             elif isinstance(e, BatchCompleted | BatchFailed):
                 if isinstance(e, BatchCompleted):
                     r.batches_completed.append(e.batch_id)
@@ -233,6 +242,12 @@ def render(r: RunReport) -> str:
                 f"  - {u.model}: {u.results} billed results, {u.prompt_tokens:,} prompt "
                 f"+ {u.output_tokens:,} output tokens ({u.failed_results} failed)"
             )
+    if r.estimated_input_tokens:
+        billed = sum(u.prompt_tokens for u in r.usage.values())
+        lines.append(
+            f"- Tokens: estimated {r.estimated_input_tokens:,} input tokens for the batches "
+            f"submitted, billed {billed:,}"
+        )
     lines += ["", "## ❌ Failures", ""]
     if r.failures:
         lines += [

@@ -10,6 +10,7 @@ __all__ = [
     "context",
     "cycle",
     "dataset",
+    "estimator",
     "outputs",
     "progress",
     "request_files",

@@ -43,12 +43,14 @@ from commands.rules.batches import (
     reconcile,
     submit_goes_on,
 )
+from commands.rules.tokens import admitted_pages
 from commands.rules.transport import Transport, batch_transport
 from commands.schema import response_json_schema
 from commands.worker.cleanup import collect_garbage
 from commands.worker.collect import BatchRef, adopt_late, collect
 from commands.worker.context import Worker
 from commands.worker.dataset import Page, output_path
+from commands.worker.estimator import PageTokens, TokenEstimator
 from commands.worker.request_files import (
     Ready,
     RequestFile,
@@ -181,7 +183,17 @@ class Cycle:
                     extra=extra,
                 )
                 continue
-            verdict = reconcile(OpenIntent(name, model, input_file, keys, intent.transport), found)
+            verdict = reconcile(
+                OpenIntent(
+                    name,
+                    model,
+                    input_file,
+                    keys,
+                    transport=intent.transport,
+                    estimated_tokens=intent.estimated_tokens,
+                ),
+                found,
+            )
             if verdict.outcome == "not_created":
                 w.append(verdict.events)
                 log.info(
@@ -410,9 +422,14 @@ class Cycle:
             )
         busy = queries.count_submissions_in_progress(w.store)
         capacity = batching.max_active_batches - busy
+        estimator = TokenEstimator(w.store, w.config, self.json_schema)
         created: CreateOutcome = "submitted"
         while capacity > 0 and queue and submit_goes_on(created):
-            take, queue = queue[:size], queue[size:]
+            costs = [estimator.page(p).total for p in queue[:size]]
+            fits = self._admit_by_tokens(costs, len(queue))
+            if fits == 0:
+                break
+            take, queue = queue[:fits], queue[fits:]
             routed = self._check_images(take)
             ready: list[Ready] = [(page, None) for page, how in routed if how == "inline"]
             to_upload = [page for page, how in routed if how == "file_api"]
@@ -437,7 +454,11 @@ class Cycle:
             try:
                 for request_file in files:
                     consumed = request_file.consumed
-                    created = self._create(request_file, halvings)
+                    created = self._create(
+                        request_file,
+                        halvings,
+                        [estimator.page(page) for page, _ in request_file.items],
+                    )
                     if created == "submitted":
                         capacity -= 1
                         summary.submitted += 1
@@ -490,6 +511,33 @@ class Cycle:
         crashpoints.reach("after_upload_events")
         bar.close()
         return uploaded
+
+    def _admit_by_tokens(self, costs: list[int], waiting: int) -> int:
+        """How many of the next batch's pages (their estimated tokens ``costs``) token admission
+        lets go now (all when ``max_enqueued_tokens`` is 0); 0 holds them back, logged."""
+        limit = self.w.config.batching.max_enqueued_tokens
+        if not limit:
+            return len(costs)
+        in_flight = queries.estimated_tokens_in_flight(self.w.store)
+        fits = admitted_pages(costs, in_flight, limit)
+        if fits == 0:
+            log.info(
+                "Token admission: %d tokens estimated in flight, max_enqueued_tokens %d; "
+                "%d pages wait for room",
+                in_flight,
+                limit,
+                waiting,
+            )
+        elif fits < len(costs):
+            log.info(
+                "Token admission: batch cut to %d of %d pages (%d tokens estimated in flight, "
+                "max_enqueued_tokens %d)",
+                fits,
+                len(costs),
+                in_flight,
+                limit,
+            )
+        return fits
 
     def _look_up_deferred(self) -> set[str] | None:
         """Look each deferred submission's display name up once (a 429 that made a job after all
@@ -593,7 +641,12 @@ class Cycle:
                 ready.append((page, route.transport))
         return ready
 
-    def _create(self, request_file: RequestFile, halvings: int = 0) -> CreateOutcome:
+    def _create(
+        self,
+        request_file: RequestFile,
+        halvings: int = 0,
+        estimates: list[PageTokens] | None = None,
+    ) -> CreateOutcome:
         """Upload the request file, wait until it is ACTIVE, append the intent, create the batch.
 
         Returns ``submitted``; ``unanswered`` when the service did not answer the create (the
@@ -610,6 +663,7 @@ class Cycle:
         keys = [page.key for page, _ in items]
         files = [remote.name for _, remote in items if remote is not None]
         transport = batch_transport("inline" if r is None else "file_api" for _, r in items)
+        estimated = sum(e.total for e in estimates or [])
         self._batches_submitted += 1
         name = f"gb-{w.run_id}-{self._batches_submitted:03d}"
         extra = {"display_name": name}
@@ -652,12 +706,17 @@ class Cycle:
                     input_file=request.name,
                     files=files,
                     transport=transport,
+                    estimated_tokens=estimated,
+                    estimated_input_tokens=sum(e.input for e in estimates or []),
                 )
             ]
         )
         crashpoints.reach("after_intent")
         outcome = self._create_once_ready(
-            OpenIntent(name, model, request.name, keys, transport=transport), halvings
+            OpenIntent(
+                name, model, request.name, keys, transport=transport, estimated_tokens=estimated
+            ),
+            halvings,
         )
         if not isinstance(outcome, RemoteBatch):
             return outcome
@@ -673,6 +732,7 @@ class Cycle:
                     input_file=request.name,
                     state=job.state,
                     transport=transport,
+                    estimated_tokens=estimated,
                 )
             ]
         )

@@ -43,6 +43,10 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
         ),
         ("[batching]\nbatch_size = 0\n", "[batching] batch_size: Input should be greater than"),
         (
+            "[batching]\nmax_enqueued_tokens = -1\n",
+            "[batching] max_enqueued_tokens: Input should be greater than or equal to 0",
+        ),
+        (
             '[gemini]\noutput_schema = "no_colon"\n',
             "[gemini] output_schema: Value error, must be 'module:Class'",
         ),
@@ -98,6 +102,7 @@ def test_every_design_key_exists() -> None:
             "delete_finished_jobs",
             "quota_backoff_seconds",
             "quota_backoff_max_seconds",
+            "max_enqueued_tokens",
         },
         "uploads": {
             "upload_retry_attempts",

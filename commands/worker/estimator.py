@@ -1,0 +1,78 @@
+"""Each page's tokens estimated before submission (the I/O around :mod:`commands.rules.tokens`).
+
+Input: the image's tokens from its header's dimensions (the first
+:data:`~commands.rules.tokens.HEADER_BYTES` of the file, never decoded) plus the prompt and the
+response schema at 4 characters a token (the previous page's extraction, sent as context when
+``context_previous_page`` is on, is not known before and not counted). Output: the mean billed so
+far for the model in this log, read once when the estimator is made, or the rule's default.
+
+Read-only; used by the cycle's token admission and by ``estimate``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+
+from commands.config import Config
+from commands.rules.tokens import (
+    HEADER_BYTES,
+    image_size,
+    image_tokens,
+    output_tokens_per_page,
+    text_tokens,
+)
+from commands.worker.dataset import Page
+from eventlog.store import EventStore
+from projections import queries
+
+
+class PageTokens(msgspec.Struct, frozen=True):
+    """One page's estimate; ``total`` is what admission counts."""
+
+    input: int
+    output: int
+    #: False when the image's header could not be read (a default image figure was used).
+    measured: bool = True
+
+    @property
+    def total(self) -> int:
+        return self.input + self.output
+
+
+def read_head(path: str) -> bytes:
+    """The first bytes of the file at ``path`` (empty when it cannot be read)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(HEADER_BYTES)
+    except OSError:
+        return b""
+
+
+class TokenEstimator:
+    """Estimates pages for one model; caches each page's figure by key."""
+
+    def __init__(self, store: EventStore, config: Config, json_schema: dict[str, Any]) -> None:
+        usage = queries.usage_totals(store, config.gemini.model)
+        self.output_per_page = output_tokens_per_page(usage.results, usage.output_tokens)
+        self.output_basis = (
+            f"the mean of {usage.results} past results of {config.gemini.model} in this log"
+            if usage.results
+            else f"an assumption of {self.output_per_page} (no past results of "
+            f"{config.gemini.model})"
+        )
+        self.text_per_page = text_tokens(len(config.gemini.prompt) + len(json.dumps(json_schema)))
+        self._cache: dict[str, PageTokens] = {}
+
+    def page(self, page: Page) -> PageTokens:
+        """``page``'s estimate (its header read once per estimator)."""
+        found = self._cache.get(page.key)
+        if found is None:
+            size = image_size(read_head(page.path))
+            found = PageTokens(
+                image_tokens(size) + self.text_per_page, self.output_per_page, size is not None
+            )
+            self._cache[page.key] = found
+        return found
