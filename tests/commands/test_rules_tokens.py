@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from commands.gemini.port import RemoteBatch
 from commands.integrations.demo import png
+from commands.rules.batches import OpenIntent, reconcile
 from commands.rules.tokens import (
     DEFAULT_IMAGE_TOKENS,
     DEFAULT_OUTPUT_TOKENS,
@@ -19,6 +21,7 @@ from commands.rules.tokens import (
     text_tokens,
 )
 from commands.worker.estimator import read_head
+from eventlog.events import BatchSubmitted
 
 
 def jpeg(width: int, height: int, *, exif: int = 0, marker: int = 0xC0) -> bytes:
@@ -158,3 +161,10 @@ def test_admission(costs: list[int], in_flight: int, limit: int, admitted: int) 
 def test_read_head_of_a_missing_file_is_empty(tmp_path: Path) -> None:
     assert read_head(str(tmp_path / "gone.png")) == b""
     assert image_size(read_head(str(tmp_path / "gone.png"))) is None
+
+
+def test_an_adopted_intent_carries_its_estimate_onto_the_batch() -> None:
+    intent = OpenIntent("gb-r-001", "m", "files/req", ["k1", "k2"], estimated_tokens=2_120)
+    job = RemoteBatch(name="batches/1", display_name="gb-r-001", state="JOB_STATE_RUNNING")
+    (submitted,) = reconcile(intent, [job]).events
+    assert isinstance(submitted, BatchSubmitted) and submitted.estimated_tokens == 2_120
