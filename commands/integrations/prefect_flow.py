@@ -25,10 +25,12 @@ from commands.errors import GatewayError
 from commands.views.report import render
 from commands.worker.session import session
 from eventlog.errors import DatabaseBusy
+from projections import open_store, queries
 
 T = TypeVar("T")
 REPORT_KEY = "gemini-batches-run-report"
 COUNTS_KEY = "gemini-batches-counts"
+ACTIVE_KEY = "gemini-batches-active"
 
 
 def is_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -73,7 +75,30 @@ def gemini_batches(config_path: str | None = None) -> dict[str, int]:
         key=COUNTS_KEY,
         description=f"counts of run {s.run_id}",
     )
+    create_table_artifact(
+        table=active_batch_rows(config.paths.database),
+        key=ACTIVE_KEY,
+        description=f"active batches after run {s.run_id}: the service's request counts",
+    )
     return counts
+
+
+def active_batch_rows(database: Path) -> list[dict[str, str | int]]:
+    """One row per active batch: its state and the service's done / failed / pending counts
+    (``batchStats``), as ``status`` shows them (read-only)."""
+    with open_store(database, write=False) as store:
+        batches = queries.active_batches(store)
+    return [
+        {
+            "batch": b.batch_id,
+            "state": b.state,
+            "done": b.succeeded,
+            "failed": b.failed,
+            "pending": b.pending,
+            "transport": b.transport,
+        }
+        for b in batches
+    ] or [{"batch": "(none active)"}]
 
 
 def serve(config_path: str | None, interval_seconds: float | None, cron: str | None) -> None:

@@ -112,6 +112,12 @@ def test_the_flow_runs_cycles_and_publishes_the_report_and_counts(
     rows = {r["figure"]: r["value"] for r in _table_rows(table.data)}
     assert rows["records_validated"] == len(keys) - 1
     assert rows["records_failed"] == 1 and rows["batches_completed"] == 1
+    # Each flow run also publishes the active batches with the service's request counts.
+    runs = {s.state_details.flow_run_id for s in states}
+    active = [a for a in _artifacts(prefect_flow.ACTIVE_KEY) if a.flow_run_id in runs]
+    assert len(active) == len(states)
+    first = _table_rows(next(a for a in active if a.flow_run_id == runs_order(states)[0]).data)
+    assert first and {"batch", "state", "done", "failed", "pending"} <= set(first[0])
 
     # One more flow run retries the failed page; then everything is written.
     for _ in range(6):
@@ -122,6 +128,10 @@ def test_the_flow_runs_cycles_and_publishes_the_report_and_counts(
         if not busy:
             break
     assert check_final_state(load_config(config_path), emulator, keys) == {"written": len(keys)}
+
+
+def runs_order(states: list[Any]) -> list[Any]:
+    return [s.state_details.flow_run_id for s in states]
 
 
 def _table_rows(data: Any) -> list[dict[str, Any]]:
