@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from commands.config import Config
 from commands.integrations.demo import png
 from commands.schema import PageExtraction
 from commands.worker.dataset import output_path
-from eventlog.events import RecordFailed, RecordValidated, ResultDiscarded
+from eventlog.events import Event, RecordFailed, RecordValidated, ResultDiscarded
 from gemini_emulator import Emulator
 from projections import open_store, verify
 from tests.reads import scalar
@@ -145,3 +146,36 @@ def check_billing(store: Any, emulator: Emulator) -> None:
             accounted[e.record_key] += 1
     assert billed == accounted
     assert all(n == 1 for n in emulator.service.creates.values()), emulator.service.creates
+
+
+def events(config: Config) -> list[Event]:
+    """Every event in ``config``'s log, in order."""
+    store = open_store(config.paths.database)
+    out = [r.event for r in store.read()]
+    store.close()
+    return out
+
+
+def cycles(config: Config, n: int = 1) -> None:
+    """``n`` worker cycles with the e2e API key, sleeping 50 ms between them."""
+    from commands.worker.session import run
+
+    run(config, max_cycles=n, loop=True, api_key=API_KEY, sleep=lambda s: time.sleep(0.05))
+
+
+def configured(
+    tmp_path: Path,
+    emulator: Emulator,
+    policy: dict[str, Any],
+    keys: list[str],
+    batch_size: int,
+    **sections: dict[str, Any],
+) -> Config:
+    """The emulator set to ``policy``, a dataset of ``keys`` and a config (``batch_size`` unless
+    ``sections`` give a ``batching`` of their own)."""
+    from commands.config import load_config
+
+    emulator.policy = policy
+    make_dataset(tmp_path / "input", keys)
+    sections.setdefault("batching", {"batch_size": batch_size})
+    return load_config(write_config(tmp_path, emulator.url, **sections))

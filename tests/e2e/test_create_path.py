@@ -5,7 +5,6 @@ while, and a create answered 400 FAILED_PRECONDITION."""
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,14 +12,13 @@ from typing import Any
 from click.testing import CliRunner
 
 from commands.cli import cli
-from commands.config import Config, load_config
+from commands.config import Config
 from commands.worker.session import run
 from eventlog.events import (
     BatchSubmissionAbandoned,
     BatchSubmissionDeferred,
     BatchSubmitted,
     DeferredSubmissionChecked,
-    Event,
     RecordFailed,
 )
 from gemini_emulator import Emulator
@@ -29,9 +27,10 @@ from tests.pipeline import (
     API_KEY,
     FILE_API,
     check_final_state,
+    configured,
+    cycles,
+    events,
     keys_for,
-    make_dataset,
-    write_config,
 )
 from tests.reads import scalar
 
@@ -41,21 +40,7 @@ KEYS = keys_for(1, 1, 1, 8)
 def setup(
     tmp_path: Path, emulator: Emulator, policy: dict[str, Any], **sections: dict[str, Any]
 ) -> Config:
-    emulator.policy = policy
-    make_dataset(tmp_path / "input", KEYS)
-    sections.setdefault("batching", {"batch_size": 8})
-    return load_config(write_config(tmp_path, emulator.url, **sections))
-
-
-def events(config: Config) -> list[Event]:
-    store = open_store(config.paths.database)
-    out = [r.event for r in store.read()]
-    store.close()
-    return out
-
-
-def cycles(config: Config, n: int = 1) -> None:
-    run(config, max_cycles=n, loop=True, api_key=API_KEY, sleep=lambda s: time.sleep(0.05))
+    return configured(tmp_path, emulator, policy, KEYS, 8, **sections)
 
 
 def status_json(config: Config) -> dict[str, Any]:

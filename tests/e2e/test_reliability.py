@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from commands.actions.clear_batch import clear_batch
-from commands.config import Config, load_config
+from commands.config import Config
 from commands.worker.session import run
 from eventlog.events import (
     AbandonedBatchClosed,
@@ -16,7 +16,6 @@ from eventlog.events import (
     BatchFailed,
     BatchStateObserved,
     BatchSubmitted,
-    Event,
     FileDeleted,
     LateResultsAdopted,
     RecordValidated,
@@ -25,7 +24,14 @@ from eventlog.events import (
 )
 from gemini_emulator import Emulator
 from projections import open_store
-from tests.pipeline import API_KEY, check_final_state, keys_for, make_dataset, write_config
+from tests.pipeline import (
+    API_KEY,
+    check_final_state,
+    configured,
+    cycles,
+    events,
+    keys_for,
+)
 from tests.reads import scalar
 
 KEYS = keys_for(1, 1, 1, 6)
@@ -34,21 +40,7 @@ KEYS = keys_for(1, 1, 1, 6)
 def setup(
     tmp_path: Path, emulator: Emulator, policy: dict[str, Any], **sections: dict[str, Any]
 ) -> Config:
-    emulator.policy = policy
-    make_dataset(tmp_path / "input", KEYS)
-    sections.setdefault("batching", {"batch_size": 10})
-    return load_config(write_config(tmp_path, emulator.url, **sections))
-
-
-def events(config: Config) -> list[Event]:
-    store = open_store(config.paths.database)
-    out = [r.event for r in store.read()]
-    store.close()
-    return out
-
-
-def cycles(config: Config, n: int = 1) -> None:
-    run(config, max_cycles=n, loop=True, api_key=API_KEY, sleep=lambda s: time.sleep(0.05))
+    return configured(tmp_path, emulator, policy, KEYS, 10, **sections)
 
 
 def test_an_unanswered_create_stays_reserved_until_the_service_can_say(

@@ -17,10 +17,17 @@ from commands.config import Config, load_config
 from commands.rules.tokens import DEFAULT_OUTPUT_TOKENS, image_tokens, text_tokens
 from commands.schema import load_schema, response_json_schema
 from commands.worker.session import run
-from eventlog.events import BatchCompleted, BatchSubmissionIntended, BatchSubmitted, Event
+from eventlog.events import BatchCompleted, BatchSubmissionIntended, BatchSubmitted
 from gemini_emulator import Emulator
 from projections import open_store, queries
-from tests.pipeline import API_KEY, check_final_state, keys_for, make_dataset, write_config
+from tests.pipeline import (
+    API_KEY,
+    check_final_state,
+    events,
+    keys_for,
+    make_dataset,
+    write_config,
+)
 
 KEYS = keys_for(1, 1, 1, 8)
 
@@ -40,13 +47,6 @@ def setup(tmp_path: Path, emulator: Emulator, limit_pages: float) -> tuple[Confi
     limit = int(cost * limit_pages)
     batching = {"batch_size": 8, "max_active_batches": 4, "max_enqueued_tokens": limit}
     return load_config(write_config(tmp_path, emulator.url, batching=batching)), limit
-
-
-def events(config: Config) -> list[Event]:
-    store = open_store(config.paths.database)
-    out = [r.event for r in store.read()]
-    store.close()
-    return out
 
 
 def test_admission_holds_batches_back_at_the_token_limit(

@@ -21,11 +21,11 @@ from commands.worker.context import Worker
 from commands.worker.cycle import Cycle
 from commands.worker.dataset import Page
 from commands.worker.session import run
-from eventlog.events import BatchSubmissionIntended, BatchSubmitted, Event, InputRejected
+from eventlog.events import BatchSubmissionIntended, BatchSubmitted, InputRejected
 from gemini_emulator import Emulator
 from projections import open_store
 from projections.replay import replay_for_views, view
-from tests.pipeline import API_KEY, check_final_state, keys_for, make_dataset, write_config
+from tests.pipeline import API_KEY, check_final_state, events, keys_for, make_dataset, write_config
 
 KEYS = keys_for(1, 2, 1, 6)  # 12 pages
 #: Pages whose image is bigger than INLINE_MAX (so ``auto`` uploads them).
@@ -53,13 +53,6 @@ def setup(
     return load_config(
         write_config(tmp_path, emulator.url, batching={"batch_size": 10}, uploads=uploads)
     )
-
-
-def events(config: Config) -> list[Event]:
-    store = open_store(config.paths.database)
-    out = [r.event for r in store.read()]
-    store.close()
-    return out
 
 
 def sha(path: Path) -> str:
