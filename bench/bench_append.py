@@ -22,7 +22,8 @@ from workload import events
 
 from eventlog.connection import apply_settings, connect
 from eventlog.events import REGISTRY
-from eventlog.store import GENESIS_HASH, EventStore, chain_hash, format_ts, utc_now
+from eventlog.store import GENESIS_HASH, EventStore, chain_hash, utc_now
+from eventlog.timestamps import format_ts
 from projections import open_store
 
 N = int(os.environ.get("BENCH_APPEND_EVENTS", "200000"))

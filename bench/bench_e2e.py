@@ -19,7 +19,8 @@ from pathlib import Path
 from common import ROOT, line
 
 from commands.integrations.demo import png
-from eventlog.store import TS_FORMAT, EventStore
+from eventlog.store import EventStore
+from eventlog.timestamps import parse_ts
 from gemini_emulator import spawn
 
 PAGES = int(os.environ.get("BENCH_E2E_PAGES", "20000"))
@@ -97,7 +98,7 @@ def wall_by_event(db: Path) -> list[tuple[str, tuple[float, int]]]:
     previous: datetime | None = None
     with EventStore.open(db, write=False) as store:
         for row in store.read_raw():
-            moment = datetime.strptime(row.ts, TS_FORMAT)
+            moment = parse_ts(row.ts)
             if previous is not None:
                 seconds[row.type] += (moment - previous).total_seconds()
                 events[row.type] += 1

@@ -44,8 +44,7 @@ from eventlog.connection import (
 from eventlog.errors import DatabaseError, NotAnEventLog
 from eventlog.events import REGISTRY, Event, EventRegistry
 from eventlog.schema import SCHEMA_VERSION, check_schema, migrate
-from eventlog.timestamps import TS_FORMAT as TS_FORMAT
-from eventlog.timestamps import format_ts, parse_ts
+from eventlog.timestamps import format_ts
 
 _sha256 = hashlib.sha256
 GENESIS_HASH = "0" * 64
@@ -94,14 +93,6 @@ class Projector(Protocol):
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def hours_between(ts: str, now: datetime) -> float:
-    """Hours from the stored timestamp ``ts`` to ``now`` (a naive ``now`` is taken as UTC)."""
-    then = parse_ts(ts)
-    if now.tzinfo is None:
-        then = then.replace(tzinfo=None)
-    return (now - then).total_seconds() / 3600
 
 
 def chain_hash(

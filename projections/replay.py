@@ -13,7 +13,8 @@ import msgspec
 
 from eventlog.errors import ReplayRangeError
 from eventlog.events import record_keys_of
-from eventlog.store import EventStore, format_ts
+from eventlog.store import EventStore
+from eventlog.timestamps import format_ts
 from projections.projector import fold
 from projections.snapshots import AUDIT_VIEWS, replay_views
 from projections.tables import MemoryTables, TableSpec

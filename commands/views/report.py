@@ -28,7 +28,8 @@ from eventlog.events import (
     UploadAbandoned,
     UploadFailed,
 )
-from eventlog.store import EventStore, parse_ts
+from eventlog.store import EventStore
+from eventlog.timestamps import parse_ts
 from projections import queries
 
 

@@ -14,7 +14,8 @@ from commands.config import Config
 from commands.rules.cost import Spend, Usage, spend
 from commands.worker.scan import scan_dataset
 from eventlog.states import RecordStatus
-from eventlog.store import EventStore, hours_between
+from eventlog.store import EventStore
+from eventlog.timestamps import hours_between
 from projections import queries
 from projections.token_usage import TokenUsage
 

@@ -13,7 +13,8 @@ from commands.gemini.port import GeminiPort
 from commands.worker.progress import NoProgress, Progress
 from eventlog.actors import run_actor
 from eventlog.events import Event
-from eventlog.store import EventStore, Recorded, hours_between
+from eventlog.store import EventStore, Recorded
+from eventlog.timestamps import hours_between
 
 
 @dataclass
