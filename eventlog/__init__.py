@@ -14,9 +14,9 @@ from eventlog.store import (
     RawRow,
     Recorded,
     Writer,
-    format_ts,
     utc_now,
 )
+from eventlog.timestamps import format_ts
 
 __all__ = [
     "GENESIS_HASH",

@@ -55,13 +55,9 @@ __all__ = [
     "abandoned_batches",
     "active_batches",
     "batch_held_record",
-    "count_active_batches",
     "count_events",
-    "count_failing_records",
     "count_held_records",
     "count_in_flight",
-    "count_open_intents",
-    "count_rejected_inputs",
     "count_rows",
     "count_submissions_in_progress",
     "count_with_status",
@@ -96,7 +92,6 @@ __all__ = [
     "status_of",
     "submission_quota",
     "superseded_records",
-    "top_error_types",
     "unfinished_run_ids",
     "uploaded_file_names",
     "usage_by_model",
@@ -156,10 +151,6 @@ def finished_jobs(store: EventStore) -> list[str]:
     return [r[0] for r in store.query("SELECT batch_id FROM finished_jobs ORDER BY completed_seq")]
 
 
-def count_active_batches(store: EventStore) -> int:
-    return _count(store, "SELECT count(*) FROM active_batches")
-
-
 def is_active_batch(store: EventStore, batch_id: str) -> bool:
     sql = "SELECT count(*) FROM active_batches WHERE batch_id = ?"
     return bool(_count(store, sql, (batch_id,)))
@@ -173,10 +164,6 @@ def open_intents(store: EventStore) -> list[SubmissionIntent]:
             f"SELECT {_columns(SUBMISSION_INTENTS)} FROM submission_intents ORDER BY intended_seq"
         )
     ]
-
-
-def count_open_intents(store: EventStore) -> int:
-    return _count(store, "SELECT count(*) FROM submission_intents")
 
 
 def has_open_intent(store: EventStore, display_name: str) -> bool:
@@ -406,10 +393,6 @@ def failing_by_count(store: EventStore) -> list[tuple[int, int]]:
     ]
 
 
-def count_failing_records(store: EventStore) -> int:
-    return _count(store, "SELECT count(*) FROM failure_counts")
-
-
 def retry_counts(store: EventStore, record_keys: Sequence[str]) -> list[tuple[str, int]]:
     """(record key, failure count) of those of ``record_keys`` (sorted) that may still be retried,
     in key order."""
@@ -445,10 +428,6 @@ def rejected_inputs(store: EventStore) -> dict[str, str]:
     return dict(store.query("SELECT path, reason FROM rejected_inputs"))
 
 
-def count_rejected_inputs(store: EventStore) -> int:
-    return _count(store, "SELECT count(*) FROM rejected_inputs")
-
-
 # --- failure logs --------------------------------------------------------------------------------
 
 
@@ -471,18 +450,6 @@ def failure_totals(store: EventStore) -> tuple[int, int]:
     """(failures logged, distinct records that failed)."""
     row = store.query_one("SELECT count(*), count(DISTINCT record_key) FROM failure_logs")
     return (row[0], row[1]) if row else (0, 0)
-
-
-def top_error_types(store: EventStore, limit: int) -> list[tuple[str, int]]:
-    """The ``limit`` most frequent error types and their failures."""
-    return [
-        (t, n)
-        for t, n in store.query(
-            "SELECT error_type, count(*) AS n FROM failure_logs GROUP BY error_type "
-            "ORDER BY n DESC, error_type LIMIT ?",
-            (limit,),
-        )
-    ]
 
 
 def failure_groups(store: EventStore, column: Literal["error_type", "state"]) -> list[FailureGroup]:

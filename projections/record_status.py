@@ -33,8 +33,6 @@ from eventlog.store import Recorded
 from projections import inflight_records
 from projections.tables import Tables, TableSpec
 
-HELD = HELD_STATUSES
-
 
 class RecordStatus(msgspec.Struct, array_like=True, gc=False):
     record_key: str
@@ -79,7 +77,7 @@ def _free_batch(t: Tables, rec: Recorded, batch_id: str) -> None:
     ]
     for row in held:
         status = t.get(SPEC, (row.record_key,))
-        if status is not None and status.status in HELD and status.batch_id == batch_id:
+        if status is not None and status.status in HELD_STATUSES and status.batch_id == batch_id:
             _set(t, rec, row.record_key, Status.PENDING)
 
 

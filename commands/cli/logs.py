@@ -12,6 +12,7 @@ import sys
 from datetime import UTC, datetime
 
 from commands.worker.runlog import RunFilter
+from eventlog.timestamps import format_ts
 
 FIELDS = ("run_id", "batch_id", "record_key", "display_name", "attempt", "error_type")
 
@@ -19,7 +20,7 @@ FIELDS = ("run_id", "batch_id", "record_key", "display_name", "attempt", "error_
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, object] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "ts": format_ts(datetime.fromtimestamp(record.created, UTC)),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

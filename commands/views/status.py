@@ -17,6 +17,7 @@ from eventlog.states import RecordStatus
 from eventlog.store import EventStore
 from eventlog.timestamps import hours_between
 from projections import queries
+from projections.rejected_inputs import SPEC as REJECTED_INPUTS
 from projections.token_usage import TokenUsage
 
 STALE_HOURS = 24  # the service's target turnaround
@@ -118,7 +119,7 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
             hold = QuotaHold(quota.held_since, quota.retry_after, quota.halvings, quota.message)
         in_flight = queries.count_in_flight(store)
         written = queries.count_with_status(store, RecordStatus.WRITTEN)
-        rejected = queries.count_rejected_inputs(store)
+        rejected = queries.count_rows(store, REJECTED_INPUTS)
         failing = {str(count): n for count, n in queries.failing_by_count(store)}
         dead = queries.count_with_status(store, RecordStatus.DEAD_LETTERED)
         totals = queries.usage_by_model(store)

@@ -71,7 +71,9 @@ from eventlog.events import (
 )
 from eventlog.states import JobState
 from projections import queries
+from projections.active_batches import SPEC as ACTIVE_BATCHES
 from projections.active_batches import ActiveBatch
+from projections.submission_intents import SPEC as SUBMISSION_INTENTS
 
 log = logging.getLogger("commands.cycle")
 
@@ -160,8 +162,8 @@ class Cycle:
 
     def settle(self, summary: CycleSummary) -> CycleSummary:
         """Fill in what is still in flight after the cycle."""
-        summary.active = queries.count_active_batches(self.w.store)
-        summary.open_intents = queries.count_open_intents(self.w.store)
+        summary.active = queries.count_rows(self.w.store, ACTIVE_BATCHES)
+        summary.open_intents = queries.count_rows(self.w.store, SUBMISSION_INTENTS)
         return summary
 
     # --- 0. open intents ------------------------------------------------------------------------
