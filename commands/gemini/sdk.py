@@ -177,26 +177,12 @@ class Gateway:
             return self._sdk(what, lambda: self._client.files.upload(file=data, config=config))
 
         f = self._retrying(what, attempt) if retry else attempt()
-        return RemoteFile(
-            str(f.name),
-            str(f.uri),
-            str(f.mime_type),
-            int(f.size_bytes or 0),
-            display_name,
-            _file_state(f),
-        )
+        return _remote_file(f, display_name)
 
     def get_file(self, name: str) -> RemoteFile:
         """An uploaded file as the service has it now (``files.get``, retried when transient)."""
         f = self._sdk_retrying(f"get {name}", lambda: self._client.files.get(name=name))
-        return RemoteFile(
-            str(f.name),
-            str(f.uri),
-            str(f.mime_type),
-            int(f.size_bytes or 0),
-            str(f.display_name or ""),
-            _file_state(f),
-        )
+        return _remote_file(f)
 
     def delete_file(self, name: str) -> bool:
         """Delete an uploaded file; False if it was already gone (403/404)."""
@@ -216,16 +202,7 @@ class Gateway:
         files = self._sdk_retrying(
             what, lambda: list(self._client.files.list(config={"page_size": 100}))
         )
-        return [
-            RemoteFile(
-                str(f.name),
-                str(f.uri),
-                str(f.mime_type),
-                int(f.size_bytes or 0),
-                str(f.display_name or ""),
-            )
-            for f in files
-        ]
+        return [_remote_file(f) for f in files]
 
     def download_to(self, file_name: str, destination: Path) -> None:
         """Stream a result file to ``destination`` (memory stays flat however big it is)."""
@@ -268,9 +245,15 @@ class Gateway:
         api = getattr(self._client, "_api_client", None)
         if convert is None or api is None or getattr(api, "vertexai", False):
             return self._client.batches.get(name=name), {}
-        response = api.request("get", f"batches/{name.removeprefix('batches/')}", {}, None)
-        raw = json.loads(response.body) if response.body else {}
-        job = types.BatchJob._from_response(response=convert(raw), kwargs={})
+        try:
+            response = api.request("get", f"batches/{name.removeprefix('batches/')}", {}, None)
+            raw = json.loads(response.body) if response.body else {}
+            job = types.BatchJob._from_response(response=convert(raw), kwargs={})
+        except (TypeError, AttributeError, KeyError, ValueError) as e:
+            # The SDK's private parts changed shape (an API error is not caught here): poll
+            # through the public call, without the request counts.
+            log.debug("Reading %s's raw resource failed (%s); using batches.get", name, e)
+            return self._client.batches.get(name=name), {}
         return job, raw.get("metadata") or {}
 
     def find_batches(self, display_name: str, *, created_after: str = "") -> list[RemoteBatch]:
@@ -323,6 +306,14 @@ def _http_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseExce
         timeouts.append(module.TimeoutException)
         transports.append(module.TransportError)
     return tuple(timeouts), tuple(transports)
+
+
+def _remote_file(f: Any, display_name: str | None = None) -> RemoteFile:
+    """The port's view of an SDK ``File`` (its own display name unless one is given)."""
+    name = str(f.display_name or "") if display_name is None else display_name
+    return RemoteFile(
+        str(f.name), str(f.uri), str(f.mime_type), int(f.size_bytes or 0), name, _file_state(f)
+    )
 
 
 def _file_state(f: Any) -> str:

@@ -184,3 +184,35 @@ def test_a_value_error_from_our_own_code_is_a_bug_not_a_gateway_error(
     # Not retried: each call was made once.
     assert sleeps == [] and emu.policy.calls("batches.get") == 1
     assert emu.policy.calls("batches.list") == 1
+
+
+class _ChangedPrivateClient:
+    """The SDK's private API client as a later SDK might shape it: ``request`` takes other
+    arguments. Polling must fall back to the public ``batches.get``."""
+
+    vertexai = False
+
+    def request(self, *args: object) -> object:
+        raise TypeError("request() takes 2 positional arguments")
+
+
+def test_polling_falls_back_to_the_public_call_when_the_private_read_changes(
+    emu: Emulator,
+) -> None:
+    g = gateway(emu, [])
+    f = g.upload(b'{"key": "k", "request": {}}\n', mime_type="jsonl", display_name="r")
+    made = g.create_batch(model="gemini-2.5-flash", input_file=f.name, display_name="gb-a")
+    assert g.get_batch(made.name).stats is not None  # the raw resource keeps batchStats
+    g._client._api_client = _ChangedPrivateClient()  # type: ignore[assignment]
+    polled = g.get_batch(made.name)
+    assert polled.name == made.name and polled.state == "JOB_STATE_SUCCEEDED"
+    assert polled.stats is None
+
+
+def test_listed_files_keep_their_state(emu: Emulator) -> None:
+    emu.policy = {"files": [{"match": "slow", "processing_seconds": 60}]}
+    g = gateway(emu, [])
+    g.upload(b"x", mime_type="jsonl", display_name="slow")
+    g.upload(b"y", mime_type="jsonl", display_name="quick")
+    states = {r.display_name: r.state for r in g.list_files()}
+    assert states == {"slow": "PROCESSING", "quick": "ACTIVE"}
