@@ -10,6 +10,11 @@ class ConfigError(OperatorError):
     """The config file is missing, unreadable, or has a bad key or value (the message names it)."""
 
 
+def transient_status(code: int | None) -> bool:
+    """Whether an HTTP answer with ``code`` may succeed if asked again: 408, 429 and 5xx."""
+    return code in (408, 429) or (code or 0) >= 500
+
+
 class GatewayError(OperatorError):
     """A Gemini call failed after its retries, or was refused (4xx). Carries the HTTP code."""
 

@@ -12,15 +12,14 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from gemini_emulator.policy import Fault, Policy
-from gemini_emulator.service import ApiError, Service, normalize_keys, operation
+from gemini_emulator.policy import Policy
+from gemini_emulator.service import ApiError, Service, apply_fault, normalize_keys, operation
 
 log = logging.getLogger("gemini_emulator")
 
@@ -140,20 +139,10 @@ class Handler(BaseHTTPRequestHandler):
         is done, so the caller never hears that it succeeded (a lost answer)."""
         fault = self.server.service.policy.fault_for(endpoint, subject)
         if fault is not None and not fault.after:
-            self._apply(fault, endpoint)
+            apply_fault(fault, endpoint)
         yield
         if fault is not None and fault.after:
-            self._apply(fault, endpoint)
-
-    def _apply(self, fault: Fault, endpoint: str) -> None:
-        if fault.delay:
-            time.sleep(fault.delay)
-        if fault.status:
-            raise ApiError(
-                fault.status,
-                fault.message or f"Injected {fault.status} on {endpoint}.",
-                fault.error_status or None,
-            )
+            apply_fault(fault, endpoint)
 
     # --- endpoints -------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from gemini_emulator.policy import JobOutcome, Policy, RecordOutcome, Timing
+from gemini_emulator.policy import Fault, JobOutcome, Policy, RecordOutcome, Timing
 from gemini_emulator.schema_fill import break_, fill
 
 FILE_TTL_SECONDS = 48 * 3600
@@ -59,6 +59,19 @@ class ApiError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message, "status": self.status}}
+
+
+def apply_fault(fault: Fault, endpoint: str) -> None:
+    """An injected fault as every handler applies it: a slow answer, then (with a status) an
+    error."""
+    if fault.delay:
+        time.sleep(fault.delay)
+    if fault.status:
+        raise ApiError(
+            fault.status,
+            fault.message or f"Injected {fault.status} on {endpoint}.",
+            fault.error_status or None,
+        )
 
 
 def rfc3339(moment: float) -> str:

@@ -15,19 +15,25 @@ is slept.
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from commands.config import parse_config
-from commands.errors import GatewayError
+from commands.errors import GatewayError, transient_status
 from commands.gemini.port import RemoteBatch, RemoteFile, normalize_state, stats_of
 from commands.rules.batches import LookupWindow
 from commands.schema import PageExtraction
 from commands.worker.context import Worker
-from gemini_emulator.policy import Fault
-from gemini_emulator.service import ApiError, Job, Service, StoredFile, operation, rfc3339
+from gemini_emulator.service import (
+    ApiError,
+    Job,
+    Service,
+    StoredFile,
+    apply_fault,
+    operation,
+    rfc3339,
+)
 from projections import open_store
 
 BASE_URL = "http://emulator.invalid"
@@ -66,13 +72,13 @@ class EmulatorPort:
                     work()
                 raise GatewayError(f"{what}: timed out (fake)", transient=True)
             if fault is not None and not fault.after:
-                _apply(fault, endpoint)
+                apply_fault(fault, endpoint)
             result = work()
             if fault is not None and fault.after:
-                _apply(fault, endpoint)
+                apply_fault(fault, endpoint)
             return result
         except ApiError as e:
-            transient = e.code in (408, 429) or e.code >= 500
+            transient = transient_status(e.code)
             raise GatewayError(
                 f"{what}: {e.code} {e.status}: {e.message}",
                 code=e.code,
@@ -234,18 +240,6 @@ class EmulatorPort:
             start += PAGE_SIZE
             if start >= len(everything):
                 return items
-
-
-def _apply(fault: Fault, endpoint: str) -> None:
-    """A fault as the handler applies it: a slow answer, then (with a status) an error."""
-    if fault.delay:
-        time.sleep(fault.delay)
-    if fault.status:
-        raise ApiError(
-            fault.status,
-            fault.message or f"Injected {fault.status} on {endpoint}.",
-            fault.error_status or None,
-        )
 
 
 def _uri(f: StoredFile) -> str:

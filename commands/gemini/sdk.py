@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from commands.config import Config
-from commands.errors import ConfigError, GatewayError
+from commands.errors import ConfigError, GatewayError, transient_status
 from commands.gemini.port import RemoteBatch, RemoteFile, normalize_state, stats_of
 from commands.rules.batches import LookupWindow
 from commands.rules.retry import backoff_delay
@@ -105,7 +105,7 @@ class Gateway:
         if isinstance(error, genai_errors.APIError):
             code = error.code
             status = str(error.status or "")
-            transient = code in (408, 429) or (code or 0) >= 500
+            transient = transient_status(code)
             detail = f"{code} {error.status}: {error.message}"
         elif isinstance(error, timeouts):
             transient, detail = True, f"timed out ({type(error).__name__})"
