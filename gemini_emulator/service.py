@@ -99,8 +99,8 @@ class StoredFile:
         """``PROCESSING`` before ``ready_at``, then ``final_state`` (ACTIVE or FAILED)."""
         return "PROCESSING" if now < self.ready_at else self.final_state
 
-    def resource(self, base_url: str, now: float | None = None) -> dict[str, Any]:
-        """The File resource; its ``state`` as at ``now`` (None: as it ends up)."""
+    def resource(self, base_url: str, now: float) -> dict[str, Any]:
+        """The File resource; its ``state`` as at ``now`` (the service's clock)."""
         out = {
             "name": self.name,
             "mimeType": self.mime_type,
@@ -110,7 +110,7 @@ class StoredFile:
             "expirationTime": rfc3339(self.created + FILE_TTL_SECONDS),
             "sha256Hash": base64.b64encode(hashlib.sha256(self.data).digest()).decode(),
             "uri": f"{base_url}/v1beta/{self.name}",
-            "state": self.final_state if now is None else self.state_at(now),
+            "state": self.state_at(now),
             "source": self.source,
         }
         if self.display_name:
@@ -534,15 +534,14 @@ class Service:
 
     def _missing_file(self, owner: str, request: dict[str, Any]) -> str | None:
         now = self.now()
-        for content in request.get("contents", []):
-            for part in content.get("parts", []):
-                data = part.get("fileData")
-                if not data:
-                    continue
-                file_id = _file_id(str(data.get("fileUri", "")))
-                f = self.files.get(file_id)
-                if f is None or f.owner != owner or now > f.created + FILE_TTL_SECONDS:
-                    return file_id
+        for part in _parts(request):
+            data = part.get("fileData")
+            if not data:
+                continue
+            file_id = _file_id(str(data.get("fileUri", "")))
+            f = self.files.get(file_id)
+            if f is None or f.owner != owner or now > f.created + FILE_TTL_SECONDS:
+                return file_id
         return None
 
     # --- what tests look at --------------------------------------------------------------------

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import msgspec
 
 from commands.errors import GatewayError
+from commands.rules.retry import backoff_delay
 from eventlog.events import (
     AbandonedBatchClosed,
     BatchCleared,
@@ -517,7 +518,7 @@ def admitted_batch_size(batch_size: int, halvings: int) -> int:
 def quota_backoff_seconds(halvings: int, base_seconds: float, max_seconds: float) -> float:
     """How long the creates wait after the ``halvings``-th 429 in a row: ``base_seconds``
     doubled for each one after the first, at most ``max_seconds``."""
-    return min(max_seconds, base_seconds * 2 ** max(0, halvings - 1))
+    return min(max_seconds, backoff_delay(base_seconds, max(1, halvings)))
 
 
 def held_back(retry_after: str, now: datetime) -> bool:

@@ -38,9 +38,6 @@ class Page(msgspec.Struct, frozen=True, gc=False):
     path: str
     mime_type: str
 
-    def output_path(self, output_root: Path) -> Path:
-        return output_path(output_root, self.key)
-
 
 class Problem(msgspec.Struct, frozen=True):
     """An input that is skipped, and why."""

@@ -29,7 +29,6 @@ class RequestFile(NamedTuple):
 
     path: Path
     items: list[Ready]
-    size_bytes: int
     #: How many of the input items were used up once this file was cut (rejected ones included).
     consumed: int
 
@@ -92,7 +91,7 @@ def write_request_files(
                 handed, fh = current
                 fh.close()
                 current = None
-                yield RequestFile(handed, lines, used, n - 1)
+                yield RequestFile(handed, lines, n - 1)
                 handed.unlink(missing_ok=True)
                 handed, lines, used = None, [], 0
             if current is None:
@@ -104,7 +103,7 @@ def write_request_files(
             handed, fh = current
             fh.close()
             current = None
-            yield RequestFile(handed, lines, used, len(items))
+            yield RequestFile(handed, lines, len(items))
     finally:
         if current is not None:
             current[1].close()

@@ -20,8 +20,8 @@ from eventlog.events import (
 from gemini_emulator import Emulator
 from projections import open_store
 from tests.conftest import run_cli
-from tests.e2e.test_reliability import KEYS, cycles, events, setup
-from tests.pipeline import API_KEY, check_final_state
+from tests.e2e.test_reliability import KEYS, setup
+from tests.pipeline import API_KEY, check_final_state, cycles, events
 
 
 def test_a_partially_succeeded_job_is_collected_and_its_missing_lines_fail(
