@@ -276,16 +276,23 @@ _MAGIC = {
 def check_image(page: Page, max_bytes: int = MAX_IMAGE_BYTES) -> str | None:
     """Why ``page``'s file cannot be uploaded (None if it can): unreadable, empty, too big, or
     not the image its extension claims."""
+    return inspect_image(page, max_bytes)[1]
+
+
+def inspect_image(page: Page, max_bytes: int | None = None) -> tuple[int, str | None]:
+    """``page``'s size and why its file cannot go (None if it can): unreadable, empty, over
+    ``max_bytes`` (None: no limit here), or not the image its extension claims. One stat and
+    one 12-byte read."""
     try:
         size = os.stat(page.path).st_size
         if size == 0:
-            return "empty file (0 bytes)"
-        if size > max_bytes:
-            return f"larger than the File API limit ({size} > {max_bytes} bytes)"
+            return 0, "empty file (0 bytes)"
+        if max_bytes is not None and size > max_bytes:
+            return size, f"larger than the File API limit ({size} > {max_bytes} bytes)"
         with open(page.path, "rb") as fh:
             head = fh.read(12)
     except OSError as e:
-        return f"cannot read: {e.strerror or e}"
+        return 0, f"cannot read: {e.strerror or e}"
     if not _MAGIC[page.mime_type](head):
-        return f"not a {page.mime_type.split('/')[1].upper()} image (its bytes do not match)"
-    return None
+        return size, f"not a {page.mime_type.split('/')[1].upper()} image (its bytes do not match)"
+    return size, None

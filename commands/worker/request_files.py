@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from commands.config import UploadsConfig
 from commands.gemini.port import RemoteFile
 from commands.rules.transport import Route, line_too_big, route_image, starts_new_file
-from commands.worker.dataset import MAX_IMAGE_BYTES, Page, check_image
+from commands.worker.dataset import MAX_IMAGE_BYTES, Page, inspect_image
 
 #: A page ready for its request line: its uploaded file, or None when it goes inline.
 Ready = tuple[Page, RemoteFile | None]
@@ -37,13 +37,9 @@ def route_page(page: Page, uploads: UploadsConfig) -> Route:
     """How ``page``'s image can go (reads its header and size): a ``transport``, or why it
     cannot go at all (unreadable, not the image its extension says, too big for its transport).
     The scan asks the same of a page rejected before, to see whether it was fixed."""
-    reason = check_image(page)
+    size, reason = inspect_image(page)  # the size limits are route_image's
     if reason is not None:
         return Route(None, reason)
-    try:
-        size = os.stat(page.path).st_size
-    except OSError as e:
-        return Route(None, f"cannot read: {e.strerror or e}")
     return route_image(
         uploads.image_transport,
         size,
