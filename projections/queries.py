@@ -47,10 +47,18 @@ from projections.token_usage import TokenUsage
 IN_CHUNK = 500
 
 __all__ = [
+    "FAILING_BY_COUNT_SQL",
+    "FAILURES_BY_SCHOOL_SQL",
+    "FAILURE_GROUPS_SQL",
+    "FAILURE_LOGS_OF_SQL",
+    "FAILURE_LOG_ROWS_SQL",
+    "FAILURE_SUMMARY_SQL",
     "IN_CHUNK",
+    "STATUS_COUNTS_SQL",
     "FailureGroup",
     "ReusableImage",
     "SchoolFailureGroup",
+    "StatusCounts",
     "UsageTotals",
     "abandoned_batches",
     "active_batches",
@@ -74,6 +82,7 @@ __all__ = [
     "failure_log_rows",
     "failure_logs_at",
     "failure_logs_of",
+    "failure_summary",
     "failure_totals",
     "finished_jobs",
     "garbage_files",
@@ -89,6 +98,7 @@ __all__ = [
     "retry_counts",
     "reusable_images",
     "run",
+    "status_counts",
     "status_of",
     "submission_quota",
     "superseded_records",
@@ -118,6 +128,11 @@ def _marks(values: Sequence[Any]) -> str:
 def _in_chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
     for i in range(0, len(values), IN_CHUNK):
         yield values[i : i + IN_CHUNK]
+
+
+def _literal(value: str) -> str:
+    """``value`` as an SQL string literal (for SQL shared with the dashboard, which binds none)."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 # --- the log itself, and table sizes ---------------------------------------------------------
@@ -327,6 +342,35 @@ def status_of(store: EventStore, record_key: str) -> str | None:
     return row[0] if row else None
 
 
+class StatusCounts(msgspec.Struct, frozen=True, array_like=True):
+    """The counts ``status`` shows, read in one statement (:data:`STATUS_COUNTS_SQL`)."""
+
+    active_batches: int
+    open_intents: int
+    in_flight: int
+    written: int
+    dead_letters: int
+    rejected_inputs: int
+
+
+#: ``status``'s counts, and the dashboard's metric cards: one text, so the two never disagree.
+STATUS_COUNTS_SQL = (
+    "SELECT (SELECT count(*) FROM active_batches) AS active_batches, "
+    "(SELECT count(*) FROM submission_intents) AS open_intents, "
+    "(SELECT count(*) FROM inflight_records) AS in_flight, "
+    f"(SELECT count(*) FROM record_status WHERE status = {_literal(RecordStatus.WRITTEN)}) "
+    "AS written, "
+    "(SELECT count(*) FROM record_status "
+    f"WHERE status = {_literal(RecordStatus.DEAD_LETTERED)}) AS dead_letters, "
+    "(SELECT count(*) FROM rejected_inputs) AS rejected_inputs"
+)
+
+
+def status_counts(store: EventStore) -> StatusCounts:
+    row = store.query_one(STATUS_COUNTS_SQL)
+    return StatusCounts(*row) if row else StatusCounts(0, 0, 0, 0, 0, 0)
+
+
 def count_with_status(store: EventStore, status: RecordStatus) -> int:
     return _count(store, "SELECT count(*) FROM record_status WHERE status = ?", (status,))
 
@@ -378,19 +422,21 @@ def failure_counts_matching(store: EventStore, f: ResetFilter) -> list[FailureCo
     return [FailureCount(*r) for r in store.query(sql, params)]
 
 
+#: Records still to be retried (neither written nor dead-lettered) per failure count; ``status``'s
+#: "retrying" line and the dashboard's ``retrying_by_count``.
+FAILING_BY_COUNT_SQL = (
+    "SELECT f.count AS failures, count(*) AS records FROM failure_counts f "
+    "LEFT JOIN record_status s USING (record_key) "
+    f"WHERE coalesce(s.status, '') NOT IN ({_literal(RecordStatus.WRITTEN)}, "
+    f"{_literal(RecordStatus.DEAD_LETTERED)}) "
+    "GROUP BY f.count ORDER BY f.count"
+)
+
+
 def failing_by_count(store: EventStore) -> list[tuple[int, int]]:
     """(failure count, records) of the records still to be retried (neither written nor dead
     lettered), by count."""
-    return [
-        (count, n)
-        for count, n in store.query(
-            "SELECT f.count, count(*) FROM failure_counts f "
-            "LEFT JOIN record_status s USING (record_key) "
-            "WHERE coalesce(s.status, '') NOT IN (?, ?) "
-            "GROUP BY f.count ORDER BY f.count",
-            (RecordStatus.WRITTEN, RecordStatus.DEAD_LETTERED),
-        )
-    ]
+    return [(count, n) for count, n in store.query(FAILING_BY_COUNT_SQL)]
 
 
 def retry_counts(store: EventStore, record_keys: Sequence[str]) -> list[tuple[str, int]]:
@@ -446,43 +492,63 @@ class SchoolFailureGroup(msgspec.Struct, frozen=True, array_like=True):
     records: int
 
 
+#: ``analyze-failures --summary``'s totals in one statement (one consistent answer); the
+#: dashboard's ``failure_summary``.
+FAILURE_SUMMARY_SQL = (
+    "SELECT (SELECT count(*) FROM failure_logs) AS failures_logged, "
+    "(SELECT count(DISTINCT record_key) FROM failure_logs) AS records_with_failures, "
+    "(SELECT count(*) FROM failure_counts) AS records_failing_now, "
+    "(SELECT count(*) FROM record_status "
+    f"WHERE status = {_literal(RecordStatus.DEAD_LETTERED)}) AS dead_letters"
+)
+
+
+def failure_summary(store: EventStore) -> tuple[int, int, int, int]:
+    """(failures logged, records that failed, records failing now, dead letters)."""
+    row = store.query_one(FAILURE_SUMMARY_SQL)
+    return (row[0], row[1], row[2], row[3]) if row else (0, 0, 0, 0)
+
+
 def failure_totals(store: EventStore) -> tuple[int, int]:
     """(failures logged, distinct records that failed)."""
     row = store.query_one("SELECT count(*), count(DISTINCT record_key) FROM failure_logs")
     return (row[0], row[1]) if row else (0, 0)
 
 
+def _failure_groups_sql(*columns: str) -> str:
+    cols = ", ".join(columns)
+    return (
+        f"SELECT {cols}, count(*) AS failures, count(DISTINCT record_key) AS records "
+        f"FROM failure_logs GROUP BY {cols} ORDER BY failures DESC, {cols}"
+    )
+
+
+#: ``analyze-failures --by-error-type`` / ``--by-state`` / ``--by-school``, and the dashboard's
+#: canned queries of the same names: one text each, so the two never disagree.
+FAILURE_GROUPS_SQL: dict[str, str] = {
+    "error_type": _failure_groups_sql("error_type"),
+    "state": _failure_groups_sql("state"),
+}
+FAILURES_BY_SCHOOL_SQL = _failure_groups_sql("state", "school")
+#: One record's logged failures, oldest first (``:record_key``; bound by position here).
+FAILURE_LOGS_OF_SQL = (
+    f"SELECT {_columns(FAILURE_LOGS)} FROM failure_logs WHERE record_key = :record_key ORDER BY seq"
+)
+
+
 def failure_groups(store: EventStore, column: Literal["error_type", "state"]) -> list[FailureGroup]:
     """Failures per ``column`` (error type or state), most frequent first."""
-    return [
-        FailureGroup(*r)
-        for r in store.query(
-            f"SELECT {column}, count(*) AS n, count(DISTINCT record_key) FROM failure_logs "
-            f"GROUP BY {column} ORDER BY n DESC, {column}"
-        )
-    ]
+    return [FailureGroup(*r) for r in store.query(FAILURE_GROUPS_SQL[column])]
 
 
 def failure_groups_by_school(store: EventStore) -> list[SchoolFailureGroup]:
     """Failures per (state, school), most frequent first."""
-    return [
-        SchoolFailureGroup(*r)
-        for r in store.query(
-            "SELECT state, school, count(*) AS n, count(DISTINCT record_key) FROM failure_logs "
-            "GROUP BY state, school ORDER BY n DESC, state, school"
-        )
-    ]
+    return [SchoolFailureGroup(*r) for r in store.query(FAILURES_BY_SCHOOL_SQL)]
 
 
 def failure_logs_of(store: EventStore, record_key: str) -> list[FailureLog]:
     """Every logged failure of one record, oldest first."""
-    return [
-        FailureLog(*r)
-        for r in store.query(
-            f"SELECT {_columns(FAILURE_LOGS)} FROM failure_logs WHERE record_key = ? ORDER BY seq",
-            (record_key,),
-        )
-    ]
+    return [FailureLog(*r) for r in store.query(FAILURE_LOGS_OF_SQL, (record_key,))]
 
 
 def failure_logs_at(store: EventStore, seqs: Sequence[int]) -> list[FailureLog]:
@@ -500,9 +566,14 @@ def failure_logs_at(store: EventStore, seqs: Sequence[int]) -> list[FailureLog]:
     return out
 
 
+#: Every failure log row in sequence order: ``analyze-failures --export-csv`` and the dashboard's
+#: ``failure_log`` (whose CSV link is the same export).
+FAILURE_LOG_ROWS_SQL = f"SELECT {_columns(FAILURE_LOGS)} FROM failure_logs ORDER BY seq"
+
+
 def failure_log_rows(store: EventStore) -> Iterator[FailureLog]:
     """Every failure log row in sequence order, streamed (flat memory)."""
-    for r in store.rows(f"SELECT {_columns(FAILURE_LOGS)} FROM failure_logs ORDER BY seq"):
+    for r in store.rows(FAILURE_LOG_ROWS_SQL):
         yield FailureLog(*r)
 
 

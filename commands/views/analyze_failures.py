@@ -15,7 +15,6 @@ from eventlog.errors import NothingMatched, OperatorError
 from eventlog.states import RecordStatus
 from eventlog.store import EventStore
 from projections import queries
-from projections.failure_counts import SPEC as FAILURE_COUNTS
 from projections.failure_logs import SPEC as FAILURE_LOGS
 
 
@@ -28,9 +27,7 @@ class Summary(msgspec.Struct, frozen=True):
 
 
 def summary(store: EventStore) -> Summary:
-    logged, records = queries.failure_totals(store)
-    failing = queries.count_rows(store, FAILURE_COUNTS)
-    dead = queries.count_with_status(store, RecordStatus.DEAD_LETTERED)
+    logged, records, failing, dead = queries.failure_summary(store)
     top = [(g.value, g.failures) for g in queries.failure_groups(store, "error_type")[:5]]
     return Summary(logged, records, failing, dead, top)
 

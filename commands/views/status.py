@@ -13,11 +13,9 @@ import msgspec
 from commands.config import Config
 from commands.rules.cost import Spend, Usage, spend
 from commands.worker.scan import scan_dataset
-from eventlog.states import RecordStatus
 from eventlog.store import EventStore
 from eventlog.timestamps import hours_between
 from projections import queries
-from projections.rejected_inputs import SPEC as REJECTED_INPUTS
 from projections.token_usage import TokenUsage
 
 STALE_HOURS = 24  # the service's target turnaround
@@ -117,11 +115,8 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
         hold = None
         if quota is not None and quota.held_since:
             hold = QuotaHold(quota.held_since, quota.retry_after, quota.halvings, quota.message)
-        in_flight = queries.count_in_flight(store)
-        written = queries.count_with_status(store, RecordStatus.WRITTEN)
-        rejected = queries.count_rows(store, REJECTED_INPUTS)
+        counts = queries.status_counts(store)
         failing = {str(count): n for count, n in queries.failing_by_count(store)}
-        dead = queries.count_with_status(store, RecordStatus.DEAD_LETTERED)
         totals = queries.usage_by_model(store)
         run = queries.last_run(store)
         last_run = None
@@ -141,13 +136,13 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
         last_event_at=bounds[1][1] if bounds else None,
         active_batches=batches,
         open_intents=intents,
-        in_flight=in_flight,
-        written=written,
+        in_flight=counts.in_flight,
+        written=counts.written,
         pending=pending,
         waiting_for_previous_page=waiting,
-        rejected_inputs=rejected,
+        rejected_inputs=counts.rejected_inputs,
         failing_by_count=failing,
-        dead_letters=dead,
+        dead_letters=counts.dead_letters,
         last_run=last_run,
         spend=spend(_usage(totals), config.pricing, config.gemini.model),
         quota_hold=hold,
