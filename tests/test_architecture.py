@@ -126,13 +126,22 @@ def _breaks(rule: str, module: str, name: str) -> bool:
         )
     if rule == "google.genai":
         return _within(name, "google.genai") and module != "commands.gemini.sdk"
+    if rule == "datasette":  # the optional extra `dashboard`: the core never imports it
+        return any(_within(name, m) for m in DASHBOARD_MODULES) and module != DASHBOARD
     if rule == "layers":
         mine, theirs = _layer(module), _layer(name)
         return mine is not None and theirs is not None and theirs > mine
     raise AssertionError(rule)
 
 
-@pytest.mark.parametrize("rule", ["cli", "pure rules", "apsw", "google.genai", "layers"])
+#: The dashboard extra's libraries, and the one module that may import them.
+DASHBOARD_MODULES = ("datasette", "datasette_dashboards", "uvicorn")
+DASHBOARD = "commands.integrations.dashboard"
+
+
+@pytest.mark.parametrize(
+    "rule", ["cli", "pure rules", "apsw", "google.genai", "datasette", "layers"]
+)
 def test_no_module_crosses_a_boundary(rule: str) -> None:
     assert _violations(rule) == []
 
@@ -141,6 +150,8 @@ def test_the_graph_sees_what_it_checks() -> None:
     """The checks above would catch a breach: the graph has the imports it must have."""
     assert any(_within(n, "google.genai") for n, _ in GRAPH["commands.gemini.sdk"])
     assert any(_within(n, "apsw") for n, _ in GRAPH["eventlog.store"])
+    assert any(_within(n, "datasette") for n, _ in GRAPH[DASHBOARD])
+    assert _breaks("datasette", "commands.cli.dashboard", "datasette.app")
     assert any(_within(n, "commands.cli") for n, _ in GRAPH["commands.__main__"])
     assert _breaks("pure rules", "commands.rules.x", "os")
     assert _breaks("layers", "projections.x", "commands.worker.cycle")

@@ -102,6 +102,7 @@ def demo(ctx: click.Context, folder: Path) -> None:
     click.echo(
         f"explore: python -m commands --config {done.config_path} analyze-failures --summary"
     )
+    click.echo(f"dashboard: {d.dashboard_command(done.config_path)}")
 
 
 def _prefect_flow() -> Any:

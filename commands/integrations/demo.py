@@ -144,6 +144,11 @@ def demo_key() -> str:
     return "demo-" + secrets.token_hex(8)
 
 
+def dashboard_command(config_path: Path) -> str:
+    """What the demo prints last: the dashboard over its database (the ``dashboard`` extra)."""
+    return f"python -m commands --config {config_path} dashboard --open"
+
+
 @dataclass(frozen=True)
 class DemoResult:
     """What a demo run left behind: its config, final status, report and wall time."""

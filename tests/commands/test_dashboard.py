@@ -1,0 +1,416 @@
+"""``dashboard``: Datasette over the log, read-only, with canned queries and a dashboard page.
+
+The database is the demo's: a real run through the emulator (faults, retries, a dead letter).
+Every canned query answers through Datasette's own test client with the columns it promises and
+the numbers ``analyze-failures`` and ``status`` give on the same database; the dashboard page
+references only local assets; a live ``run --loop`` is followed with counts that only go up; and
+headless Chromium renders the charts (marks drawn, screenshot not blank).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from commands.config import load_config
+from commands.integrations import dashboard
+from commands.integrations.demo import POISON, DemoResult, run_demo
+from commands.views import analyze_failures as af
+from commands.views.status import status
+from gemini_emulator import Emulator
+from projections import open_store, queries
+from tests.commands.dashboard_helpers import (
+    colour_variance,
+    fetch_json,
+    get_all,
+    served,
+)
+from tests.conftest import file_digest, run_cli
+from tests.pipeline import API_KEY, keys_for, make_dataset, write_config
+
+DB = "gemini_batches"
+
+#: The columns each canned query promises.
+COLUMNS = {
+    "failure_summary": [
+        "failures_logged",
+        "records_with_failures",
+        "records_failing_now",
+        "dead_letters",
+    ],
+    "failures_by_error_type": ["error_type", "failures", "records"],
+    "failures_by_state": ["state", "failures", "records"],
+    "failures_by_school": ["state", "school", "failures", "records"],
+    "record_failures": [
+        "seq",
+        "record_key",
+        "state",
+        "school",
+        "year",
+        "page",
+        "batch_id",
+        "error_type",
+        "message",
+        "excerpt",
+        "attempt",
+        "failed_at",
+    ],
+    "record_history": ["seq", "ts", "type", "actor", "payload"],
+    "dead_letters": [
+        "record_key",
+        "failures",
+        "max_retries",
+        "dead_lettered_at",
+        "last_error_type",
+        "last_error",
+        "last_failed_at",
+    ],
+    "retrying": ["record_key", "failures", "max_retries", "retry", "status", "last_error_type"],
+    "retrying_by_count": ["failures", "records"],
+    "active_batches": [
+        "batch_id",
+        "display_name",
+        "model",
+        "state",
+        "record_count",
+        "submitted_at",
+        "age_hours",
+        "succeeded",
+        "failed",
+        "pending",
+        "transport",
+    ],
+    "quota_hold": ["held_since", "retry_after", "halvings", "successes_since", "message"],
+    "deferred_submissions": ["display_name", "model", "reason", "deferred_at", "checked", "pages"],
+    "spend_by_run_and_model": [
+        "run_id",
+        "model",
+        "results",
+        "prompt_tokens",
+        "output_tokens",
+        "failed_results",
+        "cost",
+        "wasted_cost",
+    ],
+    "spend_by_model": [
+        "model",
+        "results",
+        "prompt_tokens",
+        "output_tokens",
+        "failed_results",
+        "cost",
+        "wasted_cost",
+    ],
+    "status_counts": [
+        "active_batches",
+        "open_intents",
+        "in_flight",
+        "written",
+        "dead_letters",
+        "rejected_inputs",
+    ],
+}
+COLUMNS["failure_log"] = COLUMNS["record_failures"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
+    return run_demo(tmp_path_factory.mktemp("dashboard") / "demo")
+
+
+def _rows(body: str) -> tuple[list[str], list[dict[str, Any]]]:
+    data = json.loads(body)
+    return data["columns"], data["rows"]
+
+
+def test_every_canned_query_answers_with_its_columns_and_the_commands_numbers(
+    demo: DemoResult,
+) -> None:
+    config = demo.config
+    meta = dashboard.metadata(config, DB)["databases"][DB]["queries"]
+    assert sorted(meta) == sorted(COLUMNS)
+    assert not any(q["write"] for q in meta.values())
+    key = urllib.parse.quote(POISON)
+    paths = [f"/{DB}/{name}.json?_shape=objects&record_key={key}" for name in meta]
+    paths.append(f"/{DB}/failure_log.csv")
+    answers = get_all(config, paths)
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for name, (code, body) in zip(meta, answers, strict=False):
+        assert code == 200, (name, body[:500])
+        columns, rows[name] = _rows(body)
+        assert columns == COLUMNS[name], name
+
+    with open_store(config.paths.database) as store, store.snapshot():
+        s = af.summary(store)
+        by_type, by_state, by_school = (
+            af.by_error_type(store),
+            af.by_state(store),
+            af.by_school(store),
+        )
+        record = af.record(store, POISON)
+        dead = queries.dead_letter_keys(store)
+        n_events = queries.count_events(store)
+    with open_store(config.paths.database) as store:
+        st = status(store, config, scan=False)
+
+    assert rows["failure_summary"] == [
+        {
+            "failures_logged": s.failures_logged,
+            "records_with_failures": s.records_with_failures,
+            "records_failing_now": s.records_failing_now,
+            "dead_letters": s.dead_letters,
+        }
+    ]
+    assert s.failures_logged >= 4 and s.dead_letters == 1  # the demo's faults, for real
+    assert [tuple(r.values()) for r in rows["failures_by_error_type"]] == by_type
+    assert [tuple(r.values()) for r in rows["failures_by_state"]] == by_state
+    assert [tuple(r.values()) for r in rows["failures_by_school"]] == by_school
+    assert rows["record_failures"] == record.failures
+    assert len(rows["failure_log"]) == s.failures_logged
+    history = rows["record_history"]
+    assert [r["type"] for r in history].count("RecordFailed") == record.failure_count
+    assert history[-1]["type"] == "RecordDeadLettered" and len(history) < n_events
+    assert {r["record_key"] for r in rows["dead_letters"]} == dead == {POISON}
+    assert rows["dead_letters"][0]["last_error_type"] == record.failures[-1]["error_type"]
+    assert {str(r["failures"]): r["records"] for r in rows["retrying_by_count"]} == (
+        st.failing_by_count
+    )
+    assert rows["status_counts"] == [
+        {
+            "active_batches": len(st.active_batches),
+            "open_intents": len(st.open_intents),
+            "in_flight": st.in_flight,
+            "written": st.written,
+            "dead_letters": st.dead_letters,
+            "rejected_inputs": st.rejected_inputs,
+        }
+    ]
+    spend = rows["spend_by_model"]
+    assert sum(r["prompt_tokens"] for r in spend) == st.spend.prompt_tokens > 0
+    assert sum(r["cost"] for r in spend) == pytest.approx(st.spend.cost)
+    assert sum(r["wasted_cost"] for r in spend) == pytest.approx(st.spend.wasted_cost)
+    assert st.last_run is not None
+    [this_run] = [r for r in rows["spend_by_run_and_model"] if r["run_id"] == st.last_run.run_id]
+    assert this_run["cost"] == pytest.approx(st.last_run.spend.cost)
+    # Datasette's own CSV link exports the failure log, header first.
+    csv_code, csv_body = answers[-1]
+    assert csv_code == 200 and csv_body.splitlines()[0].split(",") == COLUMNS["failure_log"]
+    assert len(csv_body.strip().splitlines()) == s.failures_logged + 1
+
+
+def test_the_dashboard_page_answers_with_local_assets_and_every_chart_query_reads(
+    demo: DemoResult,
+) -> None:
+    config = demo.config
+    before = file_digest(config.paths.database)
+    charts = dashboard.metadata(config, DB)["plugins"]["datasette-dashboards"]["pipeline"]["charts"]
+    [(code, page)] = get_all(config, ["/-/dashboards/pipeline"])
+    assert code == 200 and "Pages written per hour" in page
+    # What the browser loads (scripts, styles, images, frames) comes from this server; plain
+    # links (the "Powered by Datasette" footer) are not loaded.
+    assets = re.findall(r'<(?:script|link|img|iframe|source)\b[^>]*?(?:src|href)="([^"]*)"', page)
+    assert len(assets) >= 5, assets
+    assert all(u.startswith("/") and not u.startswith("//") for u in assets), assets
+    assert not re.search(r"url\((['\"]?)(https?:)?//", page), "a style loads from elsewhere"
+    chart_sql = [
+        f"/{DB}.json?_shape=objects&sql={urllib.parse.quote(c['query'])}" for c in charts.values()
+    ]
+    # No write path: a write through the SQL box is refused, and so is a canned query's POST.
+    refused = [f"/{DB}.json?sql={urllib.parse.quote('DELETE FROM events')}"]
+    answers = get_all(config, [*assets, *chart_sql, *refused])
+    assert all(code == 200 for code, _ in answers[: len(assets)]), "an asset is missing"
+    for (name, _), (code, body) in zip(charts.items(), answers[len(assets) :], strict=False):
+        assert code == 200 and json.loads(body)["rows"], name
+    assert answers[-1][0] == 400
+    assert file_digest(config.paths.database) == before
+
+
+def test_the_dashboard_follows_a_live_run_loop_with_counts_that_only_go_up(
+    tmp_path: Path,
+) -> None:
+    keys = keys_for(2, 2, 1, 5)
+    make_dataset(tmp_path / "input", keys)
+    timing = {"timing": {"pending_seconds": 0.2, "running_seconds": 0.2}}
+    with Emulator(timing, api_key=API_KEY) as emulator:
+        path = write_config(
+            tmp_path, emulator.url, batching={"batch_size": 4, "max_active_batches": 2}
+        )
+        config = load_config(path)
+        open_store(config.paths.database, create=True).close()  # served before the first event
+        env = {"E2E_GEMINI_KEY": API_KEY}
+        loop = subprocess.Popen(
+            [sys.executable, "-m", "commands", "--config", str(path), "run", "--loop"],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), **env},
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / "loop.err").open("w"),
+        )
+        try:
+            with served(path) as base:
+                sql = urllib.parse.quote(queries.STATUS_COUNTS_SQL)
+                seen: list[tuple[int, int]] = []
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    [row] = fetch_json(f"{base}/{DB}.json?_shape=objects&sql={sql}")["rows"]
+                    events = fetch_json(
+                        f"{base}/{DB}/failure_summary.json?_shape=objects"
+                    )  # a canned query keeps answering too
+                    assert events["rows"]
+                    seen.append((row["written"], row["dead_letters"]))
+                    if row["written"] == len(keys):
+                        break
+                    time.sleep(0.1)
+        finally:
+            loop.terminate()
+            loop.wait(timeout=20)
+    assert seen[-1][0] == len(keys), (seen[-5:], (tmp_path / "loop.err").read_text()[-2000:])
+    assert len({w for w, _ in seen}) >= 3, seen  # it was watched while it grew
+    assert seen == sorted(seen), "a count went down"
+    assert config.paths.database.exists()
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+def _one_error_line(r: Any, *words: str) -> None:
+    assert r.code == 1, (r.code, r.err)
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), r.err
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+
+
+def test_a_missing_database_is_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.db"
+    _one_error_line(run_cli("--db", str(missing), "dashboard", cwd=tmp_path), str(missing))
+    assert not missing.exists()
+
+
+def test_a_corrupt_database_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"this is not a database at all\n" * 200)
+    _one_error_line(run_cli("--db", str(bad), "dashboard", cwd=tmp_path), str(bad))
+
+
+def test_a_port_in_use_is_one_line(demo: DemoResult, tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = run_cli(
+            "--config", str(demo.config_path), "dashboard", "--port", str(port), cwd=tmp_path
+        )
+    _one_error_line(r, f"port {port}", "in use")
+
+
+def test_another_host_needs_public_and_public_warns(demo: DemoResult, tmp_path: Path) -> None:
+    r = run_cli("--config", str(demo.config_path), "dashboard", "--host", "0.0.0.0", cwd=tmp_path)
+    _one_error_line(r, "--host 0.0.0.0", "--public")
+    assert dashboard.check_host("127.0.0.1", public=False) is None
+    assert dashboard.check_host("::1", public=False) is None
+    warning = dashboard.check_host("0.0.0.0", public=True)
+    assert warning and "readable by anyone" in warning
+
+
+def test_the_demo_ends_by_printing_the_dashboard_command(demo: DemoResult) -> None:
+    from commands.integrations.demo import dashboard_command
+
+    assert dashboard_command(demo.config_path).endswith(
+        f"--config {demo.config_path} dashboard --open"
+    )
+
+
+# --- the browser -------------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+#: Where the README's screenshot is written when asked (DASHBOARD_SCREENSHOT=docs/dashboard.png).
+SCREENSHOT_ENV = "DASHBOARD_SCREENSHOT"
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
+    if found:
+        return found
+    message = (
+        "headless Chromium is not installed (Debian's `chromium` package: "
+        "apt-get install -y chromium, as root; .ci/run installs it when missing)"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(message + ": CI must run the browser test")
+    pytest.skip(message)
+
+
+def _headless(chromium: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            "--window-size=1000,1060",
+            "--virtual-time-budget=8000",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+@pytest.fixture
+def chromium() -> str:
+    return _chromium()
+
+
+def test_headless_chromium_renders_the_charts(
+    demo: DemoResult, chromium: str, tmp_path: Path
+) -> None:
+    with served(demo.config_path) as base:
+        url = f"{base}/-/dashboards/pipeline"
+        dom = _headless(chromium, tmp_path / "profile", "--dump-dom", url)
+        shot = tmp_path / "dashboard.png"
+        taken = _headless(chromium, tmp_path / "profile", f"--screenshot={shot}", url)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    # Every Vega-Lite chart drew an SVG with marks; the metric cards show the status figures.
+    cards = {part.split('"', 1)[0]: part for part in dom.stdout.split('<div id="chart-')[1:]}
+    vega = {n for n, c in dashboard._charts(demo.config, DB).items() if c["library"] == "vega-lite"}
+    drawn = {n for n, html in cards.items() if "<svg" in html and "role-mark" in html}
+    assert vega <= drawn, (vega, drawn)
+    assert len(re.findall(r"<path[^>]+d=\"M", dom.stdout)) >= 10
+    assert f">{demo.status.written}</p>" in dom.stdout
+    assert taken.returncode == 0 and shot.is_file(), taken.stderr[-2000:]
+    variance, colours = colour_variance(shot.read_bytes())
+    assert variance > 100 and colours > 20, (variance, colours)  # not blank
+    if os.environ.get(SCREENSHOT_ENV):
+        shutil.copyfile(shot, os.environ[SCREENSHOT_ENV])
+
+
+def test_the_browser_test_says_clearly_when_chromium_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(f"{__name__}.CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y chromium"):
+        _chromium()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="not installed"):
+        _chromium()
