@@ -38,4 +38,8 @@ def test_demo_runs_to_the_end_and_prints_status_and_report(tmp_path: Path) -> No
     report = Path(report_line.removeprefix("report: "))
     assert report.is_file() and report.parent == folder / "data" / "reports"
     assert status["last_run"]["run_id"] in report.name
+    # It ends by printing the dashboard command over its own config.
+    assert done.out.rstrip().splitlines()[-1] == (
+        f"dashboard: python -m commands --config {config} dashboard --open"
+    )
     assert "Batch summary" in report.read_text()
