@@ -14,6 +14,7 @@ Every SQL text comes from :mod:`projections.dashboard_sql`, which takes the text
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import socket
 import threading
@@ -230,7 +231,8 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as e:
         sock.close()
-        reason = "is in use" if e.errno == 98 else f"cannot be bound: {e.strerror or e}"
+        in_use = e.errno == errno.EADDRINUSE
+        reason = "is in use" if in_use else f"cannot be bound: {e.strerror or e}"
         raise OperatorError(f"port {port} on {host} {reason} (choose another with --port)") from e
     sock.listen(128)
     sock.set_inheritable(True)
