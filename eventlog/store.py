@@ -12,12 +12,13 @@ Guarantees:
   the write lock.
 * The connection is private: the read side asks through :meth:`EventStore.query` (and
   :meth:`~EventStore.query_one`, :meth:`~EventStore.rows`), and every statement runs inside
-  :func:`~eventlog.connection.translate_sqlite_errors`. Only the SQLite projector receives the
+  the backend's error translation (:meth:`EventStore._errors`). Only the projector receives the
   connection, as :attr:`Writer.conn`, to fold rows into the same transaction.
 
-The SQL here is the events table's own (append, read by sequence number); the SQLite settings,
-DDL and triggers live in :mod:`eventlog.connection` and :mod:`eventlog.schema`, which a second
-backend (PostgreSQL, planned) replaces.
+The SQL here is the events table's own (append, read by sequence number), written with ``?``
+placeholders; the SQLite settings, DDL and triggers live in :mod:`eventlog.connection` and
+:mod:`eventlog.schema`. :mod:`eventlog.postgres` is the second backend: the same class with its
+own connection (which translates the placeholders), transactions, schema and error translation.
 """
 
 from __future__ import annotations
@@ -81,10 +82,20 @@ class RawRow(msgspec.Struct, frozen=True, array_like=True):
     hash: str
 
 
+class Connection(Protocol):
+    """The store's connection as the projector sees it: apsw's, or :mod:`eventlog.postgres`'s
+    adapter of the same shape (``execute`` returns an iterable cursor with ``fetchone`` and
+    ``fetchall``; ``?`` placeholders)."""
+
+    def execute(self, sql: str, params: Any = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, rows: Any, /) -> Any: ...
+
+
 class Projector(Protocol):
     """What the store calls to keep read models in step with the log (see ``projections``)."""
 
-    def apply(self, conn: apsw.Connection, records: Sequence[Recorded]) -> None:
+    def apply(self, conn: Connection, records: Sequence[Recorded]) -> None:
         """Fold ``records`` into the projection tables inside the caller's write transaction."""
 
     def catch_up(self, store: EventStore) -> None:
@@ -124,9 +135,9 @@ class Writer:
 
     def __init__(self, store: EventStore, last_seq: int, last_ts: str, last_hash: str) -> None:
         self.store = store
-        #: The connection this transaction runs on: handed to the SQLite projector (``projections``)
+        #: The connection this transaction runs on: handed to the projector (``projections``)
         #: so its rows commit with the events. Reads elsewhere go through :meth:`EventStore.query`.
-        self.conn = store._conn
+        self.conn: Connection = store._conn
         self.last_seq = last_seq
         self._last_ts = last_ts
         self._last_hash = last_hash
@@ -154,7 +165,7 @@ class Writer:
             payload = raw.decode()
             rows.append((seq, ts, type_, stream, actor, version, payload, prev))
             recorded.append(Recorded(seq, ts, type_, stream, actor, version, event, prev))
-        with translate_sqlite_errors(store.path):
+        with store._errors():
             self.conn.executemany(
                 f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
             )
@@ -190,6 +201,9 @@ def _create_atomically(path: Path, projector: Projector | None, registry: EventR
 
 class EventStore:
     """The event log in one SQLite file. Open with :meth:`open`; close with :meth:`close`."""
+
+    #: ``sqlite`` or ``postgresql``: the SQL dialect of the connection (for the projector's DDL).
+    dialect = "sqlite"
 
     def __init__(
         self,
@@ -253,6 +267,23 @@ class EventStore:
     def close(self) -> None:
         self._conn.close()
 
+    @property
+    def location(self) -> str:
+        """Where the log is, for messages (a path; a URL without its password)."""
+        return str(self.path)
+
+    def _errors(self) -> contextlib.AbstractContextManager[None]:
+        """The boundary where the driver's exceptions become :mod:`eventlog.errors`."""
+        return translate_sqlite_errors(self.path)
+
+    def _begin_write(self) -> contextlib.AbstractContextManager[None]:
+        """One write transaction, holding the log's write lock from its start."""
+        return immediate(self._conn)
+
+    def has_table(self, name: str) -> bool:
+        """Whether the database holds a table ``name`` (read-only)."""
+        return self.query_one("SELECT 1 FROM sqlite_schema WHERE name = ?", (name,)) is not None
+
     def __enter__(self) -> EventStore:
         return self
 
@@ -264,7 +295,7 @@ class EventStore:
     @contextlib.contextmanager
     def write(self) -> Iterator[Writer]:
         """One write transaction (``BEGIN IMMEDIATE``): read, decide, append, all atomically."""
-        with translate_sqlite_errors(self.path), immediate(self._conn):
+        with self._errors(), self._begin_write():
             row = self._conn.execute(
                 "SELECT seq, ts, hash FROM events ORDER BY seq DESC LIMIT 1"
             ).fetchone()
@@ -283,7 +314,7 @@ class EventStore:
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
         """One read transaction: every read inside sees the same committed state (no lock)."""
-        with translate_sqlite_errors(self.path):
+        with self._errors():
             self._conn.execute("BEGIN DEFERRED")
             try:
                 yield
@@ -300,18 +331,18 @@ class EventStore:
         transaction is open on this store (a :meth:`snapshot`, or a :meth:`write` whose reads must
         see its own state), else in its own implicit read transaction. Never used to write.
         """
-        with translate_sqlite_errors(self.path):
+        with self._errors():
             return self._conn.execute(sql, params).fetchall()
 
     def query_one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         """The first row of one read statement (None if there is none); as :meth:`query`."""
-        with translate_sqlite_errors(self.path):
+        with self._errors():
             return self._conn.execute(sql, params).fetchone()
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
         """The rows of one read statement, streamed from the cursor (flat memory); as
         :meth:`query`. Consume it inside the :meth:`snapshot` that should bound it."""
-        with translate_sqlite_errors(self.path):
+        with self._errors():
             yield from self._conn.execute(sql, params)
 
     def backup(self, dest: Path) -> None:
@@ -344,7 +375,7 @@ class EventStore:
     def seq_at(self, ts: str) -> int:
         """The last sequence number stored at or before ``ts`` (0 if none): a binary search."""
         lo, hi = 0, self.last_seq()
-        with translate_sqlite_errors(self.path):
+        with self._errors():
             while lo < hi:
                 mid = (lo + hi + 1) // 2
                 row = self._conn.execute("SELECT ts FROM events WHERE seq = ?", (mid,)).fetchone()
@@ -362,7 +393,7 @@ class EventStore:
         upper = until_seq if until_seq is not None else 2**63 - 1
         cursor_seq = after_seq
         sql = f"SELECT {_COLUMNS} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
-        with translate_sqlite_errors(self.path):
+        with self._errors():
             while True:
                 rows: list[StoredRow] = self._conn.execute(  # type: ignore[assignment]
                     sql, (cursor_seq, upper, chunk)

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from eventlog.connection import DEFAULT_BUSY_TIMEOUT_MS
+from eventlog.postgres import PostgresEventStore, is_url
 from eventlog.store import EventStore, utc_now
 from projections.projector import (
     PROJECTIONS,
@@ -28,7 +29,7 @@ from projections.projector import (
     snapshot_rows,
     verify,
 )
-from projections.tables import MemoryTables, SqliteTables, Tables, TableSpec
+from projections.tables import MemoryTables, PostgresTables, SqliteTables, Tables, TableSpec
 
 __all__ = [
     "PROJECTIONS",
@@ -36,6 +37,7 @@ __all__ = [
     "SPECS",
     "Difference",
     "MemoryTables",
+    "PostgresTables",
     "SqliteTables",
     "TableSpec",
     "Tables",
@@ -51,16 +53,27 @@ __all__ = [
 
 
 def open_store(
-    path: Path | str,
+    location: Path | str,
     *,
     create: bool = False,
     write: bool = True,
     clock: Callable[[], datetime] = utc_now,
     busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
 ) -> EventStore:
-    """Open the log with the projections attached (the way every command opens it)."""
+    """Open the log with the projections attached (the way every command opens it).
+
+    ``location`` is a SQLite file, or a ``postgresql://`` URL (:mod:`eventlog.postgres`)."""
+    if is_url(location):
+        return PostgresEventStore.open_url(
+            str(location),
+            create=create,
+            write=write,
+            projector=PROJECTOR,
+            clock=clock,
+            busy_timeout_ms=busy_timeout_ms,
+        )
     return EventStore.open(
-        path,
+        location,
         create=create,
         write=write,
         projector=PROJECTOR,

@@ -8,10 +8,12 @@ trigger checks ``projection_gate.open``, which the projector sets to 1 only insi
 transaction and back to 0 before commit. A raw ``DELETE FROM active_batches ...`` from the
 ``sqlite3`` shell therefore fails with a message naming ``clear-batch``.
 
-SQLite-specific, with :mod:`projections.tables` and :mod:`projections.queries`: the refusing
-triggers, the gate, the checkpoints and the scratch database of :func:`verify`. A second backend
-(PostgreSQL, planned) replaces :class:`SqlProjector` and those modules; the folds
-(``evolve``/``fold``) and the projections-equal-rebuild tests stay as they are.
+One projector for both backends: the connection's ``dialect`` (``sqlite``, or ``postgresql``
+for :mod:`eventlog.postgres`) picks the DDL, the refusing triggers (SQLite ``RAISE(ABORT)``;
+PostgreSQL a statement-level plpgsql trigger, TRUNCATE included), the row store
+(:class:`SqliteTables` or :class:`PostgresTables`) and the bulk load of a rebuild (``COPY`` on
+PostgreSQL). The gate, the checkpoints and the scratch database of :func:`verify` (SQLite in
+memory, compared row for row with either backend's live tables) are the same.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import msgspec
 
 from eventlog import crashpoints
 from eventlog.events import ALL_EVENT_TYPES, Event
-from eventlog.store import EventStore, Recorded
+from eventlog.store import Connection, EventStore, Recorded
 from projections import (
     abandoned_batches,
     active_batches,
@@ -50,6 +52,7 @@ from projections import (
 )
 from projections.tables import (
     MemoryTables,
+    PostgresTables,
     SqliteTables,
     Tables,
     TableSpec,
@@ -185,8 +188,28 @@ class Difference(msgspec.Struct, frozen=True):
         return f"{self.table}: row {self.key} differs: live {self.live} != rebuilt {self.rebuilt}"
 
 
-def _trigger_sql(spec_name: str, message: str) -> str:
+def _dialect(conn: Any) -> str:
+    return str(getattr(conn, "dialect", "sqlite"))
+
+
+_PG_GUARD = f"""
+CREATE OR REPLACE FUNCTION gb_projection_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT open FROM {_GATE}) = 0 THEN
+        RAISE EXCEPTION '%', TG_ARGV[0];
+    END IF;
+    RETURN NULL;
+END $$;
+"""
+
+
+def _trigger_sql(spec_name: str, message: str, dialect: str = "sqlite") -> str:
     message = message.replace("'", "''")
+    if dialect == "postgresql":
+        return (
+            f"CREATE TRIGGER {spec_name}_refuse BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE "
+            f"ON {spec_name} FOR EACH STATEMENT EXECUTE FUNCTION gb_projection_guard('{message}');"
+        )
     parts = []
     for op in ("INSERT", "UPDATE", "DELETE"):
         parts.append(
@@ -200,37 +223,44 @@ def _trigger_sql(spec_name: str, message: str) -> str:
 class SqlProjector:
     """The projector the store calls inside each append transaction (``eventlog.Projector``)."""
 
-    def needs_install(self, conn: apsw.Connection) -> bool:
+    def needs_install(self, conn: Connection) -> bool:
         return _stale(conn.execute(_VERSION_SQL).fetchone())
 
-    def install(self, conn: apsw.Connection) -> None:
+    def install(self, conn: Connection) -> None:
         """Drop the previous projection tables and create the current (empty) ones."""
+        dialect = _dialect(conn)
         row = conn.execute("SELECT value FROM meta WHERE key = 'projection_tables'").fetchone()
         old = json.loads(row[0]) if row else []
         for name in [*old, _CHECKPOINTS, snapshots.TABLE, _GATE]:
             conn.execute(f"DROP TABLE IF EXISTS {name}")
+        strict = " STRICT" if dialect == "sqlite" else ""
+        bigint = "INTEGER" if dialect == "sqlite" else "BIGINT"
         conn.execute(
             f"CREATE TABLE {_GATE} (id INTEGER PRIMARY KEY CHECK (id = 1), "
-            f"open INTEGER NOT NULL) STRICT;"
+            f"open INTEGER NOT NULL){strict};"
             f"INSERT INTO {_GATE} VALUES (1, 0);"
-            f"CREATE TABLE {_CHECKPOINTS} (name TEXT PRIMARY KEY, seq INTEGER NOT NULL) STRICT;"
+            f"CREATE TABLE {_CHECKPOINTS} (name TEXT PRIMARY KEY, seq {bigint} NOT NULL){strict};"
         )
+        if dialect == "postgresql":
+            conn.execute(_PG_GUARD)
         conn.execute(
             _trigger_sql(
                 _CHECKPOINTS,
                 f"{_CHECKPOINTS} is a projection of the event log and is not written directly: "
                 "run `python -m commands rebuild-projections`",
+                dialect,
             )
         )
         for spec in SPECS:
-            conn.execute(spec.ddl())
-            conn.execute(_trigger_sql(spec.name, spec.refuse_message()))
-        conn.execute(snapshots.DDL)
+            conn.execute(spec.ddl(dialect))
+            conn.execute(_trigger_sql(spec.name, spec.refuse_message(), dialect))
+        conn.execute(snapshots.ddl(dialect))
         conn.execute(
             _trigger_sql(
                 snapshots.TABLE,
                 f"{snapshots.TABLE} is a projection of the event log and is not written directly: "
                 "run `python -m commands rebuild-projections`",
+                dialect,
             )
         )
         with self._gate(conn):
@@ -266,13 +296,13 @@ class SqlProjector:
                     batch = []
             self.apply(conn, batch)
 
-    def checkpoint(self, conn: apsw.Connection) -> int:
+    def checkpoint(self, conn: Connection) -> int:
         return _checkpoint(conn.execute(_CHECKPOINT_SQL).fetchone())
 
-    def apply(self, conn: apsw.Connection, records: Sequence[Recorded]) -> None:
+    def apply(self, conn: Connection, records: Sequence[Recorded]) -> None:
         if not records:
             return
-        tables = SqliteTables(conn)
+        tables = PostgresTables(conn) if _dialect(conn) == "postgresql" else SqliteTables(conn)
         with self._gate(conn):
             for i, rec in enumerate(records):
                 evolve(tables, rec)
@@ -283,12 +313,16 @@ class SqlProjector:
             if snapshots.crossed(records[0].seq, last):
                 snapshots.store_from_live(conn, last)
 
-    def load(self, conn: apsw.Connection, folded: Folded) -> None:
+    def load(self, conn: Connection, folded: Folded) -> None:
         """Replace every projection row, and the snapshots, with a fold's (inside the caller's
         transaction)."""
+        copy_rows = getattr(conn, "copy_rows", None)  # PostgreSQL's COPY, when there is one
         with self._gate(conn):
             for spec in SPECS:
                 conn.execute(f"DELETE FROM {spec.name}")
+                if copy_rows is not None:
+                    copy_rows(spec.name, spec.columns, folded.tables.rows(spec))
+                    continue
                 marks = ", ".join("?" for _ in spec.columns)
                 conn.executemany(
                     f"INSERT INTO {spec.name} VALUES ({marks})", folded.tables.rows(spec)
@@ -300,7 +334,7 @@ class SqlProjector:
 
     @staticmethod
     @contextlib.contextmanager
-    def _gate(conn: apsw.Connection) -> Iterator[None]:
+    def _gate(conn: Connection) -> Iterator[None]:
         conn.execute(f"UPDATE {_GATE} SET open = 1")
         try:
             yield

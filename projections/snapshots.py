@@ -20,10 +20,9 @@ from collections.abc import Iterable, Iterator
 from types import ModuleType
 from typing import Any
 
-import apsw
 import msgspec
 
-from eventlog.store import EventStore, Recorded
+from eventlog.store import Connection, EventStore, Recorded
 from projections import active_batches, dead_letters, failure_counts, inflight_records
 from projections.tables import MemoryTables, TableSpec, read_rows
 
@@ -48,6 +47,19 @@ CREATE TABLE {TABLE} (
     state      BLOB    NOT NULL
 ) STRICT;
 """
+PG_DDL = f"""
+CREATE TABLE {TABLE} (
+    seq        BIGINT  PRIMARY KEY,
+    chain_hash TEXT    NOT NULL,
+    digest     TEXT    NOT NULL,
+    state      BYTEA   NOT NULL
+);
+"""
+
+
+def ddl(dialect: str) -> str:
+    return PG_DDL if dialect == "postgresql" else DDL
+
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
@@ -108,7 +120,7 @@ def _frames(blob: bytes) -> Iterator[tuple[str, list[Any]]]:
         raise ValueError("a snapshot ends in the middle of a frame")
 
 
-def store_from_live(conn: apsw.Connection, seq: int) -> None:
+def store_from_live(conn: Connection, seq: int) -> None:
     """Snapshot the live view tables (inside the append transaction that reached ``seq``),
     streamed from the tables' cursors."""
     _insert(conn, seq, _pack((spec.name, read_rows(conn, spec)) for spec in VIEW_SPECS))
@@ -119,18 +131,22 @@ def view_rows(tables: MemoryTables) -> dict[str, list[Any]]:
     return {spec.name: [list(r) for r in tables.rows(spec)] for spec in VIEW_SPECS}
 
 
-def store_rows(conn: apsw.Connection, seq: int, rows: dict[str, list[Any]]) -> None:
+def store_rows(conn: Connection, seq: int, rows: dict[str, list[Any]]) -> None:
     """Store one snapshot taken at ``seq`` (inside the caller's write transaction)."""
     _insert(conn, seq, _pack(rows.items()))
 
 
-def _insert(conn: apsw.Connection, seq: int, packed: tuple[bytes, str]) -> None:
+def _insert(conn: Connection, seq: int, packed: tuple[bytes, str]) -> None:
     blob, digest = packed
     found = conn.execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone()
     if found is None:
         raise ValueError(f"no event {seq} to take a snapshot at")
     chain = found[0]
-    conn.execute(f"INSERT OR REPLACE INTO {TABLE} VALUES (?, ?, ?, ?)", (seq, chain, digest, blob))
+    conn.execute(
+        f"INSERT INTO {TABLE} VALUES (?, ?, ?, ?) ON CONFLICT (seq) DO UPDATE SET "
+        "chain_hash = excluded.chain_hash, digest = excluded.digest, state = excluded.state",
+        (seq, chain, digest, blob),
+    )
 
 
 def _contents(blob: bytes) -> dict[str, list[Any]]:
@@ -155,14 +171,13 @@ def latest(store: EventStore, until_seq: int) -> tuple[int, MemoryTables | None]
 
     A snapshot whose bytes or chain hash do not match is skipped for an older one.
     """
-    try:
-        rows = store.query(
-            f"SELECT s.seq, s.chain_hash, s.digest, s.state, e.hash FROM {TABLE} s "
-            "JOIN events e ON e.seq = s.seq WHERE s.seq <= ? ORDER BY s.seq DESC LIMIT 3",
-            (until_seq,),
-        )
-    except apsw.SQLError:  # a log written before snapshots existed
+    if not store.has_table(TABLE):  # a log written before snapshots existed
         return 0, None
+    rows = store.query(
+        f"SELECT s.seq, s.chain_hash, s.digest, s.state, e.hash FROM {TABLE} s "
+        "JOIN events e ON e.seq = s.seq WHERE s.seq <= ? ORDER BY s.seq DESC LIMIT 3",
+        (until_seq,),
+    )
     for seq, chain, digest, blob, event_hash in rows:
         if chain == event_hash and hashlib.sha256(blob).hexdigest() == digest:
             return seq, _unpack(blob)

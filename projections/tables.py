@@ -5,9 +5,9 @@ find by one column). :class:`SqliteTables` runs it incrementally inside the appe
 :class:`MemoryTables` runs it over the whole log for a rebuild or a replay. Both pass the same
 contract tests (``tests/projections/test_tables_contract.py``).
 
-SQLite-specific: :class:`SqliteTables` and the DDL of :meth:`TableSpec.ddl` (with the projector's
-triggers and gate in :mod:`projections.projector`). A second backend (PostgreSQL, planned) adds
-its own ``Tables`` implementation beside them; the folds do not change.
+Per backend: :class:`SqliteTables` and :class:`PostgresTables` (the same statements, each in its
+driver's placeholders), and the DDL of :meth:`TableSpec.ddl` for each dialect (with the
+projector's triggers and gate in :mod:`projections.projector`); the folds do not change.
 """
 
 from __future__ import annotations
@@ -19,12 +19,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import apsw
 import msgspec
+
+from eventlog.store import Connection
 
 Row = msgspec.Struct
 
 _SQL_TYPES = {str: "TEXT", int: "INTEGER", float: "REAL"}
+#: PostgreSQL's: text in the "C" collation, so ORDER BY is byte order as in SQLite and Python.
+_PG_TYPES = {str: 'TEXT COLLATE "C"', int: "BIGINT", float: "DOUBLE PRECISION"}
 
 
 @dataclass(frozen=True)
@@ -50,14 +53,17 @@ class TableSpec:
         else:
             object.__setattr__(self, "key_of", operator.attrgetter(*self.pk))
 
-    def ddl(self) -> str:
-        """CREATE TABLE (STRICT) and its secondary indexes."""
+    def ddl(self, dialect: str = "sqlite") -> str:
+        """CREATE TABLE (STRICT in SQLite) and its secondary indexes."""
         cols = []
         for f in msgspec.structs.fields(self.row):
             sql_type, nullable = _sql_type(f.type)
+            if dialect == "postgresql":
+                sql_type = _PG_TYPES[{v: k for k, v in _SQL_TYPES.items()}[sql_type]]
             cols.append(f"{f.name} {sql_type}{'' if nullable else ' NOT NULL'}")
         cols.append(f"PRIMARY KEY ({', '.join(self.pk)})")
-        parts = [f"CREATE TABLE {self.name} (\n    " + ",\n    ".join(cols) + "\n) STRICT;"]
+        strict = " STRICT" if dialect == "sqlite" else ""
+        parts = [f"CREATE TABLE {self.name} (\n    " + ",\n    ".join(cols) + f"\n){strict};"]
         for col in self.indexes:
             parts.append(f"CREATE INDEX {self.name}_by_{col} ON {self.name} ({col});")
         return "\n".join(parts)
@@ -178,7 +184,7 @@ def _drop(index: dict[Any, set[Any]], value: Any, key: Any) -> None:
 class SqliteTables:
     """Tables in the live database; every call runs inside the caller's write transaction."""
 
-    def __init__(self, conn: apsw.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._sql: dict[tuple[str, str, str], str] = {}
 
@@ -227,11 +233,28 @@ class SqliteTables:
         self.conn.execute(f"DELETE FROM {spec.name} WHERE {column} = ?", (value,))
 
 
+class PostgresTables(SqliteTables):
+    """Tables in a PostgreSQL log, through its driver directly (``%s`` placeholders, statements
+    prepared by psycopg after a few uses); every call runs inside the caller's write transaction.
+    The SQL is :class:`SqliteTables`' own: the upsert (``ON CONFLICT ... DO UPDATE SET c =
+    excluded.c``) is the same in both dialects."""
+
+    def __init__(self, conn: Any) -> None:
+        super().__init__(conn.raw)  # the psycopg connection under eventlog.postgres.PgConnection
+
+    def _stmt(self, spec: TableSpec, op: str, column: str = "") -> str:
+        return super()._stmt(spec, op, column).replace("?", "%s")
+
+    def delete_where(self, spec: TableSpec, column: str, value: Any) -> None:
+        self._stmt(spec, "find", column)
+        self.conn.execute(f"DELETE FROM {spec.name} WHERE {column} = %s", (value,))
+
+
 def select_all(spec: TableSpec) -> str:
     """The statement reading every row of ``spec``'s table, in primary-key order."""
     return f"SELECT {', '.join(spec.columns)} FROM {spec.name} ORDER BY {', '.join(spec.pk)}"
 
 
-def read_rows(conn: apsw.Connection, spec: TableSpec) -> Iterator[tuple[Any, ...]]:
+def read_rows(conn: Connection, spec: TableSpec) -> Iterator[tuple[Any, ...]]:
     """Every row of ``spec``'s table in ``conn``, in primary-key order."""
     yield from conn.execute(select_all(spec))

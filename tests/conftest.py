@@ -16,7 +16,7 @@ import pytest
 from eventlog.store import EventStore
 from gemini_emulator import Emulator
 from projections import open_store
-from tests.backends import BACKENDS, Backend, StoreFactory
+from tests.backends import BACKENDS, Backend, StoreFactory, on_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,17 +33,44 @@ def store(db_path: Path) -> Iterator[EventStore]:
     s.close()
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The session's PostgreSQL server URL: ``$GB_TEST_POSTGRES_URL``, or a throwaway server
+    started now and stopped at the end (``tests/postgres.py``); skips (fails under CI=1) when
+    none can be had."""
+    from tests import postgres
+
+    url = os.environ.get(postgres.ENV_URL)
+    if url:
+        yield url
+        return
+    try:
+        server = postgres.throwaway_server()
+        url = server.__enter__()
+    except postgres.NoServer as e:
+        postgres.unavailable(str(e))
+        return
+    try:
+        yield url
+    finally:
+        server.__exit__(None, None, None)
+
+
 @pytest.fixture(scope="session", params=BACKENDS, ids=lambda b: b.name)
 def backend(request: pytest.FixtureRequest) -> Backend:
     """Each storage backend the store's contract suite runs on (``tests/backends.py``)."""
-    return request.param
+    b: Backend = request.param
+    if b.name == "postgresql":
+        return on_server(b, request.getfixturevalue("postgres_server"))
+    return b
 
 
 @pytest.fixture
 def store_factory(backend: Backend, db_path: Path) -> Iterator[StoreFactory]:
-    """Opens stores of ``backend`` at this test's location (``db_path`` for SQLite); all closed
-    at teardown."""
-    factory = StoreFactory(backend, db_path)
+    """Opens stores of ``backend`` at this test's location (``db_path`` for SQLite, a fresh
+    schema for PostgreSQL); all closed at teardown."""
+    location = db_path if backend.name == "sqlite" else backend.new_location(db_path.parent)
+    factory = StoreFactory(backend, location)
     yield factory
     factory.close_all()
 

@@ -35,6 +35,7 @@ LAYERS = {
 #: What a pure rule may not import: storage, the network, the file system, processes, clocks.
 IO_MODULES = (
     "apsw",
+    "psycopg",
     "sqlite3",
     "google.genai",
     "httpx",
@@ -120,8 +121,8 @@ def _breaks(rule: str, module: str, name: str) -> bool:
         )
     if rule == "pure rules":
         return _within(module, "commands.rules") and any(_within(name, m) for m in IO_MODULES)
-    if rule == "apsw":
-        return _within(name, "apsw") and not (
+    if rule in ("apsw", "psycopg"):  # the storage drivers: the log and its projections only
+        return _within(name, rule) and not (
             _within(module, "eventlog") or _within(module, "projections")
         )
     if rule == "google.genai":
@@ -140,7 +141,7 @@ DASHBOARD = "commands.integrations.dashboard"
 
 
 @pytest.mark.parametrize(
-    "rule", ["cli", "pure rules", "apsw", "google.genai", "datasette", "layers"]
+    "rule", ["cli", "pure rules", "apsw", "psycopg", "google.genai", "datasette", "layers"]
 )
 def test_no_module_crosses_a_boundary(rule: str) -> None:
     assert _violations(rule) == []
@@ -152,6 +153,8 @@ def test_the_graph_sees_what_it_checks() -> None:
     assert any(_within(n, "apsw") for n, _ in GRAPH["eventlog.store"])
     assert any(_within(n, "datasette") for n, _ in GRAPH[DASHBOARD])
     assert _breaks("datasette", "commands.cli.dashboard", "datasette.app")
+    assert any(_within(n, "psycopg") for n, _ in GRAPH["eventlog.postgres"])
+    assert _breaks("psycopg", "commands.views.status", "psycopg")
     assert any(_within(n, "commands.cli") for n, _ in GRAPH["commands.__main__"])
     assert _breaks("pure rules", "commands.rules.x", "os")
     assert _breaks("layers", "projections.x", "commands.worker.cycle")

@@ -114,10 +114,11 @@ def test_the_database_refuses_to_rewrite_the_log(store_factory: StoreFactory, sq
     backend, location = store_factory.backend, store_factory.location
     store.append([_ev(1), _ev(2)], actor="a")
     before = list(store.read_raw())
-    # Through the backend's own driver (apsw), translated at the boundary ...
+    sql = backend.phrase(sql)
+    # Through the backend's own driver (apsw, psycopg), translated at the boundary ...
     with pytest.raises(AppendOnlyViolation, match="append-only"):
         backend.raw_execute(location, sql)
-    # ... and through another client library altogether (the stdlib's), as an operator would.
+    # ... and through another client altogether (the stdlib's sqlite3, psql), as an operator would.
     with pytest.raises(backend.foreign_refusal, match="append-only"):
         backend.foreign_execute(location, sql)
     assert list(store.read_raw()) == before
