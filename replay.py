@@ -64,7 +64,7 @@ def replay_cli(
     from projections import open_store
 
     ctx.obj = AppContext(config_path, db)
-    with open_store(app(ctx).db_path, write=False) as store:
+    with open_store(app(ctx).store_location, write=False) as store:
         if verify_chain:
             broken = store.verify_chain()
             if broken is not None:

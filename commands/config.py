@@ -106,6 +106,16 @@ class NetworkConfig(_Section):
 class DatabaseConfig(_Section):
     #: How long a writer waits for another process's write lock before giving up with an error.
     busy_timeout_seconds: float = Field(10.0, ge=0)
+    #: A PostgreSQL log (``postgresql://user@host/db``) instead of the SQLite file
+    #: ``[paths] database``; empty: the SQLite file. A password is better in ``~/.pgpass``.
+    url: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        if value and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL (or empty for the SQLite file)")
+        return value
 
     @property
     def busy_timeout_ms(self) -> int:
@@ -155,6 +165,11 @@ class Config(_Section):
     database: DatabaseConfig = DatabaseConfig()
     #: Where the config was read from (None: defaults only). Not a TOML key.
     source: Path | None = Field(None, exclude=True)
+
+    @property
+    def log_location(self) -> Path | str:
+        """Where the event log is: ``[database] url`` when set, else the SQLite file."""
+        return self.database.url or self.paths.database
 
     def resolved(self, base: Path) -> Config:
         """A copy whose relative ``[paths]`` are made absolute against ``base``."""

@@ -26,6 +26,7 @@ psycopg (the ``postgres`` extra) is imported only when a PostgreSQL store is ope
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -272,8 +273,10 @@ class PostgresEventStore(EventStore):
     dialect = "postgresql"
     _conn: PgConnection  # type: ignore[assignment]
 
-    def __init__(self, conn: Any, url: str, **kwargs: Any) -> None:
-        super().__init__(conn, Path("postgresql"), **kwargs)
+    def __init__(self, conn: Any, url: str, *, scratch: Path | None = None, **kwargs: Any) -> None:
+        # ``path`` is local: temporary files (result downloads) go beside it, as beside a file.
+        path = scratch or Path(tempfile.gettempdir()) / "gemini-batches" / "postgresql"
+        super().__init__(conn, path, **kwargs)
         self.url = url
 
     @property
@@ -291,6 +294,7 @@ class PostgresEventStore(EventStore):
         clock: Any = utc_now,
         busy_timeout_ms: int = 10_000,
         write: bool = True,
+        scratch: Path | None = None,
     ) -> PostgresEventStore:
         """Open the log at ``url`` (``create=True`` makes its tables in an empty database)."""
         location = redact(url)
@@ -309,7 +313,9 @@ class PostgresEventStore(EventStore):
                             f"{SCHEMA_VERSION}; run any writing command to upgrade it: {location}"
                         )
                     migrate(conn, location)
-            store = cls(conn, url, registry=registry, projector=projector, clock=clock)
+            store = cls(
+                conn, url, scratch=scratch, registry=registry, projector=projector, clock=clock
+            )
             if (write or create) and projector is not None:
                 projector.catch_up(store)
         except BaseException:

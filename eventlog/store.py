@@ -175,6 +175,33 @@ class Writer:
         self.appended.extend(recorded)
         return recorded
 
+    def copy(self, rows: Sequence[RawRow]) -> None:
+        """Append rows of another log exactly as they were stored (sequence number, time, actor,
+        payload bytes and hash), and fold them into the projections (same transaction).
+
+        Refuses (``ValueError``) rows that do not continue this log: the next sequence number,
+        the chain's hash recomputed over the previous row. For ``migrate-to-postgres``."""
+        if not rows:
+            return
+        decode = self.store.registry.decode
+        seq, prev = self.last_seq, self._last_hash
+        recorded: list[Recorded] = []
+        for r in rows:
+            want = chain_hash(prev, r.seq, r.ts, r.type, r.stream, r.actor, r.version, r.payload)
+            if r.seq != seq + 1 or want != r.hash:
+                raise ValueError(f"event {r.seq} does not continue the log at event {seq}")
+            ev = decode(r.type, r.version, r.payload, r.seq)
+            recorded.append(Recorded(r.seq, r.ts, r.type, r.stream, r.actor, r.version, ev, r.hash))
+            seq, prev = r.seq, r.hash
+        with self.store._errors():
+            self.conn.executemany(
+                f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [tuple(msgspec.structs.astuple(r)) for r in rows],
+            )
+            if self.store.projector is not None:
+                self.store.projector.apply(self.conn, recorded)
+        self.last_seq, self._last_ts, self._last_hash = seq, rows[-1].ts, prev
+
 
 def _create_atomically(path: Path, projector: Projector | None, registry: EventRegistry) -> None:
     """Build a new, empty log beside ``path`` and link it into place, so another process never

@@ -59,10 +59,13 @@ def open_store(
     write: bool = True,
     clock: Callable[[], datetime] = utc_now,
     busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+    scratch: Path | None = None,
 ) -> EventStore:
     """Open the log with the projections attached (the way every command opens it).
 
-    ``location`` is a SQLite file, or a ``postgresql://`` URL (:mod:`eventlog.postgres`)."""
+    ``location`` is a SQLite file, or a ``postgresql://`` URL (:mod:`eventlog.postgres`); for a
+    URL, ``scratch`` is the local file beside which temporary files go (as they go beside a
+    SQLite file): the config's ``[paths] database``."""
     if is_url(location):
         return PostgresEventStore.open_url(
             str(location),
@@ -71,6 +74,7 @@ def open_store(
             projector=PROJECTOR,
             clock=clock,
             busy_timeout_ms=busy_timeout_ms,
+            scratch=scratch,
         )
     return EventStore.open(
         location,

@@ -6,6 +6,7 @@ costs nothing (the CLI's ``--help`` stays fast).
 
 __all__ = [
     "clear_batch",
+    "migrate",
     "nuke",
     "reset_failures",
 ]

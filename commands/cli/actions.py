@@ -147,3 +147,29 @@ def rebuild_projections(ctx: click.Context, verify: bool) -> None:
         else:
             last = rebuild(store)
             click.echo(f"rebuilt every projection from the log (through event {last})")
+
+
+@cli.command("migrate-to-postgres")
+@click.argument("url")
+@click.pass_context
+@operator_errors
+def migrate_to_postgres(ctx: click.Context, url: str) -> None:
+    """Copy this SQLite log into the PostgreSQL database URL, event for event, and prove the
+    chain and every projection equal (resumable; the SQLite file is only read).
+
+    Then set [database] url = URL in the config.
+
+    Example: python -m commands migrate-to-postgres postgresql://gb@db.example/gemini_batches
+    """
+    from commands.actions import migrate as core
+    from eventlog.postgres import is_url, redact
+
+    if not is_url(url):
+        raise OperatorError(f"not a postgresql:// URL: {redact(url)}")
+    db = app(ctx).db_path
+    if not db.exists():
+        raise OperatorError(f"database not found: {db}")
+    m = core.migrate(db, url, busy_timeout_ms=app(ctx).config.database.busy_timeout_ms)
+    click.echo(f"copied {m.copied} events from {db} to {redact(url)}")
+    click.echo(f"hash chain equal through event {m.last_seq} ({m.last_hash[:16]}...)")
+    click.echo(f"projections equal: {m.tables} tables, {m.rows} rows")

@@ -55,11 +55,19 @@ class AppContext:
     def db_path(self) -> Path:
         return self._db if self._db is not None else self.config.paths.database
 
+    @property
+    def store_location(self) -> Path | str:
+        """``--db`` if given, else the config's log (its ``[database] url`` or SQLite file)."""
+        return self._db if self._db is not None else self.config.log_location
+
     def open(self, *, create: bool = False) -> EventStore:
         from projections import open_store
 
         return open_store(
-            self.db_path, create=create, busy_timeout_ms=self.config.database.busy_timeout_ms
+            self.store_location,
+            create=create,
+            busy_timeout_ms=self.config.database.busy_timeout_ms,
+            scratch=self.config.paths.database,
         )
 
 

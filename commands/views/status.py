@@ -131,7 +131,7 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
                 spend(_usage(rows), config.pricing, config.gemini.model),
             )
     return Status(
-        database=str(store.path),
+        database=store.location,
         events=bounds[1][0] if bounds else 0,
         last_event_at=bounds[1][1] if bounds else None,
         active_batches=batches,

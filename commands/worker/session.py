@@ -86,7 +86,10 @@ def session(
     run_id = new_run_id()
     with RunLock(config.paths.database).acquire(wait_for_lock):
         store = open_store(
-            config.paths.database, create=True, busy_timeout_ms=config.database.busy_timeout_ms
+            config.log_location,
+            create=True,
+            busy_timeout_ms=config.database.busy_timeout_ms,
+            scratch=config.paths.database,
         )
         port = gateway if gateway is not None else Gateway.from_config(config, api_key=key)
         actor = run_actor(run_id)
