@@ -1,6 +1,7 @@
 """Appending with group commit, through the public API (hash chain included), against a raw apsw
 ``executemany`` of the same encoded rows (same table, same pragmas) and the ``eventsourcing``
-library (SQLite, ``Application.save``) saving the same payloads.
+library (SQLite, ``Application.save``) saving the same payloads; then the same appends on
+PostgreSQL (``bench/pg.py``: a throwaway server, or ``$GB_BENCH_POSTGRES_URL``) beside SQLite's.
 
     uv run --group bench python bench/bench_append.py
 """
@@ -90,6 +91,7 @@ def run(tmp: Path) -> list[dict]:
             "(for information)",
         ),
     ]
+    out += _postgres(groups, N / t_log, N / t_proj)
     peer = _eventsourcing(tmp, evs)
     if peer is not None:
         out.append(
@@ -103,6 +105,50 @@ def run(tmp: Path) -> list[dict]:
             )
         )
     return out
+
+
+def _postgres(groups: list[list[Any]], sqlite_log: float, sqlite_proj: float) -> list[dict]:
+    """The same appends on PostgreSQL (each repeat into a fresh schema), beside SQLite's."""
+    import pg
+
+    from eventlog.postgres import PostgresEventStore
+
+    with pg.server() as url:
+        if url is None:
+            return []
+        where: list[str] = []
+
+        def fresh() -> None:
+            where[:] = [pg.fresh_schema(url)]
+            PostgresEventStore.open_url(where[0], create=True).close()
+
+        def ours(projector: bool) -> None:
+            loc = where[0]
+            store = open_store(loc) if projector else PostgresEventStore.open_url(loc)
+            for g in groups:
+                store.append(g, actor="run:bench")
+            store.close()
+
+        t_log = median_time(lambda: ours(False), setup=fresh)
+        t_proj = median_time(lambda: ours(True), setup=fresh)
+    return [
+        line(
+            "PostgreSQL: append, log only, group commit (advisory lock, hash chain)",
+            N / t_log,
+            "events/s",
+            sqlite_log,
+            "SQLite, same appends",
+            "(for information)",
+        ),
+        line(
+            "PostgreSQL: append with every projection updated in the same transaction",
+            N / t_proj,
+            "events/s",
+            sqlite_proj,
+            "SQLite, same appends",
+            "(for information)",
+        ),
+    ]
 
 
 def _eventsourcing(tmp: Path, evs: list[Any]) -> float | None:

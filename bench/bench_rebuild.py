@@ -1,6 +1,7 @@
 """Rebuilding every projection from a 1M-event log, against reading the same rows, decoding them
 with msgspec and folding them into a dict (the floor any rebuild stands on), and against the
-``eventsourcing`` library reading its notification log and decoding.
+``eventsourcing`` library reading its notification log and decoding; then the same log copied
+into PostgreSQL (``bench/pg.py``) and rebuilt there, beside SQLite's rebuild.
 
     uv run --group bench python bench/bench_rebuild.py
 """
@@ -84,6 +85,7 @@ def run(tmp: Path) -> list[dict]:
     )
     assert verify(live) is None
     live.close()
+    out += _postgres(path, n, n / t_fold, n / t_live)
     peer = _eventsourcing(tmp, n)
     if peer is not None:
         out.append(
@@ -98,6 +100,44 @@ def run(tmp: Path) -> list[dict]:
         )
     print(f"(peak RSS {peak_rss_mib():.0f} MiB)", flush=True)
     return out
+
+
+def _postgres(path: Path, n: int, sqlite_fold: float, sqlite_live: float) -> list[dict]:
+    """Copy the log into PostgreSQL (``migrate-to-postgres``'s core), then fold and rebuild it."""
+    import pg
+
+    from commands.actions.migrate import migrate
+
+    with pg.server() as url:
+        if url is None:
+            return []
+        loc = pg.fresh_schema(url)
+        start = time.perf_counter()
+        migrate(path, loc)
+        print(f"(copied into PostgreSQL in {time.perf_counter() - start:.1f} s)", flush=True)
+        store = open_store(loc)
+        t_fold = median_time(lambda: fold(store.read(chunk=10_000)))
+        t_live = median_time(lambda: _rebuild(store), repeats=max(1, REPEATS // 2))
+        assert verify(store) is None
+        store.close()
+    return [
+        line(
+            "PostgreSQL: rebuild, fold the whole log (in memory)",
+            n / t_fold,
+            "events/s",
+            sqlite_fold,
+            "SQLite, same log",
+            "(for information)",
+        ),
+        line(
+            "PostgreSQL: rebuild-projections, including writing every table (COPY)",
+            n / t_live,
+            "events/s",
+            sqlite_live,
+            "SQLite, same log",
+            "(for information)",
+        ),
+    ]
 
 
 def _rebuild(store: EventStore) -> None:

@@ -8,8 +8,8 @@ view, or call them inside ``store.write()`` when a decision must see the state i
 Functions taking a list of keys read it in chunks SQLite accepts (:data:`IN_CHUNK`); the
 ``*_rows`` functions stream from the cursor, so memory stays flat in the table's size.
 
-The SQL here is SQLite's dialect but plain: a second backend (PostgreSQL, planned) would replace
-this module together with ``projections/tables.py`` and ``projections/projector.py``.
+The SQL here runs on both backends: written with ``?`` placeholders (the PostgreSQL connection
+translates them) and in the SQL both dialects share (integer sums cast, text in byte order).
 """
 
 from __future__ import annotations
@@ -119,6 +119,11 @@ def _columns(spec: TableSpec, alias: str = "") -> str:
 def _count(store: EventStore, sql: str, params: Sequence[Any] = ()) -> int:
     row = store.query_one(sql, params)
     return int(row[0]) if row and row[0] is not None else 0
+
+
+def _sum(column: str) -> str:
+    """An integer sum in both dialects (PostgreSQL's sum of a BIGINT is a NUMERIC)."""
+    return f"CAST(sum({column}) AS BIGINT)"
 
 
 def _marks(values: Sequence[Any]) -> str:
@@ -680,8 +685,9 @@ def usage_by_model(store: EventStore) -> list[TokenUsage]:
     return [
         TokenUsage(*r)
         for r in store.query(
-            "SELECT '', model, sum(results), sum(prompt_tokens), sum(output_tokens), "
-            "sum(failed_results), sum(failed_prompt_tokens), sum(failed_output_tokens) "
+            f"SELECT '', model, {_sum('results')}, {_sum('prompt_tokens')}, "
+            f"{_sum('output_tokens')}, {_sum('failed_results')}, "
+            f"{_sum('failed_prompt_tokens')}, {_sum('failed_output_tokens')} "
             "FROM token_usage GROUP BY model"
         )
     ]
@@ -697,7 +703,8 @@ class UsageTotals(msgspec.Struct, frozen=True):
 
 def usage_totals(store: EventStore, model: str) -> UsageTotals:
     row = store.query_one(
-        "SELECT sum(results), sum(prompt_tokens), sum(output_tokens) FROM token_usage "
+        f"SELECT {_sum('results')}, {_sum('prompt_tokens')}, {_sum('output_tokens')} "
+        "FROM token_usage "
         "WHERE model = ?",
         (model,),
     )

@@ -56,8 +56,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def throwaway_server() -> Iterator[str]:
-    """Start a server in a temporary directory; yield its URL; stop it and remove the files."""
+def throwaway_server(*, fsync: bool = False) -> Iterator[str]:
+    """Start a server in a temporary directory; yield its URL; stop it and remove the files.
+    (``fsync=False`` for tests: durability is not what they check.)"""
     binaries = bin_dir()
     as_root = os.geteuid() == 0
     run_as: list[str] = []
@@ -80,7 +81,8 @@ def throwaway_server() -> Iterator[str]:
             capture_output=True,
             text=True,
         )
-        options = f"-p {port} -k {top} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = f"-p {port} -k {top} -c listen_addresses=127.0.0.1"
+        options += "" if fsync else " -c fsync=off"
         subprocess.run(
             [*ctl, "-l", str(top / "log"), "-o", options, "-w", "start"],
             check=True,

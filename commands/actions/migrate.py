@@ -1,9 +1,11 @@
 """Copy a SQLite log into PostgreSQL, event for event, and prove the copy equal.
 
 :func:`migrate` reads the source in chunks and appends each chunk's rows exactly as stored
-(sequence number, time, actor, payload bytes, hash) in one target transaction with their
-projection rows (``Writer.copy``); it is resumable: a target holding a prefix of the source (the
-same hash at its last event) is continued, anything else is refused. Then it proves the copy:
+(sequence number, time, actor, payload bytes, hash) in one target transaction
+(``Writer.copy``, the chain checked row by row); the projections are then folded once, in bulk
+(a fresh database installs them from a whole-log fold, written with COPY). It is resumable: a
+target holding a prefix of the source (the same hash at its last event) is continued, anything
+else is refused. Then it proves the copy:
 the target's chain verifies, its last hash is the source's, and every projection table holds the
 same rows in both, which also equal a rebuild of the target. The source is only read.
 """
@@ -15,6 +17,7 @@ from pathlib import Path
 import msgspec
 
 from eventlog.errors import OperatorError
+from eventlog.postgres import PostgresEventStore
 from eventlog.store import EventStore, RawRow
 from projections import open_store, snapshot_rows, verify
 
@@ -35,7 +38,7 @@ def migrate(source: Path, url: str, *, busy_timeout_ms: int = 10_000) -> Migrate
     Raises :class:`OperatorError` naming what differs; the source is never written."""
     with (
         open_store(source, write=False) as src,
-        open_store(url, create=True, busy_timeout_ms=busy_timeout_ms) as dst,
+        PostgresEventStore.open_url(url, create=True, busy_timeout_ms=busy_timeout_ms) as dst,
     ):
         start = dst.last_seq()
         if start:
@@ -53,6 +56,11 @@ def migrate(source: Path, url: str, *, busy_timeout_ms: int = 10_000) -> Migrate
                 copied += _copy(dst, chunk)
                 chunk = []
         copied += _copy(dst, chunk)
+    # Opening with the projector folds what was copied (installing the tables when new).
+    with (
+        open_store(source, write=False) as src,
+        open_store(url, busy_timeout_ms=busy_timeout_ms) as dst,
+    ):
         return _prove(src, dst, source, copied)
 
 

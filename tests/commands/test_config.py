@@ -116,7 +116,7 @@ def test_every_design_key_exists() -> None:
         },
         "network": {"api_retry_attempts", "api_retry_backoff_seconds", "request_timeout_seconds"},
         "pricing": {"batch_discount", "currency", "models"},
-        "database": {"busy_timeout_seconds"},
+        "database": {"busy_timeout_seconds", "url"},
     }
 
 

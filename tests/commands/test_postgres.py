@@ -12,10 +12,11 @@ from click.testing import CliRunner, Result
 from commands.cli import cli
 from eventlog.events import RunStarted
 from projections import open_store, snapshot_rows
+from tests.backends import StoreFactory
 from tests.commands.conftest import invoke
 from tests.conftest import file_digest, run_cli
 from tests.postgres import new_schema_url
-from tests.scenario import all_events
+from tests.scenario import all_events, scenario
 
 
 def _config(tmp_path: Path, url: str) -> Path:
@@ -93,3 +94,39 @@ def test_a_bad_database_url_is_refused_naming_the_key(tmp_path: Path) -> None:
     result = _cli(config, "status")
     assert result.exit_code == 1
     assert "[database] url" in result.output and "postgresql://" in result.output
+
+
+def test_the_read_side_answers_the_same_on_both_backends(
+    store_factory: StoreFactory,
+) -> None:
+    """Sums come back as integers (PostgreSQL's sum of a BIGINT is a NUMERIC), and the spend
+    status computes from them, on either backend."""
+    from commands.config import Config
+    from commands.views.status import status
+    from eventlog.events import RecordValidated
+    from projections import queries
+
+    store = store_factory()
+    for actor, group in scenario():
+        store.append(group, actor=actor)
+    store.append(
+        [
+            RecordValidated(
+                record_key=f"S:X:2020:{i}",
+                batch_id="batches/u",
+                output_path=f"o/{i}.json",
+                prompt_tokens=1000 + i,
+                output_tokens=200,
+                model="gemini-2.5-flash",
+            )
+            for i in range(3)
+        ],
+        actor="run:usage",
+    )
+    [usage] = queries.usage_of_run(store, "usage")
+    assert (usage.results, usage.prompt_tokens, usage.output_tokens) == (3, 3003, 600)
+    [total] = queries.usage_by_model(store)
+    assert type(total.prompt_tokens) is int and total.prompt_tokens == 3003
+    assert queries.usage_totals(store, "gemini-2.5-flash").output_tokens == 600
+    s = status(store, Config(), scan=False)
+    assert s.spend is not None and s.events == store.last_seq()
