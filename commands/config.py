@@ -103,6 +103,18 @@ class NetworkConfig(_Section):
     request_timeout_seconds: float = Field(120.0, gt=0)
 
 
+class ResultsConfig(_Section):
+    """Caps on what the service sends back (see ``commands.rules.results``)."""
+
+    #: A longer line of a result file fails its record (``result_line_too_large``), unread.
+    max_result_line_bytes: int = Field(8 * 1024**2, ge=1024, le=1024**3, strict=True)
+    #: A longer output JSON fails its record (``output_too_large``) instead of being written.
+    max_output_bytes: int = Field(8 * 1024**2, ge=1024, le=1024**3, strict=True)
+    #: A result file that fails to download with a transient error (5xx, timeout) this long
+    #: after its job succeeded is given up on like a gone one: its records go back to pending.
+    download_give_up_hours: float = Field(6.0, gt=0, le=48)
+
+
 class DatabaseConfig(_Section):
     #: How long a writer waits for another process's write lock before giving up with an error.
     busy_timeout_seconds: float = Field(10.0, ge=0)
@@ -163,6 +175,7 @@ class Config(_Section):
     network: NetworkConfig = NetworkConfig()
     pricing: PricingConfig = PricingConfig()
     database: DatabaseConfig = DatabaseConfig()
+    results: ResultsConfig = ResultsConfig()
     #: Where the config was read from (None: defaults only). Not a TOML key.
     source: Path | None = Field(None, exclude=True)
 

@@ -28,6 +28,7 @@ POINTS = (
     "after_output_write",
     "after_result_events",
     "after_completed_event",
+    "after_results_unavailable",
     "after_failed_event",
     "after_scan_events",
     "during_projection_update",

@@ -291,6 +291,21 @@ class BatchCleared(Event, frozen=True):
         return self.batch_id
 
 
+class BatchResultsUnavailable(Event, frozen=True):
+    """A succeeded batch's result file cannot be downloaded (gone: 403/404/410, expired after
+    48 h, or failing transiently past ``[results] download_give_up_hours``): the batch ends and
+    its records still in flight are freed for resubmission, no failure counted."""
+
+    batch_id: str
+    message: str = ""
+    #: The download's HTTP status (0: none, e.g. a timeout or no result file named).
+    code: int = 0
+    submitted_at: str = ""
+
+    def stream(self) -> str:
+        return self.batch_id
+
+
 # --- records -------------------------------------------------------------------------------------
 
 

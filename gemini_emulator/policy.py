@@ -14,6 +14,10 @@ A policy is plain data (a dict, or a JSON file for ``python -m gemini_emulator -
         {"nth": 2, "outcome": "FAILED"},
         {"match": "Ohio:*", "outcome": "EXPIRED", "times": 1}
       ],
+      "results": [                                  # raw result lines, per record key
+        {"match": "Texas:*:2021:1", "line": "{\"key\": \"{key}\", \"response\": 7}"},
+        {"match": "Ohio:*", "line_b64": "eyJrZXkiOiAie2tleX0iLCAi/yJ9"}
+      ],
       "files": [                                    # uploaded files' states, first match wins
         {"match": "gb-*-requests", "processing_seconds": 0.5},
         {"match": "gb-*-003-requests", "state": "FAILED"}
@@ -34,7 +38,12 @@ glitches of a job that succeeds: ``TRUNCATED`` (the result file ends mid-line), 
 the job, one of them hostile), ``ODD_STATE`` (an unknown state for two polls first),
 ``FAILED_THEN_SUCCEEDED`` (reported FAILED once, SUCCEEDED afterwards); ``PARTIALLY_SUCCEEDED``
 (ends so, with its results, as Vertex reports a job some of whose requests failed); ``LIMBO``
-(reports a state no client knows, ``BATCH_STATE_LIMBO``, until it expires at 48 h).
+(reports a state no client knows, ``BATCH_STATE_LIMBO``, until it expires at 48 h);
+``RESULTS_GONE`` (succeeds, naming a result file that is already gone: its download answers 403,
+as for a file expired after 48 h).
+Result rules replace a record's line in a result file (file-mode jobs; the first matching rule
+wins, ``times`` per key): ``line`` is text (UTF-8), ``line_b64`` raw bytes in base64 (for bytes
+that are not UTF-8); ``{key}`` in either becomes the record key. The line is billed as answered.
 Every job reports ``batchStats`` (request, successful, failed, pending counts) as it runs.
 File rules (``match`` is the display name): an uploaded file stays ``PROCESSING`` for
 ``processing_seconds`` (0: ACTIVE at once), then is ``state`` (``ACTIVE`` or ``FAILED``); a create
@@ -90,6 +99,7 @@ JobOutcome = Literal[
     "FAILED_THEN_SUCCEEDED",
     "PARTIALLY_SUCCEEDED",
     "LIMBO",
+    "RESULTS_GONE",
 ]
 ENDPOINTS = (
     "files.upload",
@@ -146,6 +156,15 @@ class Fault(msgspec.Struct, forbid_unknown_fields=True):
     after: bool = False
 
 
+class ResultRule(msgspec.Struct, forbid_unknown_fields=True):
+    match: str = "*"
+    #: The line to write instead of the answer (``{key}``: the record key), as UTF-8 text...
+    line: str | None = None
+    #: ... or as raw bytes, base64-encoded.
+    line_b64: str | None = None
+    times: int | None = None
+
+
 class FileRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     match: str = "*"
     processing_seconds: float = 0.0
@@ -159,6 +178,7 @@ class PolicySpec(msgspec.Struct, forbid_unknown_fields=True):
     jobs: list[JobRule] = []
     files: list[FileRule] = []
     faults: list[Fault] = []
+    results: list[ResultRule] = []
 
 
 class Policy:
@@ -174,6 +194,7 @@ class Policy:
         self._record_fired: dict[tuple[int, str], int] = {}
         self._job_fired: dict[int, int] = {}
         self._fault_fired: dict[tuple[int, str], int] = {}
+        self._result_fired: dict[tuple[int, str], int] = {}
         self._calls: dict[str, int] = {}
         self._jobs_created = 0
 
@@ -237,6 +258,26 @@ class Policy:
             self.timing.pending_seconds if rule.pending_seconds is None else rule.pending_seconds,
             self.timing.running_seconds if rule.running_seconds is None else rule.running_seconds,
         )
+
+    def result_line(self, key: str) -> bytes | None:
+        """The raw line to write for ``key`` instead of its answer (None: the answer itself)."""
+        import base64
+
+        with self._lock:
+            for i, rule in enumerate(self.spec.results):
+                if not fnmatch.fnmatchcase(key, rule.match):
+                    continue
+                fired = self._result_fired.get((i, key), 0)
+                if rule.times is not None and fired >= rule.times:
+                    continue
+                self._result_fired[(i, key)] = fired + 1
+                escaped = json.dumps(key)[1:-1].encode()
+                if rule.line_b64 is not None:
+                    raw = base64.b64decode(rule.line_b64)
+                else:
+                    raw = (rule.line or "").encode()
+                return raw.replace(b"{key}", escaped)
+            return None
 
     def file_rule(self, display_name: str) -> FileRule:
         """How a newly uploaded file's state goes (the first rule matching its display name)."""

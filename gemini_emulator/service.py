@@ -425,7 +425,10 @@ class Service:
             if job.inline:
                 job.inline_responses = [_inline(line) for line in lines]
             else:
-                data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+                data = b"".join(
+                    (self.policy.result_line(str(line["key"])) or json.dumps(line).encode()) + b"\n"
+                    for line in lines
+                )
                 if state == "TRUNCATED" and lines:
                     data = data[: len(data) - len(json.dumps(lines[-1])) // 2 - 1]
                 f = StoredFile(
@@ -437,7 +440,8 @@ class Service:
                     self.now(),
                     source="GENERATED",
                 )
-                self.files[f.id] = f
+                if state != "RESULTS_GONE":  # else named, but gone already
+                    self.files[f.id] = f
                 job.result_file = f.name
 
     # --- the model ------------------------------------------------------------------------------
@@ -595,7 +599,7 @@ def batch_stats(job: Job) -> dict[str, str]:
 #: Job outcomes that succeed but are reported oddly first: (reported state, how many polls).
 GLITCHES = {"ODD_STATE": ("MYSTERY", 2), "FAILED_THEN_SUCCEEDED": ("FAILED", 1)}
 #: Job outcomes that succeed with a damaged result file.
-OUTPUT_GLITCHES = {"TRUNCATED", "DUPLICATES", "EXTRA_KEYS"}
+OUTPUT_GLITCHES = {"TRUNCATED", "DUPLICATES", "EXTRA_KEYS", "RESULTS_GONE"}
 #: Keys an EXTRA_KEYS job answers for although nobody asked; one tries to escape the output root.
 EXTRA_KEYS = ("Nowhere:Ghost:2020:1", "../../..:etc:2020:1", "..:..:..:passwd")
 

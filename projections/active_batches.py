@@ -12,6 +12,7 @@ from eventlog.events import (
     BatchCompleted,
     BatchFailed,
     BatchProgressObserved,
+    BatchResultsUnavailable,
     BatchStateObserved,
     BatchSubmitted,
     BatchSucceeded,
@@ -100,5 +101,10 @@ def _(e: BatchProgressObserved, t: Tables, rec: Recorded) -> None:
 @apply.register(BatchCompleted)
 @apply.register(BatchFailed)
 @apply.register(BatchCleared)
-def _(e: BatchCompleted | BatchFailed | BatchCleared, t: Tables, rec: Recorded) -> None:
+@apply.register(BatchResultsUnavailable)
+def _(
+    e: BatchCompleted | BatchFailed | BatchCleared | BatchResultsUnavailable,
+    t: Tables,
+    rec: Recorded,
+) -> None:
     t.delete(SPEC, (e.batch_id,))

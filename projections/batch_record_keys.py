@@ -6,7 +6,14 @@ from functools import singledispatch
 
 import msgspec
 
-from eventlog.events import BatchCleared, BatchCompleted, BatchFailed, BatchSubmitted, Event
+from eventlog.events import (
+    BatchCleared,
+    BatchCompleted,
+    BatchFailed,
+    BatchResultsUnavailable,
+    BatchSubmitted,
+    Event,
+)
 from eventlog.store import Recorded
 from projections.tables import Tables, TableSpec
 
@@ -41,5 +48,10 @@ def _(e: BatchSubmitted, t: Tables, rec: Recorded) -> None:
 @apply.register(BatchCompleted)
 @apply.register(BatchFailed)
 @apply.register(BatchCleared)
-def _(e: BatchCompleted | BatchFailed | BatchCleared, t: Tables, rec: Recorded) -> None:
+@apply.register(BatchResultsUnavailable)
+def _(
+    e: BatchCompleted | BatchFailed | BatchCleared | BatchResultsUnavailable,
+    t: Tables,
+    rec: Recorded,
+) -> None:
     t.delete_where(SPEC, "batch_id", e.batch_id)

@@ -1,5 +1,6 @@
-"""``finished_jobs``: completed batches whose job is still on the service (one row each until a
-``BatchJobDeleted``); the worker deletes them once their results are durable."""
+"""``finished_jobs``: completed batches (or ones whose results were gone) whose job is still on
+the service (one row each until a ``BatchJobDeleted``); the worker deletes them once their
+results are durable."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from functools import singledispatch
 
 import msgspec
 
-from eventlog.events import BatchCompleted, BatchJobDeleted, Event
+from eventlog.events import BatchCompleted, BatchJobDeleted, BatchResultsUnavailable, Event
 from eventlog.store import Recorded
 from projections.tables import Tables, TableSpec
 
@@ -26,8 +27,9 @@ def apply(event: Event, t: Tables, rec: Recorded) -> None:
     """Events that do not touch this table."""
 
 
-@apply.register
-def _(e: BatchCompleted, t: Tables, rec: Recorded) -> None:
+@apply.register(BatchCompleted)
+@apply.register(BatchResultsUnavailable)
+def _(e: BatchCompleted | BatchResultsUnavailable, t: Tables, rec: Recorded) -> None:
     t.put(SPEC, FinishedJob(e.batch_id, rec.seq, rec.ts))
 
 

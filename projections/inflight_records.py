@@ -14,6 +14,7 @@ from eventlog.events import (
     BatchCleared,
     BatchCompleted,
     BatchFailed,
+    BatchResultsUnavailable,
     BatchSubmissionAbandoned,
     BatchSubmissionDeferred,
     BatchSubmissionIntended,
@@ -80,7 +81,8 @@ def _(e: RecordValidated | RecordFailed | ResultDiscarded, t: Tables, rec: Recor
 
 @apply.register(BatchCompleted)
 @apply.register(BatchFailed)
-def _(e: BatchCompleted | BatchFailed, t: Tables, rec: Recorded) -> None:
+@apply.register(BatchResultsUnavailable)
+def _(e: BatchCompleted | BatchFailed | BatchResultsUnavailable, t: Tables, rec: Recorded) -> None:
     for row in t.find(SPEC, "batch_id", e.batch_id):
         t.delete(SPEC, (row.record_key,))
 

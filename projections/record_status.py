@@ -17,6 +17,7 @@ from eventlog.events import (
     BatchCleared,
     BatchCompleted,
     BatchFailed,
+    BatchResultsUnavailable,
     BatchSubmissionAbandoned,
     BatchSubmissionDeferred,
     BatchSubmissionIntended,
@@ -122,7 +123,12 @@ def _(e: RecordDeadLettered, t: Tables, rec: Recorded) -> None:
 @apply.register(BatchCompleted)
 @apply.register(BatchFailed)
 @apply.register(BatchCleared)
-def _(e: BatchCompleted | BatchFailed | BatchCleared, t: Tables, rec: Recorded) -> None:
+@apply.register(BatchResultsUnavailable)
+def _(
+    e: BatchCompleted | BatchFailed | BatchCleared | BatchResultsUnavailable,
+    t: Tables,
+    rec: Recorded,
+) -> None:
     _free_batch(t, rec, e.batch_id)
 
 

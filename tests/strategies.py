@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from hypothesis import strategies as st
 
@@ -247,3 +248,40 @@ def event_groups(draw: st.DrawFn, max_groups: int = 25) -> list[list[Event]]:
             m.gone.remove(batch)
         groups.append(group)
     return groups
+
+
+#: Any JSON value (what a result line may decode to), nested a few levels.
+json_values: st.SearchStrategy[Any] = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "key",
+                    "response",
+                    "error",
+                    "candidates",
+                    "content",
+                    "parts",
+                    "text",
+                    "finishReason",
+                    "usageMetadata",
+                    "promptTokenCount",
+                    "totalTokenCount",
+                    "thought",
+                    "code",
+                    "message",
+                ]
+            )
+            | st.text(max_size=8),
+            children,
+            max_size=5,
+        )
+    ),
+    max_leaves=30,
+)

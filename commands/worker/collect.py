@@ -10,33 +10,41 @@
   adopted first) keeps that output: this result is discarded (``ResultDiscarded``).
 * Late results of a batch the system gave up on are adopted only where a record still has no
   output and the result is valid; nothing is resubmitted or counted as a failure.
+* Every line gets a verdict (:func:`commands.rules.results.judge_line` never raises): bytes that
+  are not UTF-8, JSON nested too deeply, a line of the wrong shape or longer than
+  ``[results] max_result_line_bytes`` fail their record and the rest of the batch is collected.
+  A line is read at most ``max_result_line_bytes`` at a time, however long it is.
+* A result file that cannot be downloaded (gone, or failing transiently past
+  ``[results] download_give_up_hours``) ends the batch with ``BatchResultsUnavailable``: its
+  records still in flight go back to pending; nothing is written or counted as a failure.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
+from commands.errors import GatewayError
 from commands.gemini.port import RemoteBatch
-from commands.rules.results import Verdict, decide, judge
+from commands.rules.results import Verdict, decide, judge, judge_download_error, judge_line
 from commands.worker.context import Worker
 from commands.worker.dataset import output_path
 from commands.worker.outputs import write_outputs
 from eventlog import crashpoints
 from eventlog.events import (
     BatchCompleted,
+    BatchResultsUnavailable,
     BatchSubmitted,
     Event,
     LateResultsAdopted,
     ResultDiscarded,
     ResultLinesIgnored,
 )
+from eventlog.states import SUCCESS_STATES
 from projections import queries
 from projections.active_batches import ActiveBatch
 
@@ -44,9 +52,7 @@ log = logging.getLogger("commands.collect")
 
 CHUNK = 500
 MAX_LISTED = 100  # keys named in one ResultLinesIgnored event
-_KEY_IN_LINE = re.compile(rb'"key"\s*:\s*"((?:[^"\\]|\\.)*)"')
-
-Line = tuple[str | None, dict[str, Any] | None]
+_SKIP_CHUNK = 1024 * 1024  # the rest of a line too long to judge is skipped this much at a time
 
 
 class BatchRef(msgspec.Struct, frozen=True):
@@ -56,39 +62,66 @@ class BatchRef(msgspec.Struct, frozen=True):
     model: str
     submitted_seq: int
     submitted_at: str
+    #: When the batch was last seen changing while already succeeded ("": it succeeded now).
+    succeeded_at: str = ""
 
     @classmethod
     def of(cls, batch: ActiveBatch) -> BatchRef:
         """The reference to an ``active_batches`` row."""
-        return cls(batch.batch_id, batch.model, batch.submitted_seq, batch.submitted_at)
+        succeeded_at = batch.updated_at if batch.state in SUCCESS_STATES else ""
+        return cls(
+            batch.batch_id, batch.model, batch.submitted_seq, batch.submitted_at, succeeded_at
+        )
 
 
-def _read_lines(path: Path) -> Iterator[Line]:
-    """(key, line) per JSONL line; (key, None) for a line that is not JSON but names a key, and
-    (None, None) for one that names none."""
+def _raw_lines(path: Path, max_bytes: int) -> Iterator[tuple[bytes, int | None]]:
+    """Each non-blank line of a JSONL file without its line end, and None; for a line longer
+    than ``max_bytes``, its first ``max_bytes + 1`` bytes and its whole length (the rest is
+    skipped unread, so memory stays bounded by ``max_bytes``)."""
     with path.open("rb") as fh:
-        for raw in fh:
-            if not raw.strip():
+        while True:
+            raw = fh.readline(max_bytes + 1)
+            if not raw:
+                return
+            if len(raw) > max_bytes and not raw.endswith(b"\n"):
+                size = len(raw)
+                while True:
+                    more = fh.readline(_SKIP_CHUNK)
+                    size += len(more)
+                    if not more or more.endswith(b"\n"):
+                        break
+                yield raw, size - (1 if more.endswith(b"\n") else 0)
                 continue
-            try:
-                line = msgspec.json.decode(raw)
-            except msgspec.DecodeError:
-                m = _KEY_IN_LINE.search(raw)
-                yield (m.group(1).decode(errors="replace") if m else None), None
-                continue
-            if isinstance(line, dict) and line.get("key") is not None:
-                yield str(line["key"]), line
-            else:
-                yield None, None
+            raw = raw.rstrip(b"\r\n")
+            if raw.strip():
+                yield raw, None
 
 
-def _lines(w: Worker, remote: RemoteBatch, tmp: str) -> Iterable[Line]:
+def _verdicts(w: Worker, remote: RemoteBatch, tmp: str) -> Iterator[Verdict]:
+    """A verdict per result line (key "": a line naming no key). The result file is downloaded
+    before the first is yielded: a :class:`GatewayError` comes before any verdict."""
+    limits = w.config.results
     if remote.inline_lines is not None:
-        return ((str(line.get("key")), line) for line in remote.inline_lines)
+        lines = remote.inline_lines
+        return (
+            judge(str(line.get("key")), line, w.schema, max_output_bytes=limits.max_output_bytes)
+            for line in lines
+        )
+    if not remote.result_file:
+        raise GatewayError("the succeeded job names no result file", transient=False)
     local = Path(tmp) / "results.jsonl"
-    w.gateway.download_to(remote.result_file or "", local)
+    w.gateway.download_to(remote.result_file, local)
     crashpoints.reach("during_result_download")
-    return _read_lines(local)
+    return (
+        judge_line(
+            raw,
+            w.schema,
+            max_line_bytes=limits.max_result_line_bytes,
+            max_output_bytes=limits.max_output_bytes,
+            size=size,
+        )
+        for raw, size in _raw_lines(local, limits.max_result_line_bytes)
+    )
 
 
 def _write(w: Worker, verdicts: list[Verdict]) -> tuple[list[Verdict], dict[str, tuple[str, str]]]:
@@ -154,8 +187,10 @@ def _record(
     counts["failed"] += len(failed_keys)
 
 
-def collect(w: Worker, batch: BatchRef, remote: RemoteBatch) -> dict[str, int]:
+def collect(w: Worker, batch: BatchRef, remote: RemoteBatch) -> dict[str, int] | None:
     """Process a succeeded batch's results and complete it. Safe to repeat after a crash.
+    Returns the counts, or None when the result file could not be downloaded (the batch was
+    ended by ``BatchResultsUnavailable``, or is tried again next cycle).
 
     Memory stays flat in the file's size: whether a line's record is still pending is asked of
     the database (it leaves ``inflight_records`` as its chunk commits), not held in a set.
@@ -192,8 +227,14 @@ def collect(w: Worker, batch: BatchRef, remote: RemoteBatch) -> dict[str, int]:
         in_chunk.clear()
 
     with tempfile.TemporaryDirectory(dir=w.store.path.parent, prefix=".results-") as tmp:
-        for key, line in _lines(w, remote, tmp):
-            if key is None:
+        try:
+            verdicts = _verdicts(w, remote, tmp)
+        except GatewayError as e:
+            _download_failed(w, batch, e)
+            return None
+        for v in verdicts:
+            key = v.key
+            if not key:
                 unreadable += 1
                 continue
             if key in in_chunk or not queries.is_pending_in(store, key, batch_id):
@@ -205,11 +246,7 @@ def collect(w: Worker, batch: BatchRef, remote: RemoteBatch) -> dict[str, int]:
                 if len(listed) < MAX_LISTED:
                     listed.append(key)
                 continue
-            add(
-                judge(key, line, w.schema)
-                if line is not None
-                else Verdict(key, "unparseable_line", "the result line is not valid JSON")
-            )
+            add(v)
         flush()
     while True:  # records with no line at all, a chunk at a time, in key order
         missing = queries.pending_keys(store, batch_id, CHUNK)
@@ -251,6 +288,45 @@ def collect(w: Worker, batch: BatchRef, remote: RemoteBatch) -> dict[str, int]:
     return counts
 
 
+def _download_failed(w: Worker, batch: BatchRef, error: GatewayError) -> None:
+    """A succeeded batch whose result file did not download: end it (its records go back to
+    pending) once :func:`judge_download_error` says it is unavailable, else log and wait."""
+    batch_id = batch.batch_id
+    extra = {"batch_id": batch_id}
+    since = w.hours_since(batch.succeeded_at) if batch.succeeded_at else 0.0
+    give_up = w.config.results.download_give_up_hours
+    if judge_download_error(error, since, give_up) == "retry":
+        log.warning(
+            "Cannot download the results of %s yet (%s); the next cycle tries again "
+            "(given up %g h after it succeeded)",
+            batch_id,
+            error,
+            give_up,
+            extra=extra,
+        )
+        return
+    freed = queries.count_in_flight(w.store, batch_id)
+    w.append(
+        [
+            BatchResultsUnavailable(
+                batch_id=batch_id,
+                message=str(error),
+                code=error.code or 0,
+                submitted_at=batch.submitted_at,
+            )
+        ]
+    )
+    crashpoints.reach("after_results_unavailable")
+    log.warning(
+        "Batch %s: its results cannot be downloaded (%s); its %d record(s) are free for "
+        "resubmission",
+        batch_id,
+        error,
+        freed,
+        extra=extra,
+    )
+
+
 def batch_keys(w: Worker, submitted_seq: int) -> list[str]:
     """The record keys of the batch submitted at ``submitted_seq``, read from the log."""
     for rec in w.store.read(after_seq=submitted_seq - 1, until_seq=submitted_seq):
@@ -269,12 +345,22 @@ def adopt_late(w: Worker, batch: BatchRef, remote: RemoteBatch) -> tuple[int, in
     with tempfile.TemporaryDirectory(dir=w.store.path.parent, prefix=".late-") as tmp:
         chunk: list[Verdict] = []
         discards: list[Event] = []
-        for key, line in _lines(w, remote, tmp):
-            if key is None or key not in keys or key in seen or line is None:
+        try:
+            verdicts = _verdicts(w, remote, tmp)
+        except GatewayError as e:
+            log.warning(
+                "Cannot download the late results of %s (%s); looking again next cycle",
+                batch.batch_id,
+                e,
+                extra={"batch_id": batch.batch_id},
+            )
+            return 0, 0
+        for v in verdicts:
+            key = v.key
+            if not key or key not in keys or key in seen or v.error_type == "unparseable_line":
                 ignored += 1
                 continue
             seen.add(key)
-            v = judge(key, line, w.schema)
             if v.valid and not output_path(root, key).exists():
                 chunk.append(v)
             else:  # invalid, or written meanwhile (the first result wins)

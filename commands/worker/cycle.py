@@ -304,8 +304,8 @@ class Cycle:
                     verdict.state,
                     extra=extra,
                 )
-            collect(w, BatchRef.of(batch), answer)
-            summary.completed += 1
+            if collect(w, BatchRef.of(batch), answer) is not None:
+                summary.completed += 1
         elif verdict.outcome in ("failed", "not_found"):
             summary.failed_batches += 1
             if verdict.outcome == "failed":
