@@ -425,10 +425,7 @@ class Service:
             if job.inline:
                 job.inline_responses = [_inline(line) for line in lines]
             else:
-                data = b"".join(
-                    (self.policy.result_line(str(line["key"])) or json.dumps(line).encode()) + b"\n"
-                    for line in lines
-                )
+                data = b"".join(self._result_line(job, line) + b"\n" for line in lines)
                 if state == "TRUNCATED" and lines:
                     data = data[: len(data) - len(json.dumps(lines[-1])) // 2 - 1]
                 f = StoredFile(
@@ -443,6 +440,19 @@ class Service:
                 if state != "RESULTS_GONE":  # else named, but gone already
                     self.files[f.id] = f
                 job.result_file = f.name
+
+    def _result_line(self, job: Job, line: dict[str, Any]) -> bytes:
+        """A line of ``job``'s result file: the answer, or the policy's raw line for its key
+        (then the line is billed as ``result_override``: no valid answer was delivered)."""
+        key = str(line["key"])
+        raw = self.policy.result_line(key)
+        if raw is None:
+            return json.dumps(line).encode()
+        for billed in reversed(self.billed):
+            if billed.batch == job.name and billed.key == key:
+                billed.outcome = "result_override"
+                break
+        return raw
 
     # --- the model ------------------------------------------------------------------------------
 
