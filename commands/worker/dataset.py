@@ -16,6 +16,8 @@ from pathlib import Path
 
 import msgspec
 
+from eventlog.keys import is_number, key_problem, name_problem
+
 IMAGE_TYPES = {
     ".png": "image/png",
     ".jpg": "image/jpeg",
@@ -46,31 +48,12 @@ class Problem(msgspec.Struct, frozen=True):
     reason: str
 
 
-def name_problem(name: str, what: str) -> str | None:
-    """Why a path component cannot be part of a record key (None if it can)."""
-    if not name:
-        return f"{what} name is empty"
-    if ":" in name:
-        return f"{what} name contains ':' (the record key separator)"
-    if "\\" in name or "/" in name:
-        return f"{what} name contains a path separator"
-    if any(ord(c) < 32 or c == "\x7f" for c in name):
-        return f"{what} name contains a control character"
-    if name in (".", ".."):
-        return f"{what} name is '{name}'"
-    return None
-
-
 def output_path(output_root: Path, key: str) -> Path:
     """Where a record's output goes; raises ValueError for a key that would leave the root."""
-    parts = key.split(":")
-    if len(parts) != 4:
-        raise ValueError(f"record key {key!r} does not have 4 parts")
-    for part, what in zip(parts, ("state", "school", "year", "page"), strict=True):
-        problem = name_problem(part, what)
-        if problem is not None:
-            raise ValueError(f"record key {key!r}: {problem}")
-    state, school, year, page = parts
+    problem = key_problem(key)
+    if problem is not None:
+        raise ValueError(problem)
+    state, school, year, page = key.split(":")
     path = output_root / state / school / year / f"{page}.json"
     if not path.resolve().is_relative_to(output_root.resolve()):
         raise ValueError(f"record key {key!r} would write outside the output root")
@@ -143,17 +126,19 @@ class YearDir(msgspec.Struct):
 def walk_years(root: Path, problems: list[Problem]) -> Iterator[YearDir]:
     """Each year folder under ``root`` in order, its page files listed; problems are appended to
     ``problems`` as they are found. Reads directory entries only (like ``find``), never file
-    contents, and never raises."""
+    contents, and never raises. A symlink (to a file or a folder) whose target is outside
+    ``root`` is a problem, not a page: the input tree is what the operator pointed at."""
     if not root.exists():
         problems.append(Problem(str(root), "input root does not exist"))
         return
     if not root.is_dir():
         problems.append(Problem(str(root), "input root is not a directory"))
         return
+    inside = _Inside(os.path.realpath(root))
     found = False
-    for state in _subdirs(str(root), "state", problems):
-        for school in _subdirs(state.path, "school", problems):
-            for year in _subdirs(school.path, "year", problems):
+    for state in _subdirs(str(root), "state", problems, inside):
+        for school in _subdirs(state.path, "school", problems, inside):
+            for year in _subdirs(school.path, "year", problems, inside):
                 found = True
                 prefix = f"{state.name}:{school.name}:{year.name}:"
                 yield YearDir(
@@ -161,32 +146,54 @@ def walk_years(root: Path, problems: list[Problem]) -> Iterator[YearDir]:
                     school.name,
                     year.name,
                     year.path,
-                    _entries(year.path, prefix, problems),
+                    _entries(year.path, prefix, problems, inside),
                 )
     if not found and not problems:
         problems.append(Problem(str(root), "input root is empty"))
 
 
-def _subdirs(path: str, level: str, problems: list[Problem]) -> Iterator[os.DirEntry[str]]:
+class _Inside:
+    """Whether a symlink's target stays under a (real) root folder."""
+
+    def __init__(self, real_root: str) -> None:
+        self.root = real_root
+        self.prefix = real_root.rstrip(os.sep) + os.sep
+
+    def escape(self, entry: os.DirEntry[str]) -> str | None:
+        """Why the symlink ``entry`` leaves the root (None if it stays, or is no symlink)."""
+        if not entry.is_symlink():
+            return None
+        target = os.path.realpath(entry.path)
+        if target == self.root or target.startswith(self.prefix):
+            return None
+        return f"symlink leaves the input root (to {target})"
+
+
+def _subdirs(
+    path: str, level: str, problems: list[Problem], inside: _Inside
+) -> Iterator[os.DirEntry[str]]:
     for entry in _scandir(path, problems):
         kind = _kind(entry, problems)
         if kind is None:
+            continue
+        escape = inside.escape(entry)
+        if escape is not None:
+            problems.append(Problem(entry.path, escape))
             continue
         if kind != "dir":
             problems.append(Problem(entry.path, f"not a directory ({LAYOUT})"))
             continue
         problem = name_problem(entry.name, level)
-        if problem is None and level == "year" and not entry.name.isdigit():
-            problem = "year is not a number"
         if problem is not None:
             problems.append(Problem(entry.path, problem))
             continue
         yield entry
 
 
-def _entries(path: str, prefix: str, problems: list[Problem]) -> list[Entry]:
+def _entries(path: str, prefix: str, problems: list[Problem], inside: _Inside) -> list[Entry]:
     """The page files of one year folder. The scan's innermost loop: one pass over the
-    directory entries, the common case (``<digits>.<image extension>``, a file) decided first."""
+    directory entries, the common case (``<digits>.<image extension>``, a regular file) decided
+    first; a page number is ASCII digits (:func:`eventlog.keys.is_number`)."""
     out: list[Entry] = []
     append, types = out.append, IMAGE_TYPES
     try:
@@ -195,9 +202,15 @@ def _entries(path: str, prefix: str, problems: list[Problem]) -> list[Entry]:
                 name = e.name
                 dot = name.rfind(".")
                 stem = name[:dot]
-                mime = types.get(name[dot:])  # ".png" etc. need dot > 0: stem.isdigit() says so
+                mime = types.get(name[dot:])  # ".png" etc. need dot > 0: is_number(stem) says so
                 try:
-                    if mime is not None and stem.isdigit() and e.is_file():
+                    if (
+                        mime is not None
+                        and stem.isascii()
+                        and stem.isdigit()
+                        and not e.is_symlink()
+                        and e.is_file()
+                    ):
                         append((int(stem), stem, e.path, mime))
                         continue
                     is_file = e.is_file()
@@ -209,10 +222,11 @@ def _entries(path: str, prefix: str, problems: list[Problem]) -> list[Entry]:
                     mime = None
                 elif mime is None:
                     mime = types.get(name[dot:].lower())
-                if mime is None or not stem.isdigit() or not is_file:
-                    _page_problem(e, stem, mime, problems)
+                escape = inside.escape(e) if is_file else None
+                if mime is None or not is_number(stem) or not is_file or escape is not None:
+                    _page_problem(e, stem, mime, problems, escape)
                     continue
-                append((int(stem), stem, e.path, mime))  # an upper-case extension
+                append((int(stem), stem, e.path, mime))  # an upper-case extension or a symlink
     except OSError as err:
         problems.append(Problem(path, f"cannot list directory: {err.strerror or err}"))
         return []
@@ -243,17 +257,55 @@ def _drop_duplicates(entries: list[Entry], prefix: str, problems: list[Problem])
 
 
 def _page_problem(
-    e: os.DirEntry[str], stem: str, mime: str | None, problems: list[Problem]
+    e: os.DirEntry[str], stem: str, mime: str | None, problems: list[Problem], escape: str | None
 ) -> None:
     kind = _kind(e, problems)
     if kind is None:
         return
-    if kind == "dir":
+    if escape is not None:
+        problems.append(Problem(e.path, escape))
+    elif kind == "dir":
         problems.append(Problem(e.path, f"unexpected directory ({LAYOUT})"))
     elif mime is None:
         problems.append(Problem(e.path, f"not an image extension ({LAYOUT})"))
     else:
         problems.append(Problem(e.path, "page is not a number"))
+
+
+class OutputFolders:
+    """Refuses a year whose output folder (or its school's or state's) is a symlink out of the
+    output root, *before* its pages are submitted: :func:`output_path` would refuse to write
+    there after they were billed. One ``lstat`` per folder level; state and school verdicts are
+    remembered for the scan."""
+
+    def __init__(self, output_root: Path) -> None:
+        self.root = str(output_root)
+        self.inside = _Inside(os.path.realpath(output_root))
+        self._seen: dict[str, str | None] = {}
+
+    def problem(self, year: YearDir) -> Problem | None:
+        path = self.root
+        for depth, part in enumerate((year.state, year.school, year.year)):
+            path = os.path.join(path, part)
+            reason = self._seen.get(path, "") if depth < 2 else ""
+            if reason == "":
+                reason = self._check(path)
+                if depth < 2:
+                    self._seen[path] = reason
+            if reason is not None:
+                return Problem(path, reason)
+        return None
+
+    def _check(self, path: str) -> str | None:
+        if not os.path.islink(path):
+            return None
+        target = os.path.realpath(path)
+        if target == self.inside.root or target.startswith(self.inside.prefix):
+            return None
+        return (
+            f"output folder is a symlink out of the output root (to {target}); "
+            "its pages are not submitted"
+        )
 
 
 def output_names(output_root: Path, year: YearDir) -> set[str]:

@@ -13,7 +13,7 @@ projections. :func:`decide_years` is the pure decision; :func:`decide` wraps it 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from itertools import groupby
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import msgspec
 
 from commands.config import Config
 from commands.worker.dataset import (
+    OutputFolders,
     Page,
     Problem,
     YearDir,
@@ -89,9 +90,11 @@ def scan(
     limit: int | None = None,
     check_page: Callable[[Page], str | None] = check_image,
 ) -> ScanDecision:
-    """Walk the input tree and decide, keeping at most ``limit`` candidates (all are counted)."""
+    """Walk the input tree and decide, keeping at most ``limit`` candidates (all are counted).
+    A year whose output folder is a symlink out of ``output_root`` is a rejected input (the
+    folder's path), its pages never candidates."""
     problems: list[Problem] = []
-    years = walk_years(input_root, problems)
+    years = _writable(walk_years(input_root, problems), OutputFolders(output_root), problems)
     return decide_years(
         years,
         problems,
@@ -102,6 +105,17 @@ def scan(
         limit=limit,
         check_page=check_page,
     )
+
+
+def _writable(
+    years: Iterable[YearDir], folders: OutputFolders, problems: list[Problem]
+) -> Iterator[YearDir]:
+    for year in years:
+        problem = folders.problem(year)
+        if problem is None:
+            yield year
+        else:
+            problems.append(problem)
 
 
 def decide(

@@ -181,3 +181,52 @@ def test_a_file_that_vanishes_between_scan_and_upload_is_reported(tmp_path: Path
     [page], _ = walk_inputs(tmp_path)
     path.unlink()
     assert "cannot read: No such file" in (check_image(page) or "")
+
+
+@pytest.mark.parametrize("odd", ["²", "¹²", "①", "٣", "\uff12\uff10\uff12\uff13", "\U0001d7d1"])
+def test_digits_int_cannot_read_or_reads_differently_are_rejected(tmp_path: Path, odd: str) -> None:
+    """``str.isdigit()`` says yes to each; a year or page must be ASCII digits."""
+    put(tmp_path, f"S/X/{odd}/1.png")  # a year
+    put(tmp_path, f"S/X/2020/{odd}.png")  # a page
+    put(tmp_path, "S/X/2020/3.png")
+    pages, problems = walk_inputs(tmp_path)
+    assert [p.key for p in pages] == ["S:X:2020:3"]
+    reasons = {str(Path(p.path).relative_to(tmp_path)): p.reason for p in problems}
+    assert reasons == {
+        f"S/X/{odd}": "year is not a number (ASCII digits 0-9)",
+        f"S/X/2020/{odd}.png": "page is not a number",
+    }
+
+
+def test_symlinks_that_leave_the_input_root_are_rejected(tmp_path: Path) -> None:
+    root, elsewhere = tmp_path / "in", tmp_path / "elsewhere"
+    put(elsewhere, "S/X/2020/1.png")
+    put(elsewhere, "loose.png")
+    put(root, "Own/X/2020/1.png")
+    os.symlink(elsewhere / "S", root / "State")  # a state folder
+    os.symlink(elsewhere / "S/X", root / "Own/Sch", target_is_directory=True)  # a school
+    os.symlink(elsewhere / "S/X/2020", root / "Own/X/2021")  # a year
+    os.symlink(elsewhere / "loose.png", root / "Own/X/2020/2.png")  # a page file
+    os.symlink(elsewhere / "loose.png", root / "Own/X/2020/3.PNG")  # the slow path
+    # Symlinks that stay inside the root are followed as before.
+    os.symlink(root / "Own/X/2020/1.png", root / "Own/X/2020/4.png")
+    os.symlink(root / "Own/X", root / "Own/Y")
+    pages, problems = walk_inputs(root)
+    assert sorted(p.key for p in pages) == [
+        "Own:X:2020:1",
+        "Own:X:2020:4",
+        "Own:Y:2020:1",
+        "Own:Y:2020:4",
+    ]
+    reasons = {str(Path(p.path).relative_to(root)): p.reason for p in problems}
+    real = os.path.realpath(elsewhere)
+    assert reasons == {
+        "State": f"symlink leaves the input root (to {real}/S)",
+        "Own/Sch": f"symlink leaves the input root (to {real}/S/X)",
+        "Own/X/2021": f"symlink leaves the input root (to {real}/S/X/2020)",
+        "Own/X/2020/2.png": f"symlink leaves the input root (to {real}/loose.png)",
+        "Own/X/2020/3.PNG": f"symlink leaves the input root (to {real}/loose.png)",
+        "Own/Y/2021": f"symlink leaves the input root (to {real}/S/X/2020)",
+        "Own/Y/2020/2.png": f"symlink leaves the input root (to {real}/loose.png)",
+        "Own/Y/2020/3.PNG": f"symlink leaves the input root (to {real}/loose.png)",
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,48 @@ def test_a_page_rejected_for_its_bytes_stays_out_until_its_bytes_are_fixed(
     Path(p.path).write_bytes(png(4, 4, 1))
     d = decide([p], [], state(rejected=rejected), max_retries=3, context_previous_page=False)
     assert d.candidates == [p] and d.events == [InputRejectionCleared(path=p.path)]
+
+
+def test_an_output_folder_that_leaves_the_output_root_is_rejected_before_submission(
+    tmp_path: Path,
+) -> None:
+    from commands.worker.scan import scan
+
+    inp, out, elsewhere = tmp_path / "in", tmp_path / "out", tmp_path / "elsewhere"
+    for rel in ("S/X/2020/1.png", "S/X/2021/1.png", "S/Y/2020/1.png", "T/X/2020/1.png"):
+        (inp / rel).parent.mkdir(parents=True, exist_ok=True)
+        (inp / rel).write_bytes(png(4, 4, 1))
+    (out / "S/X").mkdir(parents=True)
+    elsewhere.mkdir()
+    os.symlink(elsewhere, out / "S/X/2020")  # a year folder
+    os.symlink(elsewhere, out / "T")  # a state folder
+    (out / "S/Y").mkdir()
+    os.symlink(out / "S/Y", out / "S/Z")  # inside the root: fine (and unused)
+
+    def run(rejected: dict[str, str]) -> tuple[list[str], list[object]]:
+        d = scan(
+            inp,
+            out,
+            state(rejected=rejected),
+            max_retries=3,
+            context_previous_page=False,
+            check_page=lambda p: None,
+        )
+        return [p.key for p in d.candidates], list(d.events)
+
+    keys, found = run({})
+    assert keys == ["S:X:2021:1", "S:Y:2020:1"]
+    real = os.path.realpath(elsewhere)
+    why = (
+        f"output folder is a symlink out of the output root (to {real}); "
+        "its pages are not submitted"
+    )
+    assert found == [
+        InputRejected(path=str(out / "S/X/2020"), reason=why),
+        InputRejected(path=str(out / "T"), reason=why),
+    ]
+    # Fixed: the rejection is cleared and the pages become candidates.
+    os.unlink(out / "S/X/2020")
+    keys, found = run({str(out / "S/X/2020"): why, str(out / "T"): why})
+    assert keys == ["S:X:2020:1", "S:X:2021:1", "S:Y:2020:1"]
+    assert found == [InputRejectionCleared(path=str(out / "S/X/2020"))]
