@@ -11,8 +11,18 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
 
 from commands.errors import ConfigError
 
@@ -25,8 +35,25 @@ DEFAULT_PROMPT = (
 )
 
 
+#: Upper bounds of the counts (a typo like ``batch_size = 1000000000`` is refused, not tried).
+#: Pages per batch: a request file holds at most this many lines.
+MAX_BATCH_SIZE = 100_000
+#: Jobs in flight at once (the service allows about 100 a project).
+MAX_ACTIVE_BATCHES = 100
+#: Tries of anything (an API call, an upload, a page before it is dead-lettered).
+MAX_ATTEMPTS = 100
+#: Images uploaded at once.
+MAX_CONCURRENCY = 256
+#: Estimated tokens in flight (10^11, well above any tier's enqueued-token quota).
+MAX_ENQUEUED_TOKENS = 10**11
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Counts and sizes are real integers (``StrictInt``: TOML ``true`` is not 1, ``2.0`` is not
+    2), durations real numbers (``StrictFloat``: an integer is fine, a boolean is not), flags real
+    booleans; ``inf`` and ``nan`` are refused everywhere."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class PathsConfig(_Section):
@@ -35,6 +62,13 @@ class PathsConfig(_Section):
     database: Path = Path("data/gemini_batches.db")
     reports_dir: Path = Path("data/reports")
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_empty(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty (it would mean the config file's folder)")
+        return value
+
 
 class GeminiConfig(_Section):
     model: str = "gemini-2.5-flash"
@@ -42,7 +76,14 @@ class GeminiConfig(_Section):
     base_url: str = ""
     prompt: str = DEFAULT_PROMPT
     output_schema: str = "commands.schema:PageExtraction"
-    context_previous_page: bool = False
+    context_previous_page: StrictBool = False
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not _is_http_url(value):
+            raise ValueError("must be an http(s) URL with a host, e.g. 'http://127.0.0.1:8765'")
+        return value
 
     @field_validator("output_schema")
     @classmethod
@@ -53,25 +94,25 @@ class GeminiConfig(_Section):
 
 
 class BatchingConfig(_Section):
-    batch_size: int = Field(100, ge=1)
-    max_active_batches: int = Field(4, ge=1)
-    max_retries: int = Field(3, ge=1)
-    poll_interval_seconds: float = Field(60.0, gt=0)
+    batch_size: StrictInt = Field(100, ge=1, le=MAX_BATCH_SIZE)
+    max_active_batches: StrictInt = Field(4, ge=1, le=MAX_ACTIVE_BATCHES)
+    max_retries: StrictInt = Field(3, ge=1, le=MAX_ATTEMPTS)
+    poll_interval_seconds: StrictFloat = Field(60.0, gt=0)
     #: Cancel (and resubmit the pages of) a batch still waiting to start after this long; 0: never
     #: (the service itself expires a batch after 48 h).
-    stuck_pending_hours: float = Field(36.0, ge=0)
+    stuck_pending_hours: StrictFloat = Field(36.0, ge=0)
     #: How long a batch seen FAILED/CANCELLED/EXPIRED is still checked for results.
-    late_results_grace_minutes: float = Field(60.0, ge=0)
+    late_results_grace_minutes: StrictFloat = Field(60.0, ge=0)
     #: After a create answered 429 RESOURCE_EXHAUSTED no create is tried for this long, doubled
     #: for each further 429 in a row, at most ``quota_backoff_max_seconds``.
-    quota_backoff_seconds: float = Field(60.0, ge=0)
-    quota_backoff_max_seconds: float = Field(1800.0, ge=0)
+    quota_backoff_seconds: StrictFloat = Field(60.0, ge=0)
+    quota_backoff_max_seconds: StrictFloat = Field(1800.0, ge=0)
     #: Token-aware admission: batches go while the tokens estimated for the active batches, the
     #: open intents and the batch about to go stay at or under this (0: off, only counts apply).
-    max_enqueued_tokens: int = Field(0, ge=0)
+    max_enqueued_tokens: StrictInt = Field(0, ge=0, le=MAX_ENQUEUED_TOKENS)
     #: Delete a batch's job from the service once its results are durable (keeps the history a
     #: display-name lookup reads short); its request and result files are deleted either way.
-    delete_finished_jobs: bool = True
+    delete_finished_jobs: StrictBool = True
 
 
 #: The File API's limit per file (a request file included).
@@ -79,45 +120,45 @@ FILE_API_MAX_BYTES = 2 * 1024**3
 
 
 class UploadsConfig(_Section):
-    upload_retry_attempts: int = Field(3, ge=1)
-    upload_retry_backoff_seconds: float = Field(1.0, ge=0)
-    upload_concurrency: int = Field(8, ge=1)
+    upload_retry_attempts: StrictInt = Field(3, ge=1, le=MAX_ATTEMPTS)
+    upload_retry_backoff_seconds: StrictFloat = Field(1.0, ge=0)
+    upload_concurrency: StrictInt = Field(8, ge=1, le=MAX_CONCURRENCY)
     #: How long a request file may stay PROCESSING before its batch is deferred, and how often
     #: ``files.get`` asks meanwhile.
-    request_file_active_timeout_seconds: float = Field(300.0, ge=0)
-    request_file_active_poll_seconds: float = Field(2.0, gt=0)
+    request_file_active_timeout_seconds: StrictFloat = Field(300.0, ge=0)
+    request_file_active_poll_seconds: StrictFloat = Field(2.0, gt=0)
     #: How a page image reaches the model: ``inline`` (base64 in its request line), ``file_api``
     #: (uploaded, referenced by URI) or ``auto`` (inline up to ``inline_image_max_bytes``).
     image_transport: Literal["auto", "inline", "file_api"] = "auto"
     #: The largest image sent inline: 4 MiB is 5.6 MB of base64 in its line, well under the
     #: service's 20 MB per request (the cap, 14 MiB, is 19.6 MB of base64).
-    inline_image_max_bytes: int = Field(4 * 1024**2, ge=1, le=14 * 1024**2)
+    inline_image_max_bytes: StrictInt = Field(4 * 1024**2, ge=1, le=14 * 1024**2)
     #: A request file is cut here (and at ``batch_size`` lines); the File API's limit is 2 GB.
-    max_request_file_bytes: int = Field(1024**3, ge=1, le=FILE_API_MAX_BYTES)
+    max_request_file_bytes: StrictInt = Field(1024**3, ge=1, le=FILE_API_MAX_BYTES)
 
 
 class NetworkConfig(_Section):
-    api_retry_attempts: int = Field(3, ge=1)
-    api_retry_backoff_seconds: float = Field(1.0, ge=0)
+    api_retry_attempts: StrictInt = Field(3, ge=1, le=MAX_ATTEMPTS)
+    api_retry_backoff_seconds: StrictFloat = Field(1.0, ge=0)
     #: Per HTTP request; a slower answer is a timeout (a transient failure, retried).
-    request_timeout_seconds: float = Field(120.0, gt=0)
+    request_timeout_seconds: StrictFloat = Field(120.0, gt=0)
 
 
 class ResultsConfig(_Section):
     """Caps on what the service sends back (see ``commands.rules.results``)."""
 
     #: A longer line of a result file fails its record (``result_line_too_large``), unread.
-    max_result_line_bytes: int = Field(8 * 1024**2, ge=1024, le=1024**3, strict=True)
+    max_result_line_bytes: StrictInt = Field(8 * 1024**2, ge=1024, le=1024**3)
     #: A longer output JSON fails its record (``output_too_large``) instead of being written.
-    max_output_bytes: int = Field(8 * 1024**2, ge=1024, le=1024**3, strict=True)
+    max_output_bytes: StrictInt = Field(8 * 1024**2, ge=1024, le=1024**3)
     #: A result file that fails to download with a transient error (5xx, timeout) this long
     #: after its job succeeded is given up on like a gone one: its records go back to pending.
-    download_give_up_hours: float = Field(6.0, gt=0, le=48)
+    download_give_up_hours: StrictFloat = Field(6.0, gt=0, le=48)
 
 
 class DatabaseConfig(_Section):
     #: How long a writer waits for another process's write lock before giving up with an error.
-    busy_timeout_seconds: float = Field(10.0, ge=0)
+    busy_timeout_seconds: StrictFloat = Field(10.0, ge=0)
     #: A PostgreSQL log (``postgresql://user@host/db``) instead of the SQLite file
     #: ``[paths] database``; empty: the SQLite file. A password is better in ``~/.pgpass``.
     url: str = ""
@@ -137,8 +178,8 @@ class DatabaseConfig(_Section):
 class ModelPrice(_Section):
     """List prices in ``[pricing] currency`` per million tokens (before the batch discount)."""
 
-    input_per_million: float = Field(ge=0)
-    output_per_million: float = Field(ge=0)
+    input_per_million: StrictFloat = Field(ge=0)
+    output_per_million: StrictFloat = Field(ge=0)
 
 
 #: Published list prices (USD per million tokens, standard tier, prompts up to 200k tokens) as of
@@ -153,7 +194,7 @@ DEFAULT_PRICES: dict[str, ModelPrice] = {
 
 class PricingConfig(_Section):
     #: The Batch API's discount on the list price (0.5: half price).
-    batch_discount: float = Field(0.5, ge=0, lt=1)
+    batch_discount: StrictFloat = Field(0.5, ge=0, lt=1)
     currency: str = "USD"
     #: Per-model prices; entries given here replace the built-in ones of the same name.
     models: dict[str, ModelPrice] = DEFAULT_PRICES
@@ -227,7 +268,51 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         config = Config.model_validate(data)
     except ValidationError as e:
         raise ConfigError(f"config {path}: {_describe(e)}") from None
-    return config.model_copy(update={"source": path}).resolved(path.parent.resolve())
+    config = config.model_copy(update={"source": path}).resolved(path.parent.resolve())
+    problem = paths_problem(config.paths)
+    if problem is not None:
+        raise ConfigError(f"config {path}: {problem}")
+    return config
+
+
+def paths_problem(paths: PathsConfig) -> str | None:
+    """Why these (absolute) paths cannot work together, or None: the outputs, reports or the
+    database inside the input tree (the scanner would walk them as pages), the output root
+    equal to or inside the input root, or the input root inside the output root. Symlinks are
+    resolved first."""
+    inp, out = paths.input_root.resolve(), paths.output_root.resolve()
+    if out == inp:
+        return f"[paths] output_root is the same folder as input_root ({inp})"
+    if out.is_relative_to(inp):
+        return (
+            f"[paths] output_root ({out}) is inside input_root ({inp}): "
+            "the scanner would walk the outputs as pages"
+        )
+    if inp.is_relative_to(out):
+        return (
+            f"[paths] input_root ({inp}) is inside output_root ({out}): "
+            "outputs would be written into the input tree"
+        )
+    for key in ("database", "reports_dir"):
+        where = getattr(paths, key).resolve()
+        if where.is_relative_to(inp):
+            return (
+                f"[paths] {key} ({where}) is inside input_root ({inp}): "
+                "the scanner would walk it as pages"
+            )
+    return None
+
+
+def _is_http_url(value: str) -> bool:
+    """An ``http``/``https`` URL with a host (and a valid port, if any), no spaces."""
+    if any(c.isspace() for c in value):
+        return False
+    try:
+        url = urlsplit(value)
+        url.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        return False
+    return url.scheme in ("http", "https") and bool(url.hostname)
 
 
 def _describe(error: ValidationError) -> str:

@@ -39,7 +39,9 @@ class PageExtraction(BaseModel):
 
 
 def load_schema(spec: str, config_dir: Path | None = None) -> type[BaseModel]:
-    """Import ``module:Class`` and check it is a pydantic model; errors name the config key."""
+    """Import ``module:Class`` and check it is a pydantic model that can produce the JSON schema
+    every request carries (so a run refuses it before ``RunStarted``); errors name the config
+    key."""
     module_name, _, class_name = spec.partition(":")
     if config_dir is not None and str(config_dir) not in sys.path:
         sys.path.insert(0, str(config_dir))
@@ -55,6 +57,14 @@ def load_schema(spec: str, config_dir: Path | None = None) -> type[BaseModel]:
         raise ConfigError(f"[gemini] output_schema: module {module_name!r} has no {class_name!r}")
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         raise ConfigError(f"[gemini] output_schema: {spec!r} is not a pydantic model class")
+    try:
+        response_json_schema(model)
+    except Exception as e:  # e.g. PydanticInvalidForJsonSchema for a Callable field
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ConfigError(
+            f"[gemini] output_schema: {spec!r} cannot produce a JSON schema "
+            f"({type(e).__name__}: {first})"
+        ) from None
     return model
 
 

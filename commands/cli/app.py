@@ -126,10 +126,57 @@ def echo_json(value: Any) -> None:
     click.echo(msgspec.json.format(msgspec.json.encode(value), indent=2).decode())
 
 
+#: The group options a command also takes after its name (``status --config prod.toml``).
+ANYWHERE_OPTIONS = ("--config", "--db")
+
+
+def hoist_options(args: Sequence[str], takes_value: set[str]) -> list[str]:
+    """Move ``--config X`` and ``--db X`` (or ``--db=X``) found after the command's name to just
+    before it, after any given there, so the one after the name wins. ``takes_value``: the group
+    options that take a value (to find the command's name). Nothing after ``--`` moves."""
+    args = list(args)
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] != "--":
+        i += 2 if args[i] in takes_value else 1
+    if i >= len(args) or args[i] == "--":
+        return args
+    moved: list[str] = []
+    kept: list[str] = []
+    j = i + 1
+    while j < len(args):
+        arg = args[j]
+        if arg == "--":
+            kept += args[j:]
+            break
+        if arg in ANYWHERE_OPTIONS and j + 1 < len(args):
+            moved += args[j : j + 2]
+            j += 2
+            continue
+        if arg.startswith(tuple(f"{name}=" for name in ANYWHERE_OPTIONS)):
+            moved.append(arg)
+        else:
+            kept.append(arg)
+        j += 1
+    return [*args[:i], *moved, args[i], *kept]
+
+
+class OptionsAnywhereGroup(click.Group):
+    """A group whose ``--config`` and ``--db`` may also come after the command's name."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value = {
+            name
+            for p in self.params
+            if isinstance(p, click.Option) and not p.is_flag and not p.count
+            for name in p.opts
+        }
+        return super().parse_args(ctx, hoist_options(args, takes_value))
+
+
 # --- the group ---------------------------------------------------------------------------------
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OptionsAnywhereGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -11,26 +12,34 @@ from commands.cli.app import app, cli, operator_errors
 from eventlog.errors import OperatorError
 
 
+def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A finite number of seconds (``inf`` and ``nan`` pass a FloatRange)."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number of seconds", ctx, param)
+    return value
+
+
+_MODES = {"once": "--once", "loop": "--loop", "until_idle": "--until-idle"}
+
+
 @cli.command()
-@click.option("--once", "mode", flag_value="once", default=True, help="One cycle (the default).")
-@click.option("--loop", "mode", flag_value="loop", help="Repeat every poll_interval_seconds.")
+@click.option("--once", is_flag=True, help="One cycle (the default).")
+@click.option("--loop", is_flag=True, help="Repeat every poll_interval_seconds.")
 @click.option(
-    "--until-idle",
-    "mode",
-    flag_value="idle",
-    help="Repeat until nothing is in flight or left to submit.",
+    "--until-idle", is_flag=True, help="Repeat until nothing is in flight or left to submit."
 )
 @click.option(
     "--wait",
     "wait",
-    type=float,
+    type=click.FloatRange(min=0),
+    callback=_seconds,
     default=0.0,
     show_default=True,
     help="Seconds to wait for another run's lock before giving up.",
 )
 @click.pass_context
 @operator_errors
-def run(ctx: click.Context, mode: str, wait: float) -> None:
+def run(ctx: click.Context, once: bool, loop: bool, until_idle: bool, wait: float) -> None:
     """Run the pipeline: poll active batches, scan the dataset, submit new batches, report.
 
     Reads the API key from the variable named by [gemini] api_key_env (default GEMINI_API_KEY).
@@ -43,10 +52,15 @@ def run(ctx: click.Context, mode: str, wait: float) -> None:
     from commands.cli.progress import for_stderr
     from commands.worker.session import run as run_pipeline
 
+    given = [flag for name, flag in _MODES.items() if ctx.params[name]]
+    if len(given) > 1:
+        raise click.UsageError(
+            f"give one of --once, --loop, --until-idle, not {' and '.join(given)}"
+        )
     result = run_pipeline(
         app(ctx).config,
-        loop=mode == "loop",
-        until_idle=mode == "idle",
+        loop=loop,
+        until_idle=until_idle,
         wait_for_lock=wait,
         progress=for_stderr(),
     )
@@ -134,7 +148,8 @@ def prefect_run(ctx: click.Context) -> None:
 @cli.command("prefect-serve")
 @click.option(
     "--interval",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
+    callback=_seconds,
     help="Seconds between flow runs (default: [batching] poll_interval_seconds).",
 )
 @click.option("--cron", help="A cron schedule instead of an interval, e.g. '*/10 * * * *'.")
@@ -149,6 +164,8 @@ def prefect_serve(ctx: click.Context, interval: float | None, cron: str | None) 
     """
     if interval is not None and cron is not None:
         raise OperatorError("give --interval or --cron, not both")
+    if cron is not None and not cron.strip():
+        raise OperatorError("--cron is empty: give a schedule, e.g. '*/10 * * * *'")
     flow = _prefect_flow()
     source = app(ctx).config.source
     flow.serve(str(source) if source else None, interval, cron)

@@ -93,6 +93,8 @@ def session(
         )
         port = gateway if gateway is not None else Gateway.from_config(config, api_key=key)
         actor = run_actor(run_id)
+        # Built before RunStarted: an error it can raise must not leave a run "still running".
+        cycle = Cycle(Worker(config, store, port, run_id, schema, sleep, progress or NoProgress()))
         # Holding the lock, any run that never finished is dead: say so in the log.
         dead = queries.unfinished_run_ids(store)
         store.append(
@@ -111,7 +113,6 @@ def session(
         )
         bind_run(run_id)
         log.info("Run %s started", run_id)
-        cycle = Cycle(Worker(config, store, port, run_id, schema, sleep, progress or NoProgress()))
         s = Session(run_id, cycle, store)
         try:
             yield s

@@ -129,3 +129,41 @@ def test_replay_of_a_missing_database_is_one_line(tmp_path: Path) -> None:
     r = run_cli("--db", str(tmp_path / "none.db"), script="replay.py")
     assert r.code == 1 and r.err.startswith("Error: database not found")
     assert not (tmp_path / "none.db").exists()
+
+
+SCHEMAS = {
+    "callable_field": (
+        "from collections.abc import Callable\nfrom pydantic import BaseModel\n\n"
+        "class Page(BaseModel):\n    text: str\n    hook: Callable[[int], int]\n",
+        "'badschema:Page' cannot produce a JSON schema (PydanticInvalidForJsonSchema: Cannot "
+        "generate a JsonSchema for core_schema.CallableSchema)",
+    ),
+    "raises": (
+        "from pydantic import BaseModel\n\nclass Page(BaseModel):\n    text: str\n\n"
+        "    @classmethod\n    def model_json_schema(cls, *a, **k):\n"
+        "        raise RuntimeError('no schema today\\nsecond line')\n",
+        "'badschema:Page' cannot produce a JSON schema (RuntimeError: no schema today)",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SCHEMAS))
+@pytest.mark.parametrize("command", [["run", "--once"], ["run", "--until-idle"], ["estimate"]])
+def test_a_schema_without_a_json_schema_is_refused_before_the_run_starts(
+    tmp_path: Path, populated: Path, kind: str, command: list[str]
+) -> None:
+    source, message = SCHEMAS[kind]
+    (tmp_path / "badschema.py").write_text(source)
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[paths]\ndatabase = "{populated}"\ninput_root = "in"\noutput_root = "out"\n'
+        '[gemini]\noutput_schema = "badschema:Page"\napi_key_env = "K"\n'
+    )
+    (tmp_path / "in/S/X/2020").mkdir(parents=True)
+    (tmp_path / "in/S/X/2020/1.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    before = file_digest(populated)
+    r = run_cli("--config", str(config), *command, env={"K": "secret"})
+    assert r.code == 1, r.err
+    assert r.err == f"Error: [gemini] output_schema: {message}\n"
+    assert file_digest(populated) == before  # no RunStarted, nothing else either
+    assert not (tmp_path / "out").exists()

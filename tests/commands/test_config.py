@@ -126,3 +126,155 @@ def test_the_example_config_documents_the_defaults() -> None:
     example = load_config(ROOT / "gemini_batches.example.toml")
     defaults = Config().resolved(ROOT)
     assert example.model_dump(exclude={"source"}) == defaults.model_dump(exclude={"source"})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "[batching]\nbatch_size = true\n",
+            "[batching] batch_size: Input should be a valid integer",
+        ),
+        (
+            "[batching]\nbatch_size = 10.0\n",
+            "[batching] batch_size: Input should be a valid integer",
+        ),
+        (
+            '[batching]\nbatch_size = "10"\n',
+            "[batching] batch_size: Input should be a valid integer",
+        ),
+        (
+            "[batching]\nbatch_size = 100001\n",
+            "[batching] batch_size: Input should be less than or equal to 100000 (got 100001)",
+        ),
+        ("[batching]\nmax_retries = false\n", "[batching] max_retries: Input should be a valid"),
+        ("[batching]\nmax_retries = 101\n", "[batching] max_retries: Input should be less than"),
+        ("[batching]\nmax_active_batches = 1000\n", "[batching] max_active_batches: Input should"),
+        (
+            "[batching]\nmax_enqueued_tokens = 1e12\n",
+            "[batching] max_enqueued_tokens: Input should be a valid integer",
+        ),
+        (
+            "[batching]\nmax_enqueued_tokens = 1000000000000\n",
+            "[batching] max_enqueued_tokens: Input should be less than or equal to",
+        ),
+        ("[batching]\npoll_interval_seconds = true\n", "[batching] poll_interval_seconds: Input"),
+        (
+            "[batching]\npoll_interval_seconds = inf\n",
+            "poll_interval_seconds: Input should be a finite",
+        ),
+        (
+            "[batching]\nstuck_pending_hours = nan\n",
+            "stuck_pending_hours: Input should be a finite",
+        ),
+        (
+            "[batching]\ndelete_finished_jobs = 1\n",
+            "[batching] delete_finished_jobs: Input should be",
+        ),
+        ("[uploads]\nupload_concurrency = true\n", "[uploads] upload_concurrency: Input should be"),
+        (
+            "[uploads]\nupload_concurrency = 100000\n",
+            "[uploads] upload_concurrency: Input should be",
+        ),
+        (
+            "[uploads]\nupload_retry_attempts = 1000\n",
+            "[uploads] upload_retry_attempts: Input should",
+        ),
+        ("[uploads]\ninline_image_max_bytes = true\n", "[uploads] inline_image_max_bytes: Input"),
+        ("[network]\napi_retry_attempts = true\n", "[network] api_retry_attempts: Input should be"),
+        (
+            "[gemini]\ncontext_previous_page = 1\n",
+            "[gemini] context_previous_page: Input should be",
+        ),
+        ("[pricing]\nbatch_discount = true\n", "[pricing] batch_discount: Input should be a valid"),
+    ],
+)
+def test_counts_are_real_integers_within_bounds(tmp_path: Path, text: str, message: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"config {path}: ") and message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "localhost:8080",
+        "ftp://example.com",
+        "http://",
+        "https:///v1",
+        "http://host:port",
+        "http://host:99999",
+        "http://exa mple.com",
+        "not a url",
+        "file:///etc/passwd",
+    ],
+)
+def test_base_url_must_be_an_http_url_with_a_host(tmp_path: Path, url: str) -> None:
+    path = _write(tmp_path, f'[gemini]\nbase_url = "{url}"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (
+        f"config {path}: [gemini] base_url: Value error, must be an http(s) URL with a host, "
+        f"e.g. 'http://127.0.0.1:8765' (got {url!r})"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["", "http://127.0.0.1:8765", "https://generativelanguage.googleapis.com", "http://[::1]:80/x"],
+)
+def test_good_base_urls_are_kept(tmp_path: Path, url: str) -> None:
+    assert load_config(_write(tmp_path, f'[gemini]\nbase_url = "{url}"\n')).gemini.base_url == url
+
+
+@pytest.mark.parametrize(
+    ("paths", "message"),
+    [
+        ({"input_root": ""}, "[paths] input_root: Value error, must not be empty"),
+        ({"output_root": "  "}, "[paths] output_root: Value error, must not be empty"),
+        ({"database": ""}, "[paths] database: Value error, must not be empty"),
+        (
+            {"input_root": "d", "output_root": "d"},
+            "[paths] output_root is the same folder as input_root",
+        ),
+        ({"input_root": "d", "output_root": "d/../d/"}, "[paths] output_root is the same folder"),
+        (
+            {"input_root": "d", "output_root": "d/out"},
+            "[paths] output_root ({t}/d/out) is inside input_root ({t}/d)",
+        ),
+        (
+            {"input_root": "o/in", "output_root": "o"},
+            "[paths] input_root ({t}/o/in) is inside output_root ({t}/o)",
+        ),
+        (
+            {"input_root": "d", "database": "d/log.db"},
+            "[paths] database ({t}/d/log.db) is inside input_root ({t}/d)",
+        ),
+        (
+            {"input_root": ".", "output_root": "/elsewhere"},
+            "[paths] database ({t}/data/gemini_batches.db) is inside input_root ({t})",
+        ),
+        (
+            {"input_root": "d", "reports_dir": "d/r"},
+            "[paths] reports_dir ({t}/d/r) is inside input_root",
+        ),
+        (
+            {"input_root": "link", "output_root": "real/out"},
+            "[paths] output_root ({t}/real/out) is inside input_root ({t}/real)",
+        ),
+    ],
+)
+def test_paths_that_overlap_are_refused_with_the_reason(
+    tmp_path: Path, paths: dict[str, str], message: str
+) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")  # a symlinked input root resolves
+    text = "[paths]\n" + "".join(f'{k} = "{v}"\n' for k, v in paths.items())
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    t = tmp_path.resolve()
+    assert str(info.value).startswith(f"config {path}: ")
+    assert message.format(t=t) in str(info.value), str(info.value)
+    assert str(info.value).count("\n") == 0
