@@ -208,8 +208,7 @@ def _entries(path: str, prefix: str, problems: list[Problem], inside: _Inside) -
                         mime is not None
                         and stem.isascii()
                         and stem.isdigit()
-                        and not e.is_symlink()
-                        and e.is_file()
+                        and e.is_file(follow_symlinks=False)  # a symlink takes the slow path
                     ):
                         append((int(stem), stem, e.path, mime))
                         continue
