@@ -22,6 +22,9 @@ A policy is plain data (a dict, or a JSON file for ``python -m gemini_emulator -
         {"match": "gb-*-requests", "processing_seconds": 0.5},
         {"match": "gb-*-003-requests", "state": "FAILED"}
       ],
+      "limits": [                                   # per API key, first match wins
+        {"key": "key-a", "max_active_jobs": 2, "max_enqueued_tokens": 50000}
+      ],
       "faults": [                                   # per endpoint
         {"endpoint": "files.upload", "match": "California:Lincoln:2023:1", "times": 2,
          "status": 503},
@@ -57,6 +60,11 @@ a Google-style body, its status word ``error_status`` if given, e.g. FAILED_PREC
 with ``delay`` it sleeps first (a slow answer, or a client timeout); with
 ``"after": true`` the call is carried out first and only its answer is lost (a create that
 happened though the client saw a 503).
+
+Limit rules (``key`` matches the API key, as a pattern): a create that would give the key more
+than ``max_active_jobs`` jobs not yet ended, or more than ``max_enqueued_tokens`` input tokens in
+them (the new job's included), answers 429 RESOURCE_EXHAUSTED, as the service's per-project
+limits do; each key counts only its own jobs.
 
 Endpoints: ``files.upload`` (the resumable start; ``match`` is the display name),
 ``files.upload_bytes`` (``match`` is the upload's display name), ``files.get``,
@@ -171,12 +179,19 @@ class FileRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     state: Literal["ACTIVE", "FAILED"] = "ACTIVE"
 
 
+class KeyLimit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    key: str = "*"
+    max_active_jobs: int | None = None
+    max_enqueued_tokens: int | None = None
+
+
 class PolicySpec(msgspec.Struct, forbid_unknown_fields=True):
     seed: int = 0
     timing: Timing = Timing()
     records: list[RecordRule] = []
     jobs: list[JobRule] = []
     files: list[FileRule] = []
+    limits: list[KeyLimit] = []
     faults: list[Fault] = []
     results: list[ResultRule] = []
 
@@ -285,6 +300,13 @@ class Policy:
             if fnmatch.fnmatchcase(display_name, rule.match):
                 return rule
         return FileRule()
+
+    def limit_for(self, key: str) -> KeyLimit | None:
+        """The per-key limits on jobs for ``key`` (the first rule matching it), if any."""
+        for rule in self.spec.limits:
+            if fnmatch.fnmatchcase(key, rule.key):
+                return rule
+        return None
 
     def fault_for(self, endpoint: str, subject: str = "") -> Fault | None:
         """The fault to inject into this call, if any (counts the call)."""

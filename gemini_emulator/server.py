@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,8 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("DELETE", re.compile(rf"^/{_VERSION}/batches/(?P<id>[^/:]+)$"), "batches.delete"),
     ("GET", re.compile(r"^/_emulator/ledger$"), "admin.ledger"),
     ("GET", re.compile(r"^/_emulator/calls$"), "admin.calls"),
+    #: Per API key: each job's owner, calls per endpoint and key, lookups under a foreign key.
+    ("GET", re.compile(r"^/_emulator/keys$"), "admin.keys"),
     ("POST", re.compile(r"^/_emulator/advance$"), "admin.advance"),
 ]
 
@@ -127,7 +129,9 @@ class Handler(BaseHTTPRequestHandler):
         if not key:
             raise ApiError(401, "Method doesn't allow unregistered callers. Please use an API Key.")
         expected = self.server.api_key
-        if expected is not None and key != expected:
+        if expected is not None and key not in (
+            [expected] if isinstance(expected, str) else expected
+        ):
             raise ApiError(
                 400, "API key not valid. Please pass a valid API key.", "INVALID_ARGUMENT"
             )
@@ -156,6 +160,8 @@ class Handler(BaseHTTPRequestHandler):
         if endpoint == "upload":
             return self._upload(query, body, base)
         owner = self._owner()
+        with service.lock:
+            service.calls_by_key[f"{endpoint} {owner}"] += 1
         data = json.loads(body) if body else {}
         subject = params.get("id", "")
         if endpoint == "batches.create":
@@ -240,6 +246,19 @@ class Handler(BaseHTTPRequestHandler):
             return self._json({"now": service.now()})
         if endpoint == "admin.calls":
             return self._json(service.policy.all_calls())
+        if endpoint == "admin.keys":
+            with service.lock:
+                jobs = [
+                    {"name": j.name, "display_name": j.display_name, "owner": j.owner}
+                    for j in service.jobs.values()
+                ]
+                return self._json(
+                    {
+                        "jobs": jobs,
+                        "calls": dict(service.calls_by_key),
+                        "foreign_lookups": service.foreign_lookups,
+                    }
+                )
         ledger = [b.__dict__ for b in service.ledger()]
         return self._json({"billed": ledger, "creates": dict(service.creates)})
 
@@ -264,7 +283,9 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, service: Service, port: int = 0, api_key: str | None = None) -> None:
+    def __init__(
+        self, service: Service, port: int = 0, api_key: str | Sequence[str] | None = None
+    ) -> None:
         self.service = service
         self.api_key = api_key
         super().__init__(("127.0.0.1", port), Handler)
@@ -273,8 +294,9 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
 class Emulator:
     """A running emulator: ``with Emulator(policy) as emu: ... emu.url ...``.
 
-    Binds 127.0.0.1 only, on an ephemeral port unless ``port`` is given. ``api_key`` (optional)
-    makes it refuse any other key, as the real service does.
+    Binds 127.0.0.1 only, on an ephemeral port unless ``port`` is given. ``api_key`` (optional:
+    one key, or several, one per project) makes it refuse any other key, as the real service
+    does.
     """
 
     def __init__(
@@ -282,7 +304,7 @@ class Emulator:
         policy: Policy | dict[str, Any] | None = None,
         *,
         port: int = 0,
-        api_key: str | None = None,
+        api_key: str | Sequence[str] | None = None,
         **service_options: Any,
     ) -> None:
         if isinstance(policy, dict):

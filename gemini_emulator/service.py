@@ -156,6 +156,8 @@ class Job:
     #: answered with an error or not at all (known once it ended).
     done: int = 0
     failed: int = 0
+    #: Input tokens of its requests: what a per-key ``max_enqueued_tokens`` counts.
+    input_tokens: int = 0
 
     @property
     def name(self) -> str:
@@ -182,6 +184,8 @@ class Billed:
     #: (``inline`` base64 or ``file_api`` by URI); empty for a request without an image.
     image_sha256: str = ""
     transport: str = ""
+    #: The API key whose job it was.
+    owner: str = ""
 
 
 class Service:
@@ -207,6 +211,10 @@ class Service:
         #: Files uploaded (finalized), by display name.
         self.uploaded: Counter[str] = Counter()
         self.attempts: Counter[str] = Counter()
+        #: Calls per API key and endpoint (``"<endpoint> <key>"``), and lookups of a job or file
+        #: that exists under another key (answered 404/403 as for one that does not exist).
+        self.calls_by_key: Counter[str] = Counter()
+        self.foreign_lookups = 0
 
     # --- clock --------------------------------------------------------------------------------
 
@@ -222,6 +230,8 @@ class Service:
 
     def _live_file(self, owner: str, file_id: str) -> StoredFile:
         f = self.files.get(file_id)
+        if f is not None and f.owner != owner:
+            self.foreign_lookups += 1
         if f is None or f.owner != owner or self.now() > f.created + FILE_TTL_SECONDS:
             raise ApiError(
                 403,
@@ -335,6 +345,8 @@ class Service:
             else:
                 raise ApiError(400, "batch.inputConfig needs fileName or requests.")
             keys = [k for k, _ in requests]
+            tokens = sum(_prompt_tokens(normalize_keys(r)) for _, r in requests)
+            self._check_limits(owner, tokens)
             self.creates[display_name] += 1
             job = Job(
                 _new_id(),
@@ -347,13 +359,40 @@ class Service:
                 inline,
             )
             job.timing = self.policy.timing_for(rule)
+            job.input_tokens = tokens
             job.updated = job.created
             self.jobs[job.id] = job
             return job
 
+    def _check_limits(self, owner: str, tokens: int) -> None:
+        """429 RESOURCE_EXHAUSTED when a new job of ``tokens`` input tokens would take ``owner``
+        past its policy's per-key limits (its jobs not yet ended count)."""
+        limit = self.policy.limit_for(owner)
+        if limit is None:
+            return
+        live = [j for j in self.jobs.values() if j.owner == owner and not j.deleted]
+        for job in live:
+            self._settle(job)
+        live = [j for j in live if j.state not in TERMINAL]
+        if limit.max_active_jobs is not None and len(live) >= limit.max_active_jobs:
+            raise ApiError(
+                429,
+                f"Quota exceeded: at most {limit.max_active_jobs} concurrent batch jobs "
+                "per project.",
+            )
+        enqueued = sum(j.input_tokens for j in live)
+        if limit.max_enqueued_tokens is not None and enqueued + tokens > limit.max_enqueued_tokens:
+            raise ApiError(
+                429,
+                f"Quota exceeded: enqueued tokens {enqueued} + {tokens} over the project's "
+                f"limit of {limit.max_enqueued_tokens}.",
+            )
+
     def get_batch(self, owner: str, batch_id: str) -> Job:
         with self.lock:
             job = self.jobs.get(batch_id)
+            if job is not None and job.owner != owner:
+                self.foreign_lookups += 1
             if job is None or job.owner != owner or job.deleted:
                 raise ApiError(404, f"Batch {batch_id} not found.")
             self._settle(job)
@@ -501,11 +540,7 @@ class Service:
             text = json.dumps(break_(schema, key))
         else:
             finish, text = outcome.upper(), None
-        prompt_tokens = IMAGE_TOKENS + sum(
-            len(p.get("text", "")) // 4
-            for c in request.get("contents", [])
-            for p in c.get("parts", [])
-        )
+        prompt_tokens = _prompt_tokens(request)
         out_tokens = len(text) // 4 + 1 if text else 0
         usage = {
             "promptTokenCount": prompt_tokens,
@@ -523,6 +558,7 @@ class Service:
                 usage["totalTokenCount"],
                 image_sha256=sha,
                 transport=transport,
+                owner=job.owner,
             )
         )
         candidate: dict[str, Any] = {"finishReason": finish, "index": 0}
@@ -612,6 +648,13 @@ GLITCHES = {"ODD_STATE": ("MYSTERY", 2), "FAILED_THEN_SUCCEEDED": ("FAILED", 1)}
 OUTPUT_GLITCHES = {"TRUNCATED", "DUPLICATES", "EXTRA_KEYS", "RESULTS_GONE"}
 #: Keys an EXTRA_KEYS job answers for although nobody asked; one tries to escape the output root.
 EXTRA_KEYS = ("Nowhere:Ghost:2020:1", "../../..:etc:2020:1", "..:..:..:passwd")
+
+
+def _prompt_tokens(request: dict[str, Any]) -> int:
+    """A request's input tokens as the "model" bills them: one image plus its text / 4."""
+    return IMAGE_TOKENS + sum(
+        len(p.get("text", "")) // 4 for c in request.get("contents", []) for p in c.get("parts", [])
+    )
 
 
 def _second_opinion() -> dict[str, Any]:

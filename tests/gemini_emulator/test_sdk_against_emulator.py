@@ -430,3 +430,53 @@ def _raises(fn: Any, *args: Any) -> bool:
     except Exception:
         return True
     return False
+
+
+def test_a_job_is_seen_only_with_the_key_that_made_it(emu: Emulator) -> None:
+    alice, bob = client(emu, key="alice"), client(emu, key="bob")
+    f = upload_png(alice)
+    job = submit(alice, [request_line("a", uri_of(f))], "alice-1")
+    with pytest.raises(errors.ClientError) as info:
+        bob.batches.get(name=name_of(job))
+    assert info.value.code == 404
+    with pytest.raises(errors.ClientError):
+        bob.batches.delete(name=name_of(job))
+    assert alice.batches.get(name=name_of(job)).display_name == "alice-1"
+    assert emu.service.foreign_lookups == 2
+
+
+def test_a_batch_cannot_reference_another_keys_file(emu: Emulator) -> None:
+    alice, bob = client(emu, key="alice"), client(emu, key="bob")
+    f = upload_png(alice)
+    req = bob.files.upload(
+        file=io.BytesIO(json.dumps(request_line("a", uri_of(f))).encode()),
+        config={"mime_type": "jsonl"},
+    )
+    job = bob.batches.create(model="m", src=name_of(req), config={"display_name": "cross"})
+    done = results(bob, job)
+    assert "error" in done["a"] or "response" not in done["a"]
+
+
+def test_per_key_limits_answer_429_for_that_key_only() -> None:
+    policy = {
+        "timing": {"pending_seconds": 30},
+        "limits": [
+            {"key": "small", "max_active_jobs": 1},
+            {"key": "tight", "max_enqueued_tokens": 300},
+        ],
+    }
+    with Emulator(policy) as e:
+        small, other, tight = client(e, key="small"), client(e, key="other"), client(e, key="tight")
+        for c in (small, other, tight):
+            f = upload_png(c)
+            submit(c, [request_line("a", uri_of(f))], "first")
+        with pytest.raises(errors.ClientError) as info:
+            submit(small, [request_line("b", uri_of(upload_png(small)))], "second")
+        assert info.value.code == 429 and info.value.status == "RESOURCE_EXHAUSTED"
+        assert "concurrent batch jobs" in (info.value.message or "")
+        with pytest.raises(errors.ClientError) as info:
+            submit(tight, [request_line("b", uri_of(upload_png(tight)))], "second")
+        assert info.value.code == 429 and "enqueued tokens" in (info.value.message or "")
+        submit(other, [request_line("b", uri_of(upload_png(other)))], "second")
+        e.service.advance(60)  # the first jobs end: room again
+        submit(small, [request_line("b", uri_of(upload_png(small)))], "third")
