@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from commands.errors import ConfigError
+from eventlog.events import DEFAULT_PROJECT
 
 DEFAULT_CONFIG = Path("gemini_batches.toml")
 CONFIG_ENV = "GEMINI_BATCHES_CONFIG"
@@ -70,6 +71,17 @@ class PathsConfig(_Section):
         return value
 
 
+class ProjectConfig(_Section):
+    """One Google Cloud project (``[[gemini.projects]]``): its own API key and its own quota.
+    Limits left out are ``[batching]``'s."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    #: The environment variable holding the project's API key (the key is never stored).
+    api_key_env: str = Field(min_length=1)
+    max_active_batches: StrictInt | None = Field(None, ge=1, le=MAX_ACTIVE_BATCHES)
+    max_enqueued_tokens: StrictInt | None = Field(None, ge=0, le=MAX_ENQUEUED_TOKENS)
+
+
 class GeminiConfig(_Section):
     model: str = "gemini-2.5-flash"
     api_key_env: str = "GEMINI_API_KEY"
@@ -77,12 +89,24 @@ class GeminiConfig(_Section):
     prompt: str = DEFAULT_PROMPT
     output_schema: str = "commands.schema:PageExtraction"
     context_previous_page: StrictBool = False
+    #: Several projects, each with its key and quota (empty: one project, ``default``, with
+    #: ``api_key_env`` and ``[batching]``'s limits).
+    projects: list[ProjectConfig] = []
 
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if value and not _is_http_url(value):
             raise ValueError("must be an http(s) URL with a host, e.g. 'http://127.0.0.1:8765'")
+        return value
+
+    @field_validator("projects")
+    @classmethod
+    def _unique_names(cls, value: list[ProjectConfig]) -> list[ProjectConfig]:
+        names = [p.name for p in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"project names must be unique (twice: {', '.join(twice)})")
         return value
 
     @field_validator("output_schema")
@@ -225,6 +249,25 @@ class Config(_Section):
         """Where the event log is: ``[database] url`` when set, else the SQLite file."""
         return self.database.url or self.paths.database
 
+    def projects(self) -> list[ProjectConfig]:
+        """The projects to submit to, each with its limits filled in from ``[batching]``; one
+        project named ``default`` (``[gemini] api_key_env``) when the config names none."""
+        b = self.batching
+        given = self.gemini.projects or [
+            ProjectConfig(name=DEFAULT_PROJECT, api_key_env=self.gemini.api_key_env)
+        ]
+        return [
+            p.model_copy(
+                update={
+                    "max_active_batches": p.max_active_batches or b.max_active_batches,
+                    "max_enqueued_tokens": b.max_enqueued_tokens
+                    if p.max_enqueued_tokens is None
+                    else p.max_enqueued_tokens,
+                }
+            )
+            for p in given
+        ]
+
     def resolved(self, base: Path) -> Config:
         """A copy whose relative ``[paths]`` are made absolute against ``base``."""
         paths = {
@@ -323,7 +366,8 @@ def _describe(error: ValidationError) -> str:
     if first["type"] == "extra_forbidden":
         if len(loc) == 1:
             return f"unknown section or key '{loc[0]}' (sections: {', '.join(_sections())})"
-        known = ", ".join(_keys(loc[0]))
+        nested = loc[:2] == ["gemini", "projects"]
+        known = ", ".join(ProjectConfig.model_fields if nested else _keys(loc[0]))
         return f"{where}: unknown key (known keys: {known})"
     value = first.get("input")
     shown = f" (got {value!r})" if not isinstance(value, dict) else ""

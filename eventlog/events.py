@@ -28,6 +28,10 @@ from eventlog.states import JobState
 #: The event types of this module, appended by ``Event.__init_subclass__`` as each is defined.
 _DEFINED: list[type[Event]] = []
 
+#: The project (``[[gemini.projects]]``, one API key) of events written before projects existed,
+#: and of a config that names none.
+DEFAULT_PROJECT = "default"
+
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=True):
     """Base of every event. ``version`` is the schema version of the payload's shape.
@@ -63,6 +67,8 @@ class FileUploaded(Event, frozen=True):
     mime_type: str
     size_bytes: int
     attempt: int = 1
+    #: The project whose key uploaded it (only that key can reference or delete it).
+    project: str = DEFAULT_PROJECT
 
     def stream(self) -> str:
         return self.record_key
@@ -140,6 +146,8 @@ class BatchSubmissionIntended(Event, frozen=True):
     #: counts), and of them the input (0: written before estimates, or not estimated).
     estimated_tokens: int = 0
     estimated_input_tokens: int = 0
+    #: The project (API key) it is created with, polled, downloaded and deleted with.
+    project: str = DEFAULT_PROJECT
 
     def stream(self) -> str:
         return self.display_name
@@ -158,6 +166,8 @@ class BatchSubmitted(Event, frozen=True):
     transport: str = "file_api"
     #: Its intent's ``estimated_tokens``, carried into ``active_batches``.
     estimated_tokens: int = 0
+    #: Its intent's ``project``: the only key that can see the job.
+    project: str = DEFAULT_PROJECT
 
     def stream(self) -> str:
         return self.batch_id
@@ -193,6 +203,8 @@ class BatchSubmissionDeferred(Event, frozen=True):
     record_keys: list[str] = []
     retry_after: str = ""
     halvings: int = 0
+    #: The project whose quota said no (its back-off only).
+    project: str = DEFAULT_PROJECT
 
     def stream(self) -> str:
         return self.display_name
@@ -393,6 +405,8 @@ class LateResultsAdopted(Event, frozen=True):
     ignored: int
     #: The result file read (deleted from the File API once nothing needs it).
     result_file: str = ""
+    #: The batch's project (whose key deletes the result file).
+    project: str = DEFAULT_PROJECT
 
     def stream(self) -> str:
         return self.batch_id

@@ -13,6 +13,7 @@ from functools import singledispatch
 import msgspec
 
 from eventlog.events import (
+    DEFAULT_PROJECT,
     AbandonedBatchClosed,
     BatchCleared,
     BatchFailed,
@@ -36,6 +37,8 @@ class AbandonedBatch(msgspec.Struct, array_like=True, gc=False):
     submitted_at: str
     abandoned_seq: int
     abandoned_at: str
+    #: The project (API key) it belongs to.
+    project: str = DEFAULT_PROJECT
 
 
 SPEC = TableSpec("abandoned_batches", AbandonedBatch, pk=("batch_id",), indexes=("display_name",))
@@ -62,6 +65,7 @@ def _abandon(t: Tables, rec: Recorded, batch_id: str, reason: str, terminal: boo
             active.submitted_at,
             rec.seq,
             rec.ts,
+            active.project,
         ),
     )
 

@@ -8,6 +8,7 @@ from functools import singledispatch
 import msgspec
 
 from eventlog.events import (
+    DEFAULT_PROJECT,
     BatchCleared,
     BatchCompleted,
     BatchFailed,
@@ -40,6 +41,8 @@ class ActiveBatch(msgspec.Struct, array_like=True, gc=False):
     transport: str = "file_api"
     #: Tokens estimated for the batch before it went (0: not estimated).
     estimated_tokens: int = 0
+    #: The project (API key) the batch belongs to: polled, downloaded, cancelled with its key.
+    project: str = DEFAULT_PROJECT
 
 
 SPEC = TableSpec(
@@ -73,6 +76,7 @@ def _(e: BatchSubmitted, t: Tables, rec: Recorded) -> None:
             rec.ts,
             transport=e.transport,
             estimated_tokens=e.estimated_tokens,
+            project=e.project,
         ),
     )
 

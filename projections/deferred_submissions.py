@@ -13,6 +13,7 @@ from functools import singledispatch
 import msgspec
 
 from eventlog.events import (
+    DEFAULT_PROJECT,
     BatchSubmissionDeferred,
     BatchSubmitted,
     DeferredSubmissionChecked,
@@ -32,6 +33,8 @@ class DeferredSubmission(msgspec.Struct, array_like=True, gc=False):
     checked: int
     deferred_seq: int
     deferred_at: str
+    #: The project (API key) whose create was deferred (its lookup uses that key).
+    project: str = DEFAULT_PROJECT
 
 
 SPEC = TableSpec("deferred_submissions", DeferredSubmission, pk=("display_name",))
@@ -55,6 +58,7 @@ def _(e: BatchSubmissionDeferred, t: Tables, rec: Recorded) -> None:
             0,
             rec.seq,
             rec.ts,
+            e.project,
         ),
     )
 

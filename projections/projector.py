@@ -62,6 +62,7 @@ from projections.tables import (
 
 PROJECTIONS = (
     abandoned_batches,
+    finished_jobs,  # reads the active row the same event is about to remove
     active_batches,
     batch_record_keys,
     submission_intents,
@@ -76,7 +77,6 @@ PROJECTIONS = (
     token_usage,
     uploaded_files,
     dead_letters,
-    finished_jobs,
 )
 SPECS: tuple[TableSpec, ...] = tuple(p.SPEC for p in PROJECTIONS)
 

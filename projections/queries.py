@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from eventlog.events import ResetFilter
+from eventlog.events import DEFAULT_PROJECT, ResetFilter
 from eventlog.states import RecordStatus
 from eventlog.store import EventStore
 from projections.abandoned_batches import SPEC as ABANDONED_BATCHES
@@ -32,6 +32,8 @@ from projections.failure_counts import SPEC as FAILURE_COUNTS
 from projections.failure_counts import FailureCount
 from projections.failure_logs import SPEC as FAILURE_LOGS
 from projections.failure_logs import FailureLog
+from projections.finished_jobs import SPEC as FINISHED_JOBS
+from projections.finished_jobs import FinishedJob
 from projections.runs import SPEC as RUNS
 from projections.runs import Run
 from projections.submission_intents import SPEC as SUBMISSION_INTENTS
@@ -56,6 +58,7 @@ __all__ = [
     "IN_CHUNK",
     "STATUS_COUNTS_SQL",
     "FailureGroup",
+    "ProjectLoad",
     "ReusableImage",
     "SchoolFailureGroup",
     "StatusCounts",
@@ -84,6 +87,7 @@ __all__ = [
     "failure_logs_of",
     "failure_summary",
     "failure_totals",
+    "file_projects",
     "finished_jobs",
     "garbage_files",
     "has_open_intent",
@@ -93,6 +97,7 @@ __all__ = [
     "last_run",
     "open_intents",
     "pending_keys",
+    "project_loads",
     "rejected_inputs",
     "reserved_keys",
     "retry_counts",
@@ -101,6 +106,7 @@ __all__ = [
     "status_counts",
     "status_of",
     "submission_quota",
+    "submission_quotas",
     "superseded_records",
     "unfinished_run_ids",
     "uploaded_file_names",
@@ -166,9 +172,14 @@ def active_batches(store: EventStore) -> list[ActiveBatch]:
     ]
 
 
-def finished_jobs(store: EventStore) -> list[str]:
+def finished_jobs(store: EventStore) -> list[FinishedJob]:
     """Completed batches whose job is still to be deleted from the service, oldest first."""
-    return [r[0] for r in store.query("SELECT batch_id FROM finished_jobs ORDER BY completed_seq")]
+    return [
+        FinishedJob(*r)
+        for r in store.query(
+            f"SELECT {_columns(FINISHED_JOBS)} FROM finished_jobs ORDER BY completed_seq"
+        )
+    ]
 
 
 def is_active_batch(store: EventStore, batch_id: str) -> bool:
@@ -214,13 +225,47 @@ def estimated_tokens_in_flight(store: EventStore) -> int:
     )
 
 
-def submission_quota(store: EventStore) -> SubmissionQuota | None:
-    """How the service's quota last met the creates (None before the first 429)."""
+class ProjectLoad(msgspec.Struct, frozen=True):
+    """What one project has on the service: batches (active plus open intents) and their
+    estimated tokens."""
+
+    batches: int = 0
+    tokens: int = 0
+
+
+def project_loads(store: EventStore) -> dict[str, ProjectLoad]:
+    """Per project, the active batches plus open intents and their estimated tokens, read in
+    one statement: what admission per project counts (a project with none is absent)."""
+    rows = store.query(
+        "SELECT project, count(*), coalesce(sum(estimated_tokens), 0) FROM ("
+        "SELECT project, estimated_tokens FROM active_batches UNION ALL "
+        "SELECT project, estimated_tokens FROM submission_intents) GROUP BY project"
+    )
+    return {r[0]: ProjectLoad(r[1], r[2]) for r in rows}
+
+
+def submission_quota(store: EventStore, project: str = DEFAULT_PROJECT) -> SubmissionQuota | None:
+    """How the service's quota last met ``project``'s creates (None before its first 429)."""
     row = store.query_one(
-        f"SELECT {_columns(SUBMISSION_QUOTA)} FROM submission_quota WHERE scope = ?",
-        (QUOTA_SCOPE,),
+        f"SELECT {_columns(SUBMISSION_QUOTA)} FROM submission_quota "
+        "WHERE scope = ? AND project = ?",
+        (QUOTA_SCOPE, project),
     )
     return SubmissionQuota(*row) if row else None
+
+
+def submission_quotas(store: EventStore) -> dict[str, SubmissionQuota]:
+    """Every project's quota row, by project."""
+    return {
+        q.project: q
+        for q in (
+            SubmissionQuota(*r)
+            for r in store.query(
+                f"SELECT {_columns(SUBMISSION_QUOTA)} FROM submission_quota WHERE scope = ?",
+                (QUOTA_SCOPE,),
+            )
+        )
+    }
 
 
 def deferred_to_check(store: EventStore) -> list[DeferredSubmission]:
@@ -591,7 +636,9 @@ def garbage_files(
     """Files no submission needs: held by a submission that is over (a batch cleared while the
     service may still run it keeps them), or held by none and uploaded at or before
     ``uploaded_before_seq``; in upload order. An image held by a deferred submission and
-    uploaded at or after ``reusable_since`` is kept for reuse ('' keeps none)."""
+    uploaded at or after ``reusable_since`` is kept for reuse ('' keeps none) while its record
+    waits (not written, dead-lettered, or taken by another submission: with several projects
+    the page may have gone with another project's key, which cannot reference this one)."""
     return [
         r[0]
         for r in store.query(
@@ -603,10 +650,20 @@ WHERE (u.holder IS NULL AND u.uploaded_seq <= ?)
        AND u.holder NOT IN (SELECT display_name FROM submission_intents)
        AND u.holder NOT IN (SELECT display_name FROM abandoned_batches WHERE terminal = 0)
        AND NOT (u.kind = 'image' AND ? != '' AND u.uploaded_at >= ?
-                AND u.holder IN (SELECT display_name FROM deferred_submissions)))
+                AND u.holder IN (SELECT display_name FROM deferred_submissions)
+                AND u.record_key NOT IN (SELECT record_key FROM record_status
+                                         WHERE status IN (?, ?, ?, ?))))
 ORDER BY u.uploaded_seq
 """,
-            (uploaded_before_seq, reusable_since, reusable_since),
+            (
+                uploaded_before_seq,
+                reusable_since,
+                reusable_since,
+                RecordStatus.WRITTEN,
+                RecordStatus.DEAD_LETTERED,
+                RecordStatus.RESERVED,
+                RecordStatus.INFLIGHT,
+            ),
         )
     ]
 
@@ -622,23 +679,41 @@ class ReusableImage(msgspec.Struct, frozen=True):
 
 
 def reusable_images(
-    store: EventStore, record_keys: Sequence[str], uploaded_since: str
+    store: EventStore,
+    record_keys: Sequence[str],
+    uploaded_since: str,
+    project: str = DEFAULT_PROJECT,
 ) -> dict[str, ReusableImage]:
-    """For each of ``record_keys``, its newest image uploaded at or after ``uploaded_since`` that
-    no live submission holds (unheld, or held by a deferred submission)."""
+    """For each of ``record_keys``, its newest image uploaded by ``project``'s key at or after
+    ``uploaded_since`` that no live submission holds (unheld, or held by a deferred submission).
+    Another project's key could not reference it."""
     out: dict[str, ReusableImage] = {}
     for chunk in _in_chunks(record_keys):
         for r in store.query(
             f"""
 SELECT record_key, file_name, file_uri, mime_type, size_bytes FROM uploaded_files u
 WHERE u.kind = 'image' AND u.file_uri != '' AND u.uploaded_at >= ?
-  AND u.record_key IN ({_marks(chunk)})
+  AND u.record_key IN ({_marks(chunk)}) AND u.project = ?
   AND (u.holder IS NULL OR u.holder IN (SELECT display_name FROM deferred_submissions))
 ORDER BY u.uploaded_seq
 """,
-            (uploaded_since, *chunk),
+            (uploaded_since, *chunk, project),
         ):
             out[r[0]] = ReusableImage(*r)
+    return out
+
+
+def file_projects(store: EventStore, file_names: Sequence[str]) -> dict[str, str]:
+    """The project (API key) owning each of ``file_names`` the log knows; others are absent."""
+    out: dict[str, str] = {}
+    for chunk in _in_chunks(file_names):
+        out.update(
+            store.query(
+                f"SELECT file_name, project FROM uploaded_files "
+                f"WHERE file_name IN ({_marks(chunk)})",
+                tuple(chunk),
+            )
+        )
     return out
 
 

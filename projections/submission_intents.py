@@ -12,6 +12,7 @@ from functools import singledispatch
 import msgspec
 
 from eventlog.events import (
+    DEFAULT_PROJECT,
     BatchCleared,
     BatchSubmissionAbandoned,
     BatchSubmissionDeferred,
@@ -33,6 +34,8 @@ class SubmissionIntent(msgspec.Struct, array_like=True, gc=False):
     transport: str = "file_api"
     #: Tokens estimated for the batch (its intent's ``estimated_tokens``).
     estimated_tokens: int = 0
+    #: The project (API key) it is created with.
+    project: str = DEFAULT_PROJECT
 
 
 SPEC = TableSpec(
@@ -64,6 +67,7 @@ def _(e: BatchSubmissionIntended, t: Tables, rec: Recorded) -> None:
             rec.ts,
             e.transport,
             e.estimated_tokens,
+            e.project,
         ),
     )
 

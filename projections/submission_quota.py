@@ -1,4 +1,5 @@
-"""``submission_quota``: the service's quota as the creates met it, one row (``scope`` 'creates').
+"""``submission_quota``: the service's quota as the creates met it, one row (``scope`` 'creates')
+per project (each API key has its own quota, so each its own back-off).
 
 ``held_since`` is when the current run of 429 RESOURCE_EXHAUSTED answers began (NULL once a
 batch was submitted again); ``retry_after`` is when the next create may be tried; ``halvings``
@@ -13,7 +14,7 @@ from functools import singledispatch
 
 import msgspec
 
-from eventlog.events import BatchSubmissionDeferred, BatchSubmitted, Event
+from eventlog.events import DEFAULT_PROJECT, BatchSubmissionDeferred, BatchSubmitted, Event
 from eventlog.store import Recorded
 from projections.tables import Tables, TableSpec
 
@@ -27,9 +28,10 @@ class SubmissionQuota(msgspec.Struct, array_like=True, gc=False):
     halvings: int
     successes_since: int
     message: str
+    project: str = DEFAULT_PROJECT
 
 
-SPEC = TableSpec("submission_quota", SubmissionQuota, pk=("scope",))
+SPEC = TableSpec("submission_quota", SubmissionQuota, pk=("scope", "project"))
 
 
 @singledispatch
@@ -41,14 +43,14 @@ def apply(event: Event, t: Tables, rec: Recorded) -> None:
 def _(e: BatchSubmissionDeferred, t: Tables, rec: Recorded) -> None:
     if e.reason != "quota":
         return
-    row = t.get(SPEC, (SCOPE,))
+    row = t.get(SPEC, (SCOPE, e.project))
     since = row.held_since if row is not None and row.held_since else rec.ts
-    t.put(SPEC, SubmissionQuota(SCOPE, since, e.retry_after, e.halvings, 0, e.message))
+    t.put(SPEC, SubmissionQuota(SCOPE, since, e.retry_after, e.halvings, 0, e.message, e.project))
 
 
 @apply.register
 def _(e: BatchSubmitted, t: Tables, rec: Recorded) -> None:
-    row = t.get(SPEC, (SCOPE,))
+    row = t.get(SPEC, (SCOPE, e.project))
     if row is not None:
         t.put(
             SPEC,

@@ -10,6 +10,7 @@ from functools import singledispatch
 import msgspec
 
 from eventlog.events import (
+    DEFAULT_PROJECT,
     BatchSubmissionIntended,
     BatchSucceeded,
     Event,
@@ -34,6 +35,8 @@ class UploadedFile(msgspec.Struct, array_like=True, gc=False):
     file_uri: str = ""
     mime_type: str = ""
     size_bytes: int = 0
+    #: The project (API key) that owns it: only that key can reference or delete it.
+    project: str = DEFAULT_PROJECT
 
 
 SPEC = TableSpec("uploaded_files", UploadedFile, pk=("file_name",))
@@ -58,6 +61,7 @@ def _(e: FileUploaded, t: Tables, rec: Recorded) -> None:
             e.file_uri,
             e.mime_type,
             e.size_bytes,
+            e.project,
         ),
     )
 
@@ -69,7 +73,12 @@ def _(e: BatchSubmissionIntended, t: Tables, rec: Recorded) -> None:
         if row is not None:
             t.put(SPEC, msgspec.structs.replace(row, holder=e.display_name))
     if e.input_file:
-        t.put(SPEC, UploadedFile(e.input_file, "requests", "", e.display_name, rec.seq, rec.ts))
+        t.put(
+            SPEC,
+            UploadedFile(
+                e.input_file, "requests", "", e.display_name, rec.seq, rec.ts, project=e.project
+            ),
+        )
 
 
 @apply.register
@@ -78,7 +87,16 @@ def _(e: BatchSucceeded, t: Tables, rec: Recorded) -> None:
     active = t.get(active_batches.SPEC, (e.batch_id,))
     if e.result_file and active is not None:
         t.put(
-            SPEC, UploadedFile(e.result_file, "results", "", active.display_name, rec.seq, rec.ts)
+            SPEC,
+            UploadedFile(
+                e.result_file,
+                "results",
+                "",
+                active.display_name,
+                rec.seq,
+                rec.ts,
+                project=active.project,
+            ),
         )
 
 
@@ -86,7 +104,10 @@ def _(e: BatchSucceeded, t: Tables, rec: Recorded) -> None:
 def _(e: LateResultsAdopted, t: Tables, rec: Recorded) -> None:
     """A late batch's result file, read once: nothing holds it ('' is no submission)."""
     if e.result_file:
-        t.put(SPEC, UploadedFile(e.result_file, "results", "", "", rec.seq, rec.ts))
+        t.put(
+            SPEC,
+            UploadedFile(e.result_file, "results", "", "", rec.seq, rec.ts, project=e.project),
+        )
 
 
 @apply.register

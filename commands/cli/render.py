@@ -60,7 +60,15 @@ def status_text(s: Status) -> str:
             f"  {b.batch_id}  {b.state}  {b.records} records  age {b.age_hours:.1f} h"
             f"{progress}{warn}"
         )
-    if s.quota_hold is not None:
+    if len(s.projects) > 1:
+        lines.append(f"projects      {len(s.projects)}")
+        for p in s.projects:
+            tokens = f"{p.tokens}/{p.max_tokens}" if p.max_tokens else f"{p.tokens}/no limit"
+            held = f"  {p.hold.sentence()}" if p.hold is not None else ""
+            lines.append(
+                f"  {p.name}  batches {p.batches}/{p.max_batches}  enqueued tokens {tokens}{held}"
+            )
+    elif s.quota_hold is not None:
         lines.append(f"submissions   {s.quota_hold.sentence()}")
         lines.append(f"  batches at 1/{2**s.quota_hold.halvings} of batch_size meanwhile")
     if s.open_intents:

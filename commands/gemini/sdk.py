@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from commands.config import Config
+from commands.config import Config, ProjectConfig
 from commands.errors import ConfigError, GatewayError, transient_status
 from commands.gemini.port import RemoteBatch, RemoteFile, normalize_state, stats_of
 from commands.rules.batches import LookupWindow
@@ -42,6 +42,17 @@ if TYPE_CHECKING:  # imported lazily at run time (it costs ~0.4 s of start-up)
 
 log = logging.getLogger("commands.gateway")
 T = TypeVar("T")
+
+
+def project_key_from_env(project: ProjectConfig) -> str:
+    """The API key of one ``[[gemini.projects]]`` entry, from the variable it names."""
+    key = os.environ.get(project.api_key_env, "").strip()
+    if not key:
+        raise ConfigError(
+            f"no API key for project {project.name}: set the environment variable "
+            f"{project.api_key_env} (named by its [[gemini.projects]] api_key_env)"
+        )
+    return key
 
 
 def api_key_from_env(config: Config) -> str:

@@ -20,6 +20,7 @@ its crash points by it) and the complete list of ``events`` to append, possibly 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -29,6 +30,7 @@ import msgspec
 from commands.errors import GatewayError
 from commands.rules.retry import backoff_delay
 from eventlog.events import (
+    DEFAULT_PROJECT,
     AbandonedBatchClosed,
     BatchCleared,
     BatchFailed,
@@ -94,6 +96,8 @@ class OpenIntent(msgspec.Struct, frozen=True):
     transport: str = "file_api"
     #: The intent's token estimate, carried onto the adopted batch.
     estimated_tokens: int = 0
+    #: The project (API key) it was created with, carried onto the adopted batch.
+    project: str = DEFAULT_PROJECT
 
 
 class Reconciled(msgspec.Struct, frozen=True):
@@ -133,6 +137,7 @@ def reconcile(intent: OpenIntent, found: Sequence[RemoteBatch]) -> Reconciled:
         state=job.state,
         transport=intent.transport,
         estimated_tokens=intent.estimated_tokens,
+        project=intent.project,
     )
     return Reconciled("adopted", [submitted], batch_id=job.name, matches=len(found))
 
@@ -488,6 +493,7 @@ def _deferred(
         record_keys=intent.record_keys,
         retry_after=retry_after,
         halvings=halvings,
+        project=intent.project,
     )
 
 
@@ -524,6 +530,37 @@ def quota_backoff_seconds(halvings: int, base_seconds: float, max_seconds: float
 def held_back(retry_after: str, now: datetime) -> bool:
     """Whether the creates still wait (``retry_after`` a stored timestamp; '' is no wait)."""
     return bool(retry_after) and now < parse_ts(retry_after)
+
+
+class ProjectRoom(msgspec.Struct, frozen=True):
+    """One project's room for another batch this moment: free batch slots, free estimated
+    tokens (None: no token limit) and whether its quota back-off holds its creates."""
+
+    name: str
+    batches_free: int
+    tokens_free: int | None = None
+    held: bool = False
+
+
+def pick_project(rooms: Sequence[ProjectRoom]) -> str | None:
+    """The project the next batch goes to: of those not held with a batch slot free and token
+    room left, the one with the most free slots, then the most free tokens (no limit counts as
+    the most), then the first configured. None: every project is full or held."""
+    best: ProjectRoom | None = None
+
+    def rank(r: ProjectRoom) -> tuple[int, float]:
+        return (r.batches_free, math.inf if r.tokens_free is None else r.tokens_free)
+
+    for room in rooms:
+        if (
+            room.held
+            or room.batches_free <= 0
+            or (room.tokens_free is not None and room.tokens_free <= 0)
+        ):
+            continue
+        if best is None or rank(room) > rank(best):
+            best = room
+    return None if best is None else best.name
 
 
 def image_reusable_since(now: datetime) -> str:

@@ -59,6 +59,19 @@ class QuotaHold(msgspec.Struct, frozen=True):
         )
 
 
+class ProjectCapacity(msgspec.Struct, frozen=True):
+    """One project's share of the service: batches (active plus open intents) of its
+    ``max_active_batches``, estimated tokens of its ``max_enqueued_tokens`` (0: no limit), and its
+    quota hold, if any."""
+
+    name: str
+    batches: int
+    max_batches: int
+    tokens: int
+    max_tokens: int
+    hold: QuotaHold | None = None
+
+
 class Status(msgspec.Struct, frozen=True):
     database: str
     events: int
@@ -75,6 +88,8 @@ class Status(msgspec.Struct, frozen=True):
     last_run: LastRun | None
     spend: Spend
     quota_hold: QuotaHold | None = None
+    #: Per project (``[[gemini.projects]]``; one, ``default``, when the config names none).
+    projects: list[ProjectCapacity] = []
 
 
 def age_hours(ts: str, now: datetime) -> float:
@@ -111,10 +126,26 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
             for b in queries.active_batches(store)
         ]
         intents = [i.display_name for i in queries.open_intents(store)]
-        quota = queries.submission_quota(store)
-        hold = None
-        if quota is not None and quota.held_since:
-            hold = QuotaHold(quota.held_since, quota.retry_after, quota.halvings, quota.message)
+        quotas = queries.submission_quotas(store)
+        holds = {
+            name: QuotaHold(q.held_since, q.retry_after, q.halvings, q.message)
+            for name, q in quotas.items()
+            if q.held_since
+        }
+        loads = queries.project_loads(store)
+        projects = [
+            ProjectCapacity(
+                p.name,
+                loads.get(p.name, queries.ProjectLoad()).batches,
+                p.max_active_batches or 0,
+                loads.get(p.name, queries.ProjectLoad()).tokens,
+                p.max_enqueued_tokens or 0,
+                holds.get(p.name),
+            )
+            for p in config.projects()
+        ]
+        # The one-project screen's hold line: the first project held back.
+        hold = next((p.hold for p in projects if p.hold is not None), None)
         counts = queries.status_counts(store)
         failing = {str(count): n for count, n in queries.failing_by_count(store)}
         totals = queries.usage_by_model(store)
@@ -146,4 +177,5 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
         last_run=last_run,
         spend=spend(_usage(totals), config.pricing, config.gemini.model),
         quota_hold=hold,
+        projects=projects,
     )

@@ -9,7 +9,8 @@ a crash) and it was uploaded before this cycle began. Files on the service that 
 heard of (a crash between an upload and its event) are found by listing the service: page images
 (display name ``State:School:Year:Page``), request files (``gb-...-requests``) and result files
 (``files/batch-<id>``) of batches no longer watched. Each deletion is a ``FileDeleted`` event; a
-file already gone counts as deleted.
+file already gone counts as deleted. Every file belongs to one project (the key that uploaded
+it, or whose batch wrote it): it is deleted, and the service's files listed, with that key.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from commands.errors import GatewayError
 from commands.rules.batches import image_reusable_since
 from commands.worker.context import Worker
 from eventlog import crashpoints
-from eventlog.events import Event, FileDeleted
+from eventlog.events import DEFAULT_PROJECT, Event, FileDeleted
 from projections import queries
 
 log = logging.getLogger("commands.cleanup")
@@ -33,14 +34,17 @@ _OURS = re.compile(r"^(gb-.+-requests|[^:/\\]+:[^:/\\]+:\d+:\d+)$")
 def collect_garbage(w: Worker, cycle_start_seq: int, *, sweep: bool = True) -> int:
     """Delete the files no submission needs; returns how many were deleted."""
     names = queries.garbage_files(w.store, cycle_start_seq, image_reusable_since(w.store.clock()))
+    owners = queries.file_projects(w.store, names)
+    files = [(name, owners.get(name, DEFAULT_PROJECT)) for name in names]
     if sweep:
-        names += _unknown_files(w)
-    if not names:
+        files += _unknown_files(w)
+    if not files:
         return 0
     events: list[Event] = []
-    workers = max(1, min(w.config.uploads.upload_concurrency, len(names)))
+    workers = max(1, min(w.config.uploads.upload_concurrency, len(files)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="delete") as pool:
-        for name, outcome in zip(names, pool.map(lambda n: _delete(w, n), names), strict=True):
+        outcomes = pool.map(lambda f: _delete(w, *f), files)
+        for (name, _), outcome in zip(files, outcomes, strict=True):
             if outcome is not None:
                 events.append(FileDeleted(file_name=name, reason=outcome))
     crashpoints.reach("after_file_delete")
@@ -50,31 +54,34 @@ def collect_garbage(w: Worker, cycle_start_seq: int, *, sweep: bool = True) -> i
     return len(events)
 
 
-def _delete(w: Worker, name: str) -> str | None:
+def _delete(w: Worker, name: str, project: str) -> str | None:
     try:
-        return "no longer needed" if w.gateway.delete_file(name) else "already gone"
+        return "no longer needed" if w.port(project).delete_file(name) else "already gone"
     except GatewayError as e:
         log.warning("Cannot delete %s yet (%s); the next cycle tries again", name, e)
         return None
 
 
-def _unknown_files(w: Worker) -> list[str]:
+def _unknown_files(w: Worker) -> list[tuple[str, str]]:
     """Files of ours on the service that the log does not know, or result files of batches that
-    are done."""
-    try:
-        remote = w.gateway.list_files()
-    except GatewayError as e:
-        log.warning("Cannot list the service's files (%s); leftovers wait for the next cycle", e)
-        return []
+    are done, with the project whose listing showed them."""
     known = queries.uploaded_file_names(w.store)
     watched = queries.watched_batch_ids(w.store)
     out = []
-    for f in remote:
-        if f.name in known:
+    for project in w.ports or {DEFAULT_PROJECT: w.gateway}:
+        try:
+            remote = w.port(project).list_files()
+        except GatewayError as e:
+            log.warning(
+                "Cannot list the service's files (%s); leftovers wait for the next cycle", e
+            )
             continue
-        if f.name.startswith("files/batch-"):
-            if f"batches/{f.name.removeprefix('files/batch-')}" not in watched:
-                out.append(f.name)
-        elif _OURS.match(f.display_name):
-            out.append(f.name)
+        for f in remote:
+            if f.name in known:
+                continue
+            if f.name.startswith("files/batch-"):
+                if f"batches/{f.name.removeprefix('files/batch-')}" not in watched:
+                    out.append((f.name, project))
+            elif _OURS.match(f.display_name):
+                out.append((f.name, project))
     return out

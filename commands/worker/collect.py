@@ -36,6 +36,7 @@ from commands.worker.dataset import output_path
 from commands.worker.outputs import write_outputs
 from eventlog import crashpoints
 from eventlog.events import (
+    DEFAULT_PROJECT,
     BatchCompleted,
     BatchResultsUnavailable,
     BatchSubmitted,
@@ -64,13 +65,20 @@ class BatchRef(msgspec.Struct, frozen=True):
     submitted_at: str
     #: When the batch was last seen changing while already succeeded ("": it succeeded now).
     succeeded_at: str = ""
+    #: Its project: the result file is downloaded with that project's key.
+    project: str = DEFAULT_PROJECT
 
     @classmethod
     def of(cls, batch: ActiveBatch) -> BatchRef:
         """The reference to an ``active_batches`` row."""
         succeeded_at = batch.updated_at if batch.state in SUCCESS_STATES else ""
         return cls(
-            batch.batch_id, batch.model, batch.submitted_seq, batch.submitted_at, succeeded_at
+            batch.batch_id,
+            batch.model,
+            batch.submitted_seq,
+            batch.submitted_at,
+            succeeded_at,
+            batch.project,
         )
 
 
@@ -97,7 +105,7 @@ def _raw_lines(path: Path, max_bytes: int) -> Iterator[tuple[bytes, int | None]]
                 yield raw, None
 
 
-def _verdicts(w: Worker, remote: RemoteBatch, tmp: str) -> Iterator[Verdict]:
+def _verdicts(w: Worker, remote: RemoteBatch, tmp: str, project: str) -> Iterator[Verdict]:
     """A verdict per result line (key "": a line naming no key). The result file is downloaded
     before the first is yielded: a :class:`GatewayError` comes before any verdict."""
     limits = w.config.results
@@ -110,7 +118,7 @@ def _verdicts(w: Worker, remote: RemoteBatch, tmp: str) -> Iterator[Verdict]:
     if not remote.result_file:
         raise GatewayError("the succeeded job names no result file", transient=False)
     local = Path(tmp) / "results.jsonl"
-    w.gateway.download_to(remote.result_file, local)
+    w.port(project).download_to(remote.result_file, local)
     crashpoints.reach("during_result_download")
     return (
         judge_line(
@@ -228,7 +236,7 @@ def collect(w: Worker, batch: BatchRef, remote: RemoteBatch) -> dict[str, int] |
 
     with tempfile.TemporaryDirectory(dir=w.store.path.parent, prefix=".results-") as tmp:
         try:
-            verdicts = _verdicts(w, remote, tmp)
+            verdicts = _verdicts(w, remote, tmp, batch.project)
         except GatewayError as e:
             _download_failed(w, batch, e)
             return None
@@ -346,7 +354,7 @@ def adopt_late(w: Worker, batch: BatchRef, remote: RemoteBatch) -> tuple[int, in
         chunk: list[Verdict] = []
         discards: list[Event] = []
         try:
-            verdicts = _verdicts(w, remote, tmp)
+            verdicts = _verdicts(w, remote, tmp, batch.project)
         except GatewayError as e:
             log.warning(
                 "Cannot download the late results of %s (%s); looking again next cycle",
@@ -378,6 +386,7 @@ def adopt_late(w: Worker, batch: BatchRef, remote: RemoteBatch) -> tuple[int, in
                 adopted=adopted,
                 ignored=ignored,
                 result_file=remote.result_file or "",
+                project=batch.project,
             )
         ]
     )

@@ -1,4 +1,5 @@
-"""What every step of a worker cycle shares: the config, the log, the Gemini port, the run."""
+"""What every step of a worker cycle shares: the config, the log, the Gemini ports (one per
+project: a batch or file is reached only with its project's key), the run."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel
 
 from commands.config import Config
+from commands.errors import GatewayError
 from commands.gemini.port import GeminiPort
 from commands.worker.progress import NoProgress, Progress
 from eventlog.actors import run_actor
@@ -26,6 +28,22 @@ class Worker:
     schema: type[BaseModel]
     sleep: Callable[[float], None] = time.sleep
     progress: Progress = field(default_factory=NoProgress)
+    #: One port per project (``[[gemini.projects]]``); empty: ``gateway`` serves every project.
+    ports: dict[str, GeminiPort] = field(default_factory=dict)
+
+    def port(self, project: str) -> GeminiPort:
+        """The port holding ``project``'s key. A project the config no longer names is a
+        transient failure (its batches stay reserved, never freed by a 404 from another key)."""
+        if not self.ports:
+            return self.gateway
+        port = self.ports.get(project)
+        if port is None:
+            raise GatewayError(
+                f"no project {project!r} in [[gemini.projects]]: its batches and files wait "
+                "until the config names it again",
+                transient=True,
+            )
+        return port
 
     @property
     def actor(self) -> str:

@@ -32,6 +32,7 @@ from commands.rules.batches import (
     CreateContext,
     CreateOutcome,
     OpenIntent,
+    ProjectRoom,
     admission_halvings,
     admitted_batch_size,
     held_back,
@@ -40,6 +41,7 @@ from commands.rules.batches import (
     judge_create_error,
     judge_deferred_lookup,
     judge_poll,
+    pick_project,
     reconcile,
     submit_goes_on,
 )
@@ -62,6 +64,7 @@ from commands.worker.scan import ScanDecision, scan_dataset
 from commands.worker.upload import upload_pages, upload_with_retries
 from eventlog import crashpoints
 from eventlog.events import (
+    DEFAULT_PROJECT,
     BatchJobDeleted,
     BatchSubmissionDeferred,
     BatchSubmissionIntended,
@@ -73,6 +76,7 @@ from eventlog.states import JobState
 from projections import queries
 from projections.active_batches import SPEC as ACTIVE_BATCHES
 from projections.active_batches import ActiveBatch
+from projections.queries import ProjectLoad
 from projections.submission_intents import SPEC as SUBMISSION_INTENTS
 
 log = logging.getLogger("commands.cycle")
@@ -175,7 +179,7 @@ class Cycle:
             keys = queries.reserved_keys(w.store, name)
             extra = {"display_name": name}
             try:
-                found = w.gateway.find_batches(name, created_after=intent.intended_at)
+                found = w.port(intent.project).find_batches(name, created_after=intent.intended_at)
             except GatewayError as e:
                 log.warning(
                     "Open submission %s: cannot look it up yet (%s); its %d records stay reserved",
@@ -193,6 +197,7 @@ class Cycle:
                     keys,
                     transport=intent.transport,
                     estimated_tokens=intent.estimated_tokens,
+                    project=intent.project,
                 ),
                 found,
             )
@@ -229,7 +234,7 @@ class Cycle:
             summary.polled += 1
             answer: RemoteBatch | GatewayError
             try:
-                answer = w.gateway.get_batch(batch.batch_id)
+                answer = w.port(batch.project).get_batch(batch.batch_id)
             except GatewayError as e:
                 answer = e
             self.observe(batch, answer, summary)
@@ -241,12 +246,12 @@ class Cycle:
         each followed by its ``BatchJobDeleted``. A 404 counts as deleted; a transient failure
         is retried next cycle; any other refusal is recorded and the job left on the service."""
         w = self.w
-        for batch_id in queries.finished_jobs(w.store):
+        for job in queries.finished_jobs(w.store):
+            batch_id = job.batch_id
             extra = {"batch_id": batch_id}
             try:
-                outcome, message = (
-                    ("deleted", "") if w.gateway.delete_batch(batch_id) else ("already_gone", "")
-                )
+                deleted = w.port(job.project).delete_batch(batch_id)
+                outcome, message = ("deleted", "") if deleted else ("already_gone", "")
             except GatewayError as e:
                 if e.transient:
                     log.warning(
@@ -284,7 +289,7 @@ class Cycle:
             return
         if verdict.cancel:
             try:
-                w.gateway.cancel_batch(batch_id)
+                w.port(batch.project).cancel_batch(batch_id)
             except GatewayError as e:
                 log.warning(
                     "Cannot cancel stuck batch %s (%s); it is freed anyway",
@@ -357,7 +362,7 @@ class Cycle:
             if verdict.outcome == "look":
                 answer: RemoteBatch | GatewayError
                 try:
-                    answer = w.gateway.get_batch(batch_id)
+                    answer = w.port(a.project).get_batch(batch_id)
                 except GatewayError as e:
                     answer = e
                 verdict = judge_abandoned(batch, answer, age, abandoned, grace)
@@ -369,7 +374,7 @@ class Cycle:
                         extra={"batch_id": batch_id},
                     )
                 elif verdict.outcome == "adopt" and not isinstance(answer, GatewayError):
-                    adopt_late(w, BatchRef(batch_id, model, sub_seq, sub_at), answer)
+                    adopt_late(w, BatchRef(batch_id, model, sub_seq, sub_at, a.project), answer)
             w.append(verdict.events)
 
     # --- 3. scan ------------------------------------------------------------------------------
@@ -377,9 +382,8 @@ class Cycle:
     def scan(self) -> ScanDecision:
         w, batching = self.w, self.w.config.batching
         # No cycle can submit more than this; the rest are only counted.
-        decision = scan_dataset(
-            w.store, w.config, limit=batching.max_active_batches * batching.batch_size
-        )
+        slots = sum(p.max_active_batches or 0 for p in w.config.projects())
+        decision = scan_dataset(w.store, w.config, limit=slots * batching.batch_size)
         w.append(decision.events)
         for event in decision.events:
             if isinstance(event, InputRejected):
@@ -392,6 +396,9 @@ class Cycle:
     # --- 4. submit ----------------------------------------------------------------------------
 
     def submit(self, decision: ScanDecision, summary: CycleSummary) -> None:
+        """Submit the candidates in batches, each to the project with the most room left
+        (:func:`pick_project`): every project has its own batch slots, token limit and quota
+        back-off, so a project held back or full leaves the others going."""
         w = self.w
         summary.scan = decision.counts
         batching, uploads = w.config.batching, w.config.uploads
@@ -399,48 +406,82 @@ class Cycle:
         summary.candidates_left = len(queue)
         if not queue:
             return
-        quota = queries.submission_quota(w.store)
-        if quota is not None and held_back(quota.retry_after, w.store.clock()):
-            log.warning(
+        projects = {p.name: p for p in w.config.projects()}
+        quotas = queries.submission_quotas(w.store)
+        now = w.store.clock()
+        held = {
+            name
+            for name in projects
+            if (q := quotas.get(name)) is not None and held_back(q.retry_after, now)
+        }
+        for name in held:
+            quota = quotas[name]
+            log.log(
+                logging.WARNING if len(held) == len(projects) else logging.INFO,
                 "Held back by the service's quota since %s, next try after %s: %d pages wait",
                 quota.held_since,
                 quota.retry_after,
                 len(queue),
+                extra={"project": name},
             )
+        if len(held) == len(projects):
             return
         adopted = self._look_up_deferred()
         if adopted is None:
             return
         queue = [p for p in queue if p.key not in adopted]
-        halvings = 0
-        if quota is not None:
-            halvings = admission_halvings(quota.halvings, quota.successes_since)
-        size = admitted_batch_size(batching.batch_size, halvings)
-        if size < batching.batch_size:
-            log.info(
-                "Admission backed off after the service's quota: batches of %d (of %d)",
-                size,
-                batching.batch_size,
-            )
-        busy = queries.count_submissions_in_progress(w.store)
-        capacity = batching.max_active_batches - busy
+        halvings: dict[str, int] = {}
+        for name in projects:
+            q = quotas.get(name)
+            halvings[name] = admission_halvings(q.halvings, q.successes_since) if q else 0
+            size = admitted_batch_size(batching.batch_size, halvings[name])
+            if size < batching.batch_size and name not in held:
+                log.info(
+                    "Admission backed off after the service's quota: batches of %d (of %d)",
+                    size,
+                    batching.batch_size,
+                    extra={"project": name},
+                )
         estimator = TokenEstimator(w.store, w.config, self.json_schema)
-        created: CreateOutcome = "submitted"
-        while capacity > 0 and queue and submit_goes_on(created):
-            costs = [estimator.page(p).total for p in queue[:size]]
-            fits = self._admit_by_tokens(costs, len(queue))
-            if fits == 0:
+        stopped = set(held)
+        while queue:
+            loads = queries.project_loads(w.store)
+            rooms = [
+                ProjectRoom(
+                    name,
+                    (p.max_active_batches or 0) - loads.get(name, ProjectLoad()).batches,
+                    p.max_enqueued_tokens - loads.get(name, ProjectLoad()).tokens
+                    if p.max_enqueued_tokens
+                    else None,
+                    held=name in stopped,
+                )
+                for name, p in projects.items()
+            ]
+            project = pick_project(rooms)
+            if project is None:
                 break
+            capacity = next(r.batches_free for r in rooms if r.name == project)
+            size = admitted_batch_size(batching.batch_size, halvings[project])
+            costs = [estimator.page(p).total for p in queue[:size]]
+            fits = self._admit_by_tokens(
+                costs,
+                len(queue),
+                projects[project].max_enqueued_tokens or 0,
+                loads.get(project, ProjectLoad()).tokens,
+            )
+            if fits == 0:
+                stopped.add(project)
+                continue
             take, queue = queue[:fits], queue[fits:]
             routed = self._check_images(take)
             ready: list[Ready] = [(page, None) for page, how in routed if how == "inline"]
             to_upload = [page for page, how in routed if how == "file_api"]
-            reused = self._reuse_images(to_upload)
+            reused = self._reuse_images(to_upload, project)
             ready += reused
             again = {page.key for page, _ in reused}
             to_upload = [page for page in to_upload if page.key not in again]
             if to_upload:
-                ready += self._upload_images(to_upload, summary)
+                ready += self._upload_images(to_upload, summary, project)
             if not ready:
                 continue
             ready.sort(key=lambda r: r[0].key)
@@ -453,13 +494,15 @@ class Cycle:
                 reject=self._reject,
             )
             consumed = 0
+            created: CreateOutcome = "submitted"
             try:
                 for request_file in files:
                     consumed = request_file.consumed
                     created = self._create(
                         request_file,
-                        halvings,
+                        halvings[project],
                         [estimator.page(page) for page, _ in request_file.items],
+                        project,
                     )
                     if created == "submitted":
                         capacity -= 1
@@ -472,12 +515,15 @@ class Cycle:
                     consumed = len(ready)
             finally:
                 files.close()
+            if not submit_goes_on(created):
+                stopped.add(project)
             # Pages of a chunk no batch could take this cycle (their uploads are garbage now).
             summary.deferred += len(ready) - consumed
         summary.candidates_left = len(queue)
 
-    def _upload_images(self, pages: list[Page], summary: CycleSummary) -> list[Ready]:
-        """Upload ``pages``' images by the upload policy; the ones uploaded, with their files."""
+    def _upload_images(self, pages: list[Page], summary: CycleSummary, project: str) -> list[Ready]:
+        """Upload ``pages``' images by the upload policy with ``project``'s key; the ones
+        uploaded, with their files."""
         w, uploads = self.w, self.w.config.uploads
         uploaded: list[Ready] = []
         bar = w.progress.start(f"uploading {len(pages)} pages", len(pages))
@@ -487,12 +533,13 @@ class Cycle:
         pending_events: list[Event] = []
         last_flush = time.monotonic()
         for outcome in upload_pages(
-            w.gateway,
+            w.port(project),
             pages,
             attempts=uploads.upload_retry_attempts,
             backoff_seconds=uploads.upload_retry_backoff_seconds,
             concurrency=uploads.upload_concurrency,
             sleep=w.sleep,
+            project=project,
         ):
             crashpoints.reach("after_image_upload")
             pending_events += outcome.events
@@ -514,13 +561,12 @@ class Cycle:
         bar.close()
         return uploaded
 
-    def _admit_by_tokens(self, costs: list[int], waiting: int) -> int:
+    def _admit_by_tokens(self, costs: list[int], waiting: int, limit: int, in_flight: int) -> int:
         """How many of the next batch's pages (their estimated tokens ``costs``) token admission
-        lets go now (all when ``max_enqueued_tokens`` is 0); 0 holds them back, logged."""
-        limit = self.w.config.batching.max_enqueued_tokens
+        lets go now into a project with ``limit`` (its ``max_enqueued_tokens``; 0: all) and
+        ``in_flight`` tokens estimated on the service; 0 holds them back, logged."""
         if not limit:
             return len(costs)
-        in_flight = queries.estimated_tokens_in_flight(self.w.store)
         fits = admitted_pages(costs, in_flight, limit)
         if fits == 0:
             log.info(
@@ -551,7 +597,7 @@ class Cycle:
             keys = d.record_keys.split("\n") if d.record_keys else []
             extra = {"display_name": d.display_name}
             try:
-                found = w.gateway.find_batches(d.display_name)
+                found = w.port(d.project).find_batches(d.display_name)
             except GatewayError as e:
                 log.warning(
                     "Deferred submission %s: cannot look it up yet (%s); nothing is submitted "
@@ -562,7 +608,7 @@ class Cycle:
                 )
                 return None
             verdict = judge_deferred_lookup(
-                OpenIntent(d.display_name, d.model, d.input_file, keys), found
+                OpenIntent(d.display_name, d.model, d.input_file, keys, project=d.project), found
             )
             w.append(verdict.events)
             crashpoints.reach("after_deferred_lookup")
@@ -576,12 +622,12 @@ class Cycle:
                 )
         return adopted
 
-    def _reuse_images(self, pages: list[Page]) -> list[Ready]:
-        """The pages whose image is still on the File API (uploaded for a deferred submission,
-        young enough): referenced again instead of uploaded again."""
+    def _reuse_images(self, pages: list[Page], project: str) -> list[Ready]:
+        """The pages whose image is still on ``project``'s File API (uploaded for a deferred
+        submission, young enough): referenced again instead of uploaded again."""
         w = self.w
         found = queries.reusable_images(
-            w.store, [p.key for p in pages], image_reusable_since(w.store.clock())
+            w.store, [p.key for p in pages], image_reusable_since(w.store.clock()), project
         )
         out: list[Ready] = []
         for page in pages:
@@ -595,7 +641,7 @@ class Cycle:
             log.info("Reusing %d page image(s) already on the File API", len(out))
         return out
 
-    def _wait_active(self, request_file: RemoteFile, name: str) -> str | None:
+    def _wait_active(self, request_file: RemoteFile, name: str, project: str) -> str | None:
         """Poll ``files.get`` until the request file is ACTIVE (bounded by
         ``request_file_active_timeout_seconds``). None when it is; else why not."""
         uploads, w = self.w.config.uploads, self.w
@@ -620,7 +666,7 @@ class Cycle:
             )
             w.sleep(uploads.request_file_active_poll_seconds)
             try:
-                state = w.gateway.get_file(request_file.name).state
+                state = w.port(project).get_file(request_file.name).state
             except GatewayError as e:
                 log.warning("Cannot read request file %s's state: %s", request_file.name, e)
         return (
@@ -648,6 +694,7 @@ class Cycle:
         request_file: RequestFile,
         halvings: int = 0,
         estimates: list[PageTokens] | None = None,
+        project: str = DEFAULT_PROJECT,
     ) -> CreateOutcome:
         """Upload the request file, wait until it is ACTIVE, append the intent, create the batch.
 
@@ -670,7 +717,7 @@ class Cycle:
         name = f"gb-{w.run_id}-{self._batches_submitted:03d}"
         extra = {"display_name": name}
         uploaded = upload_with_retries(
-            w.gateway,
+            w.port(project),
             request_file.path,
             mime_type="jsonl",
             display_name=f"{name}-requests",
@@ -689,7 +736,7 @@ class Cycle:
             )
             return "deferred"
         crashpoints.reach("after_request_file_upload")
-        not_active = self._wait_active(request, name)
+        not_active = self._wait_active(request, name, project)
         if not_active is not None:
             log.error(
                 "Cannot create %s: %s; its pages wait for the next cycle",
@@ -710,13 +757,20 @@ class Cycle:
                     transport=transport,
                     estimated_tokens=estimated,
                     estimated_input_tokens=sum(e.input for e in estimates or []),
+                    project=project,
                 )
             ]
         )
         crashpoints.reach("after_intent")
         outcome = self._create_once_ready(
             OpenIntent(
-                name, model, request.name, keys, transport=transport, estimated_tokens=estimated
+                name,
+                model,
+                request.name,
+                keys,
+                transport=transport,
+                estimated_tokens=estimated,
+                project=project,
             ),
             halvings,
         )
@@ -735,6 +789,7 @@ class Cycle:
                     state=job.state,
                     transport=transport,
                     estimated_tokens=estimated,
+                    project=project,
                 )
             ]
         )
@@ -744,7 +799,7 @@ class Cycle:
             job.name,
             name,
             len(keys),
-            extra={"batch_id": job.name, "transport": transport, **extra},
+            extra={"batch_id": job.name, "transport": transport, "project": project, **extra},
         )
         return "submitted"
 
@@ -760,7 +815,7 @@ class Cycle:
         attempt = 1
         while True:
             try:
-                return w.gateway.create_batch(
+                return w.port(intent.project).create_batch(
                     model=intent.model, input_file=intent.input_file, display_name=name
                 )
             except GatewayError as e:
@@ -786,7 +841,7 @@ class Cycle:
                     extra=extra,
                 )
                 pending = RemoteFile(intent.input_file, "", "", 0, state="PROCESSING")
-                if self._wait_active(pending, name) is None:
+                if self._wait_active(pending, name, intent.project) is None:
                     attempt += 1
                     continue
                 context = msgspec.structs.replace(

@@ -19,7 +19,7 @@ import msgspec
 
 from commands.config import Config
 from commands.gemini.port import GeminiPort
-from commands.gemini.sdk import Gateway, api_key_from_env
+from commands.gemini.sdk import Gateway, api_key_from_env, project_key_from_env
 from commands.schema import load_schema
 from commands.views import report
 from commands.worker.context import Worker
@@ -78,8 +78,15 @@ def session(
 
     The run talks to Gemini through ``gateway`` when one is given (it stays the caller's to
     close, and no API key is needed), else through the SDK adapter built from the config (with
-    ``api_key`` or the one the config names), closed when the session ends."""
-    key = None if gateway is not None else api_key or api_key_from_env(config)
+    ``api_key`` or the one the config names), closed when the session ends. With
+    ``[[gemini.projects]]`` it builds one adapter per project, each with the key its
+    ``api_key_env`` names (``api_key`` is for the implicit single project only)."""
+    keys: dict[str, str] = {}
+    if gateway is None:
+        if config.gemini.projects:
+            keys = {p.name: project_key_from_env(p) for p in config.gemini.projects}
+        else:
+            keys = {p.name: api_key or api_key_from_env(config) for p in config.projects()}
     schema = load_schema(
         config.gemini.output_schema, config.source.parent if config.source else None
     )
@@ -91,10 +98,15 @@ def session(
             busy_timeout_ms=config.database.busy_timeout_ms,
             scratch=config.paths.database,
         )
-        port = gateway if gateway is not None else Gateway.from_config(config, api_key=key)
+        ports: dict[str, GeminiPort] = {
+            name: Gateway.from_config(config, api_key=key) for name, key in keys.items()
+        }
+        port = gateway if gateway is not None else next(iter(ports.values()))
         actor = run_actor(run_id)
         # Built before RunStarted: an error it can raise must not leave a run "still running".
-        cycle = Cycle(Worker(config, store, port, run_id, schema, sleep, progress or NoProgress()))
+        cycle = Cycle(
+            Worker(config, store, port, run_id, schema, sleep, progress or NoProgress(), ports)
+        )
         # Holding the lock, any run that never finished is dead: say so in the log.
         dead = queries.unfinished_run_ids(store)
         store.append(
@@ -135,8 +147,8 @@ def session(
                 # next run starts cleanly anyway. The original error is what propagates.
                 log.error("Cannot record the end of run %s: %s", run_id, e)
             finally:
-                if gateway is None:
-                    port.close()
+                for p in ports.values():
+                    p.close()
                 store.close()
                 log.info("Run %s finished (%s); report: %s", run_id, s.outcome, s.report_path)
                 bind_run(None)

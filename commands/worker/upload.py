@@ -23,7 +23,7 @@ from commands.errors import GatewayError
 from commands.gemini.port import GeminiPort, RemoteFile
 from commands.rules.retry import backoff_delay
 from commands.worker.dataset import Page
-from eventlog.events import Event, FileUploaded, UploadAbandoned, UploadFailed
+from eventlog.events import DEFAULT_PROJECT, Event, FileUploaded, UploadAbandoned, UploadFailed
 
 log = logging.getLogger("commands.upload")
 
@@ -96,8 +96,10 @@ def upload_one(
     attempts: int,
     backoff_seconds: float,
     sleep: Callable[[float], None] = time.sleep,
+    project: str = DEFAULT_PROJECT,
 ) -> Uploaded:
-    """Try up to ``attempts`` times; a non-transient refusal (4xx) stops at once."""
+    """Try up to ``attempts`` times; a non-transient refusal (4xx) stops at once. ``project``
+    names the key ``gateway`` holds (recorded on ``FileUploaded``)."""
     outcome = upload_with_retries(
         gateway,
         Path(page.path),
@@ -127,6 +129,7 @@ def upload_one(
                 mime_type=remote.mime_type,
                 size_bytes=remote.size_bytes,
                 attempt=len(outcome.failures) + 1,
+                project=project,
             )
         )
         return Uploaded(page, remote, events)
@@ -149,6 +152,7 @@ def upload_pages(
     backoff_seconds: float,
     concurrency: int,
     sleep: Callable[[float], None] = time.sleep,
+    project: str = DEFAULT_PROJECT,
 ) -> Iterator[Uploaded]:
     """Upload ``pages`` concurrently; yields each page's outcome as it finishes."""
     if not pages:
@@ -164,6 +168,7 @@ def upload_pages(
                 attempts=attempts,
                 backoff_seconds=backoff_seconds,
                 sleep=sleep,
+                project=project,
             )
             for p in pages
         ]

@@ -91,6 +91,7 @@ def test_every_design_key_exists() -> None:
             "prompt",
             "output_schema",
             "context_previous_page",
+            "projects",
         },
         "batching": {
             "batch_size",

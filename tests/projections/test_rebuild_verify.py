@@ -51,7 +51,7 @@ def test_verify_is_clean_on_a_live_database(full: EventStore) -> None:
         ),
         (
             "INSERT INTO active_batches VALUES "
-            "('batches/ghost', 'g', 'm', 'S', 1, 1, 't', 't', 0, 0, 0, 'inline', 0)",
+            "('batches/ghost', 'g', 'm', 'S', 1, 1, 't', 't', 0, 0, 0, 'inline', 0, 'default')",
             "active_batches",
             "should not exist",
         ),
