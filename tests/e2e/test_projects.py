@@ -57,7 +57,7 @@ def keys_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("E2E_GEMINI_KEY", KEY_A)
 
 
-TWO = [
+TWO: list[dict[str, object]] = [
     {"name": "a", "api_key_env": "E2E_KEY_A"},
     {"name": "b", "api_key_env": "E2E_KEY_B"},
 ]
