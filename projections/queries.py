@@ -237,9 +237,9 @@ def project_loads(store: EventStore) -> dict[str, ProjectLoad]:
     """Per project, the active batches plus open intents and their estimated tokens, read in
     one statement: what admission per project counts (a project with none is absent)."""
     rows = store.query(
-        "SELECT project, count(*), coalesce(sum(estimated_tokens), 0) FROM ("
+        f"SELECT project, count(*), coalesce({_sum('estimated_tokens')}, 0) FROM ("
         "SELECT project, estimated_tokens FROM active_batches UNION ALL "
-        "SELECT project, estimated_tokens FROM submission_intents) GROUP BY project"
+        "SELECT project, estimated_tokens FROM submission_intents) AS loads GROUP BY project"
     )
     return {r[0]: ProjectLoad(r[1], r[2]) for r in rows}
 
