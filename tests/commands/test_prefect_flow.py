@@ -68,8 +68,9 @@ def test_the_flow_runs_cycles_and_publishes_the_report_and_counts(
     keys = keys_for(1, 2, 1, 6)
     emulator.policy = {
         "records": [{"match": keys[2], "outcome": "invalid_json", "times": 1}],
-        # Every download attempt of the gateway fails once, then the next one works: the poll
-        # task fails with a transient error and Prefect retries it.
+        # The gateway's two download attempts both fail, then the next one works: the cycle
+        # absorbs the transient failure (other batches are still polled, new pages still
+        # submitted) and a later cycle downloads the results; no task fails.
         "faults": [{"endpoint": "files.download", "calls": [1, 2], "status": 503}],
     }
     make_dataset(tmp_path / "input", keys)
@@ -92,7 +93,9 @@ def test_the_flow_runs_cycles_and_publishes_the_report_and_counts(
         for t in _task_runs(first_results_run.state_details.flow_run_id)
         if t.name.startswith("poll active batches")
     ]
-    assert poll and poll[0].run_count == 2  # one failure, one Prefect retry
+    # The step no longer fails on a service error it can absorb: Prefect's retry of a step that
+    # does fail on a transient error is test_a_step_failing_transiently_is_retried_by_prefect.
+    assert poll and poll[0].run_count == 1
     assert emulator.policy.calls("files.download") == 3
 
     [report] = [
@@ -156,6 +159,40 @@ def test_only_transient_errors_are_retried(error: Exception, retried: bool) -> N
             return error
 
     assert prefect_flow.is_transient(None, None, State()) is retried
+
+
+@pytest.mark.parametrize(
+    ("error", "runs"),
+    [
+        (GatewayError("503", code=503, transient=True), 2),
+        (DatabaseBusy("locked"), 2),
+        (GatewayError("400", code=400, transient=False), 1),
+    ],
+)
+def test_a_step_failing_transiently_is_retried_by_prefect(
+    harness: None, error: Exception, runs: int
+) -> None:
+    """A step of the cycle run as a task (``as_task``) that fails once: Prefect runs it again
+    when the error is transient, and fails the flow at once when it is not."""
+    calls: list[int] = []
+
+    def step() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise error
+        return "done"
+
+    @prefect.flow
+    def one_step() -> str:
+        return prefect_flow.as_task("flaky step", step)
+
+    state = one_step(return_state=True)
+    assert len(calls) == runs
+    assert state.is_completed() is (runs == 2)
+    [task_run] = [
+        t for t in _task_runs(state.state_details.flow_run_id) if t.name.startswith("flaky step")
+    ]
+    assert task_run.run_count == runs
 
 
 def test_the_core_never_imports_prefect() -> None:
