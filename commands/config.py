@@ -147,6 +147,9 @@ class UploadsConfig(_Section):
     upload_retry_attempts: StrictInt = Field(3, ge=1, le=MAX_ATTEMPTS)
     upload_retry_backoff_seconds: StrictFloat = Field(1.0, ge=0)
     upload_concurrency: StrictInt = Field(8, ge=1, le=MAX_CONCURRENCY)
+    #: Failed upload attempts of one page, over all cycles since its last success, before it is
+    #: given up on (``UploadGivenUp``) until its file changes or ``reset-failures``.
+    max_upload_attempts: StrictInt = Field(12, ge=1, le=1000)
     #: How long a request file may stay PROCESSING before its batch is deferred, and how often
     #: ``files.get`` asks meanwhile.
     request_file_active_timeout_seconds: StrictFloat = Field(300.0, ge=0)

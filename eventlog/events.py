@@ -88,12 +88,38 @@ class UploadFailed(Event, frozen=True):
 
 
 class UploadAbandoned(Event, frozen=True):
-    """Every upload attempt failed; the page is skipped for this cycle."""
+    """Every upload attempt failed; the page is skipped for this cycle. Its ``attempts`` count
+    towards the page's upload budget (``upload_budget``)."""
 
-    audit_only: ClassVar[bool] = True
     record_key: str
     attempts: int
     message: str
+
+    def stream(self) -> str:
+        return self.record_key
+
+
+class UploadGivenUp(Event, frozen=True):
+    """A page's upload budget (``[uploads] max_upload_attempts``) is spent, or the service
+    refused the file (a 4xx): the scanner skips the page until its file changes (size or mtime
+    other than ``size_bytes``/``mtime_ns``) or ``reset-failures`` selects it."""
+
+    record_key: str
+    path: str
+    attempts: int
+    reason: str
+    size_bytes: int = -1
+    mtime_ns: int = -1
+
+    def stream(self) -> str:
+        return self.record_key
+
+
+class UploadGivenUpCleared(Event, frozen=True):
+    """A page given up on is tried again: its file changed since (``reason``)."""
+
+    record_key: str
+    reason: str = ""
 
     def stream(self) -> str:
         return self.record_key

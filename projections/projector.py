@@ -48,6 +48,7 @@ from projections import (
     submission_intents,
     submission_quota,
     token_usage,
+    upload_budget,
     uploaded_files,
 )
 from projections.tables import (
@@ -76,6 +77,7 @@ PROJECTIONS = (
     runs,
     token_usage,
     uploaded_files,
+    upload_budget,
     dead_letters,
 )
 SPECS: tuple[TableSpec, ...] = tuple(p.SPEC for p in PROJECTIONS)

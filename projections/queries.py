@@ -451,6 +451,50 @@ def failure_count_of(store: EventStore, record_key: str) -> int:
 
 def failure_counts_matching(store: EventStore, f: ResetFilter) -> list[FailureCount]:
     """The failure counts a reset filter selects (parameterised SQL), in record-key order."""
+    where, params = _reset_where(f)
+    sql = (
+        f"SELECT {_columns(FAILURE_COUNTS)} FROM failure_counts"
+        f"{' WHERE ' + ' AND '.join(where) if where else ''} ORDER BY record_key"
+    )
+    return [FailureCount(*r) for r in store.query(sql, params)]
+
+
+def given_up_uploads_matching(store: EventStore, f: ResetFilter) -> list[str]:
+    """The record keys of pages given up on (their uploads) that a reset filter selects."""
+    where, params = _reset_where(f)
+    sql = (
+        "SELECT record_key FROM upload_budget WHERE given_up = 1"
+        f"{''.join(' AND ' + w for w in where)} ORDER BY record_key"
+    )
+    return [r[0] for r in store.query(sql, params)]
+
+
+def given_up_uploads(store: EventStore) -> dict[str, tuple[int, int]]:
+    """Every page given up on (its uploads): record key -> (size, mtime_ns) of its file then."""
+    return {
+        k: (size, mtime)
+        for k, size, mtime in store.query(
+            "SELECT record_key, size_bytes, mtime_ns FROM upload_budget WHERE given_up = 1"
+        )
+    }
+
+
+def failed_uploads_of(store: EventStore, record_keys: Sequence[str]) -> dict[str, int]:
+    """Failed upload attempts since the last success of those of ``record_keys`` that have any."""
+    out: dict[str, int] = {}
+    for part in _in_chunks(record_keys):
+        out.update(
+            store.query(
+                "SELECT record_key, failed_attempts FROM upload_budget "
+                f"WHERE record_key IN ({_marks(part)})",
+                part,
+            )
+        )
+    return out
+
+
+def _reset_where(f: ResetFilter) -> tuple[list[str], list[Any]]:
+    """The WHERE terms (and their parameters) of a reset filter, over state/school/year."""
     where: list[str] = []
     params: list[Any] = []
     if f.states:
@@ -465,11 +509,7 @@ def failure_counts_matching(store: EventStore, f: ResetFilter) -> list[FailureCo
     if f.year_end is not None:
         where.append("year <= ?")
         params.append(f.year_end)
-    sql = (
-        f"SELECT {_columns(FAILURE_COUNTS)} FROM failure_counts"
-        f"{' WHERE ' + ' AND '.join(where) if where else ''} ORDER BY record_key"
-    )
-    return [FailureCount(*r) for r in store.query(sql, params)]
+    return where, params
 
 
 #: Records still to be retried (neither written nor dead-lettered) per failure count; ``status``'s

@@ -43,12 +43,20 @@ def validate_filter(f: ResetFilter) -> None:
 
 
 def select(store: EventStore, f: ResetFilter) -> list[Matched]:
-    """The failure counts the filter matches, in record-key order (read-only; runs in the
-    caller's transaction)."""
-    return [
+    """The failure counts the filter matches, and the pages given up on (their uploads) it
+    matches (count 0, ``upload_given_up``), in record-key order (read-only; runs in the caller's
+    transaction)."""
+    matched = [
         Matched(c.record_key, c.count, c.last_error_type)
         for c in queries.failure_counts_matching(store, f)
     ]
+    counted = {m.record_key for m in matched}
+    matched += [
+        Matched(key, 0, "upload_given_up")
+        for key in queries.given_up_uploads_matching(store, f)
+        if key not in counted
+    ]
+    return sorted(matched, key=lambda m: m.record_key)
 
 
 def decide(f: ResetFilter, keys: list[str]) -> list[Event]:

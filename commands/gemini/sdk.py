@@ -13,7 +13,13 @@ every call the worker makes to the File and Batch API goes through :class:`Gatew
 * ``create_batch`` is never retried: creation is not idempotent, so an unanswered create is
   resolved by looking the display name up (``find_batches``), never by creating again.
 * ``upload`` makes one attempt: the upload policy (re-upload, backoff, give up) lives in
-  :mod:`commands.worker.upload`, where each attempt becomes an event.
+  :mod:`commands.worker.upload`, where each attempt becomes an event. The SDK is handed a
+  buffer of the exact size it declared, never a path it would re-read: bytes as a
+  ``BytesIO``, a path through :class:`_ExactReader`, which raises once the file ends before its
+  declared size (a file truncated meanwhile), where the SDK's chunk loop would post empty
+  chunks for ever. The display name sent is :func:`safe_display_name` of the one given (plain
+  printable ASCII); the caller's name stays in the :class:`RemoteFile` and the log. A client-side
+  encoding error (``UnicodeError``) or a file that changed under the upload is not transient.
 * ``get_batch`` reads the raw batch resource (one GET through the SDK's own API client, so the
   same key, base URL, version and timeout) and parses it with the SDK's own converter: the SDK's
   ``BatchJob`` drops ``metadata.batchStats``, which is read from the raw answer. Should a future
@@ -22,6 +28,7 @@ every call the worker makes to the File and Batch API goes through :class:`Gatew
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import time
@@ -122,6 +129,9 @@ class Gateway:
             transient, detail = True, f"timed out ({type(error).__name__})"
         elif isinstance(error, transports):
             transient, detail = True, f"connection error ({type(error).__name__}: {error})"
+        elif isinstance(error, (UnicodeError, FileChangedError)):
+            # Raised before anything reached the service: sending it again cannot help.
+            transient, detail = False, f"cannot be sent ({type(error).__name__}: {error})"
         elif isinstance(error, (ValueError, KeyError)):
             # Raised inside an SDK call (only those reach here), these mean an upload was not
             # finalized or an answer lacked a header: the service's fault, not ours.
@@ -178,14 +188,25 @@ class Gateway:
         """Upload a file: one attempt. The worker's uploads, page images and request files alike,
         follow the upload policy of :mod:`commands.worker.upload`; ``retry=True`` uses the API
         retry policy instead (for callers outside the worker)."""
-        import io
-
         what = f"upload {display_name}"
+        config: UploadFileConfigDict = {
+            "mime_type": mime_type,
+            "display_name": safe_display_name(display_name),
+        }
 
         def attempt() -> Any:
-            data = io.BytesIO(source) if isinstance(source, bytes) else source
-            config: UploadFileConfigDict = {"mime_type": mime_type, "display_name": display_name}
-            return self._sdk(what, lambda: self._client.files.upload(file=data, config=config))
+            if isinstance(source, bytes):
+                return self._sdk(
+                    what, lambda: self._client.files.upload(file=io.BytesIO(source), config=config)
+                )
+            try:
+                reader = _ExactReader(source)
+            except OSError as e:
+                raise GatewayError(f"{what}: cannot read {source}: {e}", transient=False) from None
+            with reader:
+                return self._sdk(
+                    what, lambda: self._client.files.upload(file=reader, config=config)
+                )
 
         f = self._retrying(what, attempt) if retry else attempt()
         return _remote_file(f, display_name)
@@ -300,6 +321,72 @@ class Gateway:
                 return False
             raise
         return True
+
+
+class FileChangedError(OSError):
+    """A file being uploaded ended before the size its upload declared."""
+
+
+class _ExactReader(io.RawIOBase):
+    """A file opened for one upload, read as exactly the size it had when opened: a read past
+    the end of a file truncated meanwhile raises :class:`FileChangedError` (the SDK would
+    otherwise post empty chunks for ever), and bytes grown past that size are never read."""
+
+    mode = "rb"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self._fh = open(path, "rb")  # noqa: SIM115 (closed by close())
+        self._size = os.fstat(self._fh.fileno()).st_size
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, min(self._size, base + offset))
+        self._fh.seek(self._pos)
+        return self._pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        want = self._size - self._pos
+        if size is not None and size >= 0:
+            want = min(want, size)
+        data = self._fh.read(want)
+        if len(data) < want:
+            raise FileChangedError(
+                f"{self._fh.name} ended at {self._pos + len(data)} of {self._size} bytes "
+                "(it changed while it was uploaded)"
+            )
+        self._pos += len(data)
+        return data
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+#: The longest display name sent (the service's limit is 512 characters).
+_DISPLAY_NAME_MAX = 200
+
+
+def safe_display_name(name: str) -> str:
+    """``name`` as a display name any HTTP layer can carry: printable ASCII kept, anything else
+    (non-ASCII letters, newlines, control characters) as ``_``, cut to a bounded length, and a
+    short hash of the real name appended whenever it was changed, so two names stay two."""
+    import hashlib
+
+    safe = "".join(c if " " <= c <= "~" else "_" for c in name)[:_DISPLAY_NAME_MAX]
+    if safe == name:
+        return name
+    return f"{safe}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"
 
 
 def _http_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:

@@ -45,13 +45,14 @@ from commands.rules.batches import (
     reconcile,
     submit_goes_on,
 )
+from commands.rules.retry import upload_gives_up
 from commands.rules.tokens import admitted_pages
 from commands.rules.transport import Transport, batch_transport
 from commands.schema import response_json_schema
 from commands.worker.cleanup import collect_garbage
 from commands.worker.collect import BatchRef, adopt_late, collect
 from commands.worker.context import Worker
-from commands.worker.dataset import Page, output_path
+from commands.worker.dataset import Page, Stamp, file_stamp, output_path, read_once
 from commands.worker.estimator import PageTokens, TokenEstimator
 from commands.worker.request_files import (
     Ready,
@@ -61,7 +62,7 @@ from commands.worker.request_files import (
     write_request_files,
 )
 from commands.worker.scan import ScanDecision, scan_dataset
-from commands.worker.upload import upload_pages, upload_with_retries
+from commands.worker.upload import Uploaded, upload_pages, upload_with_retries
 from eventlog import crashpoints
 from eventlog.events import (
     DEFAULT_PROJECT,
@@ -71,6 +72,8 @@ from eventlog.events import (
     BatchSubmitted,
     Event,
     InputRejected,
+    UploadAbandoned,
+    UploadGivenUp,
 )
 from eventlog.states import JobState
 from projections import queries
@@ -145,6 +148,11 @@ class Cycle:
         self._previous: dict[str, Page] = {}
         self._start_seq = 0
         self._last_sweep: float | None = None
+        #: Each page's file as ``_check_images`` saw it: its upload or inline part is made from
+        #: bytes read once and checked against this.
+        self._stamps: dict[str, Stamp | None] = {}
+        #: Inline pages whose file changed before their line was written (next cycle).
+        self._changed = 0
 
     def run(self, step: StepRunner | None = None) -> CycleSummary:
         """One whole cycle, its steps in the one order there is; ``step`` runs each named step
@@ -495,6 +503,7 @@ class Cycle:
             )
             consumed = 0
             created: CreateOutcome = "submitted"
+            self._changed = 0
             try:
                 for request_file in files:
                     consumed = request_file.consumed
@@ -517,8 +526,9 @@ class Cycle:
                 files.close()
             if not submit_goes_on(created):
                 stopped.add(project)
-            # Pages of a chunk no batch could take this cycle (their uploads are garbage now).
-            summary.deferred += len(ready) - consumed
+            # Pages of a chunk no batch could take this cycle (their uploads are garbage now),
+            # and inline pages whose file changed before their line was written.
+            summary.deferred += len(ready) - consumed + self._changed
         summary.candidates_left = len(queue)
 
     def _upload_images(self, pages: list[Page], summary: CycleSummary, project: str) -> list[Ready]:
@@ -532,6 +542,7 @@ class Cycle:
         # clean-up step finds on the service and deletes.
         pending_events: list[Event] = []
         last_flush = time.monotonic()
+        budget = queries.failed_uploads_of(w.store, [p.key for p in pages])
         for outcome in upload_pages(
             w.port(project),
             pages,
@@ -540,9 +551,15 @@ class Cycle:
             concurrency=uploads.upload_concurrency,
             sleep=w.sleep,
             project=project,
+            stamps=self._stamps,
         ):
             crashpoints.reach("after_image_upload")
             pending_events += outcome.events
+            given_up = None
+            if outcome.remote is None:
+                given_up = self._give_up(outcome, budget.get(outcome.page.key, 0))
+                if given_up is not None:
+                    pending_events.append(given_up)
             if len(pending_events) >= UPLOAD_EVENTS_PER_COMMIT or (
                 time.monotonic() - last_flush > 1.0
             ):
@@ -552,14 +569,58 @@ class Cycle:
             bar.update(1)
             if outcome.remote is not None:
                 uploaded.append((outcome.page, outcome.remote))
-            elif outcome.refused:
-                self._reject(outcome.page, f"the File API refused it: {outcome.message}")
-            else:
+            elif given_up is None:
                 summary.deferred += 1
         w.append(pending_events)
         crashpoints.reach("after_upload_events")
         bar.close()
         return uploaded
+
+    def _give_up(self, outcome: Uploaded, failed_before: int) -> UploadGivenUp | None:
+        """The ``UploadGivenUp`` of a page whose upload failed this cycle, if its budget
+        (``max_upload_attempts``, counted from the log) is spent or the service refused the file;
+        None when it is tried again next cycle. Logged at WARNING."""
+        limit = self.w.config.uploads.max_upload_attempts
+        page = outcome.page
+        if not upload_gives_up(
+            failed_before, outcome.attempts, transient=not outcome.refused, max_attempts=limit
+        ):
+            return None
+        attempts = failed_before + outcome.attempts
+        why = "the File API refused it" if outcome.refused else f"{attempts} failed attempts"
+        reason = f"upload given up ({why}): {outcome.message}"
+        log.warning(
+            "Giving up on %s: %s; it is skipped until its file changes or reset-failures",
+            page.key,
+            reason,
+            extra={"record_key": page.key},
+        )
+        stamp = outcome.stamp or file_stamp(page.path) or Stamp(-1, -1)
+        return UploadGivenUp(
+            record_key=page.key,
+            path=page.path,
+            attempts=attempts,
+            reason=reason,
+            size_bytes=stamp.size,
+            mtime_ns=stamp.mtime_ns,
+        )
+
+    def _charge_request_file(
+        self, items: list[Ready], failed: int, transient: bool, why: str
+    ) -> None:
+        """A request file whose upload failed charges each of its pages' upload budgets (so a
+        request file that can never go does not come back for ever); the pages whose budget is
+        spent are given up on, the others wait for the next cycle."""
+        keys = [page.key for page, _ in items]
+        budget = queries.failed_uploads_of(self.w.store, keys)
+        events: list[Event] = []
+        for page, _ in items:
+            events.append(UploadAbandoned(record_key=page.key, attempts=failed, message=why))
+            outcome = Uploaded(page, None, [], refused=not transient, message=why, attempts=failed)
+            given_up = self._give_up(outcome, budget.get(page.key, 0))
+            if given_up is not None:
+                events.append(given_up)
+        self.w.append(events)
 
     def _admit_by_tokens(self, costs: list[int], waiting: int, limit: int, in_flight: int) -> int:
         """How many of the next batch's pages (their estimated tokens ``costs``) token admission
@@ -682,6 +743,7 @@ class Cycle:
         """The pages that can go, each with its transport; the others are rejected."""
         ready: list[tuple[Page, Transport]] = []
         for page in pages:
+            self._stamps[page.key] = file_stamp(page.path)
             route = route_page(page, self.w.config.uploads)
             if route.transport is None:
                 self._reject(page, route.reason)
@@ -728,12 +790,16 @@ class Cycle:
         )
         request = uploaded.remote
         if request is None:
+            error = uploaded.failures[-1][1] if uploaded.failures else "no attempt"
             log.error(
                 "Cannot upload the request file of %s: %s; its pages wait for the next cycle",
                 name,
-                uploaded.failures[-1][1] if uploaded.failures else "no attempt",
+                error,
                 extra=extra,
             )
+            why = f"request file {name}-requests: {error}"
+            self._charge_request_file(items, len(uploaded.failures), uploaded.transient, why)
+            crashpoints.reach("after_upload_events")
             return "deferred"
         crashpoints.reach("after_request_file_upload")
         not_active = self._wait_active(request, name, project)
@@ -882,9 +948,11 @@ class Cycle:
         log.error("Create of %s refused: %s", name, error, extra=extra)
         return "refused"
 
-    def _request_line(self, page: Page, remote: RemoteFile | None) -> bytes:
+    def _request_line(self, page: Page, remote: RemoteFile | None) -> bytes | None:
         """One JSONL request line: the prompt, the previous page's output if configured, and the
-        image, inline (``remote`` None: base64 ``inlineData``) or by its File API URI."""
+        image, inline (``remote`` None: base64 ``inlineData`` of the bytes read once) or by its
+        File API URI. None when an inline page's file changed since it was checked: it is
+        checked again next cycle."""
         config = self.w.config
         parts: list[dict[str, Any]] = [{"text": config.gemini.prompt}]
         prev = self._previous.get(page.key)
@@ -897,7 +965,17 @@ class Cycle:
                 }
             )
         if remote is None:
-            parts.append(inline_part(page))
+            data, _, changed = read_once(page, self._stamps.get(page.key))
+            if data is None:
+                log.warning(
+                    "Not sending %s this cycle: %s; it is checked again next cycle",
+                    page.key,
+                    changed,
+                    extra={"record_key": page.key},
+                )
+                self._changed += 1
+                return None
+            parts.append(inline_part(page, data))
         else:
             parts.append({"fileData": {"fileUri": remote.uri, "mimeType": remote.mime_type}})
         request = {

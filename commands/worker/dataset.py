@@ -13,6 +13,7 @@ import operator
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 
@@ -347,3 +348,44 @@ def inspect_image(page: Page, max_bytes: int | None = None) -> tuple[int, str | 
     if not _MAGIC[page.mime_type](head):
         return size, f"not a {page.mime_type.split('/')[1].upper()} image (its bytes do not match)"
     return size, None
+
+
+class Stamp(NamedTuple):
+    """What identifies one version of a file: its size and modification time (ns)."""
+
+    size: int
+    mtime_ns: int
+
+
+def file_stamp(path: str) -> Stamp | None:
+    """``path``'s :class:`Stamp` now (None if it cannot be stat-ed)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return Stamp(st.st_size, st.st_mtime_ns)
+
+
+def read_once(page: Page, expected: Stamp | None = None) -> tuple[bytes | None, Stamp | None, str]:
+    """``page``'s bytes, read once (the upload and the inline part are made from them, never from
+    the path again), with the :class:`Stamp` they were read at; or None and why: the file
+    changed while it was read (its size or mtime moved under the read), it differs from
+    ``expected`` (what the scan saw), or its bytes are no longer the image its extension says.
+    Never raises."""
+    try:
+        with open(page.path, "rb") as fh:
+            before = os.fstat(fh.fileno())
+            data = fh.read()
+            after = os.fstat(fh.fileno())
+    except OSError as e:
+        return None, None, f"cannot read: {e.strerror or e}"
+    first = Stamp(before.st_size, before.st_mtime_ns)
+    if first != Stamp(after.st_size, after.st_mtime_ns) or len(data) != before.st_size:
+        reason = f"the file changed while it was read ({before.st_size} -> {len(data)} bytes)"
+        return None, first, reason
+    if expected is not None and first != expected:
+        reason = f"the file changed since it was checked ({expected.size} -> {first.size} bytes)"
+        return None, first, reason
+    if not data or not _MAGIC[page.mime_type](data[:12]):
+        return None, first, "the file changed: its bytes are no longer the image it was"
+    return data, first, ""

@@ -49,15 +49,16 @@ def route_page(page: Page, uploads: UploadsConfig) -> Route:
     )
 
 
-def inline_part(page: Page) -> dict[str, Any]:
-    """The request part carrying ``page``'s image inline, base64 (reads the file)."""
-    data = base64.b64encode(Path(page.path).read_bytes()).decode("ascii")
-    return {"inlineData": {"mimeType": page.mime_type, "data": data}}
+def inline_part(page: Page, data: bytes | None = None) -> dict[str, Any]:
+    """The request part carrying ``page``'s image inline, base64, made from ``data`` (the bytes
+    read once and checked, :func:`commands.worker.dataset.read_once`); without it, read here."""
+    raw = Path(page.path).read_bytes() if data is None else data
+    return {"inlineData": {"mimeType": page.mime_type, "data": base64.b64encode(raw).decode()}}
 
 
 def write_request_files(
     items: list[Ready],
-    encode: Callable[[Page, RemoteFile | None], bytes],
+    encode: Callable[[Page, RemoteFile | None], bytes | None],
     *,
     max_bytes: int,
     directory: Path,
@@ -65,7 +66,8 @@ def write_request_files(
 ) -> Generator[RequestFile]:
     """Write ``items``' lines (``encode`` makes one) into request files of at most ``max_bytes``
     each, yielding each file once it is complete. A line too big for any file is ``reject``-ed
-    with its size. The yielded file is deleted when the iteration resumes or is closed."""
+    with its size; an item ``encode`` makes no line of (None: it said why) is left out.
+    The yielded file is deleted when the iteration resumes or is closed."""
     directory.mkdir(parents=True, exist_ok=True)
     current: tuple[Path, Any] | None = None
     handed: Path | None = None  # the file the caller holds
@@ -79,6 +81,8 @@ def write_request_files(
     try:
         for n, item in enumerate(items, 1):
             line = encode(*item)
+            if line is None:
+                continue
             reason = line_too_big(len(line), max_bytes)
             if reason is not None:
                 reject(item[0], reason)

@@ -1,8 +1,9 @@
 """The scanner: which pages are candidates for the next batch, and why the others are not.
 
 A page is a candidate when its output JSON is missing, it is not in flight, its failure count is
-below ``max_retries`` (a dead letter otherwise), its file is not rejected, and, with
-``context_previous_page``, the previous page's output exists.
+below ``max_retries`` (a dead letter otherwise), its file is not rejected, its uploads were not
+given up on (``UploadGivenUp``: skipped while its file's size and mtime stay those recorded; a
+changed file clears it), and, with ``context_previous_page``, the previous page's output exists.
 
 :func:`scan` streams the input tree one year folder at a time (directory entries only, like
 ``find``), lists that year's output folder, and decides; memory holds one folder's pages, the
@@ -26,11 +27,18 @@ from commands.worker.dataset import (
     Problem,
     YearDir,
     check_image,
+    file_stamp,
     output_names,
     walk_years,
 )
 from commands.worker.request_files import route_page
-from eventlog.events import Event, InputRejected, InputRejectionCleared, RecordDeadLettered
+from eventlog.events import (
+    Event,
+    InputRejected,
+    InputRejectionCleared,
+    RecordDeadLettered,
+    UploadGivenUpCleared,
+)
 from eventlog.store import EventStore
 from projections import queries
 
@@ -46,6 +54,8 @@ class ScanState(msgspec.Struct):
     dead: set[str]
     rejected: dict[str, str]
     outputs: set[str] = set()
+    #: Pages whose uploads were given up on: record key -> (size, mtime_ns) of the file then.
+    given_up: dict[str, tuple[int, int]] = {}
 
 
 class ScanDecision(msgspec.Struct):
@@ -63,7 +73,8 @@ def load_state(store: EventStore) -> ScanState:
         failures = queries.failure_counts(store)
         dead = queries.dead_letter_keys(store)
         rejected = queries.rejected_inputs(store)
-    return ScanState(inflight, failures, dead, rejected)
+        given_up = queries.given_up_uploads(store)
+    return ScanState(inflight, failures, dead, rejected, given_up=given_up)
 
 
 def scan_dataset(store: EventStore, config: Config, *, limit: int | None = None) -> ScanDecision:
@@ -163,7 +174,8 @@ def decide_years(
 ) -> ScanDecision:
     """Candidates in (state, school, year, page) order, the events the scan decided (dead
     letters, rejected inputs and rejections cleared), and counts. Pure but for re-reading the
-    bytes of pages rejected earlier (few), to see whether they were fixed."""
+    bytes of pages rejected earlier (few), to see whether they were fixed, and stat-ing pages
+    given up on (fewer), to see whether their file changed."""
     counts = {
         "pages": 0,
         "written": 0,
@@ -171,6 +183,7 @@ def decide_years(
         "dead_letters": 0,
         "waiting_for_previous_page": 0,
         "rejected": 0,
+        "upload_given_up": 0,
         "candidates": 0,
     }
     events: list[Event] = []
@@ -179,7 +192,7 @@ def decide_years(
     rejected = state.rejected
     still_rejected: dict[str, str] = {}
     debug = log.isEnabledFor(logging.DEBUG)
-    inflight, failures, dead = state.inflight, state.failures, state.dead
+    inflight, failures, dead, given_up = state.inflight, state.failures, state.dead, state.given_up
     n_pages = n_written = n_candidates = 0
     room: float = limit if limit is not None else float("inf")  # kept; all are counted
     for year in years:
@@ -203,6 +216,14 @@ def decide_years(
                 if reason is not None:
                     still_rejected[entry[2]] = reason
                     continue
+            if given_up and key in given_up:
+                stamp = file_stamp(entry[2])
+                if stamp is not None and tuple(stamp) == given_up[key]:
+                    counts["upload_given_up"] += 1
+                    if debug:
+                        log.debug("Skipping %s (its uploads were given up on)", key)
+                    continue
+                events.append(UploadGivenUpCleared(record_key=key, reason="its file changed"))
             if key in inflight:
                 counts["in_flight"] += 1
                 if debug:

@@ -4,6 +4,13 @@ request file's pages) is skipped for this cycle. :func:`upload_with_retries` is 
 file; for a page image each attempt becomes an event. Images upload ``upload_concurrency`` at a
 time.
 
+A page image is uploaded from its bytes read once (:func:`commands.worker.dataset.read_once`),
+never from its path: a file truncated, grown or replaced meanwhile cannot make the SDK's resumable
+loop spin, and bytes that differ from what the scan saw (size, mtime, image signature) are not
+uploaded at all: that attempt fails as ``file_changed`` and the page is checked again next cycle.
+Whether a page whose uploads keep failing is given up on is
+:func:`commands.rules.retry.upload_gives_up`'s to say (the caller's, with the page's budget).
+
 Worker threads only talk to the service; the caller's thread appends the events, as each page
 finishes, so a crash loses at most the pages still uploading (their files are cleaned up later).
 """
@@ -22,7 +29,7 @@ import msgspec
 from commands.errors import GatewayError
 from commands.gemini.port import GeminiPort, RemoteFile
 from commands.rules.retry import backoff_delay
-from commands.worker.dataset import Page
+from commands.worker.dataset import Page, Stamp, read_once
 from eventlog.events import DEFAULT_PROJECT, Event, FileUploaded, UploadAbandoned, UploadFailed
 
 log = logging.getLogger("commands.upload")
@@ -37,6 +44,10 @@ class Uploaded(msgspec.Struct):
     #: The service refused the file itself (a 4xx): retrying it next cycle would not help.
     refused: bool = False
     message: str = ""
+    #: Failed attempts this cycle.
+    attempts: int = 0
+    #: The file's size and mtime when its bytes were read (None: it could not be read).
+    stamp: Stamp | None = None
 
 
 class Attempts(NamedTuple):
@@ -96,13 +107,30 @@ def upload_one(
     attempts: int,
     backoff_seconds: float,
     sleep: Callable[[float], None] = time.sleep,
+    expected: Stamp | None = None,
     project: str = DEFAULT_PROJECT,
 ) -> Uploaded:
-    """Try up to ``attempts`` times; a non-transient refusal (4xx) stops at once. ``project``
-    names the key ``gateway`` holds (recorded on ``FileUploaded``)."""
+    """Read the page's bytes once (checked against ``expected``, what the scan saw), then try up
+    to ``attempts`` times; a non-transient refusal (4xx) stops at once. ``project`` names the
+    key ``gateway`` holds (recorded on ``FileUploaded``)."""
+    data, stamp, changed = read_once(page, expected)
+    if data is None:
+        log.warning(
+            "Not uploading %s this cycle: %s; it is checked again next cycle",
+            page.key,
+            changed,
+            extra={"record_key": page.key},
+        )
+        events: list[Event] = [
+            UploadFailed(
+                record_key=page.key, attempt=1, error_type="file_changed", message=changed
+            ),
+            UploadAbandoned(record_key=page.key, attempts=1, message=changed),
+        ]
+        return Uploaded(page, None, events, message=changed, attempts=1, stamp=stamp)
     outcome = upload_with_retries(
         gateway,
-        Path(page.path),
+        data,
         mime_type=page.mime_type,
         display_name=page.key,
         attempts=attempts,
@@ -110,7 +138,7 @@ def upload_one(
         sleep=sleep,
         extra={"record_key": page.key},
     )
-    events: list[Event] = [
+    events = [
         UploadFailed(
             record_key=page.key,
             attempt=attempt,
@@ -132,16 +160,25 @@ def upload_one(
                 project=project,
             )
         )
-        return Uploaded(page, remote, events)
+        return Uploaded(page, remote, events, stamp=stamp)
     last = str(outcome.failures[-1][1]) if outcome.failures else ""
-    events.append(UploadAbandoned(record_key=page.key, attempts=len(events), message=last))
+    failed = len(outcome.failures)
+    events.append(UploadAbandoned(record_key=page.key, attempts=failed, message=last))
     log.warning(
         "Skipping %s this cycle: upload failed %d time(s)",
         page.key,
-        len(events) - 1,
+        failed,
         extra={"record_key": page.key},
     )
-    return Uploaded(page, None, events, refused=not outcome.transient, message=last)
+    return Uploaded(
+        page,
+        None,
+        events,
+        refused=not outcome.transient,
+        message=last,
+        attempts=failed,
+        stamp=stamp,
+    )
 
 
 def upload_pages(
@@ -153,8 +190,10 @@ def upload_pages(
     concurrency: int,
     sleep: Callable[[float], None] = time.sleep,
     project: str = DEFAULT_PROJECT,
+    stamps: Mapping[str, Stamp | None] | None = None,
 ) -> Iterator[Uploaded]:
-    """Upload ``pages`` concurrently; yields each page's outcome as it finishes."""
+    """Upload ``pages`` concurrently (each checked against its stamp in ``stamps``, by record
+    key, when given); yields each page's outcome as it finishes."""
     if not pages:
         return
     with ThreadPoolExecutor(
@@ -169,6 +208,7 @@ def upload_pages(
                 backoff_seconds=backoff_seconds,
                 sleep=sleep,
                 project=project,
+                expected=(stamps or {}).get(p.key),
             )
             for p in pages
         ]

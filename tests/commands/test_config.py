@@ -60,6 +60,10 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
             "[uploads] max_request_file_bytes: Input should be less than or equal to 2147483648",
         ),
         (
+            "[uploads]\nmax_upload_attempts = 0\n",
+            "[uploads] max_upload_attempts: Input should be greater than or equal to 1",
+        ),
+        (
             "[uploads]\ninline_image_max_bytes = 0\n",
             "[uploads] inline_image_max_bytes: Input should be greater than or equal to 1",
         ),
@@ -109,6 +113,7 @@ def test_every_design_key_exists() -> None:
             "upload_retry_attempts",
             "upload_retry_backoff_seconds",
             "upload_concurrency",
+            "max_upload_attempts",
             "request_file_active_timeout_seconds",
             "request_file_active_poll_seconds",
             "image_transport",

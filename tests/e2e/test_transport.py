@@ -117,11 +117,11 @@ def line_bytes(tmp_path: Path, config: Config, key: str) -> int:
         worker = Worker(config, store, cast(GeminiPort, None), "probe", PageExtraction)
         state, school, year, page = key.split(":")
         path = str(image_path(tmp_path, key))
-        return len(
-            Cycle(worker)._request_line(
-                Page(key, state, school, year, page, path, "image/png"), None
-            )
+        line = Cycle(worker)._request_line(
+            Page(key, state, school, year, page, path, "image/png"), None
         )
+        assert line is not None
+        return len(line)
     finally:
         store.close()
 
@@ -201,8 +201,8 @@ def test_an_invalid_inline_line_is_a_per_line_error_recorded_as_a_failure(
 
     real = cycle.inline_part
 
-    def damaged(page: Page) -> dict[str, Any]:
-        part = real(page)
+    def damaged(page: Page, data: bytes | None = None) -> dict[str, Any]:
+        part = real(page, data)
         if page.key == bad_mime:
             part["inlineData"]["mimeType"] = "text/plain"
         elif page.key == bad_base64:
