@@ -157,3 +157,63 @@ def test_concurrent_uploads_yield_every_page_once(
     done = {o.page.key for o in outcomes if o.remote is not None}
     assert done == set(keys) - {keys[4]}
     assert {f.display_name for f in service.list_files("fake-key")} == done
+
+
+def test_a_file_changed_since_its_check_is_not_uploaded_and_counts_as_a_failed_attempt(
+    worker: Worker, service: Service, tmp_path: Path
+) -> None:
+    from commands.worker.dataset import file_stamp
+
+    p = page(tmp_path)
+    seen = file_stamp(p.path)
+    Path(p.path).write_bytes(png(20, 20, 3))  # replaced after the scan looked at it
+
+    out = upload_one(worker.gateway, p, attempts=3, backoff_seconds=0, expected=seen)
+    worker.append(out.events)
+
+    assert out.remote is None and not out.refused and out.attempts == 1
+    assert "changed since it was checked" in out.message
+    assert service.policy.calls("files.upload") == 0 and service.list_files("fake-key") == []
+    logged = [r.event for r in worker.store.read()]
+    assert [type(e) for e in logged] == [UploadFailed, UploadAbandoned]
+    assert isinstance(logged[0], UploadFailed) and logged[0].error_type == "file_changed"
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        pytest.param(b"", "no longer the image", id="emptied"),
+        pytest.param(b"GIF89a not a png", "no longer the image", id="replaced_by_another_kind"),
+    ],
+)
+def test_bytes_that_are_no_longer_the_image_are_not_uploaded(
+    worker: Worker, service: Service, tmp_path: Path, content: bytes, reason: str
+) -> None:
+    p = page(tmp_path)
+    Path(p.path).write_bytes(content)
+
+    out = upload_one(worker.gateway, p, attempts=3, backoff_seconds=0)
+
+    assert out.remote is None and reason in out.message
+    assert service.policy.calls("files.upload") == 0
+
+
+def test_the_upload_is_made_from_the_bytes_read_once(
+    worker: Worker, service: Service, tmp_path: Path
+) -> None:
+    p = page(tmp_path)
+    original = Path(p.path).read_bytes()
+    # The service is slow to start the upload; meanwhile the file is truncated on disk.
+    real = service.start_upload
+
+    def start_then_truncate(*args: Any) -> str:
+        Path(p.path).write_bytes(original[:5])
+        return real(*args)
+
+    service.start_upload = start_then_truncate  # type: ignore[method-assign,assignment]
+
+    out = upload_one(worker.gateway, p, attempts=3, backoff_seconds=0)
+
+    assert out.remote is not None
+    stored = service.files[out.remote.name.removeprefix("files/")]
+    assert stored.data == original
