@@ -1,10 +1,14 @@
-"""``python -m gemini_emulator --port N --policy F``: run the emulator until interrupted."""
+"""``python -m gemini_emulator --port N --policy F``: run the emulator until interrupted.
+
+A port that cannot be bound (in use, or privileged) is one line on stderr and exit 1."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
+import sys
 from pathlib import Path
 
 from gemini_emulator.policy import Policy
@@ -28,7 +32,13 @@ def main() -> None:
         policy = Policy.from_file(args.policy) if args.policy else Policy()
     except (OSError, ValueError) as e:
         parser.error(f"--policy {args.policy}: {e}")
-    emulator = Emulator(policy, port=args.port, api_key=args.api_key)
+    try:
+        emulator = Emulator(policy, port=args.port, api_key=args.api_key)
+    except (OSError, OverflowError) as e:
+        in_use = isinstance(e, OSError) and e.errno == errno.EADDRINUSE
+        reason = "port in use" if in_use else getattr(e, "strerror", None) or str(e)
+        print(f"gemini emulator: cannot listen on 127.0.0.1:{args.port}: {reason}", file=sys.stderr)
+        sys.exit(1)
     print(f"gemini emulator listening on {emulator.url}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         emulator.serve_forever()

@@ -251,6 +251,6 @@ def main(
     except Exception:
         if not logging.getLogger().handlers:
             setup_logging()
-        log.exception("internal error (a bug): please report it with the traceback above")
+        log.exception("internal error (a bug): please report it with the traceback below")
         sys.exit(EXIT_BUG)
     sys.exit(rc if isinstance(rc, int) else 0)

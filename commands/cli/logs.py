@@ -2,6 +2,11 @@
 
 ``--log-format json`` writes one JSON object per line with the ``run_id``, ``batch_id`` and
 ``record_key`` fields a record carries (pass them with ``extra=``).
+
+A message is one line whatever it names: newlines, escape sequences and other control or
+format characters in a message (a file name, a service's answer) are written escaped (``\\n``,
+``\\x1b``, ``\\u202e``), so a hostile name cannot forge or hide log lines. A traceback, when
+there is one, follows the message on its own lines.
 """
 
 from __future__ import annotations
@@ -17,13 +22,38 @@ from eventlog.timestamps import format_ts
 FIELDS = ("run_id", "batch_id", "record_key", "display_name", "attempt", "error_type")
 
 
+def escape_controls(text: str) -> str:
+    """``text`` with every non-printable character but the space written as its Python escape
+    (pure; printable text, non-ASCII letters included, is returned as it is)."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
+class TextFormatter(logging.Formatter):
+    """``asctime LEVEL logger: message``, the message on one line (:func:`escape_controls`)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.msg, record.args
+        record.msg, record.args = escape_controls(record.getMessage()), None
+        try:
+            return super().format(record)
+        finally:
+            record.msg, record.args = saved
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, object] = {
             "ts": format_ts(datetime.fromtimestamp(record.created, UTC)),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": escape_controls(record.getMessage()),
         }
         for name in FIELDS:
             value = getattr(record, name, None)
@@ -41,7 +71,7 @@ def setup_logging(verbosity: int = 0, fmt: str = "text") -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     handler.addFilter(RunFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
