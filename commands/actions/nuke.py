@@ -41,7 +41,7 @@ def nuke(db: Path, *, recreate_tables: bool) -> Path:
     files are only removed after the backup completed and was closed. Refused while a worker
     run holds the run lock (its log would vanish under it).
     """
-    with RunLock(db).acquire():
+    with RunLock(db).acquire(hint="stop that run first (Ctrl+C or SIGTERM), then nuke again"):
         return _nuke(db, recreate_tables=recreate_tables)
 
 

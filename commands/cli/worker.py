@@ -71,8 +71,8 @@ def run(ctx: click.Context, once: bool, loop: bool, until_idle: bool, wait: floa
     )
     if result.report_path is not None:
         click.echo(f"report: {result.report_path}")
-    if result.outcome == "interrupted":
-        ctx.exit(130)  # the shell's convention for Ctrl+C
+    if result.outcome == "interrupted":  # the shell's convention: 128 + the signal's number
+        ctx.exit(143 if result.signal == "SIGTERM" else 130)
 
 
 @cli.command()

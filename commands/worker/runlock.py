@@ -21,8 +21,14 @@ class RunLock:
         self.path = Path(f"{database}.lock")
         self._fd: int | None = None
 
-    def acquire(self, wait_seconds: float = 0.0) -> RunLock:
-        """Take the lock, waiting up to ``wait_seconds``; :class:`RunLocked` names the holder."""
+    def acquire(
+        self,
+        wait_seconds: float = 0.0,
+        *,
+        hint: str = "it exits on its own, or pass --wait SECONDS",
+    ) -> RunLock:
+        """Take the lock, waiting up to ``wait_seconds``; :class:`RunLocked` names the holder and
+        says what to do (``hint``: each command names the options it has)."""
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + wait_seconds
@@ -36,7 +42,7 @@ class RunLock:
                     os.close(fd)
                     raise RunLocked(
                         f"another run holds the lock on this database ({holder}); "
-                        f"it exits on its own, or pass --wait SECONDS: {self.path}"
+                        f"{hint}: {self.path}"
                     ) from None
                 time.sleep(0.2)
         os.ftruncate(fd, 0)

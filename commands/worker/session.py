@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ from commands.worker.progress import NoProgress, Progress
 from commands.worker.runlock import RunLock
 from commands.worker.runlog import bind_run
 from eventlog.actors import run_actor
-from eventlog.errors import DatabaseError
+from eventlog.errors import DatabaseBusy, DatabaseError
 from eventlog.events import RunFinished, RunStarted
 from eventlog.store import EventStore
 from projections import open_store, queries
@@ -42,6 +44,29 @@ class RunResult(msgspec.Struct):
     cycles: int
     last: CycleSummary
     report_path: Path | None
+    #: The signal that stopped an ``interrupted`` run (``SIGINT``, ``SIGTERM``), else "".
+    signal: str = ""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl+C is, so the run ends the same way."""
+
+    signal_name = "SIGTERM"
+
+
+def sigterm_as_interrupt() -> Callable[[], None]:
+    """From now on SIGTERM raises :class:`Terminated` (once: a repeated SIGTERM is ignored
+    while the run records its end); returns the function that restores the previous handler.
+    Outside the main thread (where no handler can be set) this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass
@@ -53,6 +78,7 @@ class Session:
     store: EventStore
     outcome: str = "ok"
     message: str = ""
+    signal: str = ""
     report: report.RunReport | None = None
     report_path: Path | None = None
 
@@ -126,11 +152,22 @@ def session(
         bind_run(run_id)
         log.info("Run %s started", run_id)
         s = Session(run_id, cycle, store)
+        restore_sigterm = sigterm_as_interrupt()  # till the end: RunFinished is not cut off
         try:
             yield s
-        except KeyboardInterrupt:
-            s.outcome, s.message = "interrupted", "stopped by the operator (Ctrl+C)"
-            log.warning("Run %s interrupted: everything finished so far is in the log", run_id)
+        except KeyboardInterrupt as e:
+            s.signal = getattr(e, "signal_name", "SIGINT")
+            s.outcome = "interrupted"
+            s.message = (
+                "stopped by the operator (Ctrl+C)"
+                if s.signal == "SIGINT"
+                else f"stopped by {s.signal} (kill, systemd or a container stop)"
+            )
+            log.warning(
+                "Run %s interrupted (%s): everything finished so far is in the log",
+                run_id,
+                s.signal,
+            )
         except Exception as e:
             s.outcome, s.message = "error", f"{type(e).__name__}: {e}"
             raise
@@ -152,6 +189,7 @@ def session(
                 store.close()
                 log.info("Run %s finished (%s); report: %s", run_id, s.outcome, s.report_path)
                 bind_run(None)
+                restore_sigterm()
 
 
 def run(
@@ -168,7 +206,9 @@ def run(
     gateway: GeminiPort | None = None,
 ) -> RunResult:
     """Run cycles: one (default), forever (``loop``), up to ``max_cycles``, or until nothing is in
-    flight or left to submit (``until_idle``), in one :func:`session` (``gateway`` as there)."""
+    flight or left to submit (``until_idle``), in one :func:`session` (``gateway`` as there).
+    With ``loop`` a cycle that meets a database locked past the busy timeout is logged and tried
+    again after ``poll_interval_seconds``; elsewhere the lock is an error."""
     cycles, last = 0, CycleSummary()
     command = "run --loop" if loop else "run --until-idle" if until_idle else "run --once"
     with session(
@@ -181,7 +221,20 @@ def run(
         gateway=gateway,
     ) as s:
         while True:
-            last = s.cycle.run()
+            try:
+                last = s.cycle.run()
+            except DatabaseBusy as e:
+                if not loop:
+                    raise
+                # Another process held the log past the busy timeout (a backup, an operator's
+                # sqlite3 shell): the cycle's transactions rolled back; wait and try again.
+                log.warning(
+                    "Cycle skipped, database busy (%s); retrying in %ss",
+                    e,
+                    config.batching.poll_interval_seconds,
+                )
+                sleep(config.batching.poll_interval_seconds)
+                continue
             cycles += 1
             if on_cycle is not None:
                 on_cycle(cycles, last)
@@ -192,7 +245,7 @@ def run(
             if not (loop or until_idle):
                 break
             sleep(config.batching.poll_interval_seconds)
-    return RunResult(s.run_id, s.outcome, cycles, last, s.report_path)
+    return RunResult(s.run_id, s.outcome, cycles, last, s.report_path, s.signal)
 
 
 def _write_report(config: Config, built: report.RunReport) -> Path | None:

@@ -67,5 +67,9 @@ def test_nuke_is_refused_while_a_run_holds_the_lock(populated: Path) -> None:
     with RunLock(populated).acquire():
         result = invoke(populated, "nuke", "--confirm")
     assert result.exit_code == 1 and "another run holds the lock" in result.output
+    # The message names what nuke can do, not an option it lacks (nuke has no --wait).
+    assert "--wait" not in result.output and "stop that run first" in result.output
+    assert "nuke" in invoke(populated, "nuke", "--help").output
+    assert "--wait" not in invoke(populated, "nuke", "--help").output
     assert file_digest(populated) == before
     assert not list(populated.parent.glob("*.backup-*"))

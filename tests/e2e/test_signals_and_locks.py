@@ -1,0 +1,131 @@
+"""SIGTERM ends a run as Ctrl+C does, recorded in the log; ``run --loop`` waits out a database
+held past the busy timeout instead of exiting."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import apsw
+import pytest
+
+from commands.config import load_config
+from eventlog.events import RunFinished, RunStarted
+from gemini_emulator import Emulator
+from tests.conftest import run_cli
+from tests.e2e.test_outside_faults import ENV, KEYS, start, stderr_of
+from tests.pipeline import check_final_state, events, make_dataset, write_config
+
+
+def wait_until(condition: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def started(config: Path, runs: int = 1) -> bool:
+    if not load_config(config).paths.database.exists():
+        return False
+    return sum(isinstance(e, RunStarted) for e in events(load_config(config))) >= runs
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "words"),
+    [
+        (signal.SIGTERM, 143, "stopped by SIGTERM"),
+        (signal.SIGINT, 130, "stopped by the operator (Ctrl+C)"),
+    ],
+)
+def test_a_signal_ends_the_run_with_run_finished(
+    tmp_path: Path, emulator: Emulator, signum: int, code: int, words: str
+) -> None:
+    emulator.policy = {"timing": {"pending_seconds": 30}}  # the job stays in flight
+    make_dataset(tmp_path / "input", KEYS[:4])
+    config = write_config(tmp_path, emulator.url, batching={"poll_interval_seconds": 0.2})
+    worker = start(config, "run", "--loop")
+    wait_until(lambda: started(config))
+    time.sleep(0.5)
+    worker.send_signal(signum)
+    assert worker.wait(timeout=30) == code, stderr_of(config)
+    finished = [e for e in events(load_config(config)) if isinstance(e, RunFinished)]
+    assert [(f.outcome, words in f.message) for f in finished] == [("interrupted", True)]
+    assert "Traceback" not in stderr_of(config)[0]
+    status = run_cli("--config", str(config), "status")
+    assert status.code == 0 and "still running" not in status.out and "interrupted" in status.out
+    # The next run finds nothing to mark as crashed.
+    assert run_cli("--config", str(config), "run", "--once", env=ENV).code == 0
+    outcomes = [e.outcome for e in events(load_config(config)) if isinstance(e, RunFinished)]
+    assert outcomes == ["interrupted", "ok"]
+
+
+def test_a_repeated_sigterm_does_not_cut_the_end_of_the_run_off(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    emulator.policy = {"timing": {"pending_seconds": 30}}
+    make_dataset(tmp_path / "input", KEYS[:4])
+    config = write_config(tmp_path, emulator.url, batching={"poll_interval_seconds": 0.2})
+    worker = start(config, "run", "--loop")
+    wait_until(lambda: started(config))
+    for _ in range(5):
+        worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 143
+    finished = [e for e in events(load_config(config)) if isinstance(e, RunFinished)]
+    assert [f.outcome for f in finished] == ["interrupted"]
+
+
+@pytest.mark.parametrize("held_seconds", [1.5, 3.0])
+def test_run_loop_waits_out_a_database_lock(
+    tmp_path: Path, emulator: Emulator, held_seconds: float
+) -> None:
+    make_dataset(tmp_path / "input", KEYS)
+    config = write_config(tmp_path, emulator.url, batching={"poll_interval_seconds": 0.2})
+    with config.open("a") as fh:
+        fh.write("[database]\nbusy_timeout_seconds = 0.2\n")
+    assert run_cli("--config", str(config), "run", "--once", env=ENV).code == 0
+    worker = start(config, "run", "--loop")
+    wait_until(lambda: started(config, 2))
+    db = load_config(config).paths.database
+    holder = apsw.Connection(str(db))
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        wait_until(lambda: "database busy" in stderr_of(config)[0])
+        time.sleep(held_seconds)
+        assert worker.poll() is None, stderr_of(config)  # still running
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    try:
+        wait_until(lambda: check_written(config, emulator) == {"written": len(KEYS)}, 60)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 143
+    err = stderr_of(config)[0]
+    assert "Cycle skipped, database busy" in err and "Traceback" not in err
+    outcomes = [e.outcome for e in events(load_config(config)) if isinstance(e, RunFinished)]
+    assert outcomes == ["ok", "interrupted"]
+
+
+def check_written(config: Path, emulator: Emulator) -> dict[str, int] | None:
+    try:
+        return check_final_state(load_config(config), emulator, KEYS)
+    except (AssertionError, apsw.BusyError):
+        return None
+
+
+def test_run_once_still_fails_on_a_lock(tmp_path: Path, emulator: Emulator) -> None:
+    """Only --loop waits: a one-off run reports the lock and exits 1 (as before)."""
+    make_dataset(tmp_path / "input", KEYS[:2])
+    config = write_config(tmp_path, emulator.url)
+    with config.open("a") as fh:
+        fh.write("[database]\nbusy_timeout_seconds = 0.2\n")
+    assert run_cli("--config", str(config), "run", "--once", env=ENV).code == 0
+    holder = apsw.Connection(str(load_config(config).paths.database))
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        r = run_cli("--config", str(config), "run", "--once", env=ENV)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert r.code == 1 and "database is locked" in r.err
