@@ -66,7 +66,11 @@ def sigterm_as_interrupt() -> Callable[[], None]:
         raise Terminated()
 
     previous = signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
 
 
 @dataclass
