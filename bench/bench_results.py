@@ -93,6 +93,9 @@ class LocalResults:
     def list_files(self) -> list[RemoteFile]:
         raise NotImplementedError("collecting lists nothing")
 
+    def check_access(self) -> None:
+        pass
+
     def create_batch(self, *, model: str, input_file: str, display_name: str) -> RemoteBatch:
         raise NotImplementedError("collecting creates nothing")
 

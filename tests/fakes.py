@@ -153,6 +153,9 @@ class EmulatorPort:
             RemoteFile(f.name, _uri(f), f.mime_type, len(f.data), f.display_name) for f in files
         ]
 
+    def check_access(self) -> None:
+        self._call("check access", "files.list", "", lambda: self.service.list_files(self.owner))
+
     def download_to(self, file_name: str, destination: Path) -> None:
         file_id = file_name.removeprefix("files/")
         data = self._call(

@@ -132,6 +132,12 @@ class GeminiPort(Protocol):
         """Every file this key has on the service (all pages). Read-only."""
         ...
 
+    def check_access(self) -> None:
+        """One cheap authenticated call (the first page of at most one file), so a refused key
+        or a URL that is not the API shows before any work: raises :class:`GatewayError` as every
+        call does, nothing otherwise. Read-only."""
+        ...
+
     def download_to(self, file_name: str, destination: Path) -> None:
         """Write a (result) file's whole content to ``destination``, replacing what was there."""
         ...

@@ -236,6 +236,12 @@ class Gateway:
         )
         return [_remote_file(f) for f in files]
 
+    def check_access(self) -> None:
+        """The first page of at most one file: one request (retried as reads are)."""
+        self._sdk_retrying(
+            "check access", lambda: next(iter(self._client.files.list(config={"page_size": 1})), 0)
+        )
+
     def download_to(self, file_name: str, destination: Path) -> None:
         """Stream a result file to ``destination`` (memory stays flat however big it is)."""
         what = f"download {file_name}"

@@ -20,6 +20,7 @@ from pathlib import Path
 import msgspec
 
 from commands.config import Config
+from commands.errors import GatewayError
 from commands.gemini.port import GeminiPort
 from commands.gemini.sdk import Gateway, api_key_from_env, project_key_from_env
 from commands.schema import load_schema
@@ -102,9 +103,10 @@ def session(
     progress: Progress | None = None,
     gateway: GeminiPort | None = None,
 ) -> Iterator[Session]:
-    """Check the API key and the schema before any work, take the run lock, open the log,
-    append ``RunStarted``; on the way out append ``RunFinished`` (``ok``, ``interrupted`` on
-    Ctrl+C, ``error`` otherwise) and write the report, whatever happened.
+    """Check the API key and the schema before any work, take the run lock, open the log, ask the
+    service whether it takes the key (:func:`check_service`), append ``RunStarted``; on the way
+    out append ``RunFinished`` (``ok``, ``interrupted`` on Ctrl+C or SIGTERM, ``error``
+    otherwise) and write the report, whatever happened.
 
     The run talks to Gemini through ``gateway`` when one is given (it stays the caller's to
     close, and no API key is needed), else through the SDK adapter built from the config (with
@@ -132,6 +134,14 @@ def session(
             name: Gateway.from_config(config, api_key=key) for name, key in keys.items()
         }
         port = gateway if gateway is not None else next(iter(ports.values()))
+        try:
+            for project, each in ports.items() if gateway is None else [("", gateway)]:
+                check_service(each, config, project)
+        except BaseException:
+            for built in ports.values():
+                built.close()
+            store.close()
+            raise
         actor = run_actor(run_id)
         # Built before RunStarted: an error it can raise must not leave a run "still running".
         cycle = Cycle(
@@ -194,6 +204,37 @@ def session(
                 log.info("Run %s finished (%s); report: %s", run_id, s.outcome, s.report_path)
                 bind_run(None)
                 restore_sigterm()
+
+
+def check_service(port: GeminiPort, config: Config, project: str = "") -> None:
+    """One cheap authenticated call before any work; a refused key, an unreachable service or a
+    URL that does not answer as the Gemini API raises :class:`GatewayError` with one line that
+    says which (nothing is appended, no page is touched). A busy service (429, 5xx after the
+    retries) only logs a warning: the cycle copes with that as it does mid-run. ``project``
+    names the ``[[gemini.projects]]`` entry whose key ``port`` holds ("": the one project)."""
+    key_env = next(
+        (p.api_key_env for p in config.gemini.projects if p.name == project),
+        config.gemini.api_key_env,
+    )
+    try:
+        port.check_access()
+    except GatewayError as e:
+        where = config.gemini.base_url or "the Gemini API"
+        if e.transient and e.code is not None:
+            log.warning("The service at %s is busy (%s); starting anyway", where, e)
+            return
+        if e.code in (401, 403) or (e.code == 400 and "key" in str(e).lower()):
+            message = (
+                f"the service at {where} refused the API key (from ${key_env}): {e}; check the key"
+            )
+        elif e.code is None:
+            message = (
+                f"cannot reach the Gemini API at {where}: {e}; "
+                "check [gemini] base_url and the network"
+            )
+        else:
+            message = f"{where} does not answer as the Gemini API: {e}; check [gemini] base_url"
+        raise GatewayError(message, code=e.code, status=e.status) from None
 
 
 def run(

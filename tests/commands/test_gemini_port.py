@@ -46,6 +46,7 @@ def test_each_adapter_has_every_call_of_the_port_with_its_signature(adapter: typ
         "get_file",
         "delete_file",
         "list_files",
+        "check_access",
         "download_to",
         "create_batch",
         "get_batch",
