@@ -1,14 +1,18 @@
 """``clear-batch``: an operator gives up on a stuck batch (or an open submission intent).
 
 The batch's records are freed and will be submitted again next cycle. The job on the service is
-not cancelled: if it later succeeds, its results are still adopted (first result per record wins).
+not cancelled unless asked (:func:`cancel_on_service`, ``--cancel``): left alone, it may still run
+and bill, and if it later succeeds its results are adopted or discarded by the first-result rule
+(first result per record wins).
 """
 
 from __future__ import annotations
 
 import msgspec
 
-from eventlog.errors import NothingMatched
+from commands.errors import GatewayError
+from commands.gemini.port import GeminiPort
+from eventlog.errors import NothingMatched, OperatorError
 from eventlog.events import BatchCleared, Event
 from eventlog.store import EventStore
 from projections import queries
@@ -38,3 +42,22 @@ def clear_batch(store: EventStore, batch_id: str, *, reason: str, actor: str) ->
         held = queries.count_held_records(store, batch_id)
         w.append(decide(batch_id, reason, active=active, intent=intent), actor=actor)
     return Cleared(batch_id, "batch" if active else "intent", held)
+
+
+def cancel_on_service(store: EventStore, port: GeminiPort, batch_id: str) -> None:
+    """Ask the service to cancel the active batch ``batch_id`` (idempotent; nothing is appended:
+    the clear that follows records it). An unknown or inactive batch raises
+    :class:`NothingMatched` before any call; a failed cancel raises :class:`OperatorError`, so
+    the caller clears nothing (a cancelled job that is not cleared ends as CANCELLED at the
+    next poll, its records freed then)."""
+    if not queries.is_active_batch(store, batch_id):
+        if queries.has_open_intent(store, batch_id):
+            return  # an intent has no job on the service yet (or one the next run adopts)
+        decide(batch_id, "", active=False, intent=False)  # raises NothingMatched
+    try:
+        port.cancel_batch(batch_id)
+    except GatewayError as e:
+        raise OperatorError(
+            f"cannot cancel {batch_id} on the service ({e}); nothing was cleared: "
+            "try again, or clear it without --cancel"
+        ) from None

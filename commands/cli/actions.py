@@ -66,22 +66,43 @@ def reset_failures(
 @cli.command("clear-batch")
 @click.argument("batch_id")
 @click.option("--reason", default="", help="Why (recorded in the event).")
+@click.option(
+    "--cancel", is_flag=True, help="Also cancel the job on the service (needs the API key)."
+)
 @click.pass_context
 @operator_errors
-def clear_batch(ctx: click.Context, batch_id: str, reason: str) -> None:
+def clear_batch(ctx: click.Context, batch_id: str, reason: str, cancel: bool) -> None:
     """Give up on a stuck batch: free its records so the next run submits them again.
 
-    Appends a BatchCleared event (who and why). The job is not cancelled on the service; if it
-    later succeeds, its results are still adopted. Also clears an open submission intent when
-    given its display name.
+    Appends a BatchCleared event (who and why). With --cancel the job is first cancelled on the
+    service, so it does not run on and bill; without it the job may still run, and if it later
+    succeeds its results are adopted or discarded by the first-result rule. Also clears an open
+    submission intent when given its display name.
 
     Example: python -m commands clear-batch batches/abc123 --reason "stuck PENDING for 3 days"
     """
+    from commands.actions.clear_batch import cancel_on_service
     from commands.actions.clear_batch import clear_batch as run
 
     with app(ctx).open() as store:
+        if cancel:
+            from commands.gemini.sdk import Gateway, api_key_from_env
+
+            config = app(ctx).config
+            port = Gateway.from_config(config, api_key=api_key_from_env(config))
+            try:
+                cancel_on_service(store, port, batch_id)
+            finally:
+                port.close()
         done = run(store, batch_id, reason=reason, actor=operator_actor("clear-batch"))
     click.echo(f"cleared {done.kind} {done.batch_id}: {done.records_freed} record(s) freed")
+    if done.kind == "batch" and cancel:
+        click.echo(f"cancelled {done.batch_id} on the service")
+    elif done.kind == "batch":
+        click.echo(
+            "the job may still run on the service (and bill): if it finishes, its late results "
+            "are adopted or discarded by the first-result rule; pass --cancel to cancel it there"
+        )
 
 
 @cli.command()
