@@ -34,6 +34,7 @@ POINTS = (
     "during_projection_update",
     "after_file_delete",
     "after_job_delete",
+    "after_service_cancel",
 )
 APPEND_PREFIX = "after_append:"
 

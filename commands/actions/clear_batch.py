@@ -12,6 +12,7 @@ import msgspec
 
 from commands.errors import GatewayError
 from commands.gemini.port import GeminiPort
+from eventlog import crashpoints
 from eventlog.errors import NothingMatched, OperatorError
 from eventlog.events import BatchCleared, Event
 from eventlog.store import EventStore
@@ -61,3 +62,6 @@ def cancel_on_service(store: EventStore, port: GeminiPort, batch_id: str) -> Non
             f"cannot cancel {batch_id} on the service ({e}); nothing was cleared: "
             "try again, or clear it without --cancel"
         ) from None
+    # Cancelled there, not yet cleared here: a crash now leaves an active batch the next poll
+    # sees as CANCELLED, which frees its records.
+    crashpoints.reach("after_service_cancel")
