@@ -158,3 +158,32 @@ def test_the_seed_script_takes_the_seed_flags(populated: Path, tmp_path: Path) -
     assert r.code == 0 and "reset failure counts of 5" in r.out
     r = run_cli("--db", str(populated), "--all", script="scripts/clear_failure_counts.py", env=env)
     assert r.code == 2 and "No such option '--db'" in r.err
+
+
+def _rows(db: Path) -> dict[str, tuple[object, ...]]:
+    s = open_store(db)
+    rows = {r[0]: tuple(r) for r in s.query("SELECT * FROM failure_counts")}
+    s.close()
+    return rows
+
+
+def test_states_alone_resets_that_state_and_leaves_every_other_count_untouched(
+    populated: Path,
+) -> None:
+    _more_failures(populated)
+    _more_failures(populated)  # two failures each: the counts differ from the populated one
+    before = _rows(populated)
+    others = {k: v for k, v in before.items() if not k.startswith("California:")}
+    assert {k.split(":")[0] for k in others} == {"Texas", "Nevada"}
+    assert len(before) - len(others) >= 2  # California has rows to reset
+    result = invoke(populated, "reset-failures", "--states", "California")
+    assert result.exit_code == 0, result.output
+    assert f"reset failure counts of {len(before) - len(others)} record(s)" in result.output
+    assert _rows(populated) == others  # every other state's rows, counts and all, unchanged
+    s = open_store(populated)
+    last = list(s.read())[-1].event
+    assert isinstance(last, FailuresReset)
+    assert last.filter == ResetFilter(states=["California"])
+    assert all(k.startswith("California:") for k in last.record_keys)
+    assert verify(s) is None
+    s.close()
