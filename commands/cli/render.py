@@ -96,7 +96,11 @@ def status_text(s: Status) -> str:
         lines.append(f"rejected      {s.rejected_inputs} input file(s) or folder(s) skipped")
     if s.last_run is not None:
         r = s.last_run
-        outcome = r.outcome or "still running"
+        outcome = r.outcome or (
+            "still running"
+            if r.running
+            else "ended without a trace (crashed or killed); the next run records it"
+        )
         lines.append(
             f"last run      {r.run_id}: {outcome}, started {r.started_at}"
             + (f" ({r.message})" if r.message else "")

@@ -7,11 +7,13 @@ the scan's events.
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import msgspec
 
 from commands.config import Config
 from commands.rules.cost import Spend, Usage, spend
+from commands.worker.runlock import RunLock
 from commands.worker.scan import scan_dataset
 from eventlog.store import EventStore
 from eventlog.timestamps import hours_between
@@ -41,6 +43,9 @@ class LastRun(msgspec.Struct, frozen=True):
     outcome: str | None
     message: str
     spend: Spend
+    #: A live process holds the run lock: an unfinished run (``outcome`` None) is running now;
+    #: unfinished and not held, it ended without a trace (crashed or killed).
+    running: bool = False
 
 
 class QuotaHold(msgspec.Struct, frozen=True):
@@ -160,6 +165,7 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
                 run.outcome,
                 run.message,
                 spend(_usage(rows), config.pricing, config.gemini.model),
+                running=run.finished_at is None and RunLock(Path(store.path)).held(),
             )
     return Status(
         database=store.location,

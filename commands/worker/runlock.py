@@ -3,7 +3,7 @@
 Two ``run`` commands started together (a cron overlap) would otherwise submit the same records
 twice. The lock is released by the kernel when the process dies, even by ``kill -9``. Operator
 commands (status, reset-failures, clear-batch) do not take it: their events go through the log's
-own write transactions.
+own write transactions. ``status`` asks :meth:`RunLock.held` whether the last run is alive.
 """
 
 from __future__ import annotations
@@ -14,6 +14,10 @@ import time
 from pathlib import Path
 
 from commands.errors import RunLocked
+
+#: A failed attempt is tried again for this long even without ``--wait``, so a ``status`` probing
+#: the lock (:meth:`RunLock.held`, a few microseconds) cannot make a starting run fail.
+PROBE_GRACE_SECONDS = 0.2
 
 
 class RunLock:
@@ -31,7 +35,7 @@ class RunLock:
         says what to do (``hint``: each command names the options it has)."""
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        deadline = time.monotonic() + wait_seconds
+        deadline = time.monotonic() + max(wait_seconds, PROBE_GRACE_SECONDS)
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -51,6 +55,23 @@ class RunLock:
         )
         self._fd = fd
         return self
+
+    def held(self) -> bool:
+        """Whether some process (this one included) holds the lock now: read-only, creates
+        nothing. A run killed with SIGKILL holds nothing (the kernel released its lock)."""
+        if self._fd is not None:
+            return True
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing drops the probe's shared lock, if it got one
+        return False
 
     def release(self) -> None:
         if self._fd is not None:

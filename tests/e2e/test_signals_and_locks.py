@@ -3,6 +3,7 @@ held past the busy timeout instead of exiting."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from commands.config import load_config
 from eventlog.events import RunFinished, RunStarted
 from gemini_emulator import Emulator
-from tests.conftest import run_cli
+from tests.conftest import file_digest, run_cli
 from tests.e2e.test_outside_faults import ENV, KEYS, start, stderr_of
 from tests.pipeline import check_final_state, events, make_dataset, write_config
 
@@ -129,3 +130,35 @@ def test_run_once_still_fails_on_a_lock(tmp_path: Path, emulator: Emulator) -> N
         holder.execute("ROLLBACK")
         holder.close()
     assert r.code == 1 and "database is locked" in r.err
+
+
+def test_status_never_shows_a_run_killed_with_sigkill_as_running(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    emulator.policy = {"timing": {"pending_seconds": 30}}  # the job stays in flight
+    make_dataset(tmp_path / "input", KEYS[:4])
+    config = write_config(tmp_path, emulator.url, batching={"poll_interval_seconds": 0.2})
+    worker = start(config, "run", "--loop")
+    wait_until(lambda: started(config))
+    alive = run_cli("--config", str(config), "status", "--no-scan")
+    assert alive.code == 0 and "still running" in alive.out, alive.out
+    worker.send_signal(signal.SIGKILL)
+    assert worker.wait(timeout=30) == -signal.SIGKILL
+    logged = len(events(load_config(config)))
+    dead = run_cli("--config", str(config), "status")
+    assert dead.code == 0, dead.err
+    assert "still running" not in dead.out
+    assert "ended without a trace (crashed or killed); the next run records it" in dead.out
+    # (The first open after the kill checkpoints the WAL into the file; from then on the file is
+    # stable, and status only looks.)
+    db = load_config(config).paths.database
+    before = file_digest(db)
+    as_json = json.loads(run_cli("--config", str(config), "status", "--json").out)
+    assert as_json["last_run"]["outcome"] is None and as_json["last_run"]["running"] is False
+    assert file_digest(db) == before and len(events(load_config(config))) == logged
+    # The next run records the dead one as crashed, and status says so.
+    assert run_cli("--config", str(config), "run", "--once", env=ENV).code == 0
+    outcomes = [e.outcome for e in events(load_config(config)) if isinstance(e, RunFinished)]
+    assert outcomes == ["crashed", "ok"]
+    after = run_cli("--config", str(config), "status", "--no-scan")
+    assert "last run" in after.out and ": ok," in after.out and "without a trace" not in after.out
