@@ -22,10 +22,12 @@ import apsw
 from eventlog.errors import (
     AppendOnlyViolation,
     DatabaseBusy,
+    DatabaseCorrupt,
     DatabaseError,
     DatabaseNotFound,
     NotAnEventLog,
     ProjectionWriteRefused,
+    WalLost,
 )
 
 #: Marks our databases (``PRAGMA application_id``), so another program's SQLite file is refused.
@@ -95,9 +97,15 @@ def connect(
             "(`commands nuke --confirm`)"
         )
     if not exists:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
-        os.close(fd)
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
+            os.close(fd)
+        except OSError as e:
+            raise DatabaseError(
+                f"cannot create the database {path}: {e.strerror} ({e.filename}); "
+                "point --db or [paths] database at a writable folder"
+            ) from None
     with translate_sqlite_errors(path):
         conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READWRITE)
         try:
@@ -134,16 +142,73 @@ def translate_sqlite_errors(path: Path | str) -> Iterator[None]:
         if "projection of the event log" in message:
             raise ProjectionWriteRefused(_trigger_message(message)) from e
         raise
-    except (apsw.NotADBError, apsw.CorruptError) as e:
-        raise NotAnEventLog(f"not a usable SQLite database ({e}): {path}") from e
+    except apsw.CorruptError as e:
+        raise DatabaseCorrupt(
+            f"not a usable SQLite database ({e}): {path}; PRAGMA quick_check: "
+            f"{integrity_detail(path)}; restore the last backup (`nuke --confirm` keeps one "
+            "beside it, named <name>.backup-<UTC time>.db) or move the file away to start anew"
+        ) from e
+    except apsw.NotADBError as e:
+        raise NotAnEventLog(
+            f"not a usable SQLite database ({e}): {path}; point --db or [paths] database at "
+            "the event log, or restore a backup"
+        ) from e
     except apsw.CantOpenError as e:
-        raise DatabaseError(f"cannot open database ({e}): {path}") from e
+        raise DatabaseError(f"cannot open database ({e}): {path}{_folder_hint(path)}") from e
     except apsw.ReadOnlyError as e:
         raise DatabaseError(f"database is read-only ({e}): {path}") from e
     except apsw.FullError as e:
         raise DatabaseError(f"disk full while writing the database: {path}") from e
     except apsw.IOError as e:
         raise DatabaseError(f"I/O error on the database ({e}): {path}") from e
+
+
+def _folder_hint(path: Path | str) -> str:
+    """Why SQLite may not open a file it can read: its folder refuses the -wal and -shm files."""
+    folder = Path(path).parent
+    if folder.is_dir() and not os.access(folder, os.W_OK):
+        return (
+            f"; its folder {folder} is read-only and SQLite keeps the -wal and -shm files "
+            "beside the database: make it writable, or copy the database somewhere writable"
+        )
+    return ""
+
+
+def integrity_detail(path: Path | str, limit: int = 3) -> str:
+    """The first ``limit`` findings of ``PRAGMA quick_check`` on ``path`` (read-only), in one
+    line; what went wrong when even that cannot run. https://www.sqlite.org/pragma.html#pragma_quick_check"""
+    try:
+        conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            rows = [str(r[0]) for r in conn.execute(f"PRAGMA quick_check({int(limit)})")]
+        finally:
+            conn.close()
+    except apsw.Error as e:
+        return f"cannot run ({e})"
+    detail = "; ".join(line.strip() for r in rows for line in r.splitlines() if line.strip())
+    return detail[:300] or "no finding"
+
+
+def wal_identity(path: Path | str) -> tuple[int, int] | None:
+    """(device, inode) of the database's ``-wal`` file; None when there is none."""
+    try:
+        st = os.stat(f"{path}-wal")
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def check_wal(path: Path | str, opened: tuple[int, int] | None) -> None:
+    """Raise :class:`WalLost` if the ``-wal`` file this connection opened (``opened``, from
+    :func:`wal_identity` at open) is gone or is another file now. While a connection is open
+    SQLite never removes its WAL, so either means someone else did: a write now would go to a
+    file no other process sees. https://www.sqlite.org/wal.html#the_wal_file"""
+    if opened is not None and wal_identity(path) != opened:
+        raise WalLost(
+            f"the write-ahead log {path}-wal was deleted or replaced under this process; "
+            "stopped before writing blind: stop every process using the database, then check "
+            "it with `replay.py --verify-chain` (restore the last backup if that fails)"
+        )
 
 
 def _trigger_message(message: str) -> str:

@@ -13,6 +13,8 @@ at ERROR with its traceback, exit 70.
     │   ├── DatabaseError              the database file cannot be used
     │   │   ├── DatabaseNotFound       no file at the path
     │   │   ├── NotAnEventLog          empty, corrupt, not SQLite, or some other program's database
+    │   │   │   └── DatabaseCorrupt    a damaged page or a truncated file (quick_check's findings)
+    │   │   ├── WalLost                the -wal file was deleted or replaced under an open store
     │   │   ├── SchemaTooNew           written by a newer version of this tool
     │   │   ├── DatabaseBusy           locked by another process past the busy timeout
     │   │   └── ProjectionWriteRefused a raw write to a projection table (use the named command)
@@ -46,6 +48,16 @@ class DatabaseNotFound(DatabaseError):
 
 class NotAnEventLog(DatabaseError):
     """The file is empty, corrupt, not SQLite, or a SQLite database of some other program."""
+
+
+class DatabaseCorrupt(NotAnEventLog):
+    """SQLite found a damaged page or a truncated file; the message carries the integrity check's
+    first findings and says to restore a backup."""
+
+
+class WalLost(DatabaseError):
+    """The write-ahead log this connection opened was deleted or replaced by someone else: any
+    further write would go to a file nobody else sees, so the process stops."""
 
 
 class SchemaTooNew(DatabaseError):

@@ -283,6 +283,9 @@ class PostgresEventStore(EventStore):
     def location(self) -> str:
         return redact(self.url)
 
+    def check_wal(self) -> None:
+        """PostgreSQL has no -wal file beside the log for anyone to delete: nothing to check."""
+
     @classmethod
     def open_url(
         cls,

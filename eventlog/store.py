@@ -38,9 +38,11 @@ from eventlog import crashpoints
 from eventlog.connection import (
     DEFAULT_BUSY_TIMEOUT_MS,
     apply_settings,
+    check_wal,
     connect,
     immediate,
     translate_sqlite_errors,
+    wal_identity,
 )
 from eventlog.errors import DatabaseError, NotAnEventLog
 from eventlog.events import REGISTRY, Event, EventRegistry
@@ -246,6 +248,8 @@ class EventStore:
         self.registry = registry
         self.projector = projector
         self.clock = clock
+        #: The -wal file as opened, checked before each write transaction (:meth:`check_wal`).
+        self._wal = wal_identity(path)
 
     @classmethod
     def open(
@@ -311,6 +315,11 @@ class EventStore:
         """Whether the database holds a table ``name`` (read-only)."""
         return self.query_one("SELECT 1 FROM sqlite_schema WHERE name = ?", (name,)) is not None
 
+    def check_wal(self) -> None:
+        """Raise :class:`~eventlog.errors.WalLost` if the write-ahead log this store opened was
+        deleted or replaced (the worker checks it at each cycle, and every write does)."""
+        check_wal(self.path, self._wal)
+
     def __enter__(self) -> EventStore:
         return self
 
@@ -321,7 +330,9 @@ class EventStore:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Writer]:
-        """One write transaction (``BEGIN IMMEDIATE``): read, decide, append, all atomically."""
+        """One write transaction (``BEGIN IMMEDIATE``): read, decide, append, all atomically.
+        Refused with :class:`~eventlog.errors.WalLost` once the -wal file was lost."""
+        self.check_wal()
         with self._errors(), self._begin_write():
             row = self._conn.execute(
                 "SELECT seq, ts, hash FROM events ORDER BY seq DESC LIMIT 1"

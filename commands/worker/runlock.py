@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from commands.errors import RunLocked
+from eventlog.errors import DatabaseError
 
 #: A failed attempt is tried again for this long even without ``--wait``, so a ``status`` probing
 #: the lock (:meth:`RunLock.held`, a few microseconds) cannot make a starting run fail.
@@ -33,8 +34,15 @@ class RunLock:
     ) -> RunLock:
         """Take the lock, waiting up to ``wait_seconds``; :class:`RunLocked` names the holder and
         says what to do (``hint``: each command names the options it has)."""
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise DatabaseError(
+                f"cannot create the run lock {self.path}: {e.strerror} ({e.filename}); the "
+                "database's folder must exist and be writable (point --db or [paths] database "
+                "elsewhere)"
+            ) from None
         deadline = time.monotonic() + max(wait_seconds, PROBE_GRACE_SECONDS)
         while True:
             try:

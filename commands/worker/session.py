@@ -31,7 +31,7 @@ from commands.worker.progress import NoProgress, Progress
 from commands.worker.runlock import RunLock
 from commands.worker.runlog import bind_run
 from eventlog.actors import run_actor
-from eventlog.errors import DatabaseBusy, DatabaseError
+from eventlog.errors import DatabaseBusy, DatabaseError, WalLost
 from eventlog.events import RunFinished, RunStarted
 from eventlog.store import EventStore
 from projections import open_store, queries
@@ -167,6 +167,7 @@ def session(
         log.info("Run %s started", run_id)
         s = Session(run_id, cycle, store)
         restore_sigterm = sigterm_as_interrupt()  # till the end: RunFinished is not cut off
+        lost_wal = False
         try:
             yield s
         except KeyboardInterrupt as e:
@@ -184,15 +185,18 @@ def session(
             )
         except Exception as e:
             s.outcome, s.message = "error", f"{type(e).__name__}: {e}"
+            lost_wal = isinstance(e, WalLost)
             raise
         finally:
             try:
-                store.append(
-                    [RunFinished(run_id=run_id, outcome=s.outcome, message=s.message[:500])],
-                    actor=actor,
-                )
-                s.report = report.build(store, run_id, config)
-                s.report_path = _write_report(config, s.report)
+                # With the -wal file lost nothing more may be written: the error says what to do.
+                if not lost_wal:
+                    store.append(
+                        [RunFinished(run_id=run_id, outcome=s.outcome, message=s.message[:500])],
+                        actor=actor,
+                    )
+                    s.report = report.build(store, run_id, config)
+                    s.report_path = _write_report(config, s.report)
             except DatabaseError as e:
                 # The log itself failed (disk full, locked): the run's end is not recorded; the
                 # next run starts cleanly anyway. The original error is what propagates.
@@ -267,6 +271,7 @@ def run(
     ) as s:
         while True:
             try:
+                s.store.check_wal()  # a worker whose -wal file vanished stops at once
                 last = s.cycle.run()
             except DatabaseBusy as e:
                 if not loop:
