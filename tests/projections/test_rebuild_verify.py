@@ -12,6 +12,7 @@ from eventlog.connection import translate_sqlite_errors
 from eventlog.errors import ProjectionWriteRefused
 from eventlog.store import EventStore
 from projections import open_store, rebuild, snapshot_rows, verify
+from tests.outside import outside_executescript
 from tests.reads import scalar
 from tests.scenario import scenario
 
@@ -25,11 +26,9 @@ def full(store: EventStore) -> EventStore:
 
 def _sneak(db: Path, sql: str) -> None:
     """Write to a projection the way only a determined operator could: open the gate first."""
-    conn = sqlite3.connect(db)
-    conn.executescript(
-        f"UPDATE projection_gate SET open = 1; {sql}; UPDATE projection_gate SET open = 0;"
+    outside_executescript(
+        db, f"UPDATE projection_gate SET open = 1; {sql}; UPDATE projection_gate SET open = 0;"
     )
-    conn.close()
 
 
 def test_verify_is_clean_on_a_live_database(full: EventStore) -> None:

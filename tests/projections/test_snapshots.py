@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from eventlog.store import EventStore
 from projections import open_store, rebuild, snapshots, verify
 from projections.replay import VIEWS, replay, view
 from projections.snapshots import VIEW_SPECS, replay_views
+from tests.outside import outside_executescript
 from tests.strategies import event_groups
 
 
@@ -80,13 +80,12 @@ def test_a_damaged_snapshot_is_skipped_and_named(db_path: Path) -> None:
     store = open_store(db_path)
     seqs = [r[0] for r in store.query("SELECT seq FROM replay_snapshots ORDER BY seq")]
     bad = seqs[-1]
-    conn = sqlite3.connect(db_path)
-    conn.executescript(
+    outside_executescript(
+        db_path,
         "UPDATE projection_gate SET open = 1; "
         f"UPDATE replay_snapshots SET state = x'00' WHERE seq = {bad}; "
-        "UPDATE projection_gate SET open = 0;"
+        "UPDATE projection_gate SET open = 0;",
     )
-    conn.close()
     assert replay_views(store, store.last_seq())[1] == seqs[-2]  # the one before it is used
     _same_views(store, store.last_seq())
     damaged = snapshots.verify(store)
