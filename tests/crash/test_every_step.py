@@ -14,10 +14,16 @@ from typing import Any
 
 import pytest
 
-from commands.config import load_config
+from commands.config import Config, load_config
 from commands.integrations.demo import png
 from commands.schema import PageExtraction
 from commands.worker.dataset import output_path
+from eventlog.events import (
+    BatchResultsUnavailable,
+    BatchSubmitted,
+    RecordDeadLettered,
+    RecordValidated,
+)
 from gemini_emulator import Emulator
 from projections import open_store, verify
 from tests.crash.test_kill_and_restart import worker
@@ -92,14 +98,51 @@ def test_kill_at_every_step_of_a_quota_storm_then_restart_until_done(
     _kill_restart_and_check(tmp_path, emulator, point, nth, QUOTA, "auto")
 
 
-def _kill_restart_and_check(
+#: The second job succeeds naming a result file that is already gone: its batch ends with
+#: ``BatchResultsUnavailable`` and its records are submitted again (so they are billed twice).
+GONE = {**CLEAN, "jobs": [*CLEAN["jobs"], {"nth": 2, "outcome": "RESULTS_GONE"}]}
+GONE_POINTS = [("after_results_unavailable", 1), ("after_append:BatchResultsUnavailable", 1)]
+
+
+@pytest.mark.parametrize(("point", "nth"), GONE_POINTS, ids=[p for p, _ in GONE_POINTS])
+def test_kill_when_results_are_gone_then_restart_until_done(
+    tmp_path: Path, emulator: Emulator, point: str, nth: int
+) -> None:
+    """The billing check of the others cannot hold here (the gone job was billed, its records
+    are billed again); what holds: every page written exactly once, nothing written twice, the
+    gone job's records billed twice and no other record more than once."""
+    config = _kill_and_restart(tmp_path, emulator, point, nth, GONE, "auto")
+    store = open_store(config.paths.database)
+    assert verify(store) is None
+    statuses = Counter(r[0] for r in store.query("SELECT status FROM record_status"))
+    log = [r.event for r in store.read()]
+    store.close()
+    assert statuses == {"written": len(KEYS)}
+    written = Counter(e.record_key for e in log if isinstance(e, RecordValidated))
+    assert written == Counter(KEYS)  # every page validated exactly once
+    assert not [e for e in log if isinstance(e, RecordDeadLettered)]
+    gone = [e for e in log if isinstance(e, BatchResultsUnavailable)]
+    assert len(gone) == 1, gone
+    submitted = {e.batch_id: e.record_keys for e in log if isinstance(e, BatchSubmitted)}
+    freed = set(submitted[gone[0].batch_id])
+    assert len(freed) == 6
+    billed = Counter(b.key for b in emulator.service.ledger())
+    assert set(billed) == set(KEYS)
+    assert {k for k, n in billed.items() if n == 2} == freed and max(billed.values()) == 2
+    assert max(emulator.service.creates.values()) == 1
+    assert not emulator.service.files
+
+
+def _kill_and_restart(
     tmp_path: Path,
     emulator: Emulator,
     point: str,
     nth: int,
     policy: dict[str, Any],
     transport: str,
-) -> None:
+) -> Config:
+    """Run the worker killed at ``point`` (its ``nth`` time), again, then to the end; check
+    every output is whole and valid. Returns the config."""
     emulator.policy = policy
     make_dataset(tmp_path / "input", KEYS)
     for key in BIG:
@@ -131,6 +174,18 @@ def _kill_restart_and_check(
     for key in KEYS:  # every page written, and every output parses and matches the schema
         PageExtraction.model_validate_json(output_path(config.paths.output_root, key).read_bytes())
     assert not list(config.paths.output_root.rglob(".*.tmp"))  # no half-written file left
+    return config
+
+
+def _kill_restart_and_check(
+    tmp_path: Path,
+    emulator: Emulator,
+    point: str,
+    nth: int,
+    policy: dict[str, Any],
+    transport: str,
+) -> None:
+    config = _kill_and_restart(tmp_path, emulator, point, nth, policy, transport)
     store = open_store(config.paths.database)
     assert verify(store) is None
     statuses = Counter(r[0] for r in store.query("SELECT status FROM record_status"))
