@@ -154,6 +154,19 @@ def count_events(store: EventStore) -> int:
     return _count(store, "SELECT count(*) FROM events")
 
 
+def count_events_of_type(
+    store: EventStore, type_: str, after_seq: int, until_seq: int | None = None
+) -> int:
+    """How many ``type_`` events the log holds after ``after_seq`` (up to ``until_seq``, None:
+    the end): a range of the primary key, no payload decoded."""
+    end = 2**62 if until_seq is None else until_seq
+    return _count(
+        store,
+        "SELECT count(*) FROM events WHERE seq > ? AND seq <= ? AND type = ?",
+        (after_seq, end, type_),
+    )
+
+
 def count_rows(store: EventStore, spec: TableSpec) -> int:
     """How many rows ``spec``'s projection table holds."""
     return _count(store, f"SELECT count(*) FROM {spec.name}")

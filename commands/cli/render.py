@@ -105,6 +105,11 @@ def status_text(s: Status) -> str:
             f"last run      {r.run_id}: {outcome}, started {r.started_at}"
             + (f" ({r.message})" if r.message else "")
         )
+        if r.results_unavailable:
+            lines.append(
+                f"  results unavailable  {r.results_unavailable} batch(es): succeeded, but the "
+                "result file could not be downloaded (records submitted again)"
+            )
         lines.append(f"  its spend   {r.spend.describe()}")
     lines.append(f"spend total   {s.spend.describe()}")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from eventlog.errors import NothingMatched
 from eventlog.events import (
     BatchCompleted,
     BatchFailed,
+    BatchResultsUnavailable,
     BatchSubmissionDeferred,
     BatchSubmissionIntended,
     BatchSubmitted,
@@ -50,6 +51,9 @@ class RunReport(msgspec.Struct):
     batches_submitted: list[str] = []
     batches_completed: list[str] = []
     batches_ended: dict[str, int] = {}
+    #: Batches that succeeded but whose result file could not be downloaded
+    #: (``BatchResultsUnavailable``: their records were freed for resubmission).
+    batches_results_unavailable: list[str] = []
     #: Batches submitted by how their images travelled (``inline``, ``file_api``, ``mixed``).
     batch_transports: dict[str, int] = {}
     validated: int = 0
@@ -89,6 +93,7 @@ class RunReport(msgspec.Struct):
                 f"batches_{s.removeprefix('JOB_STATE_').lower()}": n
                 for s, n in sorted(self.batches_ended.items())
             },
+            "batches_results_unavailable": len(self.batches_results_unavailable),
             "upload_attempts_failed": self.upload_attempts_failed,
             "creates_held_back_by_quota": self.quota_deferrals,
             "pages_skipped_upload": len(self.uploads_abandoned),
@@ -133,11 +138,14 @@ def build(store: EventStore, run_id: str, config: Config) -> RunReport:
                 r.batches_submitted.append(e.batch_id)
                 r.batch_transports[e.transport] = r.batch_transports.get(e.transport, 0) + 1
                 r.estimated_input_tokens += intended.get(e.display_name, 0)
-            elif isinstance(e, BatchCompleted | BatchFailed):
+            elif isinstance(e, BatchCompleted | BatchFailed | BatchResultsUnavailable):
                 if isinstance(e, BatchCompleted):
                     r.batches_completed.append(e.batch_id)
+                elif isinstance(e, BatchResultsUnavailable):
+                    r.batches_results_unavailable.append(e.batch_id)
                 else:
                     ended[e.state] += 1
+                # A job whose results were gone still turned around on the service.
                 if e.submitted_at:
                     r.batch_turnaround_seconds.append(_seconds(e.submitted_at, rec.ts))
             elif isinstance(e, RecordValidated | RecordFailed):
@@ -212,6 +220,9 @@ def render(r: RunReport) -> str:
     ended = ", ".join(
         f"{n} {s.removeprefix('JOB_STATE_').lower()}" for s, n in sorted(r.batches_ended.items())
     )
+    if r.batches_results_unavailable:
+        gone = f"{len(r.batches_results_unavailable)} results unavailable"
+        ended = f"{ended}, {gone}" if ended else gone
     turnaround = ""
     if r.batch_turnaround_seconds:
         t = r.batch_turnaround_seconds
@@ -228,6 +239,15 @@ def render(r: RunReport) -> str:
                 f"({r.quota_deferrals} create(s) answered 429; no failure counted)"
             ]
             if r.quota_deferrals
+            else []
+        ),
+        *(
+            [
+                f"- Results unavailable: {', '.join(r.batches_results_unavailable)} "
+                "(succeeded, but the result file could not be downloaded; "
+                "their records were submitted again)"
+            ]
+            if r.batches_results_unavailable
             else []
         ),
         "- Image transport: "

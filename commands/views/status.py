@@ -15,6 +15,7 @@ from commands.config import Config
 from commands.rules.cost import Spend, Usage, spend
 from commands.worker.runlock import RunLock
 from commands.worker.scan import scan_dataset
+from eventlog.events import BatchResultsUnavailable
 from eventlog.store import EventStore
 from eventlog.timestamps import hours_between
 from projections import queries
@@ -46,6 +47,8 @@ class LastRun(msgspec.Struct, frozen=True):
     #: A live process holds the run lock: an unfinished run (``outcome`` None) is running now;
     #: unfinished and not held, it ended without a trace (crashed or killed).
     running: bool = False
+    #: Batches of the run that succeeded but whose result file could not be downloaded.
+    results_unavailable: int = 0
 
 
 class QuotaHold(msgspec.Struct, frozen=True):
@@ -166,6 +169,9 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
                 run.message,
                 spend(_usage(rows), config.pricing, config.gemini.model),
                 running=run.finished_at is None and RunLock(Path(store.path)).held(),
+                results_unavailable=queries.count_events_of_type(
+                    store, BatchResultsUnavailable.__name__, run.started_seq - 1, run.finished_seq
+                ),
             )
     return Status(
         database=store.location,

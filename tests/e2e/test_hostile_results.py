@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from commands.views.report import build, last_run_id, render
 from commands.worker.session import run
 from eventlog.events import (
     BatchCompleted,
@@ -24,6 +25,8 @@ from eventlog.events import (
 )
 from gemini_emulator import Emulator
 from gemini_emulator.service import FILE_TTL_SECONDS
+from projections import open_store
+from tests.conftest import run_cli
 from tests.e2e.test_reliability import KEYS, setup
 from tests.pipeline import API_KEY, check_final_state, cycles, events
 
@@ -132,6 +135,30 @@ def test_a_result_file_that_is_gone_frees_its_batch_and_the_cycle_goes_on(
     run(config, until_idle=True, max_cycles=20, api_key=API_KEY)
     # The gone file's lines were billed and never read: billing cannot balance here.
     assert check_final_state(config, emulator, KEYS, billing=False) == {"written": len(KEYS)}
+
+
+def test_status_and_the_report_name_the_batches_whose_results_were_unavailable(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    config = setup(tmp_path, emulator, GONE[0], batching={"batch_size": 3})
+    cycles(config, 2)  # one run: two batches, the first one's result file gone
+    [gone] = [e for e in events(config) if isinstance(e, BatchResultsUnavailable)]
+    store = open_store(config.paths.database)
+    report = build(store, last_run_id(store), config)
+    store.close()
+    assert report.batches_results_unavailable == [gone.batch_id]
+    assert report.counts()["batches_results_unavailable"] == 1
+    assert len(report.batch_turnaround_seconds) == 2  # the gone batch turned around too
+    text = render(report)
+    assert "- Batches: 3 submitted, 1 completed, 1 results unavailable;" in text
+    assert f"- Results unavailable: {gone.batch_id} (succeeded, but" in text
+    shown = run_cli("--config", str(tmp_path / "gemini_batches.toml"), "status", "--no-scan")
+    assert shown.code == 0, shown.err
+    assert "  results unavailable  1 batch(es): succeeded, but the result file" in shown.out
+    run(config, until_idle=True, max_cycles=20, api_key=API_KEY)
+    store = open_store(config.paths.database)
+    assert build(store, last_run_id(store), config).batches_results_unavailable == []
+    store.close()
 
 
 def test_a_result_file_expired_after_48_hours_frees_its_batch(
