@@ -48,6 +48,11 @@ Result rules replace a record's line in a result file (file-mode jobs; the first
 wins, ``times`` per key): ``line`` is text (UTF-8), ``line_b64`` raw bytes in base64 (for bytes
 that are not UTF-8); ``{key}`` in either becomes the record key. The line is billed as answered.
 Every job reports ``batchStats`` (request, successful, failed, pending counts) as it runs.
+Answer rules bend a batch resource (``match`` is the job's display name) as ``batches.get``,
+``batches.create`` or ``batches.list`` sends it: ``metadata`` is merged over its metadata (null
+removes a key: ``{"output": null}``), ``drop_name`` sends it without a name, and a list rule's
+``garbage`` entries are listed before the jobs, e.g.
+``{"endpoint": "batches.get", "metadata": {"batchStats": {"requestCount": "Infinity"}}}``.
 File rules (``match`` is the display name): an uploaded file stays ``PROCESSING`` for
 ``processing_seconds`` (0: ACTIVE at once), then is ``state`` (``ACTIVE`` or ``FAILED``); a create
 whose input file is not ACTIVE answers 400 FAILED_PRECONDITION, as the service does.
@@ -173,6 +178,21 @@ class ResultRule(msgspec.Struct, forbid_unknown_fields=True):
     times: int | None = None
 
 
+class AnswerRule(msgspec.Struct, forbid_unknown_fields=True):
+    """An odd batch resource: how one endpoint's answer for a job is bent before it is sent."""
+
+    endpoint: Literal["batches.create", "batches.get", "batches.list"] = "batches.get"
+    #: The job's display name.
+    match: str = "*"
+    times: int | None = None
+    #: Merged over the resource's ``metadata`` (a null value removes the key).
+    metadata: dict[str, Any] = {}
+    #: Send the operation without its ``name``.
+    drop_name: bool = False
+    #: ``batches.list`` only: raw entries listed before the jobs (any JSON value).
+    garbage: list[Any] = []
+
+
 class FileRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     match: str = "*"
     processing_seconds: float = 0.0
@@ -194,6 +214,7 @@ class PolicySpec(msgspec.Struct, forbid_unknown_fields=True):
     limits: list[KeyLimit] = []
     faults: list[Fault] = []
     results: list[ResultRule] = []
+    answers: list[AnswerRule] = []
 
 
 class Policy:
@@ -210,6 +231,7 @@ class Policy:
         self._job_fired: dict[int, int] = {}
         self._fault_fired: dict[tuple[int, str], int] = {}
         self._result_fired: dict[tuple[int, str], int] = {}
+        self._answer_fired: dict[int, int] = {}
         self._calls: dict[str, int] = {}
         self._jobs_created = 0
 
@@ -293,6 +315,30 @@ class Policy:
                     raw = (rule.line or "").encode()
                 return raw.replace(b"{key}", escaped)
             return None
+
+    def shape_answer(self, endpoint: str, resource: dict[str, Any]) -> dict[str, Any]:
+        """``resource`` (a batch operation) as the first matching answer rule bends it."""
+        metadata = resource.get("metadata") or {}
+        display_name = str(metadata.get("displayName", ""))
+        with self._lock:
+            for i, rule in enumerate(self.spec.answers):
+                if rule.endpoint != endpoint or not fnmatch.fnmatchcase(display_name, rule.match):
+                    continue
+                fired = self._answer_fired.get(i, 0)
+                if rule.times is not None and fired >= rule.times:
+                    continue
+                self._answer_fired[i] = fired + 1
+                out = {k: v for k, v in resource.items() if not (rule.drop_name and k == "name")}
+                merged = {**metadata, **rule.metadata}
+                out["metadata"] = {k: v for k, v in merged.items() if v is not None}
+                return out
+            return resource
+
+    def list_garbage(self) -> list[Any]:
+        """The raw entries ``batches.list`` answers before its jobs."""
+        return [
+            g for rule in self.spec.answers if rule.endpoint == "batches.list" for g in rule.garbage
+        ]
 
     def file_rule(self, display_name: str) -> FileRule:
         """How a newly uploaded file's state goes (the first rule matching its display name)."""

@@ -182,15 +182,22 @@ class Handler(BaseHTTPRequestHandler):
             elif endpoint == "files.download":
                 raw = service.download(owner, subject)
             elif endpoint == "batches.create":
-                answer = operation(
-                    service.create_batch(owner, f"models/{params['model']}", batch), base
+                answer = service.policy.shape_answer(
+                    endpoint,
+                    operation(
+                        service.create_batch(owner, f"models/{params['model']}", batch), base
+                    ),
                 )
             elif endpoint == "batches.get":
-                answer = operation(service.get_batch(owner, subject), base)
-            elif endpoint == "batches.list":
-                answer = _page(
-                    [operation(j, base) for j in service.list_batches(owner)], query, "operations"
+                answer = service.policy.shape_answer(
+                    endpoint, operation(service.get_batch(owner, subject), base)
                 )
+            elif endpoint == "batches.list":
+                jobs = [
+                    service.policy.shape_answer(endpoint, operation(j, base))
+                    for j in service.list_batches(owner)
+                ]
+                answer = _page([*service.policy.list_garbage(), *jobs], query, "operations")
             elif endpoint == "batches.cancel":
                 service.cancel_batch(owner, subject)
                 answer = {}

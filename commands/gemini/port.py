@@ -18,6 +18,7 @@ The contract every adapter keeps:
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,13 +27,20 @@ import msgspec
 from eventlog.states import JobState
 
 __all__ = [
+    "MAX_SERVICE_COUNT",
     "BatchStats",
     "GeminiPort",
     "RemoteBatch",
     "RemoteFile",
     "normalize_state",
+    "service_count",
     "stats_of",
 ]
+
+#: The largest count or size believed of the service (request counts, byte sizes); anything
+#: above is clamped to it, so no number the service sends reaches arithmetic unbounded.
+MAX_SERVICE_COUNT = 10**12
+_DIGITS = frozenset("0123456789")
 
 
 def normalize_state(state: object) -> str:
@@ -50,9 +58,37 @@ def normalize_state(state: object) -> str:
 _KNOWN = frozenset(JobState)
 
 
-def stats_of(metadata: dict[str, Any]) -> BatchStats | None:
+def service_count(value: object) -> int:
+    """A count or size as the service sent it (an int64 comes as a string on the wire), as an
+    integer in ``0..MAX_SERVICE_COUNT`` (pure, never raises). An integer, an integral finite
+    float or a string of ASCII digits (optionally signed) is clamped into that range; anything
+    else (a bool, NaN, infinity, a fraction, other text, other digits, an object) is 0."""
+    number: int
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            return 0
+        number = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        digits = text[1:] if text[:1] in ("-", "+") else text
+        if not digits or not set(digits) <= _DIGITS or text.startswith("-"):
+            return 0
+        number = MAX_SERVICE_COUNT if len(digits) > 13 else int(digits)
+    else:
+        return 0
+    return min(max(number, 0), MAX_SERVICE_COUNT)
+
+
+def stats_of(metadata: object) -> BatchStats | None:
     """The ``batchStats`` of a batch resource's ``metadata`` (counts come as strings, absent
-    ones are 0), or None when the resource carries none (pure)."""
+    ones are 0; each through :func:`service_count`), or None when the resource carries none
+    (pure, never raises)."""
+    if not isinstance(metadata, dict):
+        return None
     raw = metadata.get("batchStats") or metadata.get("batch_stats")
     if not isinstance(raw, dict):
         return None
@@ -60,10 +96,7 @@ def stats_of(metadata: dict[str, Any]) -> BatchStats | None:
     def count(*names: str) -> int:
         for n in names:
             if n in raw:
-                try:
-                    return max(0, int(raw[n]))
-                except (TypeError, ValueError):
-                    return 0
+                return service_count(raw[n])
         return 0
 
     return BatchStats(

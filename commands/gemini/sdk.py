@@ -40,7 +40,13 @@ import msgspec
 
 from commands.config import Config, ProjectConfig
 from commands.errors import ConfigError, GatewayError, transient_status
-from commands.gemini.port import RemoteBatch, RemoteFile, normalize_state, stats_of
+from commands.gemini.port import (
+    RemoteBatch,
+    RemoteFile,
+    normalize_state,
+    service_count,
+    stats_of,
+)
 from commands.rules.batches import LookupWindow
 from commands.rules.retry import backoff_delay
 
@@ -256,62 +262,126 @@ class Gateway:
 
     def create_batch(self, *, model: str, input_file: str, display_name: str) -> RemoteBatch:
         """One create attempt: never retried (the real API does not deduplicate creates)."""
-        job = self._sdk(
-            f"create batch {display_name}",
-            lambda: self._client.batches.create(
-                model=model, src=input_file, config={"display_name": display_name}
-            ),
-        )
-        return _batch(job)
+        what = f"create batch {display_name}"
+
+        def create() -> Any:
+            try:
+                return self._client.batches.create(
+                    model=model, src=input_file, config={"display_name": display_name}
+                )
+            except _UNREADABLE as e:
+                if isinstance(e, ValueError | KeyError):
+                    raise  # translated as an unexpected answer (transient)
+                # The SDK could not read the answer; the job may well exist: unanswered.
+                raise GatewayError(
+                    f"{what}: unreadable answer ({type(e).__name__}: {e})", transient=True
+                ) from e
+
+        batch = _batch(self._sdk(what, create))
+        if not batch.name:  # made, perhaps, but unnamed: looked up by its display name
+            raise GatewayError(f"{what}: unreadable answer (it names no job)", transient=True)
+        return batch
 
     def get_batch(self, name: str) -> RemoteBatch:
-        what = f"get {name}"
-        job, metadata = self._sdk_retrying(what, lambda: self._get_raw(name))
-        batch = _batch(job)
-        stats = stats_of(metadata)
-        return msgspec.structs.replace(batch, stats=stats) if stats is not None else batch
+        """A job's current state. An answer the SDK cannot read (a state that is not text, a
+        ``dest`` of the wrong shape, a bad time) is read leniently from the raw resource
+        (:func:`_lenient_batch`: a state it cannot read is ``JOB_STATE_UNREADABLE``, which the
+        worker treats as a state it does not know), never raised."""
+        raw, job = self._sdk_retrying(f"get {name}", lambda: self._get_raw(name))
+        if job is not None:
+            return _batch(job)
+        batch = _parse_batch(raw, name)
+        assert batch is not None  # a lenient reading of a get always has the name asked for
+        return batch
 
-    def _get_raw(self, name: str) -> tuple[Any, dict[str, Any]]:
-        """One GET of the batch resource: the SDK's ``BatchJob`` of it and the raw ``metadata``
-        (which keeps ``batchStats``; see the module docstring)."""
+    def _api(self) -> Any:
+        """The SDK's API client for raw requests, or None when its private parts moved."""
+        from google.genai import batches as genai_batches
+
+        api = getattr(self._client, "_api_client", None)
+        if getattr(genai_batches, "_BatchJob_from_mldev", None) is None or api is None:
+            return None
+        return None if getattr(api, "vertexai", False) else api
+
+    def _get_raw(self, name: str) -> tuple[Any, Any]:
+        """One GET of the batch resource: its raw JSON (which keeps ``batchStats``; see the
+        module docstring) and None, or (the SDK's private parts moved) None and the SDK's
+        ``BatchJob`` from the public call."""
         import json
 
-        from google.genai import batches as genai_batches
-        from google.genai import types
+        api = self._api()
+        if api is not None:
+            try:
+                response = api.request("get", f"batches/{name.removeprefix('batches/')}", {}, None)
+            except (TypeError, AttributeError) as e:
+                # The SDK's private parts changed shape (an API error is not caught here):
+                # poll through the public call, without the request counts.
+                log.debug("Reading %s's raw resource failed (%s); using batches.get", name, e)
+            else:
+                return (json.loads(response.body) if response.body else {}), None
+        return None, self._client.batches.get(name=name)
 
-        convert = getattr(genai_batches, "_BatchJob_from_mldev", None)
-        api = getattr(self._client, "_api_client", None)
-        if convert is None or api is None or getattr(api, "vertexai", False):
-            return self._client.batches.get(name=name), {}
-        try:
-            response = api.request("get", f"batches/{name.removeprefix('batches/')}", {}, None)
-            raw = json.loads(response.body) if response.body else {}
-            job = types.BatchJob._from_response(response=convert(raw), kwargs={})
-        except (TypeError, AttributeError, KeyError, ValueError) as e:
-            # The SDK's private parts changed shape (an API error is not caught here): poll
-            # through the public call, without the request counts.
-            log.debug("Reading %s's raw resource failed (%s); using batches.get", name, e)
-            return self._client.batches.get(name=name), {}
-        return job, raw.get("metadata") or {}
+    def _list_raw(self, api: Any, window: LookupWindow) -> list[Any] | None:
+        """The raw entries of the service's batch list, page by page, until ``window`` says
+        stop; None when the SDK's private parts moved (then the public list is used)."""
+        import json
+
+        entries: list[Any] = []
+        token = ""
+        while True:
+            query = "pageSize=100" + (f"&pageToken={token}" if token else "")
+            try:
+                response = api.request("get", f"batches?{query}", {}, None)
+            except (TypeError, AttributeError) as e:
+                if token:
+                    raise
+                log.debug("Listing batches raw failed (%s); using batches.list", e)
+                return None
+            page = json.loads(response.body) if response.body else {}
+            page = page if isinstance(page, dict) else {}
+            listed = page.get("operations") or page.get("batches") or []
+            for entry in listed if isinstance(listed, list) else []:
+                entries.append(entry)
+                if window.past(_raw_create_time(entry)):
+                    return entries
+            token = page.get("nextPageToken") or ""
+            if not isinstance(token, str) or not token:
+                return entries
 
     def find_batches(self, display_name: str, *, created_after: str = "") -> list[RemoteBatch]:
         """Every job created under ``display_name``, page by page; with ``created_after``, the
         reading stops once the list (newest first, as the service lists it) is past that time
-        (:class:`commands.rules.batches.LookupWindow`), else it reads the whole history."""
+        (:class:`commands.rules.batches.LookupWindow`), else it reads the whole history.
+        Entries of the list that are not a batch job at all (no name) are skipped, counted in
+        a WARNING; an odd one is read leniently (:func:`_lenient_batch`)."""
         what = f"look up batch {display_name}"
 
-        def read() -> list[Any]:
+        def read() -> tuple[list[Any] | None, list[Any]]:
+            api = self._api()
+            raw = self._list_raw(api, LookupWindow(created_after)) if api is not None else None
+            if raw is not None:
+                return raw, []
             jobs: list[Any] = []
             window = LookupWindow(created_after)
             for j in self._client.batches.list(config={"page_size": 100}):
                 jobs.append(j)
                 if window.past(_rfc3339(j.create_time)):
-                    log.debug("Lookup of %s stopped after %d jobs", display_name, len(jobs))
                     break
-            return jobs
+            return None, jobs
 
-        jobs = self._sdk_retrying(what, read)
-        return [_batch(j) for j in jobs if j.display_name == display_name]
+        raw, jobs = self._sdk_retrying(what, read)
+        if raw is None:
+            return [b for b in (_batch(j) for j in jobs) if b.display_name == display_name]
+        parsed = [_parse_batch(entry, None) for entry in raw]
+        found = [b for b in parsed if b is not None]
+        if len(found) < len(parsed):
+            log.warning(
+                "%s: skipped %d entr(ies) of the service's batch list that are not a batch "
+                "job (no name)",
+                what,
+                len(parsed) - len(found),
+            )
+        return [b for b in found if b.display_name == display_name]
 
     def cancel_batch(self, name: str) -> None:
         what = f"cancel {name}"
@@ -416,7 +486,7 @@ def _remote_file(f: Any, display_name: str | None = None) -> RemoteFile:
     """The port's view of an SDK ``File`` (its own display name unless one is given)."""
     name = str(f.display_name or "") if display_name is None else display_name
     return RemoteFile(
-        str(f.name), str(f.uri), str(f.mime_type), int(f.size_bytes or 0), name, _file_state(f)
+        str(f.name), str(f.uri), str(f.mime_type), service_count(f.size_bytes), name, _file_state(f)
     )
 
 
@@ -434,6 +504,66 @@ def _rfc3339(moment: Any) -> str:
     return str(moment.isoformat()) if hasattr(moment, "isoformat") else str(moment)
 
 
+#: What the SDK's converter and models raise on an answer of the wrong shape.
+_UNREADABLE = (TypeError, AttributeError, KeyError, ValueError, IndexError)
+UNREADABLE_STATE = "JOB_STATE_UNREADABLE"
+
+
+def _parse_batch(raw: Any, name: str | None) -> RemoteBatch | None:
+    """A raw batch resource (an Operation) as the SDK reads it, with its ``batchStats``; one
+    the SDK cannot read, read leniently (:func:`_lenient_batch`). ``name``: the job asked for
+    (a get), None for a list entry (then an entry naming no job is None)."""
+    from google.genai import batches as genai_batches
+    from google.genai import types
+
+    metadata = raw.get("metadata") if isinstance(raw, dict) else None
+    try:
+        converted = genai_batches._BatchJob_from_mldev(raw)
+        job = types.BatchJob._from_response(response=converted, kwargs={})
+    except _UNREADABLE as e:
+        log.debug("The SDK cannot read batch resource %s (%s); read leniently", name, e)
+        return _lenient_batch(raw, name)
+    batch = _batch(job)  # our own code: an exception here is a bug, and propagates
+    if not batch.name:
+        return _lenient_batch(raw, name)
+    stats = stats_of(metadata)
+    return msgspec.structs.replace(batch, stats=stats) if stats is not None else batch
+
+
+def _raw_create_time(entry: Any) -> str:
+    """A raw list entry's ``metadata.createTime`` ("" when it has none as text)."""
+    metadata = entry.get("metadata") if isinstance(entry, dict) else None
+    moment = metadata.get("createTime") if isinstance(metadata, dict) else None
+    return moment if isinstance(moment, str) else ""
+
+
+def _lenient_batch(raw: Any, name: str | None) -> RemoteBatch | None:
+    """What can be read of a batch resource the SDK could not read (pure, never raises): its
+    name (else ``name``; neither: None), display name, state (``JOB_STATE_UNREADABLE`` unless
+    it is text), result file, create time and counts; the rest is dropped."""
+    body = raw if isinstance(raw, dict) else {}
+    metadata = body.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+
+    def text(value: Any) -> str:
+        return value if isinstance(value, str) else ""
+
+    found = text(body.get("name")) or text(metadata.get("name")) or (name or "")
+    if not found:
+        return None
+    state = metadata.get("state")
+    output = metadata.get("output")
+    output = output if isinstance(output, dict) else {}
+    return RemoteBatch(
+        name=found,
+        display_name=text(metadata.get("displayName")),
+        state=normalize_state(state) if isinstance(state, str) and state else UNREADABLE_STATE,
+        result_file=text(output.get("responsesFile")) or None,
+        stats=stats_of(metadata),
+        create_time=text(metadata.get("createTime")),
+    )
+
+
 def _batch(job: Any) -> RemoteBatch:
     dest = getattr(job, "dest", None)
     inline = None
@@ -449,7 +579,7 @@ def _batch(job: Any) -> RemoteBatch:
                 line["error"] = item.error.model_dump(mode="json", exclude_none=True)
             inline.append(line)
     return RemoteBatch(
-        name=str(job.name),
+        name=str(job.name or ""),
         display_name=str(job.display_name or ""),
         state=normalize_state(job.state),
         result_file=getattr(dest, "file_name", None) if dest is not None else None,

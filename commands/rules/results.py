@@ -208,6 +208,29 @@ def judge_line(
     return judge(str(key), line, schema, max_output_bytes=max_output_bytes)
 
 
+def judge_inline(
+    line: Any,
+    schema: type[BaseModel],
+    *,
+    max_line_bytes: int = MAX_RESULT_LINE_BYTES,
+    max_output_bytes: int = MAX_OUTPUT_BYTES,
+) -> Verdict:
+    """The verdict on one inline response (a line the SDK already decoded, from
+    ``dest.inlined_responses``): re-encoded and judged by :func:`judge_line`, so it meets the
+    same size cap (its re-encoded size) and the same judge as a line of a result file. Never
+    raises."""
+    try:
+        raw = msgspec.json.encode(line)
+    except (TypeError, ValueError, RecursionError, OverflowError) as e:
+        key = line.get("key") if isinstance(line, dict) else None
+        return Verdict(
+            key if isinstance(key, str) else "",
+            "malformed_result_line",
+            f"the inline response cannot be encoded as JSON: {type(e).__name__}",
+        )
+    return judge_line(raw, schema, max_line_bytes=max_line_bytes, max_output_bytes=max_output_bytes)
+
+
 def judge(
     key: str,
     line: Any,

@@ -13,7 +13,8 @@
 * Every line gets a verdict (:func:`commands.rules.results.judge_line` never raises): bytes that
   are not UTF-8, JSON nested too deeply, a line of the wrong shape or longer than
   ``[results] max_result_line_bytes`` fail their record and the rest of the batch is collected.
-  A line is read at most ``max_result_line_bytes`` at a time, however long it is.
+  A line is read at most ``max_result_line_bytes`` at a time, however long it is. Inline
+  responses (``dest.inlined_responses``) are re-encoded and meet the same cap and judge.
 * A result file that cannot be downloaded (gone, or failing transiently past
   ``[results] download_give_up_hours``) ends the batch with ``BatchResultsUnavailable``: its
   records still in flight go back to pending; nothing is written or counted as a failure.
@@ -30,7 +31,14 @@ import msgspec
 
 from commands.errors import GatewayError
 from commands.gemini.port import RemoteBatch
-from commands.rules.results import Verdict, decide, judge, judge_download_error, judge_line
+from commands.rules.results import (
+    Verdict,
+    decide,
+    judge,
+    judge_download_error,
+    judge_inline,
+    judge_line,
+)
 from commands.worker.context import Worker
 from commands.worker.dataset import output_path
 from commands.worker.outputs import write_outputs
@@ -110,10 +118,14 @@ def _verdicts(w: Worker, remote: RemoteBatch, tmp: str, project: str) -> Iterato
     before the first is yielded: a :class:`GatewayError` comes before any verdict."""
     limits = w.config.results
     if remote.inline_lines is not None:
-        lines = remote.inline_lines
         return (
-            judge(str(line.get("key")), line, w.schema, max_output_bytes=limits.max_output_bytes)
-            for line in lines
+            judge_inline(
+                line,
+                w.schema,
+                max_line_bytes=limits.max_result_line_bytes,
+                max_output_bytes=limits.max_output_bytes,
+            )
+            for line in remote.inline_lines
         )
     if not remote.result_file:
         raise GatewayError("the succeeded job names no result file", transient=False)

@@ -17,6 +17,7 @@ from commands.rules.results import (
     Verdict,
     judge,
     judge_download_error,
+    judge_inline,
     judge_line,
 )
 from commands.schema import PageExtraction
@@ -208,3 +209,61 @@ def test_any_json_value_gets_a_verdict_as_a_line_and_decoded(value: Any) -> None
 def test_any_usage_and_candidate_shapes_get_a_verdict(usage: Any, candidate: Any) -> None:
     line = {"key": "k", "response": {"candidates": [candidate], "usageMetadata": usage}}
     _holds(judge_line(msgspec.json.encode(line), PageExtraction))
+
+
+# --- inline responses (dest.inlined_responses): the same cap and the same judge ----------------
+
+
+def test_a_valid_inline_response_validates() -> None:
+    v = judge_inline({"key": "k", "response": response()}, PageExtraction)
+    assert v.valid and v.key == "k" and v.prompt_tokens == 10
+
+
+def test_an_inline_response_over_the_line_cap_fails_naming_its_re_encoded_size() -> None:
+    line = {"key": "k", "response": {"pad": "x" * 5000}}
+    size = len(msgspec.json.encode(line))
+    v = judge_inline(line, PageExtraction, max_line_bytes=4096)
+    assert (v.key, v.error_type) == ("k", "result_line_too_large")
+    assert f"{size:,} bytes (max_result_line_bytes 4,096)" in v.message
+    assert judge_inline(line, PageExtraction, max_line_bytes=size).error_type != (
+        "result_line_too_large"
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "error_type"),
+    [
+        ({"key": "k", "response": "a string"}, "k", "malformed_result_line"),
+        ({"key": "k", "response": {"candidates": [7]}}, "k", "malformed_result_line"),
+        ({"key": "k", "error": "boom"}, "k", "malformed_result_line"),
+        (
+            {"key": "k", "response": {"candidates": [], "usageMetadata": {"promptTokenCount": -1}}},
+            "k",
+            "bad_usage_metadata",
+        ),
+        ({"key": "k", "response": {"x": object()}}, "k", "malformed_result_line"),  # not JSON
+        ("not an object", "", "malformed_result_line"),
+        ({"response": response()}, "", "malformed_result_line"),  # no key
+    ],
+    ids=[
+        "response-string",
+        "candidate-number",
+        "error-string",
+        "bad-tokens",
+        "a-set",
+        "str",
+        "no-key",
+    ],
+)
+def test_an_odd_inline_response_fails_with_its_own_type(
+    line: Any, key: str, error_type: str
+) -> None:
+    v = judge_inline(line, PageExtraction)
+    assert (v.key, v.error_type) == (key, error_type)
+
+
+@settings(max_examples=200, deadline=None)
+@given(json_values)
+def test_any_inline_value_gets_a_verdict(value: Any) -> None:
+    _holds(judge_inline(value, PageExtraction, max_line_bytes=200))
+    _holds(judge_inline({"key": "k", "response": value}, PageExtraction, max_line_bytes=200))
