@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from commands.cli.app import app, cli, operator_errors
+from eventlog.errors import OperatorError
 
 
 @cli.command()
@@ -37,6 +38,11 @@ def dashboard(ctx: click.Context, host: str, port: int, open_browser: bool, publ
 
     warning = d.check_host(host, public)
     config = app(ctx).config
+    if config.database.url:
+        raise OperatorError(
+            "the dashboard serves a SQLite log (Datasette reads SQLite only), and [database] url "
+            "points at PostgreSQL: run it on a SQLite copy, or query PostgreSQL with its own tools"
+        )
     with app(ctx).open():  # a missing or foreign file is one line here, not a Datasette error
         pass
     sock = d.bind(host, port)

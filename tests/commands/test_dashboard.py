@@ -303,6 +303,14 @@ def test_a_corrupt_database_is_one_line(tmp_path: Path) -> None:
     _one_error_line(run_cli("--db", str(bad), "dashboard", cwd=tmp_path), str(bad))
 
 
+def test_a_postgresql_log_is_refused_in_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "pg.toml"
+    config.write_text('[database]\nurl = "postgresql://nobody@127.0.0.1:1/none"\n')
+    _one_error_line(
+        run_cli("--config", str(config), "dashboard", cwd=tmp_path), "SQLite", "[database] url"
+    )
+
+
 def test_a_port_in_use_is_one_line(demo: DemoResult, tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
