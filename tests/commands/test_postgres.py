@@ -130,3 +130,55 @@ def test_the_read_side_answers_the_same_on_both_backends(
     assert queries.usage_totals(store, "gemini-2.5-flash").output_tokens == 600
     s = status(store, Config(), scan=False)
     assert s.spend is not None and s.events == store.last_seq()
+
+
+def test_a_worker_role_granted_as_the_readme_says_can_append_but_never_rewrite(
+    postgres_server: str,
+) -> None:
+    """The README's production split: one role owns the tables, workers run as another with
+    SELECT and INSERT on ``events``. That role appends (projections folded) and is refused every
+    UPDATE, DELETE and TRUNCATE of the log, and disabling the refusing trigger (owner only)."""
+    import uuid
+    from urllib.parse import parse_qs, urlsplit
+
+    import psycopg
+
+    url = new_schema_url(postgres_server)
+    schema = parse_qs(urlsplit(url).query)["options"][0].split("=")[1]
+    owner = open_store(url, create=True)
+    groups = scenario()
+    for actor, group in groups[:3]:
+        owner.append(group, actor=actor)
+    owner.close()
+    role = f"worker_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        for statement in (
+            f"CREATE ROLE {role} LOGIN",
+            f"GRANT USAGE ON SCHEMA {schema} TO {role}",
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}",
+            f"REVOKE UPDATE, DELETE, TRUNCATE ON {schema}.events FROM {role}",
+        ):
+            conn.execute(statement)
+    worker_url = url.replace("postgresql://postgres@", f"postgresql://{role}@")
+    worker = open_store(worker_url)
+    before = worker.last_seq()
+    for actor, group in groups[3:5]:
+        worker.append(group, actor=actor)
+    assert worker.last_seq() > before and worker.verify_chain() is None
+    worker.close()
+    with psycopg.connect(worker_url, autocommit=True) as conn:
+        for statement in (
+            "UPDATE events SET actor = 'forged' WHERE seq = 1",
+            "DELETE FROM events WHERE seq = 1",
+            "TRUNCATE events",
+            "ALTER TABLE events DISABLE TRIGGER USER",
+        ):
+            try:
+                conn.execute(statement)
+            except psycopg.errors.InsufficientPrivilege:
+                pass  # refused by the grants, before any trigger runs
+            else:
+                raise AssertionError(f"the worker role ran {statement!r}")
+    with open_store(url) as check:
+        assert check.verify_chain() is None
+        assert check.query("SELECT count(*) FROM events WHERE actor = 'forged'") == [(0,)]
