@@ -84,6 +84,7 @@ import fnmatch
 import json
 import random
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -167,6 +168,8 @@ class Fault(msgspec.Struct, forbid_unknown_fields=True):
     error_status: str = ""
     #: Do the work, then fail: the caller never hears it succeeded (a lost answer).
     after: bool = False
+    #: ``batches.create`` only: fire only for a batch holding a record key that matches.
+    record: str | None = None
 
 
 class ResultRule(msgspec.Struct, forbid_unknown_fields=True):
@@ -354,8 +357,9 @@ class Policy:
                 return rule
         return None
 
-    def fault_for(self, endpoint: str, subject: str = "") -> Fault | None:
-        """The fault to inject into this call, if any (counts the call)."""
+    def fault_for(self, endpoint: str, subject: str = "", keys: Sequence[str] = ()) -> Fault | None:
+        """The fault to inject into this call, if any (counts the call); ``keys`` are the record
+        keys of the batch a ``batches.create`` would make (for ``record`` rules)."""
         with self._lock:
             n = self._calls.get(endpoint, 0) + 1
             self._calls[endpoint] = n
@@ -367,6 +371,10 @@ class Policy:
                 if fault.every is not None and n % fault.every:
                     continue
                 if fault.match is not None and not fnmatch.fnmatchcase(subject, fault.match):
+                    continue
+                if fault.record is not None and not any(
+                    fnmatch.fnmatchcase(k, fault.record) for k in keys
+                ):
                     continue
                 counter = (i, subject if fault.match is not None else "")
                 fired = self._fault_fired.get(counter, 0)

@@ -138,10 +138,10 @@ class Handler(BaseHTTPRequestHandler):
         return key
 
     @contextlib.contextmanager
-    def _faults(self, endpoint: str, subject: str = "") -> Iterator[None]:
+    def _faults(self, endpoint: str, subject: str = "", keys: Sequence[str] = ()) -> Iterator[None]:
         """Apply the policy's fault for this call: before the work, or (``after``) once the work
         is done, so the caller never hears that it succeeded (a lost answer)."""
-        fault = self.server.service.policy.fault_for(endpoint, subject)
+        fault = self.server.service.policy.fault_for(endpoint, subject, keys)
         if fault is not None and not fault.after:
             apply_fault(fault, endpoint)
         yield
@@ -164,10 +164,12 @@ class Handler(BaseHTTPRequestHandler):
             service.calls_by_key[f"{endpoint} {owner}"] += 1
         data = json.loads(body) if body else {}
         subject = params.get("id", "")
+        keys: list[str] = []
         if endpoint == "batches.create":
             batch = _batch_body(data)
             subject = str(batch.get("displayName", ""))
-        with self._faults(endpoint, subject):
+            keys = service.batch_keys(owner, batch)
+        with self._faults(endpoint, subject, keys):
             if endpoint == "files.get":
                 answer = service.file_resource(service.get_file(owner, subject), base)
             elif endpoint == "files.list":

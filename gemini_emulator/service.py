@@ -319,6 +319,20 @@ class Service:
 
     # --- batches -------------------------------------------------------------------------------
 
+    def batch_keys(self, owner: str, batch: dict[str, Any]) -> list[str]:
+        """The record keys a create of ``batch`` would hold ([] when it names nothing readable):
+        what a fault's ``record`` pattern is matched against."""
+        config = batch.get("inputConfig") or {}
+        try:
+            if "fileName" in config:
+                with self.lock:
+                    source = self._live_file(owner, str(config["fileName"]).removeprefix("files/"))
+                    return [k for k, _ in _parse_jsonl(source.data)]
+            items = (config.get("requests") or {}).get("requests", [])
+            return [str((item.get("metadata") or {}).get("key", "")) for item in items]
+        except (ApiError, AttributeError, TypeError):
+            return []
+
     def create_batch(self, owner: str, model: str, batch: dict[str, Any]) -> Job:
         display_name = batch.get("displayName", "")
         config = batch.get("inputConfig") or {}

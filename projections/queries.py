@@ -72,6 +72,7 @@ __all__ = [
     "count_rows",
     "count_submissions_in_progress",
     "count_with_status",
+    "create_refusals_of",
     "dead_letter_keys",
     "deferred_to_check",
     "estimated_tokens_in_flight",
@@ -452,6 +453,23 @@ def failure_counts_of(store: EventStore, record_keys: Sequence[str]) -> dict[str
                 "SELECT record_key, count FROM failure_counts "
                 f"WHERE record_key IN ({_marks(part)})",
                 part,
+            )
+        )
+    return out
+
+
+def create_refusals_of(
+    store: EventStore, record_keys: Sequence[str], error_type: str
+) -> dict[str, int]:
+    """The failure counts of those of ``record_keys`` whose last failure was ``error_type``
+    (a refused create: the next batch holding such a page holds it alone)."""
+    out: dict[str, int] = {}
+    for part in _in_chunks(record_keys):
+        out.update(
+            store.query(
+                "SELECT record_key, count FROM failure_counts "
+                f"WHERE last_error_type = ? AND record_key IN ({_marks(part)})",
+                [error_type, *part],
             )
         )
     return out

@@ -5,7 +5,8 @@ per project (each API key has its own quota, so each its own back-off).
 batch was submitted again); ``retry_after`` is when the next create may be tried; ``halvings``
 is the admission's back-off the last deferral set, and ``successes_since`` the batches submitted
 after it (each undoes one halving: :func:`commands.rules.batches.admission_halvings`). All of it
-is folded from the log, so a restart keeps the back-off.
+is folded from the log, so a restart keeps the back-off. A create left unanswered again and
+again (``service_unavailable``) holds the creates back the same way; ``reason`` says which.
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ class SubmissionQuota(msgspec.Struct, array_like=True, gc=False):
     successes_since: int
     message: str
     project: str = DEFAULT_PROJECT
+    #: Why the creates are held: ``quota`` (429) or ``service_unavailable``.
+    reason: str = "quota"
 
+
+#: The deferral reasons that hold the creates back.
+HOLDING_REASONS = ("quota", "service_unavailable")
 
 SPEC = TableSpec("submission_quota", SubmissionQuota, pk=("scope", "project"))
 
@@ -41,11 +47,14 @@ def apply(event: Event, t: Tables, rec: Recorded) -> None:
 
 @apply.register
 def _(e: BatchSubmissionDeferred, t: Tables, rec: Recorded) -> None:
-    if e.reason != "quota":
+    if e.reason not in HOLDING_REASONS:
         return
     row = t.get(SPEC, (SCOPE, e.project))
     since = row.held_since if row is not None and row.held_since else rec.ts
-    t.put(SPEC, SubmissionQuota(SCOPE, since, e.retry_after, e.halvings, 0, e.message, e.project))
+    t.put(
+        SPEC,
+        SubmissionQuota(SCOPE, since, e.retry_after, e.halvings, 0, e.message, e.project, e.reason),
+    )
 
 
 @apply.register

@@ -20,7 +20,8 @@ from projections import open_store, verify
 from tests.reads import scalar
 
 API_KEY = "e2e-test-key-0123456789"
-UNBILLED = {"error_line", "missing_line", "unparseable_line"}
+#: Failures no answer was billed for (a refused create never ran).
+UNBILLED = {"error_line", "missing_line", "unparseable_line", "batch_create_refused"}
 IMAGE = png(8, 8, 1)
 #: The image transport of every config :func:`write_config` writes, unless a test names one:
 #: ``E2E_IMAGE_TRANSPORT=file_api pytest tests/e2e tests/crash`` runs the suites in file_api.

@@ -19,6 +19,9 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) ->
     return value
 
 
+#: ``run --until-idle`` ended with pages held back (EX_TEMPFAIL: try again later).
+EXIT_HELD_BACK = 75
+
 _MODES = {"once": "--once", "loop": "--loop", "until_idle": "--until-idle"}
 
 
@@ -44,6 +47,8 @@ def run(ctx: click.Context, once: bool, loop: bool, until_idle: bool, wait: floa
 
     Reads the API key from the variable named by [gemini] api_key_env (default GEMINI_API_KEY).
     Only one run per database at a time; a second one exits with a message (or --wait).
+    --until-idle exits 75 when it ends with pages held back by a hold that persists (the service
+    keeps answering 429 or leaving creates unanswered): run again later.
 
     \b
     Example: python -m commands run --once
@@ -71,6 +76,9 @@ def run(ctx: click.Context, once: bool, loop: bool, until_idle: bool, wait: floa
     )
     if result.report_path is not None:
         click.echo(f"report: {result.report_path}")
+    if until_idle and s.stalled and result.outcome == "ok":
+        click.echo(f"{s.held_back} page(s) held back: {s.hold}; run again later")
+        ctx.exit(EXIT_HELD_BACK)
     if result.outcome == "interrupted":  # the shell's convention: 128 + the signal's number
         ctx.exit(143 if result.signal == "SIGTERM" else 130)
 

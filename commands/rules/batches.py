@@ -7,10 +7,13 @@ no gateway (answers and errors come in as values), no store (the caller appends 
 * :class:`LookupWindow` -- whether a display-name lookup may stop reading the service's list.
 * :func:`judge_poll` -- what a polled job state (or a failed get) means for an active batch.
 * :func:`judge_abandoned` -- whether a batch given up on is closed, adopted late, or watched.
-* :func:`judge_create_error` -- what a failed ``batches.create`` means, and
-  :func:`submit_goes_on` whether the submit loop tries the cycle's next chunk.
+* :func:`judge_create_error` -- what a failed ``batches.create`` means (a refusal counts a
+  failure of each page), and :func:`submit_goes_on` whether the submit loop tries the cycle's
+  next chunk; :func:`refused_last` and :func:`next_chunk` put a refused page in a batch of its
+  own; :func:`judge_unanswered_lookup` backs off creates the service keeps leaving unanswered.
 * :func:`admission_halvings`, :func:`admitted_batch_size`, :func:`quota_backoff_seconds`,
-  :func:`held_back` -- the admission's back-off after 429 RESOURCE_EXHAUSTED answers.
+  :func:`held_back`, :func:`hold_persists` -- the admission's back-off after 429
+  RESOURCE_EXHAUSTED answers (and creates left unanswered again and again).
 * :func:`judge_deferred_lookup` -- a deferred submission's display name looked up once.
 * :func:`image_reusable_since` -- how young an uploaded image must be to be referenced again.
 
@@ -21,7 +24,7 @@ its crash points by it) and the complete list of ``events`` to append, possibly 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -42,6 +45,8 @@ from eventlog.events import (
     BatchSucceeded,
     DeferredSubmissionChecked,
     Event,
+    RecordDeadLettered,
+    RecordFailed,
 )
 from eventlog.states import FAILED_STATES, SUCCESS_STATES, WAITING_STATES, JobState
 from eventlog.timestamps import format_ts, parse_ts
@@ -50,6 +55,7 @@ if TYPE_CHECKING:
     from commands.gemini.port import RemoteBatch
 
 __all__ = [
+    "CREATE_REFUSED",
     "IMAGE_REUSE_HOURS",
     "LATE_WINDOW_HOURS",
     "LOOKUP_MARGIN_HOURS",
@@ -67,13 +73,17 @@ __all__ = [
     "admission_halvings",
     "admitted_batch_size",
     "held_back",
+    "hold_persists",
     "image_reusable_since",
     "judge_abandoned",
     "judge_create_error",
     "judge_deferred_lookup",
     "judge_poll",
+    "judge_unanswered_lookup",
+    "next_chunk",
     "quota_backoff_seconds",
     "reconcile",
+    "refused_last",
     "submit_goes_on",
 ]
 
@@ -104,11 +114,13 @@ class Reconciled(msgspec.Struct, frozen=True):
     """What an open intent resolves to.
 
     ``not_created``: the service has no job under the name (the intent is abandoned).
+    ``deferred``: no job either, but its create went unanswered again and again: the intent is
+    closed as deferred (``service_unavailable``) and the creates back off.
     ``adopted``: the job ``batch_id`` is recorded as submitted; ``matches`` > 1 means the name
     was not unique on the service, which should never happen (the worker logs it as an error).
     """
 
-    outcome: Literal["not_created", "adopted"]
+    outcome: Literal["not_created", "adopted", "deferred"]
     events: list[Event]
     batch_id: str = ""
     matches: int = 0
@@ -420,6 +432,10 @@ class CreateContext(msgspec.Struct, frozen=True):
     backoff_max_seconds: float = 1800.0
     precondition_attempt: int = 1
     precondition_attempts: int = 3
+    #: A refused create counts a failure of each of the intent's pages towards this (0: it
+    #: counts none, as before); ``failures`` are their counts before it.
+    max_retries: int = 0
+    failures: dict[str, int] = {}
 
 
 class CreateVerdict(msgspec.Struct, frozen=True):
@@ -432,7 +448,10 @@ class CreateVerdict(msgspec.Struct, frozen=True):
     is closed as deferred (no failure counted), the next create waits ``retry_after``.
     ``precondition`` (400 FAILED_PRECONDITION, the request file not ACTIVE yet): wait for it and
     create again (the same intent; a 400 made no job); past the last attempt it is ``deferred``.
-    ``refused`` (any other error): the intent is abandoned as ``http_<code>``, records free.
+    ``refused`` (any other error): the intent is abandoned as ``http_<code>``, records free;
+    with a context's ``max_retries`` each of its pages also fails (``RecordFailed``,
+    ``CREATE_REFUSED``, the service's message), so a page the service keeps refusing is
+    dead-lettered and the next batch holding it holds it alone (:func:`next_chunk`).
     """
 
     outcome: Literal["unanswered", "quota", "precondition", "deferred", "refused"]
@@ -477,7 +496,62 @@ def judge_create_error(
     abandoned = BatchSubmissionAbandoned(
         display_name=display_name, error_type=f"http_{error.code}", message=str(error)
     )
-    return CreateVerdict("refused", [abandoned])
+    events: list[Event] = [abandoned]
+    if context is not None and context.max_retries:
+        events += _refusal_failures(context, str(error))
+    return CreateVerdict("refused", events)
+
+
+#: The ``error_type`` of a page's failure when the service refused the create of its batch.
+CREATE_REFUSED = "batch_create_refused"
+
+
+def _refusal_failures(context: CreateContext, message: str) -> list[Event]:
+    """A ``RecordFailed`` per page of a refused create (after its ``BatchSubmissionAbandoned``,
+    which freed them), and a ``RecordDeadLettered`` for each that reaches ``max_retries``."""
+    intent = context.intent
+    out: list[Event] = []
+    for key in intent.record_keys:
+        out.append(
+            RecordFailed(
+                record_key=key,
+                batch_id=intent.display_name,
+                error_type=CREATE_REFUSED,
+                message=f"the service refused the create of {intent.display_name}: {message}",
+                model=intent.model,
+            )
+        )
+        count = context.failures.get(key, 0) + 1
+        if count >= context.max_retries:
+            out.append(
+                RecordDeadLettered(record_key=key, failures=count, max_retries=context.max_retries)
+            )
+    return out
+
+
+def refused_last(keys: Sequence[str], refusals: Mapping[str, int]) -> list[str]:
+    """``keys`` in the order the submit loop takes them: those whose last failure was not a
+    refused create first, in their order; then the refused, fewest failures first (a page
+    refused once because of a neighbour goes before the page that was refused again)."""
+    clean = [k for k in keys if k not in refusals]
+    refused = sorted((k for k in keys if k in refusals), key=lambda k: (refusals[k], k))
+    return clean + refused
+
+
+def next_chunk(keys: Sequence[str], refusals: Mapping[str, int], size: int) -> int:
+    """How many of ``keys`` (ordered by :func:`refused_last`) the next batch takes, at most
+    ``size``: a page whose last failure was a refused create goes alone (so one bad page is
+    isolated and the rest of its old batch goes through); else the pages before the first such."""
+    if not keys or size <= 0:
+        return 0
+    if keys[0] in refusals:
+        return 1
+    taken = 0
+    for key in keys[:size]:
+        if key in refusals:
+            break
+        taken += 1
+    return taken
 
 
 def _deferred(
@@ -530,6 +604,36 @@ def quota_backoff_seconds(halvings: int, base_seconds: float, max_seconds: float
 def held_back(retry_after: str, now: datetime) -> bool:
     """Whether the creates still wait (``retry_after`` a stored timestamp; '' is no wait)."""
     return bool(retry_after) and now < parse_ts(retry_after)
+
+
+def hold_persists(halvings: int) -> bool:
+    """Whether a hold has lasted as long as the back-off goes (``MAX_HALVINGS`` deferrals in a
+    row, none submitted since): ``run --until-idle`` then ends instead of waiting for ever."""
+    return halvings >= MAX_HALVINGS
+
+
+def judge_unanswered_lookup(
+    intent: OpenIntent, found: Sequence[RemoteBatch], in_a_row: int, context: CreateContext
+) -> Reconciled:
+    """An intent whose create went unanswered, looked up by its display name. A job found is
+    adopted. None found: the first time in a row (``in_a_row`` counts this one) it is abandoned
+    as ``not_created``, as any intent found absent; from the second, the service keeps failing
+    its creates: the intent is closed as deferred (``service_unavailable``, no failure counted:
+    the outage is the service's), and the creates back off as after a 429."""
+    verdict = reconcile(intent, found)
+    if verdict.outcome == "adopted" or in_a_row <= 1:
+        return verdict
+    halvings = min(MAX_HALVINGS, context.halvings + 1)
+    wait = quota_backoff_seconds(halvings, context.backoff_seconds, context.backoff_max_seconds)
+    message = f"its create went unanswered ({in_a_row} in a row) and made no job"
+    deferred = _deferred(
+        context,
+        "service_unavailable",
+        message,
+        retry_after=format_ts(context.now + timedelta(seconds=wait)),
+        halvings=halvings,
+    )
+    return Reconciled("deferred", [deferred])
 
 
 class ProjectRoom(msgspec.Struct, frozen=True):

@@ -59,12 +59,16 @@ class QuotaHold(msgspec.Struct, frozen=True):
     #: Batches are ``batch_size / 2**halvings`` meanwhile.
     halvings: int
     message: str
+    #: ``quota`` (429) or ``service_unavailable`` (creates left unanswered again and again).
+    reason: str = "quota"
 
     def sentence(self) -> str:
-        return (
-            f"held back by the service's quota since {self.since}, "
-            f"next try after {self.next_try_after}"
+        why = (
+            "the service leaving its creates unanswered"
+            if self.reason == "service_unavailable"
+            else "the service's quota"
         )
+        return f"held back by {why} since {self.since}, next try after {self.next_try_after}"
 
 
 class ProjectCapacity(msgspec.Struct, frozen=True):
@@ -136,7 +140,7 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
         intents = [i.display_name for i in queries.open_intents(store)]
         quotas = queries.submission_quotas(store)
         holds = {
-            name: QuotaHold(q.held_since, q.retry_after, q.halvings, q.message)
+            name: QuotaHold(q.held_since, q.retry_after, q.halvings, q.message, q.reason)
             for name, q in quotas.items()
             if q.held_since
         }

@@ -28,21 +28,27 @@ import msgspec
 from commands.errors import GatewayError
 from commands.gemini.port import RemoteBatch, RemoteFile
 from commands.rules.batches import (
+    CREATE_REFUSED,
     AbandonedBatch,
     CreateContext,
     CreateOutcome,
     OpenIntent,
     ProjectRoom,
+    Reconciled,
     admission_halvings,
     admitted_batch_size,
     held_back,
+    hold_persists,
     image_reusable_since,
     judge_abandoned,
     judge_create_error,
     judge_deferred_lookup,
     judge_poll,
+    judge_unanswered_lookup,
+    next_chunk,
     pick_project,
     reconcile,
+    refused_last,
     submit_goes_on,
 )
 from commands.rules.retry import upload_gives_up
@@ -126,6 +132,11 @@ class CycleSummary(msgspec.Struct):
     open_intents: int = 0
     files_deleted: int = 0
     scan: dict[str, int] = {}
+    #: Pages every project's creates were held back from this cycle (a quota or outage hold),
+    #: why, and whether that hold has lasted as long as the back-off goes (``hold_persists``).
+    held_back: int = 0
+    hold: str = ""
+    hold_persists: bool = False
 
     @property
     def idle(self) -> bool:
@@ -135,6 +146,18 @@ class CycleSummary(msgspec.Struct):
             and self.open_intents == 0
             and self.candidates_left == 0
             and self.deferred == 0
+        )
+
+    @property
+    def stalled(self) -> bool:
+        """Nothing in flight, and all that is left is held back by a hold that persists:
+        ``run --until-idle`` ends rather than waiting for ever."""
+        return (
+            self.active == 0
+            and self.open_intents == 0
+            and self.deferred == 0
+            and self.hold_persists
+            and self.candidates_left == self.held_back > 0
         )
 
 
@@ -153,6 +176,10 @@ class Cycle:
         self._stamps: dict[str, Stamp | None] = {}
         #: Inline pages whose file changed before their line was written (next cycle).
         self._changed = 0
+        #: Intents whose create went unanswered this run, and per project how many in a row
+        #: were then found never created (:func:`judge_unanswered_lookup`).
+        self._unanswered: set[str] = set()
+        self._absent_in_a_row: dict[str, int] = {}
 
     def run(self, step: StepRunner | None = None) -> CycleSummary:
         """One whole cycle, its steps in the one order there is; ``step`` runs each named step
@@ -197,18 +224,34 @@ class Cycle:
                     extra=extra,
                 )
                 continue
-            verdict = reconcile(
-                OpenIntent(
-                    name,
-                    model,
-                    input_file,
-                    keys,
-                    transport=intent.transport,
-                    estimated_tokens=intent.estimated_tokens,
-                    project=intent.project,
-                ),
-                found,
+            open_intent = OpenIntent(
+                name,
+                model,
+                input_file,
+                keys,
+                transport=intent.transport,
+                estimated_tokens=intent.estimated_tokens,
+                project=intent.project,
             )
+            verdict = (
+                self._unanswered_lookup(open_intent, found)
+                if name in self._unanswered
+                else reconcile(open_intent, found)
+            )
+            if verdict.outcome == "deferred":
+                w.append(verdict.events)
+                crashpoints.reach("after_deferred_event")
+                deferred = verdict.events[0]
+                assert isinstance(deferred, BatchSubmissionDeferred)
+                log.warning(
+                    "Open submission %s was never created: the service keeps leaving creates "
+                    "unanswered; its %d records are free, creates wait until %s",
+                    name,
+                    len(keys),
+                    deferred.retry_after,
+                    extra=extra,
+                )
+                continue
             if verdict.outcome == "not_created":
                 w.append(verdict.events)
                 log.info(
@@ -233,6 +276,22 @@ class Cycle:
                 verdict.batch_id,
                 extra={"batch_id": verdict.batch_id, **extra},
             )
+
+    def _unanswered_lookup(self, intent: OpenIntent, found: list[RemoteBatch]) -> Reconciled:
+        """The verdict on an intent whose create went unanswered this run, found or not."""
+        w, project = self.w, intent.project
+        in_a_row = self._absent_in_a_row.get(project, 0) + (0 if found else 1)
+        self._absent_in_a_row[project] = 0 if found else in_a_row
+        q = queries.submission_quotas(w.store).get(project)
+        batching = w.config.batching
+        context = CreateContext(
+            intent,
+            w.store.clock(),
+            halvings=admission_halvings(q.halvings, q.successes_since) if q else 0,
+            backoff_seconds=batching.quota_backoff_seconds,
+            backoff_max_seconds=batching.quota_backoff_max_seconds,
+        )
+        return judge_unanswered_lookup(intent, found, in_a_row, context)
 
     # --- 1. poll ------------------------------------------------------------------------------
 
@@ -433,11 +492,28 @@ class Cycle:
                 extra={"project": name},
             )
         if len(held) == len(projects):
+            summary.held_back = len(queue)
+            first = quotas[min(held)]
+            why = (
+                "the service leaving its creates unanswered"
+                if first.reason == "service_unavailable"
+                else "the service's quota"
+            )
+            summary.hold = f"held back by {why} ({first.message}); next try {first.retry_after}"
+            summary.hold_persists = all(
+                hold_persists(admission_halvings(quotas[n].halvings, quotas[n].successes_since))
+                for n in held
+            )
             return
         adopted = self._look_up_deferred()
         if adopted is None:
             return
         queue = [p for p in queue if p.key not in adopted]
+        # A page whose batch the service refused goes in a batch of its own (after the rest).
+        refusals = queries.create_refusals_of(w.store, [p.key for p in queue], CREATE_REFUSED)
+        if refusals:
+            order = {k: i for i, k in enumerate(refused_last([p.key for p in queue], refusals))}
+            queue.sort(key=lambda p: order[p.key])
         halvings: dict[str, int] = {}
         for name in projects:
             q = quotas.get(name)
@@ -470,6 +546,8 @@ class Cycle:
                 break
             capacity = next(r.batches_free for r in rooms if r.name == project)
             size = admitted_batch_size(batching.batch_size, halvings[project])
+            if refusals:
+                size = next_chunk([p.key for p in queue[:size]], refusals, size)
             costs = [estimator.page(p).total for p in queue[:size]]
             fits = self._admit_by_tokens(
                 costs,
@@ -860,6 +938,7 @@ class Cycle:
             ]
         )
         crashpoints.reach("after_submitted_event")
+        self._absent_in_a_row[project] = 0
         log.info(
             "Batch Submitted: %s (%s, %d records)",
             job.name,
@@ -894,6 +973,8 @@ class Cycle:
                 backoff_max_seconds=batching.quota_backoff_max_seconds,
                 precondition_attempt=attempt,
                 precondition_attempts=CREATE_PRECONDITION_ATTEMPTS,
+                max_retries=batching.max_retries,
+                failures=queries.failure_counts_of(w.store, intent.record_keys),
             )
             verdict = judge_create_error(name, error, context)
             if verdict.outcome == "precondition":
@@ -916,6 +997,7 @@ class Cycle:
                 verdict = judge_create_error(name, error, context)
             break
         if verdict.outcome == "unanswered":
+            self._unanswered.add(name)
             log.error(
                 "Create of %s unanswered (%s): its %d records stay reserved; the next "
                 "cycle looks it up by name",
@@ -945,7 +1027,15 @@ class Cycle:
             crashpoints.reach("after_deferred_event")
             log.error("Create of %s deferred: %s", name, error, extra=extra)
             return "deferred"
-        log.error("Create of %s refused: %s", name, error, extra=extra)
+        log.error(
+            "Create of %s refused: %s; each of its %d page(s) counts a failure (%s) and goes in a "
+            "batch of its own next time",
+            name,
+            error,
+            len(intent.record_keys),
+            CREATE_REFUSED,
+            extra=extra,
+        )
         return "refused"
 
     def _request_line(self, page: Page, remote: RemoteFile | None) -> bytes | None:

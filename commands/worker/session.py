@@ -256,6 +256,9 @@ def run(
 ) -> RunResult:
     """Run cycles: one (default), forever (``loop``), up to ``max_cycles``, or until nothing is in
     flight or left to submit (``until_idle``), in one :func:`session` (``gateway`` as there).
+    ``until_idle`` also ends when all that is left is held back by a hold that lasted as long as
+    the back-off goes (``CycleSummary.stalled``: the service keeps refusing or leaving creates
+    unanswered), logged at WARNING.
     With ``loop`` a cycle that meets a database locked past the busy timeout is logged and tried
     again after ``poll_interval_seconds``; elsewhere the lock is an error."""
     cycles, last = 0, CycleSummary()
@@ -291,6 +294,13 @@ def run(
             if max_cycles is not None and cycles >= max_cycles:
                 break
             if until_idle and last.idle:
+                break
+            if until_idle and last.stalled:
+                log.warning(
+                    "Run ends with %d page(s) held back: %s; run again later",
+                    last.held_back,
+                    last.hold,
+                )
                 break
             if not (loop or until_idle):
                 break

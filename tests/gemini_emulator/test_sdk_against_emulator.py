@@ -343,6 +343,26 @@ def test_upload_faults_match_the_display_name_and_say_final(emu: Emulator) -> No
     assert upload_png(c, "CA:X:2020:1").display_name == "CA:X:2020:1"
 
 
+def test_a_create_fault_with_record_refuses_only_batches_holding_that_page(emu: Emulator) -> None:
+    emu.policy = {
+        "faults": [
+            {"endpoint": "batches.create", "record": "CA:*", "status": 400, "message": "Bad page."}
+        ]
+    }
+    c = client(emu)
+    uri = uri_of(upload_png(c))
+    with pytest.raises(errors.ClientError) as info:
+        submit(c, [request_line("TX:Y:2020:1", uri), request_line("CA:X:2020:1", uri)], "gb-a")
+    assert info.value.code == 400 and "Bad page." in str(info.value)
+    assert submit(c, [request_line("TX:Y:2020:1", uri)], "gb-b").display_name == "gb-b"
+    inline: list[types.InlinedRequestDict] = [
+        {"contents": [{"parts": [{"text": "x"}]}], "metadata": {"key": "CA:X:2020:2"}}
+    ]
+    with pytest.raises(errors.ClientError):
+        c.batches.create(model="gemini-2.5-flash", src=inline, config={"display_name": "gb-c"})
+    assert sorted(emu.service.creates) == ["gb-b"]
+
+
 def test_slow_answers_and_client_timeouts(emu: Emulator) -> None:
     emu.policy = {"faults": [{"endpoint": "files.list", "delay": 1.0, "calls": [1]}]}
     c = client(emu, timeout_ms=300)
