@@ -9,8 +9,9 @@ no gateway (answers and errors come in as values), no store (the caller appends 
 * :func:`judge_abandoned` -- whether a batch given up on is closed, adopted late, or watched.
 * :func:`judge_create_error` -- what a failed ``batches.create`` means (a refusal counts a
   failure of each page), and :func:`submit_goes_on` whether the submit loop tries the cycle's
-  next chunk; :func:`refused_last` and :func:`next_chunk` put a refused page in a batch of its
-  own; :func:`judge_unanswered_lookup` backs off creates the service keeps leaving unanswered.
+  next chunk; :func:`pages_alone`, :func:`refused_last` and :func:`next_chunk` put a page
+  refused again in a batch of its own; :func:`judge_unanswered_lookup` backs off creates the
+  service keeps leaving unanswered.
 * :func:`admission_halvings`, :func:`admitted_batch_size`, :func:`quota_backoff_seconds`,
   :func:`held_back`, :func:`hold_persists` -- the admission's back-off after 429
   RESOURCE_EXHAUSTED answers (and creates left unanswered again and again).
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from commands.gemini.port import RemoteBatch
 
 __all__ = [
+    "ALONE_AFTER_FAILURES",
     "CREATE_REFUSED",
     "IMAGE_REUSE_HOURS",
     "LATE_WINDOW_HOURS",
@@ -81,6 +83,7 @@ __all__ = [
     "judge_poll",
     "judge_unanswered_lookup",
     "next_chunk",
+    "pages_alone",
     "quota_backoff_seconds",
     "reconcile",
     "refused_last",
@@ -451,7 +454,8 @@ class CreateVerdict(msgspec.Struct, frozen=True):
     ``refused`` (any other error): the intent is abandoned as ``http_<code>``, records free;
     with a context's ``max_retries`` each of its pages also fails (``RecordFailed``,
     ``CREATE_REFUSED``, the service's message), so a page the service keeps refusing is
-    dead-lettered and the next batch holding it holds it alone (:func:`next_chunk`).
+    dead-lettered, and once refused again the next batch holding it holds it alone
+    (:func:`pages_alone`).
     """
 
     outcome: Literal["unanswered", "quota", "precondition", "deferred", "refused"]
@@ -527,6 +531,18 @@ def _refusal_failures(context: CreateContext, message: str) -> list[Event]:
                 RecordDeadLettered(record_key=key, failures=count, max_retries=context.max_retries)
             )
     return out
+
+
+#: A page whose last failure was a refused create goes in a batch of its own once it has failed
+#: this many times: a batch refused once is tried whole again (a refusal may be a fluke, and
+#: splitting a batch of N makes N jobs); refused again, its pages are isolated.
+ALONE_AFTER_FAILURES = 2
+
+
+def pages_alone(refusals: Mapping[str, int]) -> dict[str, int]:
+    """Of the pages whose last failure was a refused create (their failure counts), those the
+    next batches hold one by one: failed at least ``ALONE_AFTER_FAILURES`` times."""
+    return {k: n for k, n in refusals.items() if n >= ALONE_AFTER_FAILURES}
 
 
 def refused_last(keys: Sequence[str], refusals: Mapping[str, int]) -> list[str]:

@@ -46,6 +46,7 @@ from commands.rules.batches import (
     judge_poll,
     judge_unanswered_lookup,
     next_chunk,
+    pages_alone,
     pick_project,
     reconcile,
     refused_last,
@@ -509,8 +510,10 @@ class Cycle:
         if adopted is None:
             return
         queue = [p for p in queue if p.key not in adopted]
-        # A page whose batch the service refused goes in a batch of its own (after the rest).
-        refusals = queries.create_refusals_of(w.store, [p.key for p in queue], CREATE_REFUSED)
+        # A page the service refused again goes in a batch of its own (after the rest).
+        refusals = pages_alone(
+            queries.create_refusals_of(w.store, [p.key for p in queue], CREATE_REFUSED)
+        )
         if refusals:
             order = {k: i for i, k in enumerate(refused_last([p.key for p in queue], refusals))}
             queue.sort(key=lambda p: order[p.key])
@@ -1028,8 +1031,8 @@ class Cycle:
             log.error("Create of %s deferred: %s", name, error, extra=extra)
             return "deferred"
         log.error(
-            "Create of %s refused: %s; each of its %d page(s) counts a failure (%s) and goes in a "
-            "batch of its own next time",
+            "Create of %s refused: %s; each of its %d page(s) counts a failure (%s); a page "
+            "refused again goes in a batch of its own",
             name,
             error,
             len(intent.record_keys),

@@ -1,6 +1,6 @@
 """Table tests of the bounds on creates that cannot succeed by retrying: a refused create counts
-a failure of each page (dead-lettered at ``max_retries``), a refused page goes in a batch of its
-own, and a create left unanswered again and again is deferred with a back-off."""
+a failure of each page (dead-lettered at ``max_retries``), a page refused again goes in a batch
+of its own, and a create left unanswered again and again is deferred with a back-off."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from commands.errors import GatewayError
 from commands.gemini.port import RemoteBatch
 from commands.rules.batches import (
+    ALONE_AFTER_FAILURES,
     CREATE_REFUSED,
     MAX_HALVINGS,
     CreateContext,
@@ -19,6 +20,7 @@ from commands.rules.batches import (
     judge_create_error,
     judge_unanswered_lookup,
     next_chunk,
+    pages_alone,
     refused_last,
 )
 from eventlog.events import (
@@ -123,6 +125,12 @@ def test_quota_precondition_and_transient_errors_count_no_failure(
     verdict = judge_create_error(NAME, err, _ctx())
     assert verdict.outcome == outcome
     assert not [e for e in verdict.events if isinstance(e, RecordFailed | RecordDeadLettered)]
+
+
+def test_pages_alone_after_a_second_failure() -> None:
+    assert ALONE_AFTER_FAILURES == 2
+    assert pages_alone({"a": 1, "b": 2, "c": 5}) == {"b": 2, "c": 5}
+    assert pages_alone({}) == {}
 
 
 @pytest.mark.parametrize(
