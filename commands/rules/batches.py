@@ -456,9 +456,11 @@ class CreateVerdict(msgspec.Struct, frozen=True):
     ``CREATE_REFUSED``, the service's message), so a page the service keeps refusing is
     dead-lettered, and once refused again the next batch holding it holds it alone
     (:func:`pages_alone`).
+    ``stop`` (401, 403, 404: the key or the model, with a context): the operator's to fix, not
+    the pages': the intent is abandoned with no page failure and the run stops with one line.
     """
 
-    outcome: Literal["unanswered", "quota", "precondition", "deferred", "refused"]
+    outcome: Literal["unanswered", "quota", "precondition", "deferred", "refused", "stop"]
     events: list[Event] = []
 
 
@@ -500,10 +502,16 @@ def judge_create_error(
     abandoned = BatchSubmissionAbandoned(
         display_name=display_name, error_type=f"http_{error.code}", message=str(error)
     )
+    if context is not None and error.code in STOP_CODES:
+        return CreateVerdict("stop", [abandoned])
     events: list[Event] = [abandoned]
     if context is not None and context.max_retries:
         events += _refusal_failures(context, str(error))
     return CreateVerdict("refused", events)
+
+
+#: Create refusals no page can cure: the API key (401, 403) or the model's name (404).
+STOP_CODES = frozenset({401, 403, 404})
 
 
 #: The ``error_type`` of a page's failure when the service refused the create of its batch.

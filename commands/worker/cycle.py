@@ -1030,6 +1030,18 @@ class Cycle:
             crashpoints.reach("after_deferred_event")
             log.error("Create of %s deferred: %s", name, error, extra=extra)
             return "deferred"
+        if verdict.outcome == "stop":
+            key_env = next(
+                (p.api_key_env for p in w.config.projects() if p.name == intent.project),
+                w.config.gemini.api_key_env,
+            )
+            raise GatewayError(
+                f"the service refused to create {name} ({error}): the API key "
+                f"(${key_env}) or [gemini] model "
+                f"{intent.model!r} is wrong; no page counted a failure, fix it and run again",
+                code=error.code,
+                status=error.status,
+            )
         log.error(
             "Create of %s refused: %s; each of its %d page(s) counts a failure (%s); a page "
             "refused again goes in a batch of its own",

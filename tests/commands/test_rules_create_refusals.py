@@ -94,7 +94,7 @@ def test_a_refused_create_fails_each_page_and_dead_letters_at_max_retries(
     assert verdict.events == expected
 
 
-@pytest.mark.parametrize("code", [400, 401, 403, 404, 409, 413, 422, None])
+@pytest.mark.parametrize("code", [400, 409, 413, 422, None])
 def test_every_refusal_counts_but_not_without_max_retries(code: int | None) -> None:
     err = _err(code)
     counted = judge_create_error(NAME, err, _ctx())
@@ -108,6 +108,17 @@ def test_every_refusal_counts_but_not_without_max_retries(code: int | None) -> N
     assert [type(e) for e in judge_create_error(NAME, err, _ctx(max_retries=0)).events] == [
         BatchSubmissionAbandoned
     ]
+
+
+@pytest.mark.parametrize("code", [401, 403, 404])
+def test_a_refused_key_or_model_stops_the_run_and_counts_no_page(code: int) -> None:
+    """No page can cure a refused key (401, 403) or an unknown model (404): the intent is
+    abandoned (its pages free, no failure, no dead letter) and the cycle stops the run."""
+    verdict = judge_create_error(NAME, _err(code), _ctx(failures={"a": 2}))
+    assert verdict.outcome == "stop"
+    assert [type(e) for e in verdict.events] == [BatchSubmissionAbandoned]
+    # Without a context (the old rule), a refusal as before.
+    assert judge_create_error(NAME, _err(code)).outcome == "refused"
 
 
 @pytest.mark.parametrize(

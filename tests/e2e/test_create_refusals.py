@@ -200,3 +200,37 @@ def test_a_persistent_503_on_create_backs_off_never_dead_letters_and_the_run_end
     result = run(config, until_idle=True, max_cycles=60, api_key=API_KEY)
     assert result.last.idle and written(config) == set(KEYS)
     check_final_state(config, emulator, KEYS)
+
+
+def test_a_create_refused_for_the_key_or_the_model_stops_the_run_and_fails_no_page(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    """403 (a key revoked mid-run) and 404 (a model the service does not know): no page can cure
+    them, so none counts a failure: the run stops with one line naming the key's variable and
+    the model, exit 1; once fixed, the next run writes every page."""
+    for code in (403, 404):
+        config = setup(
+            tmp_path / str(code),
+            emulator,
+            [{"endpoint": "batches.create", "status": code, "message": "Permission denied."}],
+        )
+        cli_run = CliRunner().invoke(
+            cli,
+            ["--config", str(config.source), "run", "--until-idle"],
+            env={"E2E_GEMINI_KEY": API_KEY},
+        )
+        assert cli_run.exit_code == 1, cli_run.output
+        [line] = [x for x in cli_run.output.splitlines() if x.startswith("Error: ")]
+        assert "refused to create" in line and "$E2E_GEMINI_KEY" in line, line
+        assert config.gemini.model in line and "no page counted a failure" in line
+        log = events(config)
+        assert not [e for e in log if isinstance(e, RecordFailed | RecordDeadLettered)]
+        assert [type(e) for e in log if isinstance(e, BatchSubmissionAbandoned)] == [
+            BatchSubmissionAbandoned
+        ]
+        assert creates(emulator) == 1  # one create, then the run stopped
+    emulator.policy = TIMING
+    # The service takes creates again: the last dataset's pages are all written.
+    result = run(config, until_idle=True, max_cycles=60, api_key=API_KEY)
+    assert result.last.idle and written(config) == set(KEYS)
+    check_final_state(config, emulator, KEYS)
