@@ -137,7 +137,7 @@ def canned_queries(pricing: Pricing, max_retries: int) -> list[CannedQuery]:
         CannedQuery(
             "record_failures",
             "One record's failures",
-            queries.FAILURE_LOGS_OF_SQL,
+            queries.FAILURE_LOGS_OF_SQL.replace("?", ":record_key"),
             "analyze-failures --record-key KEY",
         ),
         CannedQuery(

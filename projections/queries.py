@@ -651,9 +651,10 @@ FAILURE_GROUPS_SQL: dict[str, str] = {
     "state": _failure_groups_sql("state"),
 }
 FAILURES_BY_SCHOOL_SQL = _failure_groups_sql("state", "school")
-#: One record's logged failures, oldest first (``:record_key``; bound by position here).
+#: One record's logged failures, oldest first; bound by position (``?``: PostgreSQL's connection
+#: translates only ``?``); the dashboard's canned query names it ``:record_key``.
 FAILURE_LOGS_OF_SQL = (
-    f"SELECT {_columns(FAILURE_LOGS)} FROM failure_logs WHERE record_key = :record_key ORDER BY seq"
+    f"SELECT {_columns(FAILURE_LOGS)} FROM failure_logs WHERE record_key = ? ORDER BY seq"
 )
 
 

@@ -16,7 +16,7 @@ from tests.backends import StoreFactory
 from tests.commands.conftest import invoke
 from tests.conftest import file_digest, run_cli
 from tests.postgres import new_schema_url
-from tests.scenario import all_events, scenario
+from tests.scenario import B, C, all_events, scenario
 
 
 def _config(tmp_path: Path, url: str) -> Path:
@@ -81,6 +81,10 @@ def test_operator_commands_run_on_a_postgresql_log(
     summary = _cli(config, "analyze-failures", "--summary")
     assert summary.exit_code == 0
     assert summary.output == invoke(populated, "analyze-failures", "--summary").output
+    for key in (B, C):  # failure_logs_of binds the record key by position
+        one = _cli(config, "analyze-failures", "--record-key", key)
+        assert one.exit_code == 0, one.output
+        assert one.output == invoke(populated, "analyze-failures", "--record-key", key).output
     report = _cli(config, "report", "--last")
     assert report.exit_code == 0
     assert report.output == invoke(populated, "report", "--last").output
