@@ -126,6 +126,14 @@ def nuke(ctx: click.Context, dry_run: bool, confirm: bool, recreate_tables: bool
         raise OperatorError("give exactly one of --dry-run or --confirm")
     if recreate_tables and not confirm:
         raise OperatorError("--recreate-tables only goes with --confirm")
+    location = app(ctx).store_location
+    if isinstance(location, str):  # [database] url: the SQLite file below is not the log
+        from eventlog.postgres import redact
+
+        raise OperatorError(
+            "nuke starts over a SQLite log only: a PostgreSQL log is backed up with pg_dump, "
+            f"not by this tool: {redact(location)}"
+        )
     db = app(ctx).db_path
     core.require_exists(db)
     if dry_run:

@@ -186,3 +186,24 @@ def test_a_worker_role_granted_as_the_readme_says_can_append_but_never_rewrite(
     with open_store(url) as check:
         assert check.verify_chain() is None
         assert check.query("SELECT count(*) FROM events WHERE actor = 'forged'") == [(0,)]
+
+
+def test_nuke_refuses_a_postgresql_log_and_leaves_the_local_file(
+    populated: Path, postgres_server: str, tmp_path: Path
+) -> None:
+    """``nuke`` backs up and removes a SQLite file: with ``[database] url`` that file is not the
+    log, so it is refused in one line (pg_dump) and neither the file nor the log changes."""
+    url = new_schema_url(postgres_server)
+    assert invoke(populated, "migrate-to-postgres", url).exit_code == 0
+    config = tmp_path / "gb.toml"
+    config.write_text(f'[paths]\ndatabase = "{populated}"\n[database]\nurl = "{url}"\n')
+    before = file_digest(populated)
+    for flag in ("--confirm", "--dry-run"):
+        result = _cli(config, "nuke", flag)
+        assert result.exit_code == 1, result.output
+        [line] = result.output.splitlines()
+        assert "pg_dump" in line and "postgresql://" in line and "password" not in line
+    assert file_digest(populated) == before
+    assert not list(populated.parent.glob("*.backup-*"))
+    with open_store(url) as pg:
+        assert pg.last_seq() == len(all_events())
