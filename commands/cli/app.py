@@ -40,14 +40,16 @@ class AppContext:
 
     @property
     def config(self) -> Config:
-        """The config, with ``--db`` (if given) as its database."""
+        """The config, with ``--db`` (if given) as its database: a SQLite file, so it also
+        clears ``[database] url`` (``log_location`` is then that file, for every command)."""
         if self._config is None:
             from commands.config import load_config
 
             config = load_config(self._config_path)
             if self._db is not None:
                 paths = config.paths.model_copy(update={"database": self._db})
-                config = config.model_copy(update={"paths": paths})
+                database = config.database.model_copy(update={"url": ""})
+                config = config.model_copy(update={"paths": paths, "database": database})
             self._config = config
         return self._config
 

@@ -38,7 +38,7 @@ def dashboard(ctx: click.Context, host: str, port: int, open_browser: bool, publ
 
     warning = d.check_host(host, public)
     config = app(ctx).config
-    if config.database.url:
+    if isinstance(app(ctx).store_location, str):  # [database] url, and no --db FILE given
         raise OperatorError(
             "the dashboard serves a SQLite log (Datasette reads SQLite only), and [database] url "
             "points at PostgreSQL: run it on a SQLite copy, or query PostgreSQL with its own tools"

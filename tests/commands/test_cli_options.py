@@ -130,3 +130,20 @@ def test_contradictory_or_out_of_range_flags_are_one_line_and_change_nothing(
     assert r.err.startswith("Error: ") and r.err.count("\n") == 1, r.err
     assert message in r.err and "Traceback" not in r.err
     assert file_digest(populated) == before
+
+
+def test_db_points_every_command_at_that_sqlite_file_over_a_database_url(
+    tmp_path: Path, populated: Path
+) -> None:
+    """The README: ``--db FILE`` points one command at a SQLite file, also when the config's
+    ``[database] url`` names PostgreSQL (``run`` opens ``config.log_location``)."""
+    from commands.cli.app import AppContext
+
+    config = tmp_path / "pg.toml"
+    config.write_text('[database]\nurl = "postgresql://nobody@127.0.0.1:1/none"\n')
+    ctx = AppContext(config, populated)
+    assert ctx.config.log_location == populated == ctx.store_location
+    assert ctx.config.database.url == ""
+    assert AppContext(config).config.log_location == "postgresql://nobody@127.0.0.1:1/none"
+    r = run_cli("--config", str(config), "--db", str(populated), "status", "--no-scan")
+    assert r.code == 0, r.err

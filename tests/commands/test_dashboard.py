@@ -311,6 +311,26 @@ def test_a_postgresql_log_is_refused_in_one_line(tmp_path: Path) -> None:
     )
 
 
+def test_db_points_the_dashboard_of_a_postgresql_config_at_a_sqlite_copy(
+    populated: Path, tmp_path: Path
+) -> None:
+    """``--db FILE`` serves that SQLite file though the config names PostgreSQL: the refusal
+    is passed and the file opened (the busy port is the next thing it meets)."""
+    config = tmp_path / "pg.toml"
+    config.write_text('[database]\nurl = "postgresql://nobody@127.0.0.1:1/none"\n')
+    before = file_digest(populated)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = run_cli(
+            "--config", str(config), "--db", str(populated), "dashboard", "--port", str(port),
+            cwd=tmp_path,
+        )
+    _one_error_line(r, f"port {port}", "in use")
+    assert file_digest(populated) == before
+
+
 def test_a_port_in_use_is_one_line(demo: DemoResult, tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
