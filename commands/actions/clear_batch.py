@@ -45,6 +45,12 @@ def clear_batch(store: EventStore, batch_id: str, *, reason: str, actor: str) ->
     return Cleared(batch_id, "batch" if active else "intent", held)
 
 
+def batch_project(store: EventStore, batch_id: str) -> str | None:
+    """The project (API key) the active batch ``batch_id`` was created with; None if it is not
+    active (read-only)."""
+    return next((b.project for b in queries.active_batches(store) if b.batch_id == batch_id), None)
+
+
 def cancel_on_service(store: EventStore, port: GeminiPort, batch_id: str) -> None:
     """Ask the service to cancel the active batch ``batch_id`` (idempotent; nothing is appended:
     the clear that follows records it). An unknown or inactive batch raises

@@ -81,15 +81,24 @@ def clear_batch(ctx: click.Context, batch_id: str, reason: str, cancel: bool) ->
 
     Example: python -m commands clear-batch batches/abc123 --reason "stuck PENDING for 3 days"
     """
-    from commands.actions.clear_batch import cancel_on_service
+    from commands.actions.clear_batch import batch_project, cancel_on_service
     from commands.actions.clear_batch import clear_batch as run
 
     with app(ctx).open() as store:
         if cancel:
-            from commands.gemini.sdk import Gateway, api_key_from_env
+            from commands.gemini.sdk import Gateway, api_key_from_env, project_key_from_env
 
             config = app(ctx).config
-            port = Gateway.from_config(config, api_key=api_key_from_env(config))
+            projects = {p.name: p for p in config.projects()}
+            name = batch_project(store, batch_id)  # None: not active, nothing is cancelled
+            project = projects.get(name) if name is not None else next(iter(projects.values()))
+            if project is None:
+                raise OperatorError(
+                    f"cannot cancel {batch_id}: its project {name} is not in the config "
+                    "([[gemini.projects]]), so there is no key for it; nothing was cleared"
+                )
+            key = project_key_from_env(project) if config.gemini.projects else None
+            port = Gateway.from_config(config, api_key=key or api_key_from_env(config))
             try:
                 cancel_on_service(store, port, batch_id)
             finally:

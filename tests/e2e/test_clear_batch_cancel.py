@@ -87,3 +87,35 @@ def test_a_failed_cancel_clears_nothing(tmp_path: Path, emulator: Emulator) -> N
     assert r.code == 1 and f"cannot cancel {first}" in r.err and "nothing was cleared" in r.err
     assert len([x for x in r.err.splitlines() if x.startswith("Error:")]) == 1, r.err
     assert file_digest(db) == before
+
+
+def test_cancel_uses_the_key_of_the_batchs_own_project(tmp_path: Path) -> None:
+    """With two ``[[gemini.projects]]`` the job lives under its project's key: --cancel asks
+    the service with that key (under the other it would not be found), whichever comes first."""
+    from tests.e2e.test_projects import KEY_A, KEY_B, TWO, projects_config
+
+    env = {"E2E_KEY_A": KEY_A, "E2E_KEY_B": KEY_B, "E2E_GEMINI_KEY": KEY_A}
+    policy = {"timing": {"pending_seconds": 3600}}
+    with Emulator(policy, api_key=[KEY_A, KEY_B]) as emu:
+        make_dataset(tmp_path / "input", KEYS)
+        config = projects_config(tmp_path, emu.url, TWO, batch_size=3)
+        source = str(config.source)
+        assert run_cli("--config", source, "run", "--once", env=env).code == 0
+        project_of = {
+            e.batch_id: e.project for e in events(config) if isinstance(e, BatchSubmitted)
+        }
+        assert sorted(project_of.values()) == ["a", "b"]
+        [in_b] = [b for b, p in project_of.items() if p == "b"]
+        r = run_cli("--config", source, "clear-batch", in_b, "--cancel", env=env)
+        assert r.code == 0, r.err
+        assert f"cancelled {in_b} on the service" in r.out
+        job = emu.service.get_batch(KEY_B, in_b.removeprefix("batches/"))
+        assert "CANCELLED" in str(job.state)
+        assert [e.batch_id for e in events(config) if isinstance(e, BatchCleared)] == [in_b]
+        # Its key gone from the environment: one line naming the project's variable, no clear.
+        [in_a] = [b for b, p in project_of.items() if p == "a"]
+        r = run_cli(
+            "--config", source, "clear-batch", in_a, "--cancel", env={**env, "E2E_KEY_A": ""}
+        )
+        assert r.code == 1 and "E2E_KEY_A" in r.err and "Traceback" not in r.err
+        assert [e.batch_id for e in events(config) if isinstance(e, BatchCleared)] == [in_b]
