@@ -76,17 +76,20 @@ def gemini_batches(config_path: str | None = None) -> dict[str, int]:
         description=f"counts of run {s.run_id}",
     )
     create_table_artifact(
-        table=active_batch_rows(config.paths.database),
+        table=active_batch_rows(config.log_location, scratch=config.paths.database),
         key=ACTIVE_KEY,
         description=f"active batches after run {s.run_id}: the service's request counts",
     )
     return counts
 
 
-def active_batch_rows(database: Path) -> list[dict[str, str | int]]:
-    """One row per active batch: its state and the service's done / failed / pending counts
-    (``batchStats``), as ``status`` shows them (read-only)."""
-    with open_store(database, write=False) as store:
+def active_batch_rows(
+    location: Path | str, *, scratch: Path | None = None
+) -> list[dict[str, str | int]]:
+    """One row per active batch of the log at ``location`` (a SQLite file or a ``[database]
+    url``; ``scratch`` as :func:`projections.open_store` takes it): its state and the service's
+    done / failed / pending counts (``batchStats``), as ``status`` shows them (read-only)."""
+    with open_store(location, write=False, scratch=scratch) as store:
         batches = queries.active_batches(store)
     return [
         {

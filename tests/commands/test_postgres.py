@@ -207,3 +207,24 @@ def test_nuke_refuses_a_postgresql_log_and_leaves_the_local_file(
     assert not list(populated.parent.glob("*.backup-*"))
     with open_store(url) as pg:
         assert pg.last_seq() == len(all_events())
+
+
+def test_the_prefect_flows_active_batches_table_reads_a_postgresql_log(
+    populated: Path, postgres_server: str, tmp_path: Path
+) -> None:
+    """The flow publishes ``active_batch_rows(config.log_location)``: on a ``[database] url``
+    the rows come from PostgreSQL, the same as from the SQLite log it was copied from."""
+    import pytest
+
+    pytest.importorskip("prefect")
+    from commands.config import load_config
+    from commands.integrations.prefect_flow import active_batch_rows
+
+    url = new_schema_url(postgres_server)
+    assert invoke(populated, "migrate-to-postgres", url).exit_code == 0
+    config = load_config(_config(tmp_path, url))
+    assert config.log_location == url
+    expected = active_batch_rows(populated)
+    populated.unlink()  # what is read is the PostgreSQL log, not a local file
+    assert active_batch_rows(config.log_location, scratch=config.paths.database) == expected
+    assert not populated.exists()
