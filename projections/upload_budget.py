@@ -3,8 +3,10 @@ was given up on.
 
 A row grows with each ``UploadAbandoned`` (a cycle whose attempts all failed), becomes given up
 with ``UploadGivenUp`` (the scanner then skips the page while its file's size and mtime stay
-those recorded), and goes with a successful upload (``FileUploaded``), with
-``UploadGivenUpCleared`` (the file changed) and with ``FailuresReset`` naming the page. The
+those recorded), and goes with a successful upload (``FileUploaded``), with the page going out
+in a batch (``BatchSubmitted``: an inline page or a reused image has no upload of its own to
+succeed), with ``UploadGivenUpCleared`` (the file changed) and with ``FailuresReset`` naming
+the page. The
 state, school and year columns make ``reset-failures`` filters plain SQL.
 """
 
@@ -15,6 +17,7 @@ from functools import singledispatch
 import msgspec
 
 from eventlog.events import (
+    BatchSubmitted,
     Event,
     FailuresReset,
     FileUploaded,
@@ -100,7 +103,8 @@ def _(e: FileUploaded | UploadGivenUpCleared, t: Tables, rec: Recorded) -> None:
     t.delete(SPEC, (e.record_key,))
 
 
-@apply.register
-def _(e: FailuresReset, t: Tables, rec: Recorded) -> None:
+@apply.register(BatchSubmitted)
+@apply.register(FailuresReset)
+def _(e: BatchSubmitted | FailuresReset, t: Tables, rec: Recorded) -> None:
     for key in e.record_keys:
         t.delete(SPEC, (key,))

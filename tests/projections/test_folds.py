@@ -105,3 +105,26 @@ def test_a_cleared_batch_frees_its_records() -> None:
     assert _table(t, "active_batches") == []
     assert _table(t, "inflight_records") == []
     assert _status(t)[B] == "pending"
+
+
+def test_a_page_that_went_out_in_a_batch_has_no_upload_failures_left() -> None:
+    """A failed request-file upload charges every page of it, inline ones too; those never get
+    a FileUploaded of their own, so the batch that carried them clears the budget ("since its
+    last success"); a page not in the batch keeps its count."""
+    from eventlog.events import BatchSubmitted, UploadAbandoned
+
+    charged: list[Event] = [
+        UploadAbandoned(record_key=k, attempts=2, message="503") for k in (A, B)
+    ]
+    t = _fold([("run:r", charged)])
+    assert {r["record_key"]: r["failed_attempts"] for r in _table(t, "upload_budget")} == {
+        A: 2,
+        B: 2,
+    }
+    submitted = BatchSubmitted(
+        batch_id="batches/x", display_name="gb-x", model="m", record_keys=[A], transport="inline"
+    )
+    t = _fold([("run:r", [*charged, submitted])])
+    assert [(r["record_key"], r["failed_attempts"]) for r in _table(t, "upload_budget")] == [
+        (B, 2)
+    ]
