@@ -1056,13 +1056,27 @@ class Cycle:
     def _request_line(self, page: Page, remote: RemoteFile | None) -> bytes | None:
         """One JSONL request line: the prompt, the previous page's output if configured, and the
         image, inline (``remote`` None: base64 ``inlineData`` of the bytes read once) or by its
-        File API URI. None when an inline page's file changed since it was checked: it is
-        checked again next cycle."""
+        File API URI. None when an inline page's file changed since it was checked, or the
+        previous page's output cannot be read (gone, unreadable, not UTF-8): it is checked
+        again next cycle."""
         config = self.w.config
         parts: list[dict[str, Any]] = [{"text": config.gemini.prompt}]
         prev = self._previous.get(page.key)
         if prev is not None:
-            context = output_path(config.paths.output_root, prev.key).read_text()
+            previous_output = output_path(config.paths.output_root, prev.key)
+            try:
+                context = previous_output.read_text()
+            except (OSError, UnicodeDecodeError) as e:
+                log.warning(
+                    "Not sending %s this cycle: cannot read the previous page's output %s (%s); "
+                    "it is checked again next cycle",
+                    page.key,
+                    previous_output,
+                    e.strerror if isinstance(e, OSError) and e.strerror else e,
+                    extra={"record_key": page.key},
+                )
+                self._changed += 1
+                return None
             parts.append(
                 {
                     "text": f"For context, the extraction of the previous page "

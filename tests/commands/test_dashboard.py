@@ -324,7 +324,13 @@ def test_db_points_the_dashboard_of_a_postgresql_config_at_a_sqlite_copy(
         s.listen()
         port = s.getsockname()[1]
         r = run_cli(
-            "--config", str(config), "--db", str(populated), "dashboard", "--port", str(port),
+            "--config",
+            str(config),
+            "--db",
+            str(populated),
+            "dashboard",
+            "--port",
+            str(port),
             cwd=tmp_path,
         )
     _one_error_line(r, f"port {port}", "in use")

@@ -115,6 +115,37 @@ def test_216_pages_with_every_fault_end_written_or_dead_lettered(
     assert r.code == 0, r.err
 
 
+def test_an_unreadable_previous_output_defers_the_page_with_a_warning_naming_it(
+    tmp_path: Path, emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With context_previous_page, page 2's prompt carries page 1's output: if that file is
+    gone or not text, page 2 waits (a WARNING naming the file, the run goes on) and goes out
+    once the file is readable again."""
+    keys = keys_for(states=1, schools=1, years=1, pages=2)
+    make_dataset(tmp_path / "input", keys[:1])
+    config = load_config(
+        write_config(tmp_path, emulator.url, gemini={"context_previous_page": True})
+    )
+    assert run(config, until_idle=True, max_cycles=40, api_key=API_KEY).last.idle
+    first = config.paths.output_root / Path(*keys[0].split(":")[:3]) / "1.json"
+    good = first.read_bytes()
+    first.write_bytes(b"\xff\xfe not text")
+    make_dataset(tmp_path / "input", keys[1:])  # page 2 arrives: its prompt needs page 1's output
+    with caplog.at_level(logging.WARNING):
+        run(config, max_cycles=3, api_key=API_KEY)
+    assert len(emulator.service.jobs) == 1  # page 2 never went out
+    warnings = {
+        r.getMessage() for r in caplog.records if "previous page's output" in r.getMessage()
+    }
+    assert warnings and all(
+        keys[1] in w and str(first) in w and "checked again next cycle" in w for w in warnings
+    )
+    first.write_bytes(good)
+    result = run(config, until_idle=True, max_cycles=40, api_key=API_KEY)
+    assert result.last.idle
+    check_final_state(config, emulator, keys)
+
+
 def test_previous_page_context_orders_pages_and_rides_in_the_prompt(
     tmp_path: Path, emulator: Emulator
 ) -> None:

@@ -125,6 +125,4 @@ def test_a_page_that_went_out_in_a_batch_has_no_upload_failures_left() -> None:
         batch_id="batches/x", display_name="gb-x", model="m", record_keys=[A], transport="inline"
     )
     t = _fold([("run:r", [*charged, submitted])])
-    assert [(r["record_key"], r["failed_attempts"]) for r in _table(t, "upload_budget")] == [
-        (B, 2)
-    ]
+    assert [(r["record_key"], r["failed_attempts"]) for r in _table(t, "upload_budget")] == [(B, 2)]
