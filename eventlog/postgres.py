@@ -47,6 +47,19 @@ from eventlog.store import EventStore, Projector, utc_now
 URL_SCHEMES = ("postgresql://", "postgres://")
 #: The advisory lock key every append (and migration) holds: "GBAT" as an int.
 WRITE_LOCK = 0x47424154
+#: The run lock (one worker run per log, on every machine): a session-level advisory lock on
+#: the 64-bit key ("GBRN" << 32 | the oid of this log's ``events`` table), so logs in other
+#: schemas of the same database have locks of their own. pg_locks shows it as classid
+#: ``RUN_LOCK``, objid the table's oid, objsubid 1.
+RUN_LOCK = 0x4742524E
+_RUN_LOCK_KEY = f"(({RUN_LOCK}::bigint << 32) | 'events'::regclass::oid::bigint)"
+_RUN_LOCK_HOLDERS = (
+    "SELECT a.application_name, host(a.client_addr), l.pid, a.backend_start::text "
+    "FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+    "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+    f"AND l.classid::bigint = {RUN_LOCK} AND l.objid = 'events'::regclass::oid "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
 #: ``meta.application_id``: marks the database's tables as ours.
 APPLICATION_ID = "gemini-batches"
 
@@ -349,6 +362,25 @@ class PostgresEventStore(EventStore):
         """Streamed in single-row mode: consume it before the next statement on this store."""
         with self._errors():
             yield from self._conn.stream(sql, params)
+
+    run_lock_in_database = True
+
+    def try_run_lock(self, holder: str) -> str | None:
+        with self._errors():
+            self._conn.execute("SELECT set_config('application_name', ?, false)", (holder[:63],))
+            if self._conn.execute(f"SELECT pg_try_advisory_lock({_RUN_LOCK_KEY})").fetchone()[0]:
+                return None
+            rows = self._conn.execute(_RUN_LOCK_HOLDERS).fetchall()
+        if not rows:
+            return "unknown"
+        name, host, pid, since = rows[0]
+        where = f" from {host}" if host else ""
+        return f"{name or 'a session'}{where}, server pid {pid}" + (
+            f", since {since[:19]}" if since else ""
+        )
+
+    def run_lock_held(self) -> bool:
+        return bool(self.query(_RUN_LOCK_HOLDERS))
 
     def backup(self, dest: Path) -> None:
         raise DatabaseError(

@@ -315,6 +315,22 @@ class EventStore:
         """Whether the database holds a table ``name`` (read-only)."""
         return self.query_one("SELECT 1 FROM sqlite_schema WHERE name = ?", (name,)) is not None
 
+    #: Whether the one-worker-run-per-log lock lives in the database, shared by every machine
+    #: (PostgreSQL: :meth:`try_run_lock`), rather than in a file beside the database (SQLite:
+    #: ``commands/worker/runlock.py``, which only this machine's processes see).
+    run_lock_in_database = False
+
+    def try_run_lock(self, holder: str) -> str | None:
+        """Take the run lock for this connection's life (until :meth:`close`), without waiting:
+        None when taken, else who holds it. ``holder`` names this process to the others. Only
+        where :attr:`run_lock_in_database`."""
+        raise NotImplementedError("a SQLite log's run lock is the file beside it")
+
+    def run_lock_held(self) -> bool:
+        """Whether some connection (this one included) holds the run lock now (read-only). Only
+        where :attr:`run_lock_in_database`."""
+        raise NotImplementedError("a SQLite log's run lock is the file beside it")
+
     def check_wal(self) -> None:
         """Raise :class:`~eventlog.errors.WalLost` if the write-ahead log this store opened was
         deleted or replaced (the worker checks it at each cycle, and every write does)."""

@@ -7,13 +7,12 @@ the scan's events.
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 import msgspec
 
 from commands.config import Config
 from commands.rules.cost import Spend, Usage, spend
-from commands.worker.runlock import RunLock
+from commands.worker.runlock import run_lock_held
 from commands.worker.scan import scan_dataset
 from eventlog.events import BatchResultsUnavailable
 from eventlog.store import EventStore
@@ -172,7 +171,7 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
                 run.outcome,
                 run.message,
                 spend(_usage(rows), config.pricing, config.gemini.model),
-                running=run.finished_at is None and RunLock(Path(store.path)).held(),
+                running=run.finished_at is None and run_lock_held(store),
                 results_unavailable=queries.count_events_of_type(
                     store, BatchResultsUnavailable.__name__, run.started_seq - 1, run.finished_seq
                 ),

@@ -4,17 +4,24 @@ Two ``run`` commands started together (a cron overlap) would otherwise submit th
 twice. The lock is released by the kernel when the process dies, even by ``kill -9``. Operator
 commands (status, reset-failures, clear-batch) do not take it: their events go through the log's
 own write transactions. ``status`` asks :meth:`RunLock.held` whether the last run is alive.
+
+On PostgreSQL the runs may be on different machines, which share no file: the run also takes
+the log's own lock (:func:`hold_in_database`, a session-level advisory lock on the store's
+connection, released when it closes or the process dies), and :func:`run_lock_held` asks the
+database.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import socket
 import time
 from pathlib import Path
 
 from commands.errors import RunLocked
 from eventlog.errors import DatabaseError
+from eventlog.store import EventStore
 
 #: A failed attempt is tried again for this long even without ``--wait``, so a ``status`` probing
 #: the lock (:meth:`RunLock.held`, a few microseconds) cannot make a starting run fail.
@@ -92,3 +99,32 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def hold_in_database(
+    store: EventStore,
+    wait_seconds: float = 0.0,
+    *,
+    hint: str = "it exits on its own, or pass --wait SECONDS",
+) -> None:
+    """Where the run lock lives in the database (PostgreSQL), take it for as long as ``store``
+    stays open, waiting up to ``wait_seconds``; :class:`RunLocked` names the holder (its
+    application name, host and server pid). Nothing on SQLite: the file lock is the lock."""
+    if not store.run_lock_in_database:
+        return
+    me = f"gemini-batches run on {socket.gethostname()} pid {os.getpid()}"
+    deadline = time.monotonic() + max(wait_seconds, PROBE_GRACE_SECONDS)
+    while (holder := store.try_run_lock(me)) is not None:
+        if time.monotonic() >= deadline:
+            raise RunLocked(
+                f"another run holds the lock on this log ({holder}); {hint}: {store.location}"
+            )
+        time.sleep(0.2)
+
+
+def run_lock_held(store: EventStore) -> bool:
+    """Whether a live run holds the lock of ``store``'s log (read-only): the database's lock on
+    PostgreSQL, seen from any machine; else the file beside the database."""
+    if store.run_lock_in_database:
+        return store.run_lock_held()
+    return RunLock(Path(store.path)).held()

@@ -28,7 +28,7 @@ from commands.views import report
 from commands.worker.context import Worker
 from commands.worker.cycle import Cycle, CycleSummary
 from commands.worker.progress import NoProgress, Progress
-from commands.worker.runlock import RunLock
+from commands.worker.runlock import RunLock, hold_in_database
 from commands.worker.runlog import bind_run
 from eventlog.actors import run_actor
 from eventlog.errors import DatabaseBusy, DatabaseError, WalLost
@@ -135,6 +135,7 @@ def session(
         }
         port = gateway if gateway is not None else next(iter(ports.values()))
         try:
+            hold_in_database(store, wait_for_lock)  # PostgreSQL: runs on other machines too
             for project, each in ports.items() if gateway is None else [("", gateway)]:
                 check_service(each, config, project)
         except BaseException:

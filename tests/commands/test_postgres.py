@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from commands.cli import cli
@@ -228,3 +229,47 @@ def test_the_prefect_flows_active_batches_table_reads_a_postgresql_log(
     populated.unlink()  # what is read is the PostgreSQL log, not a local file
     assert active_batch_rows(config.log_location, scratch=config.paths.database) == expected
     assert not populated.exists()
+
+
+def test_two_runs_on_one_postgresql_log_from_two_machines_the_second_is_refused(
+    postgres_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two machines share no lock file, only the log: a run holds the log's own lock (an
+    advisory lock) for its whole life, so a second run elsewhere is refused in one line naming
+    the holder, and status there sees the first as still running, not dead."""
+    import os
+
+    from commands.config import load_config
+    from commands.worker.runlock import hold_in_database, run_lock_held
+    from commands.worker.session import session
+    from gemini_emulator.service import Service
+    from tests.fakes import EmulatorPort
+    from tests.pipeline import write_config
+
+    url = new_schema_url(postgres_server)
+    monkeypatch.setenv("E2E_GEMINI_KEY", "e2e-test-key-0123456789")
+    for m in ("machine-a", "machine-b"):
+        (tmp_path / m).mkdir()
+    a, b = (
+        load_config(write_config(tmp_path / m, "http://127.0.0.1:9", database={"url": url}))
+        for m in ("machine-a", "machine-b")
+    )
+    assert a.paths.database != b.paths.database  # each its own lock file: they never meet
+    assert b.source is not None
+    b_config = b.source
+    with session(a, command="run", gateway=EmulatorPort(Service())) as s:
+        second = _cli(b_config, "run", "--once")
+        assert second.exit_code == 1, second.output
+        [line] = second.output.splitlines()
+        assert "another run holds the lock on this log" in line
+        assert f"pid {os.getpid()}" in line and "postgresql://" in line
+        status = json.loads(_cli(b_config, "status", "--json", "--no-scan").output)
+        assert status["last_run"]["run_id"] == s.run_id and status["last_run"]["running"]
+    with open_store(url) as store:
+        assert not run_lock_held(store)  # released with the run's connection
+        started = [r.event for r in store.read() if isinstance(r.event, RunStarted)]
+        assert [e.run_id for e in started] == [s.run_id]
+        hold_in_database(store)  # free again
+        assert run_lock_held(store)
+    status = json.loads(_cli(b_config, "status", "--json", "--no-scan").output)
+    assert status["last_run"]["outcome"] == "ok" and not status["last_run"]["running"]
