@@ -16,7 +16,7 @@ from eventlog.events import RecordFailed, RecordValidated, ResultDiscarded
 from eventlog.states import RecordStatus
 from projections import queries
 
-__all__ = ["CannedQuery", "Pricing", "canned_queries", "chart_queries"]
+__all__ = ["CannedQuery", "Pricing", "ProjectLimits", "canned_queries", "chart_queries"]
 
 
 class Pricing(msgspec.Struct, frozen=True):
@@ -26,6 +26,35 @@ class Pricing(msgspec.Struct, frozen=True):
     prices: list[tuple[str, float, float]]
     batch_discount: float
     default_model: str
+
+
+class ProjectLimits(msgspec.Struct, frozen=True):
+    """What ``project_capacity`` needs from one project of the config (``Config.projects()``,
+    its limits filled in from ``[batching]``): ``max_tokens`` 0 is no limit."""
+
+    name: str
+    max_batches: int
+    max_tokens: int
+
+
+def _capacity_sql(projects: list[ProjectLimits]) -> str:
+    """The status screen's line per project: batches / max, enqueued tokens / max (NULL: no
+    limit), and its quota hold, in the config's order."""
+    rows = ", ".join(
+        f"({i}, {_literal(p.name)}, {int(p.max_batches)}, {int(p.max_tokens)})"
+        for i, p in enumerate(projects)
+    )
+    values = f"VALUES {rows}" if rows else "SELECT 0, '', 0, 0 WHERE 0"
+    return (
+        f"WITH limits(pos, project, max_batches, max_tokens) AS ({values}), "
+        f"loads AS ({queries.PROJECT_LOADS_SQL}) "
+        "SELECT l.project, coalesce(d.batches, 0) AS batches, l.max_batches, "
+        "coalesce(d.tokens, 0) AS enqueued_tokens, "
+        "CASE WHEN l.max_tokens > 0 THEN l.max_tokens END AS max_enqueued_tokens, "
+        "q.held_since, q.retry_after FROM limits l LEFT JOIN loads d ON d.project = l.project "
+        "LEFT JOIN submission_quota q ON q.project = l.project AND q.held_since IS NOT NULL "
+        "ORDER BY l.pos"
+    )
 
 
 class CannedQuery(msgspec.Struct, frozen=True):
@@ -109,7 +138,9 @@ _RETRYING = ", ".join(
 )
 
 
-def canned_queries(pricing: Pricing, max_retries: int) -> list[CannedQuery]:
+def canned_queries(
+    pricing: Pricing, max_retries: int, projects: list[ProjectLimits]
+) -> list[CannedQuery]:
     """Every canned query, in the order the database page lists them."""
     groups = queries.FAILURE_GROUPS_SQL
     return [
@@ -183,15 +214,22 @@ def canned_queries(pricing: Pricing, max_retries: int) -> list[CannedQuery]:
             "Active batches with age and progress",
             "SELECT batch_id, display_name, model, state, record_count, submitted_at, "
             "round((julianday('now') - julianday(submitted_at)) * 24, 2) AS age_hours, "
-            "succeeded, failed, pending, transport FROM active_batches ORDER BY submitted_seq",
+            "succeeded, failed, pending, transport, project FROM active_batches "
+            "ORDER BY submitted_seq",
             "succeeded/failed/pending: the service's batchStats as last polled",
         ),
         CannedQuery(
             "quota_hold",
             "Creates held back by the quota",
-            "SELECT held_since, retry_after, halvings, successes_since, message "
-            "FROM submission_quota WHERE held_since IS NOT NULL",
+            "SELECT project, held_since, retry_after, halvings, successes_since, message "
+            "FROM submission_quota WHERE held_since IS NOT NULL ORDER BY project",
             "429 RESOURCE_EXHAUSTED: batches are halved until the service takes them again",
+        ),
+        CannedQuery(
+            "project_capacity",
+            "Capacity per project",
+            _capacity_sql(projects),
+            "status: batches/max_active_batches, enqueued tokens/max_enqueued_tokens, hold",
         ),
         CannedQuery(
             "deferred_submissions",

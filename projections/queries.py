@@ -247,15 +247,19 @@ class ProjectLoad(msgspec.Struct, frozen=True):
     tokens: int = 0
 
 
+#: Per project: batches (active plus open intents) and their estimated tokens; also the
+#: dashboard's ``project_capacity``.
+PROJECT_LOADS_SQL = (
+    f"SELECT project, count(*) AS batches, coalesce({_sum('estimated_tokens')}, 0) AS tokens "
+    "FROM (SELECT project, estimated_tokens FROM active_batches UNION ALL "
+    "SELECT project, estimated_tokens FROM submission_intents) AS loads GROUP BY project"
+)
+
+
 def project_loads(store: EventStore) -> dict[str, ProjectLoad]:
     """Per project, the active batches plus open intents and their estimated tokens, read in
     one statement: what admission per project counts (a project with none is absent)."""
-    rows = store.query(
-        f"SELECT project, count(*), coalesce({_sum('estimated_tokens')}, 0) FROM ("
-        "SELECT project, estimated_tokens FROM active_batches UNION ALL "
-        "SELECT project, estimated_tokens FROM submission_intents) AS loads GROUP BY project"
-    )
-    return {r[0]: ProjectLoad(r[1], r[2]) for r in rows}
+    return {r[0]: ProjectLoad(r[1], r[2]) for r in store.query(PROJECT_LOADS_SQL)}
 
 
 def submission_quota(store: EventStore, project: str = DEFAULT_PROJECT) -> SubmissionQuota | None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from commands.config import Config
 from eventlog.errors import OperatorError
-from projections.dashboard_sql import Pricing, canned_queries, chart_queries
+from projections.dashboard_sql import Pricing, ProjectLimits, canned_queries, chart_queries
 
 if TYPE_CHECKING:
     from datasette.app import Datasette
@@ -50,6 +50,14 @@ def pricing_of(config: Config) -> Pricing:
         (m, p.input_per_million, p.output_per_million) for m, p in config.pricing.models.items()
     ]
     return Pricing(prices, config.pricing.batch_discount, config.gemini.model)
+
+
+def project_limits(config: Config) -> list[ProjectLimits]:
+    """Each project's limits as ``status`` shows them (``[batching]``'s where it names none)."""
+    return [
+        ProjectLimits(p.name, p.max_active_batches or 0, p.max_enqueued_tokens or 0)
+        for p in config.projects()
+    ]
 
 
 def database_name(path: Path) -> str:
@@ -161,7 +169,7 @@ def metadata(config: Config, db: str) -> dict[str, Any]:
     pricing = pricing_of(config)
     queries = {
         q.name: {"title": q.title, "sql": q.sql, "description": q.description, "write": False}
-        for q in canned_queries(pricing, config.batching.max_retries)
+        for q in canned_queries(pricing, config.batching.max_retries, project_limits(config))
     }
     return {
         "title": "gemini-batches",

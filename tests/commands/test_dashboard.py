@@ -90,8 +90,25 @@ COLUMNS = {
         "failed",
         "pending",
         "transport",
+        "project",
     ],
-    "quota_hold": ["held_since", "retry_after", "halvings", "successes_since", "message"],
+    "quota_hold": [
+        "project",
+        "held_since",
+        "retry_after",
+        "halvings",
+        "successes_since",
+        "message",
+    ],
+    "project_capacity": [
+        "project",
+        "batches",
+        "max_batches",
+        "enqueued_tokens",
+        "max_enqueued_tokens",
+        "held_since",
+        "retry_after",
+    ],
     "deferred_submissions": ["display_name", "model", "reason", "deferred_at", "checked", "pages"],
     "spend_by_run_and_model": [
         "run_id",
@@ -163,6 +180,7 @@ def test_every_canned_query_answers_with_its_columns_and_the_commands_numbers(
         n_events = queries.count_events(store)
     with open_store(config.paths.database) as store:
         st = status(store, config, scan=False)
+        active = queries.active_batches(store)
 
     assert rows["failure_summary"] == [
         {
@@ -196,6 +214,19 @@ def test_every_canned_query_answers_with_its_columns_and_the_commands_numbers(
             "rejected_inputs": st.rejected_inputs,
         }
     ]
+    assert rows["project_capacity"] == [
+        {
+            "project": p.name,
+            "batches": p.batches,
+            "max_batches": p.max_batches,
+            "enqueued_tokens": p.tokens,
+            "max_enqueued_tokens": p.max_tokens or None,
+            "held_since": p.hold.since if p.hold else None,
+            "retry_after": p.hold.next_try_after if p.hold else None,
+        }
+        for p in st.projects
+    ]
+    assert [r["project"] for r in rows["active_batches"]] == [b.project for b in active]
     spend = rows["spend_by_model"]
     assert sum(r["prompt_tokens"] for r in spend) == st.spend.prompt_tokens > 0
     assert sum(r["cost"] for r in spend) == pytest.approx(st.spend.cost)
@@ -448,3 +479,33 @@ def test_the_browser_test_says_clearly_when_chromium_is_missing(
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match="not installed"):
         _chromium()
+
+
+def test_project_capacity_has_a_row_per_configured_project_in_its_order(tmp_path: Path) -> None:
+    """Two projects: the one with a batch shows it and its tokens against its own limits; the
+    one with none shows zeros; no token limit is NULL (status: "no limit")."""
+    from eventlog.events import BatchSubmitted
+    from projections.dashboard_sql import Pricing, ProjectLimits, canned_queries
+
+    limits = [ProjectLimits("b", 3, 0), ProjectLimits("a", 2, 9000)]
+    [sql] = [
+        q.sql
+        for q in canned_queries(Pricing([], 0.5, "m"), 3, limits)
+        if q.name == "project_capacity"
+    ]
+    with open_store(tmp_path / "gb.db", create=True) as store:
+        store.append(
+            [
+                BatchSubmitted(
+                    batch_id="batches/1",
+                    display_name="gb-1",
+                    model="m",
+                    record_keys=["S:X:2020:1"],
+                    estimated_tokens=1234,
+                    project="a",
+                )
+            ],
+            actor="run:r",
+        )
+        rows = store.query(sql)
+    assert rows == [("b", 0, 3, 0, None, None, None), ("a", 1, 2, 1234, 9000, None, None)]
