@@ -75,7 +75,6 @@ __all__ = [
     "create_refusals_of",
     "dead_letter_keys",
     "deferred_to_check",
-    "estimated_tokens_in_flight",
     "failing_by_count",
     "failure_count_of",
     "failure_counts",
@@ -106,7 +105,6 @@ __all__ = [
     "run",
     "status_counts",
     "status_of",
-    "submission_quota",
     "submission_quotas",
     "superseded_records",
     "unfinished_run_ids",
@@ -229,16 +227,6 @@ def count_submissions_in_progress(store: EventStore) -> int:
     )
 
 
-def estimated_tokens_in_flight(store: EventStore) -> int:
-    """Tokens estimated for the active batches and the open intents, read in one statement:
-    what token admission (``max_enqueued_tokens``) counts as enqueued on the service."""
-    return _count(
-        store,
-        "SELECT (SELECT coalesce(sum(estimated_tokens), 0) FROM active_batches) + "
-        "(SELECT coalesce(sum(estimated_tokens), 0) FROM submission_intents)",
-    )
-
-
 class ProjectLoad(msgspec.Struct, frozen=True):
     """What one project has on the service: batches (active plus open intents) and their
     estimated tokens."""
@@ -260,16 +248,6 @@ def project_loads(store: EventStore) -> dict[str, ProjectLoad]:
     """Per project, the active batches plus open intents and their estimated tokens, read in
     one statement: what admission per project counts (a project with none is absent)."""
     return {r[0]: ProjectLoad(r[1], r[2]) for r in store.query(PROJECT_LOADS_SQL)}
-
-
-def submission_quota(store: EventStore, project: str = DEFAULT_PROJECT) -> SubmissionQuota | None:
-    """How the service's quota last met ``project``'s creates (None before its first 429)."""
-    row = store.query_one(
-        f"SELECT {_columns(SUBMISSION_QUOTA)} FROM submission_quota "
-        "WHERE scope = ? AND project = ?",
-        (QUOTA_SCOPE, project),
-    )
-    return SubmissionQuota(*row) if row else None
 
 
 def submission_quotas(store: EventStore) -> dict[str, SubmissionQuota]:

@@ -63,7 +63,8 @@ def test_admission_holds_batches_back_at_the_token_limit(
     (intent,) = [e for e in log if isinstance(e, BatchSubmissionIntended)]
     assert intent.estimated_tokens == 3 * cost and intent.estimated_input_tokens == 3 * prompt
     store = open_store(config.paths.database)
-    assert queries.estimated_tokens_in_flight(store) == 3 * cost
+    # What admission counts as enqueued (every project, active batches and open intents).
+    assert sum(load.tokens for load in queries.project_loads(store).values()) == 3 * cost
     assert [b.estimated_tokens for b in queries.active_batches(store)] == [3 * cost]
     store.close()
 
