@@ -112,6 +112,7 @@ def _postgres(groups: list[list[Any]], sqlite_log: float, sqlite_proj: float) ->
     import pg
 
     from eventlog.postgres import PostgresEventStore
+    from tests.postgres import new_schema_url
 
     with pg.server() as url:
         if url is None:
@@ -119,7 +120,7 @@ def _postgres(groups: list[list[Any]], sqlite_log: float, sqlite_proj: float) ->
         where: list[str] = []
 
         def fresh() -> None:
-            where[:] = [pg.fresh_schema(url)]
+            where[:] = [new_schema_url(url)]
             PostgresEventStore.open_url(where[0], create=True).close()
 
         def ours(projector: bool) -> None:

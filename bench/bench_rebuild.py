@@ -107,11 +107,12 @@ def _postgres(path: Path, n: int, sqlite_fold: float, sqlite_live: float) -> lis
     import pg
 
     from commands.actions.migrate import migrate
+    from tests.postgres import new_schema_url
 
     with pg.server() as url:
         if url is None:
             return []
-        loc = pg.fresh_schema(url)
+        loc = new_schema_url(url)
         start = time.perf_counter()
         migrate(path, loc)
         print(f"(copied into PostgreSQL in {time.perf_counter() - start:.1f} s)", flush=True)

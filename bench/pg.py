@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 from collections.abc import Iterator
 
 import common  # noqa: F401  (puts the project root on sys.path)
@@ -26,14 +25,3 @@ def server() -> Iterator[str | None]:
     except NoServer as e:
         print(f"(no PostgreSQL figures: {e})", flush=True)
         yield None
-
-
-def fresh_schema(url: str) -> str:
-    """A new empty schema on ``url``, as a URL whose connections use it."""
-    import psycopg
-
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {name}")
-    sep = "&" if "?" in url else "?"
-    return f"{url}{sep}options=-csearch_path%3D{name}"

@@ -426,17 +426,14 @@ def failure_counts(store: EventStore) -> dict[str, int]:
     return dict(store.query("SELECT record_key, count FROM failure_counts"))
 
 
-def failure_counts_of(store: EventStore, record_keys: Sequence[str]) -> dict[str, int]:
-    """The current failure counts of ``record_keys`` (those with none are absent)."""
+def _by_record_key(
+    store: EventStore, table: str, column: str, record_keys: Sequence[str]
+) -> dict[str, int]:
+    """``table``'s ``column`` for those of ``record_keys`` with a row, in chunked IN lists."""
     out: dict[str, int] = {}
     for part in _in_chunks(record_keys):
-        out.update(
-            store.query(
-                "SELECT record_key, count FROM failure_counts "
-                f"WHERE record_key IN ({_marks(part)})",
-                part,
-            )
-        )
+        sql = f"SELECT record_key, {column} FROM {table} WHERE record_key IN ({_marks(part)})"
+        out.update(store.query(sql, part))
     return out
 
 
@@ -455,6 +452,11 @@ def create_refusals_of(
             )
         )
     return out
+
+
+def failure_counts_of(store: EventStore, record_keys: Sequence[str]) -> dict[str, int]:
+    """The current failure counts of ``record_keys`` (those with none are absent)."""
+    return _by_record_key(store, "failure_counts", "count", record_keys)
 
 
 def failure_count_of(store: EventStore, record_key: str) -> int:
@@ -494,16 +496,7 @@ def given_up_uploads(store: EventStore) -> dict[str, tuple[int, int]]:
 
 def failed_uploads_of(store: EventStore, record_keys: Sequence[str]) -> dict[str, int]:
     """Failed upload attempts since the last success of those of ``record_keys`` that have any."""
-    out: dict[str, int] = {}
-    for part in _in_chunks(record_keys):
-        out.update(
-            store.query(
-                "SELECT record_key, failed_attempts FROM upload_budget "
-                f"WHERE record_key IN ({_marks(part)})",
-                part,
-            )
-        )
-    return out
+    return _by_record_key(store, "upload_budget", "failed_attempts", record_keys)
 
 
 def _reset_where(f: ResetFilter) -> tuple[list[str], list[Any]]:

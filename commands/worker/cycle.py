@@ -59,7 +59,14 @@ from commands.schema import response_json_schema
 from commands.worker.cleanup import collect_garbage
 from commands.worker.collect import BatchRef, adopt_late, collect
 from commands.worker.context import Worker
-from commands.worker.dataset import Page, Stamp, file_stamp, output_path, read_once
+from commands.worker.dataset import (
+    Page,
+    Stamp,
+    file_stamp,
+    output_path,
+    read_once,
+    warn_not_this_cycle,
+)
 from commands.worker.estimator import PageTokens, TokenEstimator
 from commands.worker.request_files import (
     Ready,
@@ -1067,13 +1074,12 @@ class Cycle:
             try:
                 context = previous_output.read_text()
             except (OSError, UnicodeDecodeError) as e:
-                log.warning(
-                    "Not sending %s this cycle: cannot read the previous page's output %s (%s); "
-                    "it is checked again next cycle",
+                why = e.strerror if isinstance(e, OSError) and e.strerror else e
+                warn_not_this_cycle(
+                    log,
+                    "sending",
                     page.key,
-                    previous_output,
-                    e.strerror if isinstance(e, OSError) and e.strerror else e,
-                    extra={"record_key": page.key},
+                    f"cannot read the previous page's output {previous_output} ({why})",
                 )
                 self._changed += 1
                 return None
@@ -1086,12 +1092,7 @@ class Cycle:
         if remote is None:
             data, _, changed = read_once(page, self._stamps.get(page.key))
             if data is None:
-                log.warning(
-                    "Not sending %s this cycle: %s; it is checked again next cycle",
-                    page.key,
-                    changed,
-                    extra={"record_key": page.key},
-                )
+                warn_not_this_cycle(log, "sending", page.key, changed)
                 self._changed += 1
                 return None
             parts.append(inline_part(page, data))

@@ -9,6 +9,7 @@ Nothing here raises on bad input: each problem comes back with its path and reas
 from __future__ import annotations
 
 import errno
+import logging
 import operator
 import os
 from collections.abc import Iterator
@@ -364,6 +365,19 @@ def file_stamp(path: str) -> Stamp | None:
     except OSError:
         return None
     return Stamp(st.st_size, st.st_mtime_ns)
+
+
+def warn_not_this_cycle(logger: logging.Logger, doing: str, key: str, why: str) -> None:
+    """The one WARNING for a page not ``doing`` (``sending``, ``uploading``) this cycle because
+    ``why`` (what :func:`read_once` said, or another unreadable input): it is checked again
+    next cycle. ``logger`` is the caller's, so the logger names stay."""
+    logger.warning(
+        "Not %s %s this cycle: %s; it is checked again next cycle",
+        doing,
+        key,
+        why,
+        extra={"record_key": key},
+    )
 
 
 def read_once(page: Page, expected: Stamp | None = None) -> tuple[bytes | None, Stamp | None, str]:

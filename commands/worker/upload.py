@@ -29,7 +29,7 @@ import msgspec
 from commands.errors import GatewayError
 from commands.gemini.port import GeminiPort, RemoteFile
 from commands.rules.retry import backoff_delay
-from commands.worker.dataset import Page, Stamp, read_once
+from commands.worker.dataset import Page, Stamp, read_once, warn_not_this_cycle
 from eventlog.events import DEFAULT_PROJECT, Event, FileUploaded, UploadAbandoned, UploadFailed
 
 log = logging.getLogger("commands.upload")
@@ -115,12 +115,7 @@ def upload_one(
     key ``gateway`` holds (recorded on ``FileUploaded``)."""
     data, stamp, changed = read_once(page, expected)
     if data is None:
-        log.warning(
-            "Not uploading %s this cycle: %s; it is checked again next cycle",
-            page.key,
-            changed,
-            extra={"record_key": page.key},
-        )
+        warn_not_this_cycle(log, "uploading", page.key, changed)
         events: list[Event] = [
             UploadFailed(
                 record_key=page.key, attempt=1, error_type="file_changed", message=changed
