@@ -28,7 +28,9 @@ from projections import queries
 
 log = logging.getLogger("commands.cleanup")
 
-_OURS = re.compile(r"^(gb-.+-requests|[^:/\\]+:[^:/\\]+:\d+:\d+)$")
+#: Our file names: request files, and images by record key (year and page ASCII digits, as
+#: :func:`eventlog.keys.is_number`: ``\d`` would take any Unicode digit).
+_OURS = re.compile(r"^(gb-.+-requests|[^:/\\]+:[^:/\\]+:[0-9]+:[0-9]+)$")
 
 
 def collect_garbage(w: Worker, cycle_start_seq: int, *, sweep: bool = True) -> int:

@@ -206,8 +206,8 @@ def _entries(path: str, prefix: str, problems: list[Problem], inside: _Inside) -
                 stem = name[:dot]
                 mime = types.get(name[dot:])  # ".png" etc. need dot > 0: is_number(stem) says so
                 try:
-                    if (
-                        mime is not None
+                    if (  # stem.isascii() and stem.isdigit(): eventlog.keys.is_number inlined
+                        mime is not None  # (the fast path: no call per directory entry)
                         and stem.isascii()
                         and stem.isdigit()
                         and e.is_file(follow_symlinks=False)  # a symlink takes the slow path

@@ -121,10 +121,12 @@ def test_the_sweep_deletes_files_of_ours_the_log_never_heard_of_and_nothing_else
     lost_image = uploaded(worker, "Ohio:Lincoln:2020:1", logged=False)
     lost_requests = uploaded(worker, "gb-20260101T000000Z-ab12-001-requests", logged=False)
     not_ours = uploaded(worker, "holiday photo.png", logged=False)
+    # Not a record key (no key has a year or page in other scripts' digits): someone else's.
+    arabic_digits = uploaded(worker, "Ohio:Lincoln:\u0662\u0660\u0662\u0660:1", logged=False)
 
     assert collect_garbage(worker, worker.store.last_seq()) == 2
 
-    assert on_service(service) == {not_ours}
+    assert on_service(service) == {not_ours, arabic_digits}
     assert deletions(worker) == {lost_image: "no longer needed", lost_requests: "no longer needed"}
 
 
