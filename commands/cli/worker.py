@@ -48,13 +48,15 @@ def run(ctx: click.Context, once: bool, loop: bool, until_idle: bool, wait: floa
     Reads the API key from the variable named by [gemini] api_key_env (default GEMINI_API_KEY).
     Only one run per database at a time; a second one exits with a message (or --wait).
     --until-idle exits 75 when it ends with pages held back by a hold that persists (the service
-    keeps answering 429 or leaving creates unanswered): run again later.
+    keeps answering 429 or leaving creates unanswered), or after 10 cycles in which the service
+    answered nothing about batches (an outage): run again later.
 
     \b
     Example: python -m commands run --once
     Example: python -m commands --config prod.toml run --loop
     """
     from commands.cli.progress import for_stderr
+    from commands.worker.session import BLIND_CYCLES
     from commands.worker.session import run as run_pipeline
 
     given = [flag for name, flag in _MODES.items() if ctx.params[name]]
@@ -78,6 +80,13 @@ def run(ctx: click.Context, once: bool, loop: bool, until_idle: bool, wait: floa
         click.echo(f"report: {result.report_path}")
     if until_idle and s.stalled and result.outcome == "ok":
         click.echo(f"{s.held_back} page(s) held back: {s.hold}; run again later")
+        ctx.exit(EXIT_HELD_BACK)
+    if until_idle and s.blind and not s.idle and result.outcome == "ok":
+        click.echo(
+            f"the service answered nothing about batches for {BLIND_CYCLES} cycles "
+            f"(last: {s.last_error}); {s.active} batch(es) and {s.open_intents} open "
+            "submission(s) wait in the log: run again later"
+        )
         ctx.exit(EXIT_HELD_BACK)
     if result.outcome == "interrupted":  # the shell's convention: 128 + the signal's number
         ctx.exit(143 if result.signal == "SIGTERM" else 130)

@@ -145,6 +145,12 @@ class CycleSummary(msgspec.Struct):
     held_back: int = 0
     hold: str = ""
     hold_persists: bool = False
+    #: Questions about batches this cycle (polls, display-name lookups) the service answered,
+    #: and ones it left unanswered (5xx, timeouts, answers that cannot be read).
+    answered: int = 0
+    unanswered: int = 0
+    #: The last unanswered question's error, for the line that ends a blind run.
+    last_error: str = ""
 
     @property
     def idle(self) -> bool:
@@ -154,6 +160,14 @@ class CycleSummary(msgspec.Struct):
             and self.open_intents == 0
             and self.candidates_left == 0
             and self.deferred == 0
+        )
+
+    @property
+    def blind(self) -> bool:
+        """The service answered none of this cycle's questions about batches, and nothing was
+        submitted or completed: ``run --until-idle`` ends after ``BLIND_CYCLES`` in a row."""
+        return (
+            self.unanswered > 0 and self.answered == 0 and not self.submitted and not self.completed
         )
 
     @property
@@ -178,6 +192,7 @@ class Cycle:
         self._batches_submitted = 0
         self._previous: dict[str, Page] = {}
         self._start_seq = 0
+        self._summary = CycleSummary()  # the cycle under way (``begin``)
         self._last_sweep: float | None = None
         #: Each page's file as ``_check_images`` saw it: its upload or inline part is made from
         #: bytes read once and checked against this.
@@ -205,7 +220,8 @@ class Cycle:
     def begin(self) -> CycleSummary:
         """Mark where this cycle starts in the log (files uploaded later are not garbage yet)."""
         self._start_seq = self.w.store.last_seq()
-        return CycleSummary()
+        self._summary = CycleSummary()
+        return self._summary
 
     def settle(self, summary: CycleSummary) -> CycleSummary:
         """Fill in what is still in flight after the cycle."""
@@ -224,6 +240,8 @@ class Cycle:
             try:
                 found = w.port(intent.project).find_batches(name, created_after=intent.intended_at)
             except GatewayError as e:
+                self._summary.unanswered += 1
+                self._summary.last_error = str(e)
                 log.warning(
                     "Open submission %s: cannot look it up yet (%s); its %d records stay reserved",
                     name,
@@ -232,6 +250,7 @@ class Cycle:
                     extra=extra,
                 )
                 continue
+            self._summary.answered += 1
             open_intent = OpenIntent(
                 name,
                 model,
@@ -360,8 +379,11 @@ class Cycle:
             stuck_pending_hours=w.config.batching.stuck_pending_hours,
         )
         if verdict.outcome == "unreachable":
+            summary.unanswered += 1
+            summary.last_error = str(answer)
             log.error("Cannot poll %s this cycle: %s", batch_id, answer, extra=extra)
             return
+        summary.answered += 1
         if verdict.cancel:
             try:
                 w.port(batch.project).cancel_batch(batch_id)

@@ -242,6 +242,11 @@ def check_service(port: GeminiPort, config: Config, project: str = "") -> None:
         raise GatewayError(message, code=e.code, status=e.status) from None
 
 
+#: Cycles in a row in which the service answered nothing about batches before ``run --until-idle``
+#: ends (the batches and open submissions stay in the log for the next run).
+BLIND_CYCLES = 10
+
+
 def run(
     config: Config,
     *,
@@ -259,10 +264,11 @@ def run(
     flight or left to submit (``until_idle``), in one :func:`session` (``gateway`` as there).
     ``until_idle`` also ends when all that is left is held back by a hold that lasted as long as
     the back-off goes (``CycleSummary.stalled``: the service keeps refusing or leaving creates
-    unanswered), logged at WARNING.
+    unanswered), logged at WARNING; or when the service answered none of its questions about
+    batches for ``BLIND_CYCLES`` cycles in a row (an outage, a batch it can no longer read).
     With ``loop`` a cycle that meets a database locked past the busy timeout is logged and tried
     again after ``poll_interval_seconds``; elsewhere the lock is an error."""
-    cycles, last = 0, CycleSummary()
+    cycles, blind, last = 0, 0, CycleSummary()
     command = "run --loop" if loop else "run --until-idle" if until_idle else "run --once"
     with session(
         config,
@@ -295,6 +301,18 @@ def run(
             if max_cycles is not None and cycles >= max_cycles:
                 break
             if until_idle and last.idle:
+                break
+            blind = blind + 1 if last.blind else 0
+            if until_idle and blind >= BLIND_CYCLES:
+                log.warning(
+                    "Run ends: the service answered none of its questions about batches for %d "
+                    "cycles in a row (last: %s); %d batch(es) and %d open submission(s) wait for "
+                    "the next run",
+                    blind,
+                    last.last_error,
+                    last.active,
+                    last.open_intents,
+                )
                 break
             if until_idle and last.stalled:
                 log.warning(

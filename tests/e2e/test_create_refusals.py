@@ -234,3 +234,34 @@ def test_a_create_refused_for_the_key_or_the_model_stops_the_run_and_fails_no_pa
     result = run(config, until_idle=True, max_cycles=60, api_key=API_KEY)
     assert result.last.idle and written(config) == set(KEYS)
     check_final_state(config, emulator, KEYS)
+
+
+def test_an_outage_ends_run_until_idle_after_ten_blind_cycles_and_nothing_is_lost(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    """The service stops answering about batches (every get and list a 503) while a batch is in
+    flight: ``run --until-idle`` ends after 10 cycles in which it answered nothing, with one line
+    and exit 75, instead of cycling for ever; the batch stays in the log, and once the service
+    is back the next run collects it."""
+    config = setup(tmp_path, emulator, [])
+    first = run(config, max_cycles=1, api_key=API_KEY)
+    assert first.last.active == 1
+    outage = [
+        {"endpoint": endpoint, "status": 503}
+        for endpoint in ("batches.get", "batches.list", "files.list")
+    ]
+    emulator.policy = {**TIMING, "faults": outage}
+    cli_run = CliRunner().invoke(
+        cli,
+        ["--config", str(config.source), "run", "--until-idle"],
+        env={"E2E_GEMINI_KEY": API_KEY},
+    )
+    assert cli_run.exit_code == 75, cli_run.output
+    assert "the service answered nothing about batches for 10 cycles" in cli_run.output
+    assert "1 batch(es) and 0 open submission(s) wait in the log" in cli_run.output
+    assert emulator.service.policy.calls("batches.get") == 10  # one poll a cycle, 10 cycles
+    assert not [e for e in events(config) if isinstance(e, RecordFailed | RecordDeadLettered)]
+    emulator.policy = TIMING
+    result = run(config, until_idle=True, max_cycles=60, api_key=API_KEY)
+    assert result.last.idle and written(config) == set(KEYS)
+    check_final_state(config, emulator, KEYS)
