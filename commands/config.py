@@ -47,6 +47,10 @@ MAX_ATTEMPTS = 100
 MAX_CONCURRENCY = 256
 #: Estimated tokens in flight (10^11, well above any tier's enqueued-token quota).
 MAX_ENQUEUED_TOKENS = 10**11
+#: Dataset partitions of ``[workers] partition_by = "school_hash"``.
+MAX_PARTITIONS = 4096
+#: A worker's lease (a day: longer only delays the takeover of a dead worker's partitions).
+MAX_LEASE_SECONDS = 86_400
 
 
 class _Section(BaseModel):
@@ -202,6 +206,18 @@ class DatabaseConfig(_Section):
         return int(self.busy_timeout_seconds * 1000)
 
 
+class WorkersConfig(_Section):
+    """Several workers on one log (see the README's "Running several workers")."""
+
+    #: ``single``: one run per database (the run lock); ``shared``: workers hold partition leases.
+    mode: Literal["single", "shared"] = "single"
+    #: ``state``: a partition per State folder; ``school_hash``: crc32(State/School) mod partitions.
+    partition_by: Literal["state", "school_hash"] = "state"
+    partitions: StrictInt = Field(8, ge=1, le=MAX_PARTITIONS)
+    #: A lease lapses this long after its last renewal (renewed at least every third of it).
+    lease_seconds: StrictFloat = Field(60.0, ge=1, le=MAX_LEASE_SECONDS)
+
+
 class ModelPrice(_Section):
     """List prices in ``[pricing] currency`` per million tokens (before the batch discount)."""
 
@@ -244,6 +260,7 @@ class Config(_Section):
     pricing: PricingConfig = PricingConfig()
     database: DatabaseConfig = DatabaseConfig()
     results: ResultsConfig = ResultsConfig()
+    workers: WorkersConfig = WorkersConfig()
     #: Where the config was read from (None: defaults only). Not a TOML key.
     source: Path | None = Field(None, exclude=True)
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from eventlog.errors import OperatorError
+from eventlog.errors import GeminiBatchesError, OperatorError
 
 
 class ConfigError(OperatorError):
@@ -30,3 +30,13 @@ class GatewayError(OperatorError):
 
 class RunLocked(OperatorError):
     """Another worker run holds the run lock on this database."""
+
+
+class LeaseLost(GeminiBatchesError):
+    """Another worker holds (or the log no longer gives this one) a partition's lease: the worker
+    stops touching that partition. Caught by the worker; never reaches the operator."""
+
+    def __init__(self, partition: str, holder: str) -> None:
+        super().__init__(f"the lease on partition {partition} is held by {holder or 'nobody'}")
+        self.partition = partition
+        self.holder = holder

@@ -23,6 +23,8 @@ at ERROR with its traceback, exit 70.
     │   ├── NothingMatched             a filter that selects nothing
     │   ├── ConfigError                (commands.errors) a bad config file, key or value
     │   └── GatewayError               (commands.errors) the service refused or is unreachable
+    ├── LeaseLost                      (commands.errors) another worker holds the partition: the
+    │                                  worker stops touching it (caught, never shown)
     └── EventDecodeError               a stored event that this version cannot read (a bug or a
                                        newer writer); names the sequence number
 """

@@ -174,6 +174,9 @@ class BatchSubmissionIntended(Event, frozen=True):
     estimated_input_tokens: int = 0
     #: The project (API key) it is created with, polled, downloaded and deleted with.
     project: str = DEFAULT_PROJECT
+    #: The dataset partition its records belong to, with ``[workers] mode = "shared"`` (its
+    #: batch is polled and collected by that partition's lease holder); '': a single worker.
+    partition: str = ""
 
     def stream(self) -> str:
         return self.display_name
@@ -506,6 +509,54 @@ class RunFinished(Event, frozen=True):
 
     def stream(self) -> str:
         return self.run_id
+
+
+# --- partition leases (several workers on one log) ---------------------------------------------
+
+
+class LeaseAcquired(Event, frozen=True):
+    """A worker took a partition nobody held (or one released); it holds it until ``expires_at``."""
+
+    partition: str
+    worker: str
+    expires_at: str
+
+    def stream(self) -> str:
+        return f"lease:{self.partition}"
+
+
+class LeaseTakenOver(Event, frozen=True):
+    """A worker took a partition whose holder's lease had lapsed (killed, cut off)."""
+
+    partition: str
+    from_worker: str
+    to_worker: str
+    expires_at: str
+
+    def stream(self) -> str:
+        return f"lease:{self.partition}"
+
+
+class LeaseRenewed(Event, frozen=True):
+    """A worker is alive: its leases on ``partitions`` (and its own row) run to ``expires_at``."""
+
+    worker: str
+    partitions: list[str]
+    expires_at: str
+    run_id: str = ""
+
+    def stream(self) -> str:
+        return f"worker:{self.worker}"
+
+
+class LeaseReleased(Event, frozen=True):
+    """A worker let a partition go (its run ended, or it held more than its share)."""
+
+    partition: str
+    worker: str
+
+    def stream(self) -> str:
+        return f"lease:{self.partition}"
 
 
 #: Every event type of the log, in definition order: derived from the class statements above.

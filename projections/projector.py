@@ -34,6 +34,7 @@ from eventlog.store import Connection, EventStore, Recorded
 from projections import (
     abandoned_batches,
     active_batches,
+    batch_partitions,
     batch_record_keys,
     dead_letters,
     deferred_submissions,
@@ -41,6 +42,7 @@ from projections import (
     failure_logs,
     finished_jobs,
     inflight_records,
+    leases,
     record_status,
     rejected_inputs,
     runs,
@@ -50,6 +52,7 @@ from projections import (
     token_usage,
     upload_budget,
     uploaded_files,
+    workers,
 )
 from projections.tables import (
     MemoryTables,
@@ -79,6 +82,9 @@ PROJECTIONS = (
     uploaded_files,
     upload_budget,
     dead_letters,
+    leases,
+    workers,
+    batch_partitions,
 )
 SPECS: tuple[TableSpec, ...] = tuple(p.SPEC for p in PROJECTIONS)
 

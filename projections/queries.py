@@ -34,6 +34,8 @@ from projections.failure_logs import SPEC as FAILURE_LOGS
 from projections.failure_logs import FailureLog
 from projections.finished_jobs import SPEC as FINISHED_JOBS
 from projections.finished_jobs import FinishedJob
+from projections.leases import SPEC as LEASES
+from projections.leases import Lease
 from projections.runs import SPEC as RUNS
 from projections.runs import Run
 from projections.submission_intents import SPEC as SUBMISSION_INTENTS
@@ -44,6 +46,8 @@ from projections.submission_quota import SubmissionQuota
 from projections.tables import TableSpec
 from projections.token_usage import SPEC as TOKEN_USAGE
 from projections.token_usage import TokenUsage
+from projections.workers import SPEC as WORKERS
+from projections.workers import WorkerRow
 
 #: Values per ``IN (...)`` list: well under SQLite's limit on bound parameters.
 IN_CHUNK = 500
@@ -832,3 +836,53 @@ def usage_totals(store: EventStore, model: str) -> UsageTotals:
     )
     results, prompt, output = row if row else (None, None, None)
     return UsageTotals(results or 0, prompt or 0, output or 0)
+
+
+# --- several workers: partition leases ------------------------------------------------------
+
+
+def leases(store: EventStore) -> list[Lease]:
+    """Every partition lease, by partition (expired ones included: nobody took them yet)."""
+    return [
+        Lease(*r) for r in store.query(f"SELECT {_columns(LEASES)} FROM leases ORDER BY partition")
+    ]
+
+
+def lease_of(store: EventStore, partition: str) -> Lease | None:
+    row = store.query_one(
+        f"SELECT {_columns(LEASES)} FROM leases WHERE partition = ?", (partition,)
+    )
+    return Lease(*row) if row else None
+
+
+def workers(store: EventStore) -> list[WorkerRow]:
+    """Every worker that ever renewed a lease, most recently renewed first."""
+    return [
+        WorkerRow(*r)
+        for r in store.query(f"SELECT {_columns(WORKERS)} FROM workers ORDER BY renewed_at DESC")
+    ]
+
+
+def batch_partitions(store: EventStore) -> dict[str, str]:
+    """The partition of each shared-mode submission, by display name and by batch id."""
+    out: dict[str, str] = {}
+    for name, partition, batch_id in store.query(
+        "SELECT display_name, partition, batch_id FROM batch_partitions"
+    ):
+        out[name] = partition
+        if batch_id:
+            out[batch_id] = partition
+    return out
+
+
+def file_owners(store: EventStore, file_names: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+    """For each of ``file_names`` the log knows: (its record key, its holder's display name)."""
+    out: dict[str, tuple[str, str | None]] = {}
+    for chunk in _in_chunks(file_names):
+        for name, key, holder in store.query(
+            f"SELECT file_name, record_key, holder FROM uploaded_files "
+            f"WHERE file_name IN ({_marks(chunk)})",
+            tuple(chunk),
+        ):
+            out[name] = (key, holder)
+    return out

@@ -40,9 +40,20 @@ _MODES = {"once": "--once", "loop": "--loop", "until_idle": "--until-idle"}
     show_default=True,
     help="Seconds to wait for another run's lock before giving up.",
 )
+@click.option(
+    "--worker-id",
+    help='With [workers] mode = "shared": this worker\'s name in the leases (default host:pid).',
+)
 @click.pass_context
 @operator_errors
-def run(ctx: click.Context, once: bool, loop: bool, until_idle: bool, wait: float) -> None:
+def run(
+    ctx: click.Context,
+    once: bool,
+    loop: bool,
+    until_idle: bool,
+    wait: float,
+    worker_id: str | None,
+) -> None:
     """Run the pipeline: poll active batches, scan the dataset, submit new batches, report.
 
     Reads the API key from the variable named by [gemini] api_key_env (default GEMINI_API_KEY).
@@ -50,10 +61,13 @@ def run(ctx: click.Context, once: bool, loop: bool, until_idle: bool, wait: floa
     --until-idle exits 75 when it ends with pages held back by a hold that persists (the service
     keeps answering 429 or leaving creates unanswered), or after 10 cycles in which the service
     answered nothing about batches (an outage): run again later.
+    With [workers] mode = "shared", several runs share the database, each on the partitions
+    it holds a lease on.
 
     \b
     Example: python -m commands run --once
     Example: python -m commands --config prod.toml run --loop
+    Example: python -m commands --config shared.toml run --loop --worker-id host-a
     """
     from commands.cli.progress import for_stderr
     from commands.worker.session import BLIND_CYCLES
@@ -70,6 +84,7 @@ def run(ctx: click.Context, once: bool, loop: bool, until_idle: bool, wait: floa
         until_idle=until_idle,
         wait_for_lock=wait,
         progress=for_stderr(),
+        worker_id=worker_id,
     )
     s = result.last
     click.echo(

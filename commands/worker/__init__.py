@@ -11,6 +11,7 @@ __all__ = [
     "cycle",
     "dataset",
     "estimator",
+    "leases",
     "outputs",
     "progress",
     "request_files",

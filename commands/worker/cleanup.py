@@ -24,6 +24,7 @@ from commands.rules.batches import image_reusable_since
 from commands.worker.context import Worker
 from eventlog import crashpoints
 from eventlog.events import DEFAULT_PROJECT, Event, FileDeleted
+from eventlog.timestamps import format_ts
 from projections import queries
 
 log = logging.getLogger("commands.cleanup")
@@ -31,11 +32,15 @@ log = logging.getLogger("commands.cleanup")
 #: Our file names: request files, and images by record key (year and page ASCII digits, as
 #: :func:`eventlog.keys.is_number`: ``\d`` would take any Unicode digit).
 _OURS = re.compile(r"^(gb-.+-requests|[^:/\\]+:[^:/\\]+:[0-9]+:[0-9]+)$")
+#: A request file's display name: ``gb-<run id>-<n>-requests``.
+_REQUESTS = re.compile(r"^gb-(.+)-[0-9]+-requests$")
 
 
 def collect_garbage(w: Worker, cycle_start_seq: int, *, sweep: bool = True) -> int:
     """Delete the files no submission needs; returns how many were deleted."""
     names = queries.garbage_files(w.store, cycle_start_seq, image_reusable_since(w.store.clock()))
+    if w.leases is not None:
+        names = _of_my_partitions(w, names)
     owners = queries.file_projects(w.store, names)
     files = [(name, owners.get(name, DEFAULT_PROJECT)) for name in names]
     if sweep:
@@ -56,6 +61,49 @@ def collect_garbage(w: Worker, cycle_start_seq: int, *, sweep: bool = True) -> i
     return len(events)
 
 
+def _of_my_partitions(w: Worker, names: list[str]) -> list[str]:
+    """Shared mode: the files of partitions this worker holds (an image by its record key, a
+    request or result file by its submission's partition). Another worker's unheld upload is
+    its own to clean: it may be about to go into a batch."""
+    owners = queries.file_owners(w.store, names)
+    parts = queries.batch_partitions(w.store)
+    assert w.leases is not None
+    mine: dict[str, bool] = {}
+    out = []
+    for name in names:
+        key, holder = owners.get(name, ("", None))
+        if holder:
+            partition = w.partition_of(holder, parts)
+        elif key:
+            partition = w.leases.partition_of_key(key)
+        else:
+            partition = w.leases.legacy_partition()
+        if partition not in mine:
+            mine[partition] = w.mine(partition)
+        if mine[partition]:
+            out.append(name)
+    return out
+
+
+def _sweepable(w: Worker, display_name: str, batch_id: str, parts: dict[str, str]) -> bool:
+    """Shared mode: whether this worker may delete a file of ours the log does not know: an
+    image of its partitions, the result file of one of its partitions' batches, or a request
+    file of its own run, or of a run no live worker runs (swept by the legacy holder)."""
+    leases = w.leases
+    assert leases is not None
+    if batch_id:
+        return w.mine(w.partition_of(batch_id, parts))
+    request = _REQUESTS.match(display_name)
+    if request is None:
+        return w.mine(leases.partition_of_key(display_name))
+    run_id = request.group(1)
+    if run_id == w.run_id:
+        return True
+    now = format_ts(w.store.clock())
+    live = {r.run_id for r in queries.workers(w.store) if r.expires_at > now}
+    return run_id not in live and w.mine(leases.legacy_partition())
+
+
 def _delete(w: Worker, name: str, project: str) -> str | None:
     try:
         return "no longer needed" if w.port(project).delete_file(name) else "already gone"
@@ -69,6 +117,7 @@ def _unknown_files(w: Worker) -> list[tuple[str, str]]:
     are done, with the project whose listing showed them."""
     known = queries.uploaded_file_names(w.store)
     watched = queries.watched_batch_ids(w.store)
+    parts = queries.batch_partitions(w.store) if w.leases is not None else {}
     out = []
     for project in w.ports or {DEFAULT_PROJECT: w.gateway}:
         try:
@@ -82,8 +131,13 @@ def _unknown_files(w: Worker) -> list[tuple[str, str]]:
             if f.name in known:
                 continue
             if f.name.startswith("files/batch-"):
-                if f"batches/{f.name.removeprefix('files/batch-')}" not in watched:
+                batch_id = f"batches/{f.name.removeprefix('files/batch-')}"
+                if batch_id not in watched and (
+                    w.leases is None or _sweepable(w, "", batch_id, parts)
+                ):
                     out.append((f.name, project))
-            elif _OURS.match(f.display_name):
+            elif _OURS.match(f.display_name) and (
+                w.leases is None or _sweepable(w, f.display_name, "", parts)
+            ):
                 out.append((f.name, project))
     return out

@@ -21,11 +21,12 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import msgspec
 
-from commands.errors import GatewayError
+from commands.errors import GatewayError, LeaseLost
 from commands.gemini.port import RemoteBatch, RemoteFile
 from commands.rules.batches import (
     CREATE_REFUSED,
@@ -86,15 +87,20 @@ from eventlog.events import (
     BatchSubmitted,
     Event,
     InputRejected,
+    RecordDeadLettered,
     UploadAbandoned,
     UploadGivenUp,
+    UploadGivenUpCleared,
 )
 from eventlog.states import JobState
 from projections import queries
+from projections.abandoned_batches import AbandonedBatch as AbandonedBatchRow
 from projections.active_batches import SPEC as ACTIVE_BATCHES
 from projections.active_batches import ActiveBatch
+from projections.finished_jobs import FinishedJob
 from projections.queries import ProjectLoad
 from projections.submission_intents import SPEC as SUBMISSION_INTENTS
+from projections.submission_intents import SubmissionIntent
 
 log = logging.getLogger("commands.cycle")
 
@@ -221,6 +227,8 @@ class Cycle:
         """Mark where this cycle starts in the log (files uploaded later are not garbage yet)."""
         self._start_seq = self.w.store.last_seq()
         self._summary = CycleSummary()
+        if self.w.leases is not None:
+            self.w.leases.rebalance()
         return self._summary
 
     def settle(self, summary: CycleSummary) -> CycleSummary:
@@ -233,76 +241,86 @@ class Cycle:
 
     def reconcile_intents(self) -> None:
         w = self.w
+        parts = queries.batch_partitions(w.store) if w.leases is not None else {}
         for intent in queries.open_intents(w.store):
-            name, model, input_file = intent.display_name, intent.model, intent.input_file
-            keys = queries.reserved_keys(w.store, name)
-            extra = {"display_name": name}
-            try:
-                found = w.port(intent.project).find_batches(name, created_after=intent.intended_at)
-            except GatewayError as e:
-                self._summary.unanswered += 1
-                self._summary.last_error = str(e)
-                log.warning(
-                    "Open submission %s: cannot look it up yet (%s); its %d records stay reserved",
-                    name,
-                    e,
-                    len(keys),
-                    extra=extra,
-                )
+            partition = w.partition_of(intent.display_name, parts)
+            if not w.mine(partition):
                 continue
-            self._summary.answered += 1
-            open_intent = OpenIntent(
+            with w.acting_for(partition):
+                self._reconcile(intent)
+
+    def _reconcile(self, intent: SubmissionIntent) -> None:
+        """Resolve one open intent by looking its display name up on the service."""
+        w = self.w
+        name, model, input_file = intent.display_name, intent.model, intent.input_file
+        keys = queries.reserved_keys(w.store, name)
+        extra = {"display_name": name}
+        try:
+            found = w.port(intent.project).find_batches(name, created_after=intent.intended_at)
+        except GatewayError as e:
+            self._summary.unanswered += 1
+            self._summary.last_error = str(e)
+            log.warning(
+                "Open submission %s: cannot look it up yet (%s); its %d records stay reserved",
                 name,
-                model,
-                input_file,
-                keys,
-                transport=intent.transport,
-                estimated_tokens=intent.estimated_tokens,
-                project=intent.project,
+                e,
+                len(keys),
+                extra=extra,
             )
-            verdict = (
-                self._unanswered_lookup(open_intent, found)
-                if name in self._unanswered
-                else reconcile(open_intent, found)
+            return
+        self._summary.answered += 1
+        open_intent = OpenIntent(
+            name,
+            model,
+            input_file,
+            keys,
+            transport=intent.transport,
+            estimated_tokens=intent.estimated_tokens,
+            project=intent.project,
+        )
+        verdict = (
+            self._unanswered_lookup(open_intent, found)
+            if name in self._unanswered
+            else reconcile(open_intent, found)
+        )
+        if verdict.outcome == "deferred":
+            w.append(verdict.events)
+            crashpoints.reach("after_deferred_event")
+            deferred = verdict.events[0]
+            assert isinstance(deferred, BatchSubmissionDeferred)
+            log.warning(
+                "Open submission %s was never created: the service keeps leaving creates "
+                "unanswered; its %d records are free, creates wait until %s",
+                name,
+                len(keys),
+                deferred.retry_after,
+                extra=extra,
             )
-            if verdict.outcome == "deferred":
-                w.append(verdict.events)
-                crashpoints.reach("after_deferred_event")
-                deferred = verdict.events[0]
-                assert isinstance(deferred, BatchSubmissionDeferred)
-                log.warning(
-                    "Open submission %s was never created: the service keeps leaving creates "
-                    "unanswered; its %d records are free, creates wait until %s",
-                    name,
-                    len(keys),
-                    deferred.retry_after,
-                    extra=extra,
-                )
-                continue
-            if verdict.outcome == "not_created":
-                w.append(verdict.events)
-                log.info(
-                    "Open submission %s was never created; its %d records are free again",
-                    name,
-                    len(keys),
-                    extra=extra,
-                )
-                continue
-            if verdict.matches > 1:
-                log.error(
-                    "Open submission %s matches %d jobs on the service; adopting %s",
-                    name,
-                    verdict.matches,
-                    verdict.batch_id,
-                    extra=extra,
-                )
+            return
+        if verdict.outcome == "not_created":
             w.append(verdict.events)
             log.info(
-                "Batch Submitted (adopted by its display name): %s as %s",
+                "Open submission %s was never created; its %d records are free again",
                 name,
-                verdict.batch_id,
-                extra={"batch_id": verdict.batch_id, **extra},
+                len(keys),
+                extra=extra,
             )
+            return
+        if verdict.matches > 1:
+            log.error(
+                "Open submission %s matches %d jobs on the service; adopting %s",
+                name,
+                verdict.matches,
+                verdict.batch_id,
+                extra=extra,
+            )
+        w.append(verdict.events)
+        log.info(
+            "Batch Submitted (adopted by its display name): %s as %s",
+            name,
+            verdict.batch_id,
+            extra={"batch_id": verdict.batch_id, **extra},
+        )
 
     def _unanswered_lookup(self, intent: OpenIntent, found: list[RemoteBatch]) -> Reconciled:
         """The verdict on an intent whose create went unanswered this run, found or not."""
@@ -324,14 +342,19 @@ class Cycle:
 
     def poll(self, summary: CycleSummary) -> None:
         w = self.w
+        parts = queries.batch_partitions(w.store) if w.leases is not None else {}
         for batch in queries.active_batches(w.store):
+            partition = w.partition_of(batch.display_name, parts)
+            if not w.mine(partition):
+                continue
             summary.polled += 1
-            answer: RemoteBatch | GatewayError
-            try:
-                answer = w.port(batch.project).get_batch(batch.batch_id)
-            except GatewayError as e:
-                answer = e
-            self.observe(batch, answer, summary)
+            with w.acting_for(partition):
+                answer: RemoteBatch | GatewayError
+                try:
+                    answer = w.port(batch.project).get_batch(batch.batch_id)
+                except GatewayError as e:
+                    answer = e
+                self.observe(batch, answer, summary)
         if w.config.batching.delete_finished_jobs:
             self.delete_finished_jobs()
 
@@ -340,31 +363,39 @@ class Cycle:
         each followed by its ``BatchJobDeleted``. A 404 counts as deleted; a transient failure
         is retried next cycle; any other refusal is recorded and the job left on the service."""
         w = self.w
+        parts = queries.batch_partitions(w.store) if w.leases is not None else {}
         for job in queries.finished_jobs(w.store):
-            batch_id = job.batch_id
-            extra = {"batch_id": batch_id}
-            try:
-                deleted = w.port(job.project).delete_batch(batch_id)
-                outcome, message = ("deleted", "") if deleted else ("already_gone", "")
-            except GatewayError as e:
-                if e.transient:
-                    log.warning(
-                        "Cannot delete finished job %s yet (%s); the next cycle tries again",
-                        batch_id,
-                        e,
-                        extra=extra,
-                    )
-                    continue
-                outcome, message = "refused", str(e)
+            partition = w.partition_of(job.batch_id, parts)
+            if w.mine(partition):
+                with w.acting_for(partition):
+                    self._delete_finished_job(job)
+
+    def _delete_finished_job(self, job: FinishedJob) -> None:
+        w = self.w
+        batch_id = job.batch_id
+        extra = {"batch_id": batch_id}
+        try:
+            deleted = w.port(job.project).delete_batch(batch_id)
+            outcome, message = ("deleted", "") if deleted else ("already_gone", "")
+        except GatewayError as e:
+            if e.transient:
                 log.warning(
-                    "The service refused to delete finished job %s (%s); it is left there",
+                    "Cannot delete finished job %s yet (%s); the next cycle tries again",
                     batch_id,
                     e,
                     extra=extra,
                 )
-            crashpoints.reach("after_job_delete")
-            w.append([BatchJobDeleted(batch_id=batch_id, outcome=outcome, message=message)])
-            log.debug("Finished job %s: %s", batch_id, outcome, extra=extra)
+                return
+            outcome, message = "refused", str(e)
+            log.warning(
+                "The service refused to delete finished job %s (%s); it is left there",
+                batch_id,
+                e,
+                extra=extra,
+            )
+        crashpoints.reach("after_job_delete")
+        w.append([BatchJobDeleted(batch_id=batch_id, outcome=outcome, message=message)])
+        log.debug("Finished job %s: %s", batch_id, outcome, extra=extra)
 
     def observe(
         self, batch: ActiveBatch, answer: RemoteBatch | GatewayError, summary: CycleSummary
@@ -406,6 +437,7 @@ class Cycle:
                     verdict.state,
                     extra=extra,
                 )
+            self._check_lease()
             if collect(w, BatchRef.of(batch), answer) is not None:
                 summary.completed += 1
         elif verdict.outcome in ("failed", "not_found"):
@@ -450,29 +482,38 @@ class Cycle:
     def watch_abandoned(self) -> None:
         w = self.w
         grace = w.config.batching.late_results_grace_minutes / 60
+        parts = queries.batch_partitions(w.store) if w.leases is not None else {}
         for a in queries.abandoned_batches(w.store):
-            batch_id, model, terminal = a.batch_id, a.model, a.terminal
-            sub_seq, sub_at, abandoned_at = a.submitted_seq, a.submitted_at, a.abandoned_at
-            batch = AbandonedBatch(batch_id, bool(terminal))
-            age, abandoned = w.hours_since(sub_at), w.hours_since(abandoned_at)
-            verdict = judge_abandoned(batch, None, age, abandoned, grace)
-            if verdict.outcome == "look":
-                answer: RemoteBatch | GatewayError
-                try:
-                    answer = w.port(a.project).get_batch(batch_id)
-                except GatewayError as e:
-                    answer = e
-                verdict = judge_abandoned(batch, answer, age, abandoned, grace)
-                if verdict.outcome == "unreachable":
-                    log.warning(
-                        "Cannot check abandoned batch %s this cycle: %s",
-                        batch_id,
-                        answer,
-                        extra={"batch_id": batch_id},
-                    )
-                elif verdict.outcome == "adopt" and not isinstance(answer, GatewayError):
-                    adopt_late(w, BatchRef(batch_id, model, sub_seq, sub_at, a.project), answer)
-            w.append(verdict.events)
+            partition = w.partition_of(a.display_name, parts)
+            if w.mine(partition):
+                with w.acting_for(partition):
+                    self._watch(a, grace)
+
+    def _watch(self, a: AbandonedBatchRow, grace: float) -> None:
+        w = self.w
+        batch_id, model, terminal = a.batch_id, a.model, a.terminal
+        sub_seq, sub_at, abandoned_at = a.submitted_seq, a.submitted_at, a.abandoned_at
+        batch = AbandonedBatch(batch_id, bool(terminal))
+        age, abandoned = w.hours_since(sub_at), w.hours_since(abandoned_at)
+        verdict = judge_abandoned(batch, None, age, abandoned, grace)
+        if verdict.outcome == "look":
+            answer: RemoteBatch | GatewayError
+            try:
+                answer = w.port(a.project).get_batch(batch_id)
+            except GatewayError as e:
+                answer = e
+            verdict = judge_abandoned(batch, answer, age, abandoned, grace)
+            if verdict.outcome == "unreachable":
+                log.warning(
+                    "Cannot check abandoned batch %s this cycle: %s",
+                    batch_id,
+                    answer,
+                    extra={"batch_id": batch_id},
+                )
+            elif verdict.outcome == "adopt" and not isinstance(answer, GatewayError):
+                self._check_lease()
+                adopt_late(w, BatchRef(batch_id, model, sub_seq, sub_at, a.project), answer)
+        w.append(verdict.events)
 
     # --- 3. scan ------------------------------------------------------------------------------
 
@@ -480,8 +521,25 @@ class Cycle:
         w, batching = self.w, self.w.config.batching
         # No cycle can submit more than this; the rest are only counted.
         slots = sum(p.max_active_batches or 0 for p in w.config.projects())
-        decision = scan_dataset(w.store, w.config, limit=slots * batching.batch_size)
-        w.append(decision.events)
+        leases = w.leases
+        held = set() if leases is None else {p for p in leases.held if w.mine(p)}
+        decision = scan_dataset(
+            w.store,
+            w.config,
+            limit=slots * batching.batch_size,
+            keep=None if leases is None else lambda st, sc: leases.partition_of(st, sc) in held,
+        )
+        if leases is None:
+            w.append(decision.events)
+        else:
+            # Each partition's scan events are its holder's to record (fenced by its lease).
+            by_partition: dict[str, list[Event]] = {}
+            for event in decision.events:
+                by_partition.setdefault(self._event_partition(event), []).append(event)
+            for partition, events in by_partition.items():
+                if partition in held:
+                    with w.acting_for(partition):
+                        w.append(events)
         for event in decision.events:
             if isinstance(event, InputRejected):
                 log.warning("Skipping %s: %s", event.path, event.reason)
@@ -489,6 +547,29 @@ class Cycle:
         self._previous = decision.previous
         log.info("Scan: %s", ", ".join(f"{k} {v}" for k, v in decision.counts.items()))
         return decision
+
+    def _check_lease(self) -> None:
+        """Before a side effect for the partition acted for: still this worker's, with time to
+        spare, or :class:`LeaseLost` (which ends the :meth:`Worker.acting_for` block)."""
+        w = self.w
+        if w.leases is not None and w.partition is not None and not w.mine(w.partition):
+            lease = queries.lease_of(w.store, w.partition)
+            raise LeaseLost(w.partition, lease.worker if lease is not None else "")
+
+    def _event_partition(self, event: Event) -> str:
+        """The partition a scan event is about: its record key's, or its path's folders'."""
+        leases = self.w.leases
+        assert leases is not None
+        if isinstance(event, RecordDeadLettered | UploadGivenUpCleared):
+            return leases.partition_of_key(event.record_key)
+        path = Path(getattr(event, "path", ""))
+        try:
+            parts = path.relative_to(self.w.config.paths.input_root).parts
+        except ValueError:
+            parts = path.parts
+        if not parts:
+            return leases.legacy_partition()
+        return leases.partition_of(parts[0], parts[1] if len(parts) > 1 else "")
 
     # --- 4. submit ----------------------------------------------------------------------------
 
@@ -498,9 +579,9 @@ class Cycle:
         back-off, so a project held back or full leaves the others going."""
         w = self.w
         summary.scan = decision.counts
-        batching, uploads = w.config.batching, w.config.uploads
+        batching = w.config.batching
         queue = list(decision.candidates)
-        summary.candidates_left = len(queue)
+        summary.candidates_left = len(queue) + decision.others
         if not queue:
             return
         projects = {p.name: p for p in w.config.projects()}
@@ -560,7 +641,18 @@ class Cycle:
                 )
         estimator = TokenEstimator(w.store, w.config, self.json_schema)
         stopped = set(held)
+        leases = w.leases
+        if leases is not None:  # a batch holds one partition's pages: its holder polls it
+            queue.sort(key=lambda p: leases.partition_of(p.state, p.school))
         while queue:
+            partition = ""
+            if leases is not None:
+                partition = leases.partition_of(queue[0].state, queue[0].school)
+                if not w.mine(partition):
+                    queue = [
+                        p for p in queue if leases.partition_of(p.state, p.school) != partition
+                    ]
+                    continue
             loads = queries.project_loads(w.store)
             rooms = [
                 ProjectRoom(
@@ -578,6 +670,15 @@ class Cycle:
                 break
             capacity = next(r.batches_free for r in rooms if r.name == project)
             size = admitted_batch_size(batching.batch_size, halvings[project])
+            if leases is not None:  # the chunk stops at the partition's last page
+                size = next(
+                    (
+                        i
+                        for i, p in enumerate(queue[:size])
+                        if leases.partition_of(p.state, p.school) != partition
+                    ),
+                    size,
+                )
             if refusals:
                 size = next_chunk([p.key for p in queue[:size]], refusals, size)
             costs = [estimator.page(p).total for p in queue[:size]]
@@ -591,55 +692,75 @@ class Cycle:
                 stopped.add(project)
                 continue
             take, queue = queue[:fits], queue[fits:]
-            routed = self._check_images(take)
-            ready: list[Ready] = [(page, None) for page, how in routed if how == "inline"]
-            to_upload = [page for page, how in routed if how == "file_api"]
-            reused = self._reuse_images(to_upload, project)
-            ready += reused
-            again = {page.key for page, _ in reused}
-            to_upload = [page for page in to_upload if page.key not in again]
-            if to_upload:
-                ready += self._upload_images(to_upload, summary, project)
-            if not ready:
-                continue
-            ready.sort(key=lambda r: r[0].key)
-            # A chunk is cut into request files by bytes too; each file is one batch.
-            files = write_request_files(
-                ready,
-                self._request_line,
-                max_bytes=uploads.max_request_file_bytes,
-                directory=w.config.paths.database.parent,
-                reject=self._reject,
-            )
-            consumed = 0
             created: CreateOutcome = "submitted"
-            self._changed = 0
-            try:
-                for request_file in files:
-                    consumed = request_file.consumed
-                    created = self._create(
-                        request_file,
-                        halvings[project],
-                        [estimator.page(page) for page, _ in request_file.items],
-                        project,
-                    )
-                    if created == "submitted":
-                        capacity -= 1
-                        summary.submitted += 1
-                    else:
-                        summary.deferred += len(request_file.items)
-                    if capacity <= 0 or not submit_goes_on(created):
-                        break
-                else:
-                    consumed = len(ready)
-            finally:
-                files.close()
+            with w.acting_for(partition):
+                created = self._submit_chunk(
+                    take, project, halvings[project], estimator, summary, capacity
+                )
             if not submit_goes_on(created):
                 stopped.add(project)
-            # Pages of a chunk no batch could take this cycle (their uploads are garbage now),
-            # and inline pages whose file changed before their line was written.
-            summary.deferred += len(ready) - consumed + self._changed
-        summary.candidates_left = len(queue)
+        summary.candidates_left = len(queue) + decision.others
+
+    def _submit_chunk(
+        self,
+        take: list[Page],
+        project: str,
+        halvings: int,
+        estimator: TokenEstimator,
+        summary: CycleSummary,
+        capacity: int,
+    ) -> CreateOutcome:
+        """Upload, write the request files of and create batches for ``take`` (one chunk of
+        the queue) with ``project``'s key, up to ``capacity`` batches; returns the last
+        create's outcome."""
+        w, uploads = self.w, self.w.config.uploads
+        routed = self._check_images(take)
+        ready: list[Ready] = [(page, None) for page, how in routed if how == "inline"]
+        to_upload = [page for page, how in routed if how == "file_api"]
+        reused = self._reuse_images(to_upload, project)
+        ready += reused
+        again = {page.key for page, _ in reused}
+        to_upload = [page for page in to_upload if page.key not in again]
+        if to_upload:
+            ready += self._upload_images(to_upload, summary, project)
+        if not ready:
+            return "submitted"
+        ready.sort(key=lambda r: r[0].key)
+        # A chunk is cut into request files by bytes too; each file is one batch.
+        files = write_request_files(
+            ready,
+            self._request_line,
+            max_bytes=uploads.max_request_file_bytes,
+            directory=w.config.paths.database.parent,
+            reject=self._reject,
+        )
+        consumed = 0
+        created: CreateOutcome = "submitted"
+        self._changed = 0
+        try:
+            for request_file in files:
+                consumed = request_file.consumed
+                created = self._create(
+                    request_file,
+                    halvings,
+                    [estimator.page(page) for page, _ in request_file.items],
+                    project,
+                )
+                if created == "submitted":
+                    capacity -= 1
+                    summary.submitted += 1
+                else:
+                    summary.deferred += len(request_file.items)
+                if capacity <= 0 or not submit_goes_on(created):
+                    break
+            else:
+                consumed = len(ready)
+        finally:
+            files.close()
+        # Pages of a chunk no batch could take this cycle (their uploads are garbage now),
+        # and inline pages whose file changed before their line was written.
+        summary.deferred += len(ready) - consumed + self._changed
+        return created
 
     def _upload_images(self, pages: list[Page], summary: CycleSummary, project: str) -> list[Ready]:
         """Upload ``pages``' images by the upload policy with ``project``'s key; the ones
@@ -764,7 +885,11 @@ class Cycle:
         then nothing is submitted this cycle."""
         w = self.w
         adopted: set[str] = set()
+        parts = queries.batch_partitions(w.store) if w.leases is not None else {}
         for d in queries.deferred_to_check(w.store):
+            partition = w.partition_of(d.display_name, parts)
+            if not w.mine(partition):
+                continue
             keys = d.record_keys.split("\n") if d.record_keys else []
             extra = {"display_name": d.display_name}
             try:
@@ -781,7 +906,8 @@ class Cycle:
             verdict = judge_deferred_lookup(
                 OpenIntent(d.display_name, d.model, d.input_file, keys, project=d.project), found
             )
-            w.append(verdict.events)
+            with w.acting_for(partition):
+                w.append(verdict.events)
             crashpoints.reach("after_deferred_lookup")
             if verdict.outcome == "adopted":
                 adopted.update(keys)
@@ -888,6 +1014,7 @@ class Cycle:
         self._batches_submitted += 1
         name = f"gb-{w.run_id}-{self._batches_submitted:03d}"
         extra = {"display_name": name}
+        self._check_lease()
         uploaded = upload_with_retries(
             w.port(project),
             request_file.path,
@@ -934,10 +1061,12 @@ class Cycle:
                     estimated_tokens=estimated,
                     estimated_input_tokens=sum(e.input for e in estimates or []),
                     project=project,
+                    partition=w.partition or "",
                 )
             ]
         )
         crashpoints.reach("after_intent")
+        self._check_lease()
         outcome = self._create_once_ready(
             OpenIntent(
                 name,

@@ -64,6 +64,8 @@ class ScanDecision(msgspec.Struct):
     counts: dict[str, int]
     #: Each candidate's previous page (with ``context_previous_page``), by record key.
     previous: dict[str, Page] = {}
+    #: Candidates left out because their State/School is not ``keep``'s (another worker's).
+    others: int = 0
 
 
 def load_state(store: EventStore) -> ScanState:
@@ -77,9 +79,17 @@ def load_state(store: EventStore) -> ScanState:
     return ScanState(inflight, failures, dead, rejected, given_up=given_up)
 
 
-def scan_dataset(store: EventStore, config: Config, *, limit: int | None = None) -> ScanDecision:
+def scan_dataset(
+    store: EventStore,
+    config: Config,
+    *,
+    limit: int | None = None,
+    keep: Callable[[str, str], bool] | None = None,
+) -> ScanDecision:
     """:func:`scan` with the config's paths and rules: the one way the worker, ``status`` and
-    ``estimate`` see the dataset. Appends nothing: the caller decides what to do with events."""
+    ``estimate`` see the dataset. Appends nothing: the caller decides what to do with events.
+    ``keep(state, school)``: only those folders' pages become candidates (a shared-mode
+    worker's partitions); every page is still counted."""
     return scan(
         config.paths.input_root,
         config.paths.output_root,
@@ -88,6 +98,7 @@ def scan_dataset(store: EventStore, config: Config, *, limit: int | None = None)
         context_previous_page=config.gemini.context_previous_page,
         limit=limit,
         check_page=lambda page: route_page(page, config.uploads).reason or None,
+        keep=keep,
     )
 
 
@@ -100,6 +111,7 @@ def scan(
     context_previous_page: bool,
     limit: int | None = None,
     check_page: Callable[[Page], str | None] = check_image,
+    keep: Callable[[str, str], bool] | None = None,
 ) -> ScanDecision:
     """Walk the input tree and decide, keeping at most ``limit`` candidates (all are counted).
     A year whose output folder is a symlink out of ``output_root`` is a rejected input (the
@@ -115,6 +127,7 @@ def scan(
         context_previous_page=context_previous_page,
         limit=limit,
         check_page=check_page,
+        keep=keep,
     )
 
 
@@ -171,6 +184,7 @@ def decide_years(
     context_previous_page: bool,
     limit: int | None = None,
     check_page: Callable[[Page], str | None] = check_image,
+    keep: Callable[[str, str], bool] | None = None,
 ) -> ScanDecision:
     """Candidates in (state, school, year, page) order, the events the scan decided (dead
     letters, rejected inputs and rejections cleared), and counts. Pure but for re-reading the
@@ -193,9 +207,10 @@ def decide_years(
     still_rejected: dict[str, str] = {}
     debug = log.isEnabledFor(logging.DEBUG)
     inflight, failures, dead, given_up = state.inflight, state.failures, state.dead, state.given_up
-    n_pages = n_written = n_candidates = 0
+    n_pages = n_written = n_candidates = others = 0
     room: float = limit if limit is not None else float("inf")  # kept; all are counted
     for year in years:
+        here = keep is None or keep(year.state, year.school)
         have = have_for(year)
         prefix = year.prefix
         entries = year.entries
@@ -223,7 +238,8 @@ def decide_years(
                     if debug:
                         log.debug("Skipping %s (its uploads were given up on)", key)
                     continue
-                events.append(UploadGivenUpCleared(record_key=key, reason="its file changed"))
+                if here:
+                    events.append(UploadGivenUpCleared(record_key=key, reason="its file changed"))
             if key in inflight:
                 counts["in_flight"] += 1
                 if debug:
@@ -232,7 +248,7 @@ def decide_years(
             count = failures.get(key, 0)
             if count >= max_retries:
                 counts["dead_letters"] += 1
-                if key not in dead:
+                if key not in dead and here:
                     events.append(
                         RecordDeadLettered(record_key=key, failures=count, max_retries=max_retries)
                     )
@@ -250,14 +266,16 @@ def decide_years(
                     )
                 continue
             n_candidates += 1
-            if n_candidates <= room:
+            if not here:
+                others += 1
+            elif n_candidates - others <= room:
                 candidates.append(year.page(entry))
                 if context_previous_page and before is not None:
                     previous[key] = year.page(before)
     counts["pages"], counts["written"], counts["candidates"] = n_pages, n_written, n_candidates
     events += _rejections(problems, still_rejected, rejected)
     counts["rejected"] = len({p.path for p in problems} | set(still_rejected))
-    return ScanDecision(candidates, events, counts, previous)
+    return ScanDecision(candidates, events, counts, previous, others)
 
 
 def _rejections(

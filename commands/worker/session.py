@@ -27,13 +27,15 @@ from commands.schema import load_schema
 from commands.views import report
 from commands.worker.context import Worker
 from commands.worker.cycle import Cycle, CycleSummary
+from commands.worker.leases import LeaseKeeper, default_worker_id
 from commands.worker.progress import NoProgress, Progress
 from commands.worker.runlock import RunLock, hold_in_database
 from commands.worker.runlog import bind_run
 from eventlog.actors import run_actor
 from eventlog.errors import DatabaseBusy, DatabaseError, WalLost
-from eventlog.events import RunFinished, RunStarted
+from eventlog.events import Event, RunFinished, RunStarted
 from eventlog.store import EventStore
+from eventlog.timestamps import format_ts
 from projections import open_store, queries
 
 log = logging.getLogger("commands.run")
@@ -102,6 +104,7 @@ def session(
     sleep: Callable[[float], None] = time.sleep,
     progress: Progress | None = None,
     gateway: GeminiPort | None = None,
+    worker_id: str | None = None,
 ) -> Iterator[Session]:
     """Check the API key and the schema before any work, take the run lock, open the log, ask the
     service whether it takes the key (:func:`check_service`), append ``RunStarted``; on the way
@@ -112,7 +115,12 @@ def session(
     close, and no API key is needed), else through the SDK adapter built from the config (with
     ``api_key`` or the one the config names), closed when the session ends. With
     ``[[gemini.projects]]`` it builds one adapter per project, each with the key its
-    ``api_key_env`` names (``api_key`` is for the implicit single project only)."""
+    ``api_key_env`` names (``api_key`` is for the implicit single project only).
+
+    With ``[workers] mode = "shared"`` there is no run lock: the run is worker ``worker_id``
+    (default ``host:pid``), holding partition leases (:mod:`commands.worker.leases`) that it
+    takes with its ``RunStarted`` and releases when it ends; it marks crashed only the
+    unfinished runs of no live worker."""
     keys: dict[str, str] = {}
     if gateway is None:
         if config.gemini.projects:
@@ -123,7 +131,13 @@ def session(
         config.gemini.output_schema, config.source.parent if config.source else None
     )
     run_id = new_run_id()
-    with RunLock(config.paths.database).acquire(wait_for_lock):
+    shared = config.workers.mode == "shared"
+    lock = (
+        contextlib.nullcontext()
+        if shared
+        else RunLock(config.paths.database).acquire(wait_for_lock)
+    )
+    with lock:
         store = open_store(
             config.log_location,
             create=True,
@@ -144,26 +158,35 @@ def session(
             store.close()
             raise
         actor = run_actor(run_id)
+        leases: LeaseKeeper | None = None
+        if shared:
+            leases = LeaseKeeper(store, config, worker_id or default_worker_id(), run_id, sleep)
+            sleep = leases.sleep
         # Built before RunStarted: an error it can raise must not leave a run "still running".
         cycle = Cycle(
-            Worker(config, store, port, run_id, schema, sleep, progress or NoProgress(), ports)
+            Worker(
+                config,
+                store,
+                port,
+                run_id,
+                schema,
+                sleep,
+                progress or NoProgress(),
+                ports=ports,
+                leases=leases,
+            )
         )
-        # Holding the lock, any run that never finished is dead: say so in the log.
-        dead = queries.unfinished_run_ids(store)
-        store.append(
-            [
-                *(
-                    RunFinished(
-                        run_id=d,
-                        outcome="crashed",
-                        message=f"ended without finishing; noticed by run {run_id}",
-                    )
-                    for d in dead
-                ),
-                RunStarted(run_id=run_id, command=command),
-            ],
-            actor=actor,
-        )
+        if leases is not None:
+            with store.snapshot():
+                now = format_ts(store.clock())
+                live = {w.run_id for w in queries.workers(store) if w.expires_at > now}
+                dead = [d for d in queries.unfinished_run_ids(store) if d not in live]
+            leases.rebalance(_started(run_id, command, dead))
+            log.info("Run %s started as worker %s", run_id, leases.me)
+        else:
+            # Holding the lock, any run that never finished is dead: say so in the log.
+            dead = queries.unfinished_run_ids(store)
+            store.append(_started(run_id, command, dead), actor=actor)
         bind_run(run_id)
         log.info("Run %s started", run_id)
         s = Session(run_id, cycle, store)
@@ -192,6 +215,8 @@ def session(
             try:
                 # With the -wal file lost nothing more may be written: the error says what to do.
                 if not lost_wal:
+                    if leases is not None:
+                        leases.release_all()
                     store.append(
                         [RunFinished(run_id=run_id, outcome=s.outcome, message=s.message[:500])],
                         actor=actor,
@@ -242,6 +267,21 @@ def check_service(port: GeminiPort, config: Config, project: str = "") -> None:
         raise GatewayError(message, code=e.code, status=e.status) from None
 
 
+def _started(run_id: str, command: str, dead: list[str]) -> list[Event]:
+    """``RunStarted``, after a ``RunFinished(crashed)`` for each of the ``dead`` runs."""
+    return [
+        *(
+            RunFinished(
+                run_id=d,
+                outcome="crashed",
+                message=f"ended without finishing; noticed by run {run_id}",
+            )
+            for d in dead
+        ),
+        RunStarted(run_id=run_id, command=command),
+    ]
+
+
 #: Cycles in a row in which the service answered nothing about batches before ``run --until-idle``
 #: ends (the batches and open submissions stay in the log for the next run).
 BLIND_CYCLES = 10
@@ -259,6 +299,7 @@ def run(
     on_cycle: Callable[[int, CycleSummary], None] | None = None,
     progress: Progress | None = None,
     gateway: GeminiPort | None = None,
+    worker_id: str | None = None,
 ) -> RunResult:
     """Run cycles: one (default), forever (``loop``), up to ``max_cycles``, or until nothing is in
     flight or left to submit (``until_idle``), in one :func:`session` (``gateway`` as there).
@@ -278,6 +319,7 @@ def run(
         sleep=sleep,
         progress=progress,
         gateway=gateway,
+        worker_id=worker_id,
     ) as s:
         while True:
             try:
@@ -323,7 +365,7 @@ def run(
                 break
             if not (loop or until_idle):
                 break
-            sleep(config.batching.poll_interval_seconds)
+            s.cycle.w.sleep(config.batching.poll_interval_seconds)
     return RunResult(s.run_id, s.outcome, cycles, last, s.report_path, s.signal)
 
 
