@@ -522,7 +522,7 @@ class Cycle:
         # No cycle can submit more than this; the rest are only counted.
         slots = sum(p.max_active_batches or 0 for p in w.config.projects())
         leases = w.leases
-        held = set() if leases is None else {p for p in leases.held if w.mine(p)}
+        held = set() if leases is None else {p for p in sorted(leases.held) if w.mine(p)}
         decision = scan_dataset(
             w.store,
             w.config,

@@ -153,9 +153,18 @@ class LeaseKeeper:
         """Whether this worker may act on ``partition`` now (renewing first if due)."""
         self.renew_if_due()
         margin = self.workers.lease_seconds / 3
-        return rules.holds(
-            queries.lease_of(self.store, partition), self.me, self.store.clock(), margin
-        )
+        lease = queries.lease_of(self.store, partition)
+        ok = rules.holds(lease, self.me, self.store.clock(), margin)
+        if not ok and partition in self.held:
+            self.held.discard(partition)
+            log.warning(
+                "Lease on partition %s lost (%s): stopped touching it",
+                partition,
+                f"held by {lease.worker}, until {lease.expires_at}"
+                if lease is not None
+                else "released",
+            )
+        return ok
 
     def append(self, events: Sequence[Event], partition: str) -> list[Recorded]:
         """Append ``events`` if, inside the write transaction, this worker still holds

@@ -1,0 +1,161 @@
+"""Several workers on one SQLite log (``[workers] mode = "shared"``), real subprocesses and the
+real SDK over HTTP against the emulator: one worker is SIGKILLed mid-run, another is cut off
+(its lease renewals blocked while it goes on cycling), the third takes over their partitions
+and finishes: every page written or dead-lettered exactly once, nothing billed twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from commands.config import Config, load_config
+from eventlog.events import (
+    BatchSubmissionIntended,
+    LeaseAcquired,
+    LeaseRenewed,
+    LeaseTakenOver,
+)
+from gemini_emulator import Emulator
+from projections import open_store
+from tests.conftest import ROOT
+from tests.pipeline import API_KEY, check_final_state, keys_for, make_dataset, write_config
+
+KEYS = keys_for(states=4, schools=3, years=1, pages=20)  # 240 pages
+POLICY = {
+    "timing": {"pending_seconds": 0.2, "running_seconds": 0.3},
+    "records": [
+        {"match": KEYS[7], "outcome": "invalid_json", "times": 1},
+        {"match": KEYS[100], "outcome": "missing_line", "times": 1},
+        {"match": KEYS[150], "outcome": "invalid_json"},  # always: dead-lettered
+    ],
+}
+LEASE_SECONDS = 3.0
+
+
+def start(config: Path, worker_id: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "tests/crash/worker.py"),
+            "--config",
+            str(config),
+            "run",
+            "--until-idle",
+            "--worker-id",
+            worker_id,
+        ],
+        env={**os.environ, "E2E_GEMINI_KEY": API_KEY, "PYTHONPATH": str(ROOT), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_leases(config: Config, workers: set[str], timeout: float = 60) -> None:
+    """Until each of ``workers`` has held a lease (a worker starting takes a while)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if config.paths.database.exists():
+            store = open_store(config.paths.database)
+            try:
+                holders = {
+                    w
+                    for r in store.read()
+                    if isinstance(r.event, LeaseAcquired | LeaseTakenOver)
+                    for w in (getattr(r.event, "worker", ""), getattr(r.event, "to_worker", ""))
+                }
+            finally:
+                store.close()
+            if workers <= holders:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"no lease taken by {workers} in {timeout}s")
+
+
+def test_three_workers_one_killed_one_cut_off(tmp_path: Path, emulator: Emulator) -> None:
+    emulator.policy = POLICY
+    make_dataset(tmp_path / "input", KEYS)
+    config_path = write_config(
+        tmp_path,
+        emulator.url,
+        batching={"batch_size": 10, "max_active_batches": 6, "max_retries": 2},
+        workers={
+            "mode": "shared",
+            "partition_by": "school_hash",
+            "partitions": 6,
+            "lease_seconds": LEASE_SECONDS,
+        },
+    )
+    config = load_config(config_path)
+    began = time.monotonic()
+    killed = start(config_path, "killed", CRASH_AT="after_submitted_event", CRASH_NTH="2")
+    cut_off = start(config_path, "cut-off", SKIP_RENEWALS_AFTER="3")
+    wait_for_leases(config, {"killed", "cut-off"})
+    healthy = start(config_path, "healthy")
+    outs = {}
+    for name, proc in (("killed", killed), ("healthy", healthy), ("cut-off", cut_off)):
+        out, err = proc.communicate(timeout=120)
+        outs[name] = (proc.returncode, out, err)
+    assert outs["killed"][0] == -signal.SIGKILL, outs["killed"][2][-2000:]
+    assert outs["healthy"][0] == 0, outs["healthy"][2][-3000:]
+    assert outs["cut-off"][0] == 0, outs["cut-off"][2][-3000:]
+    assert "stopped touching it" in outs["cut-off"][2], "\n".join(
+        line for line in outs["cut-off"][2].splitlines() if "Scan:" not in line
+    )[-6000:]
+    seconds = time.monotonic() - began
+
+    store = open_store(config.paths.database)
+    try:
+        records = list(store.read())
+        assert store.verify_chain() is None
+    finally:
+        store.close()
+    events = [r.event for r in records]
+    # Each worker took leases; the dead and the cut-off one's were taken over after they lapsed.
+    takers = Counter((e.from_worker, e.to_worker) for e in events if isinstance(e, LeaseTakenOver))
+    assert ("killed", "healthy") in takers or ("killed", "cut-off") in takers, takers
+    assert ("cut-off", "healthy") in takers, takers
+    # Every batch holds one partition's pages, and every partition at most one holder at a time.
+    for e in events:
+        if isinstance(e, BatchSubmissionIntended):
+            assert e.partition, e.display_name
+    holder: dict[str, str] = {}
+    for rec in records:
+        e = rec.event
+        if isinstance(e, LeaseAcquired):
+            assert e.partition not in holder, (rec.seq, e)
+            holder[e.partition] = e.worker
+        elif isinstance(e, LeaseTakenOver):
+            assert holder.get(e.partition) == e.from_worker, (rec.seq, e)
+            holder[e.partition] = e.to_worker
+        elif type(e).__name__ == "LeaseReleased":
+            holder.pop(e.partition, None)  # type: ignore[attr-defined]
+    # Once the cut-off worker's last renewal ran out, it appended nothing but its run's end.
+    renewals = [e for e in events if isinstance(e, LeaseRenewed) and e.worker == "cut-off"]
+    cut_run, lapsed_at = renewals[-1].run_id, renewals[-1].expires_at
+    late = [
+        type(r.event).__name__ for r in records if r.actor == f"run:{cut_run}" and r.ts >= lapsed_at
+    ]
+    assert set(late) <= {"RunFinished"}, Counter(late)
+    assert any(r.actor == f"run:{cut_run}" and r.ts < lapsed_at for r in records)
+
+    # One more worker, alone now: its first cycle sweeps what the dead left on the service.
+    sweep = subprocess.run(
+        [
+            *(sys.executable, str(ROOT / "tests/crash/worker.py"), "--config", str(config_path)),
+            *("run", "--once", "--worker-id", "sweeper"),
+        ],
+        env={**os.environ, "E2E_GEMINI_KEY": API_KEY, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert sweep.returncode == 0, sweep.stderr[-2000:]
+    outcome = check_final_state(config, emulator, KEYS)
+    assert outcome == {"written": len(KEYS) - 1, "dead_lettered": 1}
+    assert seconds < 90, seconds
