@@ -112,6 +112,16 @@ def status_text(s: Status) -> str:
             )
         lines.append(f"  its spend   {r.spend.describe()}")
     lines.append(f"spend total   {s.spend.describe()}")
+    if s.workers:
+        live = [w for w in s.workers if not w.expired]
+        lines.append(f"workers       {len(live)} live of {len(s.workers)} (partition leases)")
+        for w in s.workers:
+            mark = "  EXPIRED" if w.expired else ""
+            parts = ", ".join(w.partitions) or "none"
+            lines.append(
+                f"  {w.worker}  run {w.run_id}  renewed {w.renewed_at}  until {w.expires_at}"
+                f"{mark}  partitions: {parts}"
+            )
     return "\n".join(lines)
 
 

@@ -16,7 +16,7 @@ from commands.worker.runlock import run_lock_held
 from commands.worker.scan import scan_dataset
 from eventlog.events import BatchResultsUnavailable
 from eventlog.store import EventStore
-from eventlog.timestamps import hours_between
+from eventlog.timestamps import format_ts, hours_between
 from projections import queries
 from projections.token_usage import TokenUsage
 
@@ -43,8 +43,9 @@ class LastRun(msgspec.Struct, frozen=True):
     outcome: str | None
     message: str
     spend: Spend
-    #: A live process holds the run lock: an unfinished run (``outcome`` None) is running now;
-    #: unfinished and not held, it ended without a trace (crashed or killed).
+    #: A live process holds the run lock (shared mode, no lock: its worker's lease renewals
+    #: have not lapsed): an unfinished run (``outcome`` None) is running now; unfinished and
+    #: not held, it ended without a trace (crashed or killed).
     running: bool = False
     #: Batches of the run that succeeded but whose result file could not be downloaded.
     results_unavailable: int = 0
@@ -83,6 +84,18 @@ class ProjectCapacity(msgspec.Struct, frozen=True):
     hold: QuotaHold | None = None
 
 
+class WorkerView(msgspec.Struct, frozen=True):
+    """A worker of ``[workers] mode = "shared"``: its run, last renewal, and the partitions it
+    holds; ``expired`` when its lease lapsed (dead, or cut off from the log)."""
+
+    worker: str
+    run_id: str
+    renewed_at: str
+    expires_at: str
+    expired: bool
+    partitions: list[str]
+
+
 class Status(msgspec.Struct, frozen=True):
     database: str
     events: int
@@ -101,10 +114,20 @@ class Status(msgspec.Struct, frozen=True):
     quota_hold: QuotaHold | None = None
     #: Per project (``[[gemini.projects]]``; one, ``default``, when the config names none).
     projects: list[ProjectCapacity] = []
+    #: Shared mode: every worker that held a lease, most recently renewed first.
+    workers: list[WorkerView] = []
 
 
 def age_hours(ts: str, now: datetime) -> float:
     return round(hours_between(ts, now), 2)
+
+
+def _alive(run_id: str, store: EventStore, config: Config, workers: list[WorkerView]) -> bool:
+    """Whether unfinished run ``run_id`` is running now: alone, a live process holds the run
+    lock; in shared mode (no run lock) its worker's lease renewals have not lapsed."""
+    if config.workers.mode == "shared":
+        return any(w.run_id == run_id and not w.expired for w in workers)
+    return run_lock_held(store)
 
 
 def _usage(rows: list[TokenUsage]) -> list[Usage]:
@@ -158,6 +181,21 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
         # The one-project screen's hold line: the first project held back.
         hold = next((p.hold for p in projects if p.hold is not None), None)
         counts = queries.status_counts(store)
+        now_ts = format_ts(now)
+        held: dict[str, list[str]] = {}
+        for lease in queries.leases(store):
+            held.setdefault(lease.worker, []).append(lease.partition)
+        workers = [
+            WorkerView(
+                w.worker,
+                w.run_id,
+                w.renewed_at,
+                w.expires_at,
+                w.expires_at <= now_ts,
+                held.get(w.worker, []),
+            )
+            for w in queries.workers(store)
+        ]
         failing = {str(count): n for count, n in queries.failing_by_count(store)}
         totals = queries.usage_by_model(store)
         run = queries.last_run(store)
@@ -171,7 +209,7 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
                 run.outcome,
                 run.message,
                 spend(_usage(rows), config.pricing, config.gemini.model),
-                running=run.finished_at is None and run_lock_held(store),
+                running=run.finished_at is None and _alive(run.run_id, store, config, workers),
                 results_unavailable=queries.count_events_of_type(
                     store, BatchResultsUnavailable.__name__, run.started_seq - 1, run.finished_seq
                 ),
@@ -193,4 +231,5 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
         spend=spend(_usage(totals), config.pricing, config.gemini.model),
         quota_hold=hold,
         projects=projects,
+        workers=workers,
     )

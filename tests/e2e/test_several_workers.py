@@ -56,6 +56,20 @@ def start(config: Path, worker_id: str, **env: str) -> subprocess.Popen[str]:
     )
 
 
+def status_of(config: Path) -> str:
+    """``status``'s screen (exit 0)."""
+    status = subprocess.run(
+        [sys.executable, "-m", "commands", "--config", str(config), "status"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert status.returncode == 0, status.stderr[-2000:]
+    return status.stdout
+
+
 def wait_for_leases(config: Config, workers: set[str], timeout: float = 60) -> None:
     """Until each of ``workers`` has held a lease (a worker starting takes a while)."""
     deadline = time.monotonic() + timeout
@@ -97,6 +111,10 @@ def test_three_workers_one_killed_one_cut_off(tmp_path: Path, emulator: Emulator
     cut_off = start(config_path, "cut-off", SKIP_RENEWALS_AFTER="3")
     wait_for_leases(config, {"killed", "cut-off"})
     healthy = start(config_path, "healthy")
+    wait_for_leases(config, {"healthy"})
+    # No run lock in shared mode: "running" comes from the last run's worker renewing its leases.
+    live = status_of(config_path)
+    assert "still running" in live and "without a trace" not in live, live
     outs = {}
     for name, proc in (("killed", killed), ("healthy", healthy), ("cut-off", cut_off)):
         out, err = proc.communicate(timeout=120)
@@ -118,8 +136,8 @@ def test_three_workers_one_killed_one_cut_off(tmp_path: Path, emulator: Emulator
     events = [r.event for r in records]
     # Each worker took leases; the dead and the cut-off one's were taken over after they lapsed.
     takers = Counter((e.from_worker, e.to_worker) for e in events if isinstance(e, LeaseTakenOver))
-    assert ("killed", "healthy") in takers or ("killed", "cut-off") in takers, takers
-    assert ("cut-off", "healthy") in takers, takers
+    assert any(f == "killed" for f, _ in takers), takers
+    assert any(f == "cut-off" for f, _ in takers), takers
     # Every batch holds one partition's pages, and every partition at most one holder at a time.
     for e in events:
         if isinstance(e, BatchSubmissionIntended):
@@ -156,6 +174,12 @@ def test_three_workers_one_killed_one_cut_off(tmp_path: Path, emulator: Emulator
         timeout=60,
     )
     assert sweep.returncode == 0, sweep.stderr[-2000:]
+    status = status_of(config_path)
+    listed = {line.split()[0]: line for line in status.splitlines() if "  run " in line}
+    assert set(listed) == {"healthy", "killed", "cut-off", "sweeper"}, status
+    assert "EXPIRED  partitions: none" in listed["killed"], listed["killed"]
+    assert "EXPIRED  partitions: none" in listed["cut-off"], listed["cut-off"]
+    assert "workers       " in status and "still running" not in status, status
     outcome = check_final_state(config, emulator, KEYS)
     assert outcome == {"written": len(KEYS) - 1, "dead_lettered": 1}
     assert seconds < 90, seconds
