@@ -91,7 +91,7 @@ def check_final_state(
 ) -> dict[str, int]:
     """Every page written (valid JSON matching the schema) or dead-lettered with its failures
     logged; projections equal a rebuild; nothing billed twice. Returns counts by outcome."""
-    store = open_store(config.paths.database)
+    store = open_store(config.log_location)
     try:
         assert verify(store) is None
         inflight = scalar(store, "SELECT count(*) FROM inflight_records")
@@ -151,7 +151,7 @@ def check_billing(store: Any, emulator: Emulator) -> None:
 
 def events(config: Config) -> list[Event]:
     """Every event in ``config``'s log, in order."""
-    store = open_store(config.paths.database)
+    store = open_store(config.log_location)
     out = [r.event for r in store.read()]
     store.close()
     return out

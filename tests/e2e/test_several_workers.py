@@ -1,7 +1,9 @@
-"""Several workers on one SQLite log (``[workers] mode = "shared"``), real subprocesses and the
-real SDK over HTTP against the emulator: one worker is SIGKILLed mid-run, another is cut off
-(its lease renewals blocked while it goes on cycling), the third takes over their partitions
-and finishes: every page written or dead-lettered exactly once, nothing billed twice."""
+"""Several workers on one log (``[workers] mode = "shared"``), on SQLite and on a real PostgreSQL
+server, real subprocesses and the real SDK over HTTP against the emulator, with faults on (503s
+on create, get and download, invalid JSON) and two projects (two API keys): one worker is
+SIGKILLed mid-run, another is cut off (its lease renewals blocked while it goes on cycling), the
+third takes over their partitions and finishes: every page written or dead-lettered exactly once,
+nothing billed twice, each batch reached only with its own project's key."""
 
 from __future__ import annotations
 
@@ -11,9 +13,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from commands.config import Config, load_config
+from eventlog.errors import OperatorError
 from eventlog.events import (
     BatchSubmissionIntended,
     LeaseAcquired,
@@ -23,7 +29,8 @@ from eventlog.events import (
 from gemini_emulator import Emulator
 from projections import open_store
 from tests.conftest import ROOT
-from tests.pipeline import API_KEY, check_final_state, keys_for, make_dataset, write_config
+from tests.pipeline import check_final_state, keys_for, make_dataset, write_config
+from tests.postgres import new_schema_url
 
 KEYS = keys_for(states=4, schools=3, years=1, pages=20)  # 240 pages
 POLICY = {
@@ -33,11 +40,26 @@ POLICY = {
         {"match": KEYS[100], "outcome": "missing_line", "times": 1},
         {"match": KEYS[150], "outcome": "invalid_json"},  # always: dead-lettered
     ],
+    "faults": [
+        {"endpoint": "batches.create", "calls": [3], "status": 503},
+        {"endpoint": "batches.create", "calls": [9], "status": 503, "after": True},
+        {"endpoint": "batches.get", "calls": [5, 6, 20], "status": 503},
+        {"endpoint": "files.download", "calls": [2, 7], "status": 503},
+    ],
 }
+KEY_A, KEY_B = "workers-key-a-0123456789", "workers-key-b-0123456789"
+#: Both keys, as every worker's environment holds them.
+KEYS_ENV = {"E2E_KEY_A": KEY_A, "E2E_KEY_B": KEY_B, "E2E_GEMINI_KEY": KEY_A}
+PROJECTS = [
+    {"name": "a", "api_key_env": "E2E_KEY_A", "max_active_batches": 3},
+    {"name": "b", "api_key_env": "E2E_KEY_B", "max_active_batches": 3},
+]
 LEASE_SECONDS = 3.0
 
 
-def start(config: Path, worker_id: str, **env: str) -> subprocess.Popen[str]:
+def start(
+    config: Path, worker_id: str, mode: str = "--until-idle", **env: str
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -45,11 +67,11 @@ def start(config: Path, worker_id: str, **env: str) -> subprocess.Popen[str]:
             "--config",
             str(config),
             "run",
-            "--until-idle",
+            mode,
             "--worker-id",
             worker_id,
         ],
-        env={**os.environ, "E2E_GEMINI_KEY": API_KEY, "PYTHONPATH": str(ROOT), **env},
+        env={**os.environ, **KEYS_ENV, "PYTHONPATH": str(ROOT), **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -74,25 +96,44 @@ def wait_for_leases(config: Config, workers: set[str], timeout: float = 60) -> N
     """Until each of ``workers`` has held a lease (a worker starting takes a while)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if config.paths.database.exists():
-            store = open_store(config.paths.database)
-            try:
-                holders = {
-                    w
-                    for r in store.read()
-                    if isinstance(r.event, LeaseAcquired | LeaseTakenOver)
-                    for w in (getattr(r.event, "worker", ""), getattr(r.event, "to_worker", ""))
-                }
-            finally:
-                store.close()
-            if workers <= holders:
-                return
+        try:
+            store = open_store(config.log_location, write=False)
+        except OperatorError:  # not created yet
+            time.sleep(0.1)
+            continue
+        try:
+            holders = {
+                w
+                for r in store.read()
+                if isinstance(r.event, LeaseAcquired | LeaseTakenOver)
+                for w in (getattr(r.event, "worker", ""), getattr(r.event, "to_worker", ""))
+            }
+        finally:
+            store.close()
+        if workers <= holders:
+            return
         time.sleep(0.1)
     raise AssertionError(f"no lease taken by {workers} in {timeout}s")
 
 
-def test_three_workers_one_killed_one_cut_off(tmp_path: Path, emulator: Emulator) -> None:
-    emulator.policy = POLICY
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    """The emulator with both projects' keys, each seeing only its own jobs and files."""
+    with Emulator(POLICY, api_key=[KEY_A, KEY_B]) as emu:
+        yield emu
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> dict[str, str]:
+    """``[database]`` of the shared log: the SQLite file, or a fresh schema on the server."""
+    if request.param == "sqlite":
+        return {}
+    return {"url": new_schema_url(request.getfixturevalue("postgres_server"))}
+
+
+def test_three_workers_two_projects_one_killed_one_cut_off(
+    tmp_path: Path, emulator: Emulator, database: dict[str, str]
+) -> None:
     make_dataset(tmp_path / "input", KEYS)
     config_path = write_config(
         tmp_path,
@@ -104,17 +145,18 @@ def test_three_workers_one_killed_one_cut_off(tmp_path: Path, emulator: Emulator
             "partitions": 6,
             "lease_seconds": LEASE_SECONDS,
         },
+        database=database,
     )
+    with config_path.open("a") as f:
+        for p in PROJECTS:
+            f.write("[[gemini.projects]]\n" + "".join(f"{k} = {v!r}\n" for k, v in p.items()))
     config = load_config(config_path)
+    assert config.log_location == database.get("url", config.paths.database)
     began = time.monotonic()
     killed = start(config_path, "killed", CRASH_AT="after_submitted_event", CRASH_NTH="2")
     cut_off = start(config_path, "cut-off", SKIP_RENEWALS_AFTER="3")
     wait_for_leases(config, {"killed", "cut-off"})
     healthy = start(config_path, "healthy")
-    wait_for_leases(config, {"healthy"})
-    # No run lock in shared mode: "running" comes from the last run's worker renewing its leases.
-    live = status_of(config_path)
-    assert "still running" in live and "without a trace" not in live, live
     outs = {}
     for name, proc in (("killed", killed), ("healthy", healthy), ("cut-off", cut_off)):
         out, err = proc.communicate(timeout=120)
@@ -127,7 +169,7 @@ def test_three_workers_one_killed_one_cut_off(tmp_path: Path, emulator: Emulator
     )[-6000:]
     seconds = time.monotonic() - began
 
-    store = open_store(config.paths.database)
+    store = open_store(config.log_location)
     try:
         records = list(store.read())
         assert store.verify_chain() is None
@@ -142,6 +184,13 @@ def test_three_workers_one_killed_one_cut_off(tmp_path: Path, emulator: Emulator
     for e in events:
         if isinstance(e, BatchSubmissionIntended):
             assert e.partition, e.display_name
+    # Both projects took batches; each job was reached only with its own key.
+    assert {e.project for e in events if isinstance(e, BatchSubmissionIntended)} == {"a", "b"}
+    assert emulator.service.foreign_lookups == 0, emulator.service.foreign_lookups
+    # The calls the faults broke were made (and absorbed: the checks below).
+    calls = emulator.service.policy.all_calls()
+    for endpoint, n in (("batches.create", 9), ("batches.get", 20), ("files.download", 7)):
+        assert calls.get(endpoint, 0) >= n, calls
     holder: dict[str, str] = {}
     for rec in records:
         e = rec.event
@@ -168,7 +217,7 @@ def test_three_workers_one_killed_one_cut_off(tmp_path: Path, emulator: Emulator
             *(sys.executable, str(ROOT / "tests/crash/worker.py"), "--config", str(config_path)),
             *("run", "--once", "--worker-id", "sweeper"),
         ],
-        env={**os.environ, "E2E_GEMINI_KEY": API_KEY, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, **KEYS_ENV, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=60,
@@ -180,6 +229,20 @@ def test_three_workers_one_killed_one_cut_off(tmp_path: Path, emulator: Emulator
     assert "EXPIRED  partitions: none" in listed["killed"], listed["killed"]
     assert "EXPIRED  partitions: none" in listed["cut-off"], listed["cut-off"]
     assert "workers       " in status and "still running" not in status, status
+
+    # No run lock in shared mode: the last run is "still running" while its worker renews its
+    # leases, and "ended without a trace" once a SIGKILL let them lapse.
+    watcher = start(config_path, "watcher", "--loop")
+    try:
+        wait_for_leases(config, {"watcher"})
+        live = status_of(config_path)
+        assert "still running" in live and "without a trace" not in live, live
+    finally:
+        watcher.kill()
+        watcher.communicate(timeout=30)
+    time.sleep(LEASE_SECONDS + 0.5)
+    dead = status_of(config_path)
+    assert "ended without a trace" in dead and "still running" not in dead, dead
     outcome = check_final_state(config, emulator, KEYS)
     assert outcome == {"written": len(KEYS) - 1, "dead_lettered": 1}
     assert seconds < 90, seconds
