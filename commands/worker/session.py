@@ -149,7 +149,8 @@ def session(
         }
         port = gateway if gateway is not None else next(iter(ports.values()))
         try:
-            hold_in_database(store, wait_for_lock)  # PostgreSQL: runs on other machines too
+            if not shared:  # PostgreSQL: runs on other machines too; shared mode has leases
+                hold_in_database(store, wait_for_lock)
             for project, each in ports.items() if gateway is None else [("", gateway)]:
                 check_service(each, config, project)
         except BaseException:
