@@ -138,6 +138,10 @@ _RETRYING = ", ".join(
 )
 
 
+#: Now, as the log writes timestamps (UTC, ISO 8601 with ``Z``; milliseconds are enough here).
+_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+
+
 def canned_queries(
     pricing: Pricing, max_retries: int, projects: list[ProjectLimits]
 ) -> list[CannedQuery]:
@@ -252,6 +256,26 @@ def canned_queries(
             "status: spend total",
         ),
         CannedQuery("status_counts", "Status figures", queries.STATUS_COUNTS_SQL, "status"),
+        CannedQuery(
+            "workers",
+            "Workers (several workers on one log)",
+            "SELECT w.worker, w.run_id, w.first_seen_at, w.renewed_at, w.expires_at, "
+            f"CASE WHEN w.expires_at <= {_NOW} THEN 1 ELSE 0 END AS expired, "
+            "(SELECT count(*) FROM leases l WHERE l.worker = w.worker) AS leases, "
+            "coalesce((SELECT group_concat(partition, ', ') FROM (SELECT partition FROM leases l "
+            "WHERE l.worker = w.worker ORDER BY partition)), '') AS partitions "
+            "FROM workers w ORDER BY w.renewed_at DESC",
+            "status: workers (expired: dead, or cut off from the log)",
+        ),
+        CannedQuery(
+            "leases",
+            "Partition leases",
+            "SELECT partition, worker, acquired_at, renewed_at, expires_at, "
+            f"CASE WHEN expires_at <= {_NOW} THEN 1 ELSE 0 END AS expired "
+            "FROM leases ORDER BY partition",
+            "who holds each partition, until when (an expired one is taken over at the next "
+            "renewal of a live worker)",
+        ),
     ]
 
 

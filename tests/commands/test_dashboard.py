@@ -28,6 +28,7 @@ from commands.integrations import dashboard
 from commands.integrations.demo import POISON, DemoResult, run_demo
 from commands.views import analyze_failures as af
 from commands.views.status import status
+from eventlog.events import LeaseAcquired, LeaseRenewed
 from gemini_emulator import Emulator
 from projections import open_store, queries
 from tests.commands.dashboard_helpers import (
@@ -139,6 +140,17 @@ COLUMNS = {
     ],
 }
 COLUMNS["failure_log"] = COLUMNS["record_failures"]
+COLUMNS["workers"] = [
+    "worker",
+    "run_id",
+    "first_seen_at",
+    "renewed_at",
+    "expires_at",
+    "expired",
+    "leases",
+    "partitions",
+]
+COLUMNS["leases"] = ["partition", "worker", "acquired_at", "renewed_at", "expires_at", "expired"]
 
 
 @pytest.fixture(scope="module")
@@ -509,3 +521,44 @@ def test_project_capacity_has_a_row_per_configured_project_in_its_order(tmp_path
         )
         rows = store.query(sql)
     assert rows == [("b", 0, 3, 0, None, None, None), ("a", 1, 2, 1234, 9000, None, None)]
+
+
+def test_the_workers_and_leases_queries_show_what_status_shows(tmp_path: Path) -> None:
+    config = load_config(
+        write_config(tmp_path, "http://127.0.0.1:9", workers={"mode": "shared", "partitions": 4})
+    )
+    config.paths.database.parent.mkdir(parents=True)
+    live, lapsed = "2999-01-01T00:00:00.000000Z", "2001-01-01T00:00:00.000000Z"
+    with open_store(config.paths.database, create=True) as store:
+        store.append(
+            [
+                LeaseRenewed(worker="a", partitions=[], expires_at=live, run_id="run-a"),
+                LeaseAcquired(partition="1", worker="a", expires_at=live),
+                LeaseAcquired(partition="0", worker="a", expires_at=live),
+                LeaseRenewed(worker="b", partitions=[], expires_at=lapsed, run_id="run-b"),
+                LeaseAcquired(partition="2", worker="b", expires_at=lapsed),
+            ],
+            actor="run:test",
+        )
+        st = status(store, config, scan=False)
+    answers = get_all(
+        config, [f"/{DB}/{name}.json?_shape=objects" for name in ("workers", "leases")]
+    )
+    (workers_code, workers_body), (leases_code, leases_body) = answers
+    assert workers_code == 200 and leases_code == 200, (workers_body, leases_body)
+    workers_columns, workers = _rows(workers_body)
+    leases_columns, leases = _rows(leases_body)
+    assert workers_columns == COLUMNS["workers"] and leases_columns == COLUMNS["leases"]
+    assert [
+        (r["worker"], r["run_id"], r["renewed_at"], r["expires_at"], bool(r["expired"]))
+        for r in workers
+    ] == [(w.worker, w.run_id, w.renewed_at, w.expires_at, w.expired) for w in st.workers]
+    assert {r["worker"]: (r["leases"], r["partitions"]) for r in workers} == {
+        "a": (2, "0, 1"),
+        "b": (1, "2"),
+    }
+    assert [(r["partition"], r["worker"], r["expired"]) for r in leases] == [
+        ("0", "a", 0),
+        ("1", "a", 0),
+        ("2", "b", 1),
+    ]
