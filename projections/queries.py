@@ -863,6 +863,18 @@ def workers(store: EventStore) -> list[WorkerRow]:
     ]
 
 
+def ended_worker_runs(store: EventStore) -> set[str]:
+    """The runs of ``workers`` rows that have finished (a ``RunFinished``): not live, even
+    before their last renewal lapses."""
+    return {
+        r[0]
+        for r in store.query(
+            "SELECT w.run_id FROM workers w JOIN runs r ON r.run_id = w.run_id "
+            "WHERE r.finished_seq IS NOT NULL"
+        )
+    }
+
+
 def batch_partitions(store: EventStore) -> dict[str, str]:
     """The partition of each shared-mode submission, by display name and by batch id."""
     out: dict[str, str] = {}

@@ -7,8 +7,8 @@ A dataset partition is a State (``partition_by = "state"``) or a stable hash of 
 ``workers`` tables, so two workers never both hold a partition:
 
 * a worker keeps (renews) what it holds, up to its fair share, ``ceil(partitions / live
-  workers)`` (a live worker: its row has not expired; the deciding worker always counts), and
-  releases the rest, the last partitions first;
+  workers)`` (a live worker: its row has not expired and its run has not ended; the deciding
+  worker always counts), and releases the rest, the last partitions first;
 * with room left, it takes free partitions (never held, or released), then lapsed ones (their
   holder's lease expired: killed, or cut off from the log) as ``LeaseTakenOver``;
 * every decision carries a ``LeaseRenewed`` for the worker (even with no partition): that is
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
@@ -47,6 +47,8 @@ class WorkerRow(Protocol):
     @property
     def worker(self) -> str: ...
     @property
+    def run_id(self) -> str: ...
+    @property
     def expires_at(self) -> str: ...
 
 
@@ -58,6 +60,7 @@ __all__ = [
     "fair_share",
     "hash_partitions",
     "holds",
+    "is_live",
     "partition_of",
     "partition_of_key",
     "renewal_due",
@@ -95,8 +98,15 @@ def fair_share(partitions: int, live_workers: int) -> int:
     return math.ceil(partitions / max(1, live_workers))
 
 
-def _live(workers: Iterable[WorkerRow], me: str, now: str) -> set[str]:
-    return {w.worker for w in workers if w.expires_at > now} | {me}
+def is_live(worker: WorkerRow, now: str, ended_runs: Collection[str] = ()) -> bool:
+    """Whether ``worker`` still counts at ``now`` (a stored timestamp): its last renewal has not
+    lapsed, and its run has not ended (``ended_runs``: the runs with a ``RunFinished``; a worker
+    that finished released its leases on the way out, so it is gone before its renewal lapses)."""
+    return worker.expires_at > now and worker.run_id not in ended_runs
+
+
+def _live(workers: Iterable[WorkerRow], me: str, now: str, ended_runs: Collection[str]) -> set[str]:
+    return {w.worker for w in workers if is_live(w, now, ended_runs)} | {me}
 
 
 def decide(
@@ -108,14 +118,16 @@ def decide(
     partitions: Sequence[str],
     now: datetime,
     lease_seconds: float,
+    ended_runs: Collection[str] = (),
 ) -> list[Event]:
     """The lease events worker ``me`` appends at ``now`` (the log's clock), given the folded
-    tables read in the same write transaction. ``partitions``: every partition there is."""
+    tables read in the same write transaction. ``partitions``: every partition there is;
+    ``ended_runs``: the runs that finished (their workers are not live)."""
     now_ts = format_ts(now)
     expires = format_ts(now + timedelta(seconds=lease_seconds))
     known = set(partitions)
     held = {lease.partition: lease for lease in leases}
-    share = fair_share(len(known), len(_live(workers, me, now_ts)))
+    share = fair_share(len(known), len(_live(workers, me, now_ts, ended_runs)))
     mine = sorted(p for p, lease in held.items() if lease.worker == me and p in known)
     keep, release = mine[:share], mine[share:]
     room = share - len(keep)

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from commands.errors import GatewayError
 from commands.rules.batches import image_reusable_since
+from commands.rules.leases import is_live
 from commands.worker.context import Worker
 from eventlog import crashpoints
 from eventlog.events import DEFAULT_PROJECT, Event, FileDeleted
@@ -99,8 +100,8 @@ def _sweepable(w: Worker, display_name: str, batch_id: str, parts: dict[str, str
     run_id = request.group(1)
     if run_id == w.run_id:
         return True
-    now = format_ts(w.store.clock())
-    live = {r.run_id for r in queries.workers(w.store) if r.expires_at > now}
+    now, ended = format_ts(w.store.clock()), queries.ended_worker_runs(w.store)
+    live = {r.run_id for r in queries.workers(w.store) if is_live(r, now, ended)}
     return run_id not in live and w.mine(leases.legacy_partition())
 
 

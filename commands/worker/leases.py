@@ -104,6 +104,7 @@ class LeaseKeeper:
                 partitions=partitions,
                 now=now,
                 lease_seconds=self.workers.lease_seconds,
+                ended_runs=queries.ended_worker_runs(self.store),
             )
             recorded = tx.append([*before, *events], actor=self.actor)
         self._last_renewal = now
@@ -138,13 +139,16 @@ class LeaseKeeper:
         if rules.renewal_due(self._last_renewal, self.store.clock(), self.workers.lease_seconds):
             self.rebalance()
 
-    def release_all(self) -> None:
-        """Let every partition go (the run is ending): the others take them at once."""
+    def release_all(self, after: Sequence[Event] = ()) -> None:
+        """Let every partition go (the run is ending): the others take them at once. ``after``
+        (the run's ``RunFinished``) goes in the same transaction: from then on nobody counts
+        this worker as live, so the next one takes every partition, not a share."""
         with self.store.write() as tx:
             mine = [
                 lease.partition for lease in queries.leases(self.store) if lease.worker == self.me
             ]
-            tx.append([LeaseReleased(partition=p, worker=self.me) for p in mine], actor=self.actor)
+            released = [LeaseReleased(partition=p, worker=self.me) for p in mine]
+            tx.append([*released, *after], actor=self.actor)
         self.held = set()
 
     # --- acting -------------------------------------------------------------------------------

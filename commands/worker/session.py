@@ -216,12 +216,11 @@ def session(
             try:
                 # With the -wal file lost nothing more may be written: the error says what to do.
                 if not lost_wal:
+                    end = RunFinished(run_id=run_id, outcome=s.outcome, message=s.message[:500])
                     if leases is not None:
-                        leases.release_all()
-                    store.append(
-                        [RunFinished(run_id=run_id, outcome=s.outcome, message=s.message[:500])],
-                        actor=actor,
-                    )
+                        leases.release_all(after=[end])
+                    else:
+                        store.append([end], actor=actor)
                     s.report = report.build(store, run_id, config)
                     s.report_path = _write_report(config, s.report)
             except DatabaseError as e:

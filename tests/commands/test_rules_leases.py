@@ -12,6 +12,7 @@ from commands.rules.leases import (
     fair_share,
     hash_partitions,
     holds,
+    is_live,
     partition_of,
     partition_of_key,
     renewal_due,
@@ -133,6 +134,58 @@ def test_decide(
     for e in events:
         if isinstance(e, LeaseAcquired | LeaseTakenOver):
             assert e.expires_at == at(LEASE)
+
+
+ENDED_CASES = [
+    # (what, workers, ended runs, expected for worker "me")
+    (
+        "the other's run finished (its leases released) before its renewal lapsed: not live, "
+        "everything taken",
+        [worker("other", 30)],
+        {"run-other"},
+        {"acquired": PARTS},
+    ),
+    (
+        "an earlier run of the same worker ended; its current run did not: still live",
+        [worker("other", 30)],
+        {"run-other-before"},
+        {"acquired": ["A", "B"]},
+    ),
+    (
+        "one of two others finished: the share is of two live workers",
+        [worker("other", 30), worker("gone", 30)],
+        {"run-gone"},
+        {"acquired": ["A", "B"]},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("what", "workers", "ended", "expected"), ENDED_CASES, ids=[c[0] for c in ENDED_CASES]
+)
+def test_a_worker_whose_run_ended_is_not_live(
+    what: str, workers: list[WorkerRow], ended: set[str], expected: dict[str, list[str]]
+) -> None:
+    events = decide(
+        [],
+        workers,
+        me="me",
+        run_id="run-me",
+        partitions=PARTS,
+        now=NOW,
+        lease_seconds=LEASE,
+        ended_runs=ended,
+    )
+    got = summary(list(events))
+    assert got == {"renewed": [], "acquired": [], "taken": [], "released": []} | expected
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "ended", "live"),
+    [(30, set(), True), (30, {"run-w"}, False), (0, set(), False), (-5, set(), False)],
+)
+def test_is_live(expires_in: float, ended: set[str], live: bool) -> None:
+    assert is_live(worker("w", expires_in), at(0), ended) is live
 
 
 def test_two_workers_deciding_in_turn_never_share_a_partition() -> None:
