@@ -74,6 +74,7 @@ __all__ = [
     "Reconciled",
     "admission_halvings",
     "admitted_batch_size",
+    "has_room",
     "held_back",
     "hold_persists",
     "image_reusable_since",
@@ -414,7 +415,7 @@ def _close(batch_id: str, state: str, reason: str) -> AbandonedBatchClosed:
 #: file could not be uploaded or never became ACTIVE: nothing was asked); ``quota`` (429
 #: RESOURCE_EXHAUSTED: closed as deferred, the admission backs off); or a create error
 #: (:class:`CreateVerdict`).
-CreateOutcome = Literal["submitted", "deferred", "quota", "unanswered", "refused"]
+CreateOutcome = Literal["submitted", "deferred", "quota", "unanswered", "refused", "full"]
 
 #: The most the admission halves the batch size after 429s in a row (1/64 of it).
 MAX_HALVINGS = 6
@@ -593,6 +594,20 @@ def _deferred(
         halvings=halvings,
         project=intent.project,
     )
+
+
+def has_room(
+    batches: int, tokens: int, max_batches: int, max_tokens: int, estimated_tokens: int
+) -> bool:
+    """Whether a project with ``batches`` active batches and open intents and ``tokens``
+    estimated in flight takes one more batch of ``estimated_tokens`` under its limits
+    (``max_tokens`` 0: no token limit; with nothing in flight a batch goes even when bigger than
+    the limit, as :func:`~commands.rules.tokens.admitted_pages` lets a lone page through).
+    Decided again inside the transaction that appends the intent, so workers deciding at once
+    never go over the limit together (outcome ``full``)."""
+    if batches >= max_batches:
+        return False
+    return not max_tokens or tokens <= 0 or tokens + estimated_tokens <= max_tokens
 
 
 def submit_goes_on(outcome: CreateOutcome) -> bool:

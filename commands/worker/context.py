@@ -59,15 +59,21 @@ class Worker:
     def actor(self) -> str:
         return run_actor(self.run_id)
 
-    def append(self, events: Sequence[Event]) -> list[Recorded]:
+    def append(
+        self, events: Sequence[Event], admit: Callable[[], bool] | None = None
+    ) -> list[Recorded]:
         """Append ``events`` as this run, in one transaction (nothing for an empty list).
         Inside :meth:`acting_for` in shared mode, only while the partition's lease is held
-        (checked in the same transaction; else :class:`LeaseLost`)."""
+        (checked in the same transaction; else :class:`LeaseLost`). With ``admit``, only if it
+        answers True read inside that transaction (else nothing is appended: ``[]``)."""
         if not events:
             return []
         if self.leases is not None and self.partition is not None:
-            return self.leases.append(events, self.partition)
-        return self.store.append(events, actor=self.actor)
+            return self.leases.append(events, self.partition, admit)
+        if admit is None:
+            return self.store.append(events, actor=self.actor)
+        with self.store.write() as tx:
+            return tx.append(events, actor=self.actor) if admit() else []
 
     def mine(self, partition: str) -> bool:
         """Whether this worker may act on ``partition`` now (always, alone)."""

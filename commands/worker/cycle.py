@@ -38,6 +38,7 @@ from commands.rules.batches import (
     Reconciled,
     admission_halvings,
     admitted_batch_size,
+    has_room,
     held_back,
     hold_persists,
     image_reusable_since,
@@ -1049,7 +1050,19 @@ class Cycle:
             )
             return "deferred"
         crashpoints.reach("after_request_file_active")
-        w.append(
+        limits = next(p for p in w.config.projects() if p.name == project)
+
+        def room() -> bool:  # read again inside the intent's own transaction
+            load = queries.project_loads(w.store).get(project, ProjectLoad())
+            return has_room(
+                load.batches,
+                load.tokens,
+                limits.max_active_batches or 0,
+                limits.max_enqueued_tokens or 0,
+                estimated,
+            )
+
+        appended = w.append(
             [
                 BatchSubmissionIntended(
                     display_name=name,
@@ -1063,8 +1076,19 @@ class Cycle:
                     project=project,
                     partition=w.partition or "",
                 )
-            ]
+            ],
+            admit=room,
         )
+        if not appended:
+            log.info(
+                "Not creating %s: project %s filled up meanwhile (another worker's batches); its "
+                "%d pages wait for the next cycle",
+                name,
+                project,
+                len(keys),
+                extra=extra,
+            )
+            return "full"
         crashpoints.reach("after_intent")
         self._check_lease()
         outcome = self._create_once_ready(

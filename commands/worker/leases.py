@@ -170,15 +170,20 @@ class LeaseKeeper:
             )
         return ok
 
-    def append(self, events: Sequence[Event], partition: str) -> list[Recorded]:
+    def append(
+        self, events: Sequence[Event], partition: str, admit: Callable[[], bool] | None = None
+    ) -> list[Recorded]:
         """Append ``events`` if, inside the write transaction, this worker still holds
-        ``partition``'s lease; else :class:`LeaseLost` and nothing is appended."""
+        ``partition``'s lease (else :class:`LeaseLost`) and ``admit`` (if given) answers True
+        (else ``[]``); nothing is appended otherwise."""
         if not events:
             return []
         with self.store.write() as tx:
             lease = queries.lease_of(self.store, partition)
             if not rules.holds(lease, self.me, self.store.clock()):
                 raise LeaseLost(partition, lease.worker if lease else "")
+            if admit is not None and not admit():
+                return []
             return tx.append(events, actor=self.actor)
 
     def sleep(self, seconds: float) -> None:

@@ -15,6 +15,7 @@ from commands.rules.batches import (
     CreateContext,
     OpenIntent,
     ProjectRoom,
+    has_room,
     judge_create_error,
     pick_project,
     reconcile,
@@ -120,3 +121,22 @@ def test_an_adopted_or_deferred_submission_keeps_its_project() -> None:
     context = CreateContext(intent, datetime(2026, 1, 1, tzinfo=UTC))
     (deferred,) = judge_create_error("gb-1", error, context).events
     assert isinstance(deferred, BatchSubmissionDeferred) and deferred.project == "b"
+
+
+@pytest.mark.parametrize(
+    ("batches", "tokens", "max_batches", "max_tokens", "estimated", "room"),
+    [
+        (0, 0, 2, 0, 500, True),  # empty, no token limit
+        (1, 0, 2, 0, 500, True),
+        (2, 0, 2, 0, 500, False),  # full by count: another worker took the last slot
+        (3, 0, 2, 0, 500, False),  # over (never made worse)
+        (1, 9_000, 2, 10_000, 1_000, True),  # exactly at the token limit
+        (1, 9_000, 2, 10_000, 1_001, False),
+        (0, 0, 2, 10_000, 20_000, True),  # bigger than the limit, nothing in flight: alone
+        (1, 100, 2, 10_000, 20_000, False),  # ... but not beside another batch
+    ],
+)
+def test_has_room_is_decided_inside_the_intents_transaction(
+    batches: int, tokens: int, max_batches: int, max_tokens: int, estimated: int, room: bool
+) -> None:
+    assert has_room(batches, tokens, max_batches, max_tokens, estimated) is room
