@@ -348,6 +348,18 @@ class PostgresEventStore(EventStore):
     def has_table(self, name: str) -> bool:
         return self.query_one("SELECT to_regclass(?)", (name,)) not in (None, (None,))
 
+    def drop_log(self, tables: Iterable[str]) -> None:
+        """Drop the log's tables (``events``, ``meta`` and ``tables``, the projections') in one
+        transaction holding the write lock: the database is empty of this log afterwards. Only
+        the tables' owner may; ``nuke`` calls it after a verified backup."""
+        names = ["events", "meta", *tables]
+        for name in names:
+            if not name.isidentifier():
+                raise ValueError(f"not a table name: {name!r}")
+        with self._errors(), self._begin_write():
+            for name in names:
+                self._conn.execute(f"DROP TABLE IF EXISTS {name} CASCADE")
+
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
         with self._errors():

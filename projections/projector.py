@@ -87,6 +87,14 @@ PROJECTIONS = (
     batch_partitions,
 )
 SPECS: tuple[TableSpec, ...] = tuple(p.SPEC for p in PROJECTIONS)
+#: Every table the projections keep beside the log: theirs, the gate, the checkpoints and the
+#: replay snapshots (what ``nuke`` drops from a PostgreSQL database with the log).
+TABLE_NAMES: tuple[str, ...] = (
+    *(spec.name for spec in SPECS),
+    "projection_gate",
+    "projection_checkpoints",
+    snapshots.TABLE,
+)
 
 #: Bump when a fold's logic changes without its tables changing; the DDL is hashed in as well,
 #: so any table change also triggers a rebuild from the log when a database is next opened.

@@ -136,14 +136,34 @@ def nuke(ctx: click.Context, dry_run: bool, confirm: bool, recreate_tables: bool
     if recreate_tables and not confirm:
         raise OperatorError("--recreate-tables only goes with --confirm")
     location = app(ctx).store_location
-    if isinstance(location, str):  # [database] url: the SQLite file below is not the log
-        from eventlog.postgres import redact
-
-        raise OperatorError(
-            "nuke starts over a SQLite log only: a PostgreSQL log is backed up with pg_dump, "
-            f"not by this tool: {redact(location)}"
-        )
     db = app(ctx).db_path
+    if isinstance(location, str):  # [database] url: the log is in PostgreSQL
+        with app(ctx).open() as store:
+            c = core.counts(store)
+        if dry_run:
+            click.echo(
+                f"dry run: would copy {c.database} into a SQLite backup beside {db}, "
+                "then drop its tables"
+            )
+            click.echo(f"  events  {c.events}")
+            for name, n in c.tables.items():
+                click.echo(f"  {name}  {n}")
+            return
+        backup = core.nuke_postgres(
+            location,
+            db,
+            recreate_tables=recreate_tables,
+            busy_timeout_ms=app(ctx).config.database.busy_timeout_ms,
+        )
+        click.echo(
+            f"backed up the old log ({c.events} events) to {backup} "
+            "(restore: migrate-to-postgres with --db on it)"
+        )
+        click.echo(
+            f"started an empty log at {c.database}"
+            + (" (tables created)" if recreate_tables else "")
+        )
+        return
     core.require_exists(db)
     if dry_run:
         with app(ctx).open() as store:

@@ -189,25 +189,53 @@ def test_a_worker_role_granted_as_the_readme_says_can_append_but_never_rewrite(
         assert check.query("SELECT count(*) FROM events WHERE actor = 'forged'") == [(0,)]
 
 
-def test_nuke_refuses_a_postgresql_log_and_leaves_the_local_file(
+def test_nuke_backs_a_postgresql_log_up_into_sqlite_then_starts_over_and_it_restores(
     populated: Path, postgres_server: str, tmp_path: Path
 ) -> None:
-    """``nuke`` backs up and removes a SQLite file: with ``[database] url`` that file is not the
-    log, so it is refused in one line (pg_dump) and neither the file nor the log changes."""
+    """With ``[database] url``: ``--dry-run`` counts the PostgreSQL log and changes nothing;
+    ``--confirm`` copies it event for event into a SQLite backup (chain verified, same last
+    hash), drops its tables and starts an empty log; the local SQLite file is not touched; the
+    backup restores with ``migrate-to-postgres``; a live run's lock refuses it in one line."""
+    from commands.worker.runlock import hold_in_database
+    from eventlog.store import EventStore
+
     url = new_schema_url(postgres_server)
     assert invoke(populated, "migrate-to-postgres", url).exit_code == 0
-    config = tmp_path / "gb.toml"
-    config.write_text(f'[paths]\ndatabase = "{populated}"\n[database]\nurl = "{url}"\n')
-    before = file_digest(populated)
-    for flag in ("--confirm", "--dry-run"):
-        result = _cli(config, "nuke", flag)
-        assert result.exit_code == 1, result.output
-        [line] = result.output.splitlines()
-        assert "pg_dump" in line and "postgresql://" in line and "password" not in line
-    assert file_digest(populated) == before
-    assert not list(populated.parent.glob("*.backup-*"))
+    n = len(all_events())
     with open_store(url) as pg:
-        assert pg.last_seq() == len(all_events())
+        last_hash = pg.query_one("SELECT hash FROM events ORDER BY seq DESC LIMIT 1")
+        tables = snapshot_rows(pg)
+    local = tmp_path / "local" / "gb.db"
+    config = tmp_path / "gb.toml"
+    config.write_text(f'[paths]\ndatabase = "{local}"\n[database]\nurl = "{url}"\n')
+    before = file_digest(populated)
+
+    dry = _cli(config, "nuke", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert f"  events  {n}" in dry.output and "password" not in dry.output
+
+    with open_store(url) as holder:  # a live run elsewhere holds the log's run lock
+        hold_in_database(holder)
+        refused = _cli(config, "nuke", "--confirm")
+        assert refused.exit_code == 1 and "another run holds the lock" in refused.output
+        assert holder.last_seq() == n
+
+    done = _cli(config, "nuke", "--confirm", "--recreate-tables")
+    assert done.exit_code == 0, done.output
+    [backup] = list(local.parent.glob("gb.backup-*.db"))
+    assert f"backed up the old log ({n} events) to {backup}" in done.output
+    with EventStore.open(backup) as copy:
+        assert copy.last_seq() == n and copy.verify_chain() is None
+        assert copy.query_one("SELECT hash FROM events ORDER BY seq DESC LIMIT 1") == last_hash
+    with open_store(url) as pg:
+        assert pg.last_seq() == 0  # an empty log, its tables created
+    assert file_digest(populated) == before and not local.exists()
+
+    restored = invoke(backup, "migrate-to-postgres", url)
+    assert restored.exit_code == 0, restored.output
+    with open_store(url) as pg:
+        assert pg.last_seq() == n and pg.verify_chain() is None
+        assert snapshot_rows(pg) == tables
 
 
 def test_the_prefect_flows_active_batches_table_reads_a_postgresql_log(
