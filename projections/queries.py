@@ -431,13 +431,20 @@ def failure_counts(store: EventStore) -> dict[str, int]:
 
 
 def _by_record_key(
-    store: EventStore, table: str, column: str, record_keys: Sequence[str]
+    store: EventStore,
+    table: str,
+    column: str,
+    record_keys: Sequence[str],
+    where: str = "",
+    params: Sequence[Any] = (),
 ) -> dict[str, int]:
-    """``table``'s ``column`` for those of ``record_keys`` with a row, in chunked IN lists."""
+    """``table``'s ``column`` for those of ``record_keys`` with a row (and, with ``where``, that
+    condition on ``params`` too), in chunked IN lists."""
+    also = f"{where} AND " if where else ""
     out: dict[str, int] = {}
     for part in _in_chunks(record_keys):
-        sql = f"SELECT record_key, {column} FROM {table} WHERE record_key IN ({_marks(part)})"
-        out.update(store.query(sql, part))
+        sql = f"SELECT record_key, {column} FROM {table} WHERE {also}record_key IN ({_marks(part)})"
+        out.update(store.query(sql, [*params, *part]))
     return out
 
 
@@ -446,16 +453,9 @@ def create_refusals_of(
 ) -> dict[str, int]:
     """The failure counts of those of ``record_keys`` whose last failure was ``error_type``
     (a refused create: the next batch holding such a page holds it alone)."""
-    out: dict[str, int] = {}
-    for part in _in_chunks(record_keys):
-        out.update(
-            store.query(
-                "SELECT record_key, count FROM failure_counts "
-                f"WHERE last_error_type = ? AND record_key IN ({_marks(part)})",
-                [error_type, *part],
-            )
-        )
-    return out
+    return _by_record_key(
+        store, "failure_counts", "count", record_keys, "last_error_type = ?", [error_type]
+    )
 
 
 def failure_counts_of(store: EventStore, record_keys: Sequence[str]) -> dict[str, int]:
