@@ -199,7 +199,6 @@ class Cycle:
         self._batches_submitted = 0
         self._previous: dict[str, Page] = {}
         self._start_seq = 0
-        self._summary = CycleSummary()  # the cycle under way (``begin``)
         self._last_sweep: float | None = None
         #: Each page's file as ``_check_images`` saw it: its upload or inline part is made from
         #: bytes read once and checked against this.
@@ -216,7 +215,7 @@ class Cycle:
         (default: directly; the Prefect flow runs each as a retried task)."""
         do: StepRunner = step or run_directly
         summary = self.begin()
-        do("reconcile open submissions", self.reconcile_intents)
+        do("reconcile open submissions", lambda: self.reconcile_intents(summary))
         do("poll active batches", lambda: self.poll(summary))
         do("watch batches given up on", self.watch_abandoned)
         decision = do("scan the dataset", self.scan)
@@ -227,10 +226,9 @@ class Cycle:
     def begin(self) -> CycleSummary:
         """Mark where this cycle starts in the log (files uploaded later are not garbage yet)."""
         self._start_seq = self.w.store.last_seq()
-        self._summary = CycleSummary()
         if self.w.leases is not None:
             self.w.leases.rebalance()
-        return self._summary
+        return CycleSummary()
 
     def settle(self, summary: CycleSummary) -> CycleSummary:
         """Fill in what is still in flight after the cycle."""
@@ -240,7 +238,7 @@ class Cycle:
 
     # --- 0. open intents ------------------------------------------------------------------------
 
-    def reconcile_intents(self) -> None:
+    def reconcile_intents(self, summary: CycleSummary) -> None:
         w = self.w
         parts = queries.batch_partitions(w.store) if w.leases is not None else {}
         for intent in queries.open_intents(w.store):
@@ -248,9 +246,9 @@ class Cycle:
             if not w.mine(partition):
                 continue
             with w.acting_for(partition):
-                self._reconcile(intent)
+                self._reconcile(intent, summary)
 
-    def _reconcile(self, intent: SubmissionIntent) -> None:
+    def _reconcile(self, intent: SubmissionIntent, summary: CycleSummary) -> None:
         """Resolve one open intent by looking its display name up on the service."""
         w = self.w
         name, model, input_file = intent.display_name, intent.model, intent.input_file
@@ -259,8 +257,8 @@ class Cycle:
         try:
             found = w.port(intent.project).find_batches(name, created_after=intent.intended_at)
         except GatewayError as e:
-            self._summary.unanswered += 1
-            self._summary.last_error = str(e)
+            summary.unanswered += 1
+            summary.last_error = str(e)
             log.warning(
                 "Open submission %s: cannot look it up yet (%s); its %d records stay reserved",
                 name,
@@ -269,7 +267,7 @@ class Cycle:
                 extra=extra,
             )
             return
-        self._summary.answered += 1
+        summary.answered += 1
         open_intent = OpenIntent(
             name,
             model,
