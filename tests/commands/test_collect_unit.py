@@ -144,3 +144,44 @@ def test_lines_for_keys_the_batch_never_held_are_ignored_and_never_become_paths(
     root = worker.config.paths.output_root
     assert {p for p in written if p.suffix == ".json"} == {output_path(root, KEYS[0])}
     assert not any(isinstance(e, RecordFailed) for e in events)
+
+
+def test_an_output_folder_replaced_by_a_symlink_out_of_the_root_is_refused_at_write_time(
+    worker: Worker, service: Service, tmp_path: Path
+) -> None:
+    """The scan checks output folders before submission; a folder swapped for a symlink out of
+    ``output_root`` after that (while the batch ran) is refused when its results are written:
+    nothing lands outside the root, the records fail, no output is recorded."""
+    batch = submit(worker, KEYS[:2])
+    root = worker.config.paths.output_root
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (root / "Ohio" / "Lincoln").mkdir(parents=True)
+    (root / "Ohio" / "Lincoln" / "2020").symlink_to(elsewhere, target_is_directory=True)
+
+    counts = collect(worker, batch, worker.gateway.get_batch(batch.batch_id))
+
+    assert counts == {"validated": 0, "failed": 2}
+    assert list(elsewhere.iterdir()) == []
+    events = logged(worker, batch.submitted_seq)
+    assert not [e for e in events if isinstance(e, RecordValidated)]
+    failed = {e.record_key: e.error_type for e in events if isinstance(e, RecordFailed)}
+    assert failed == {key: "unsafe_key" for key in KEYS[:2]}
+
+
+def test_an_output_folder_that_is_a_symlink_inside_the_root_is_written_through(
+    worker: Worker, service: Service
+) -> None:
+    batch = submit(worker, KEYS[:2])
+    root = worker.config.paths.output_root
+    shadow = root / "shadow"
+    shadow.mkdir(parents=True)
+    (root / "Ohio" / "Lincoln").mkdir(parents=True)
+    (root / "Ohio" / "Lincoln" / "2020").symlink_to(shadow, target_is_directory=True)
+
+    counts = collect(worker, batch, worker.gateway.get_batch(batch.batch_id))
+
+    assert counts == {"validated": 2, "failed": 0}
+    assert sorted(p.name for p in shadow.iterdir()) == ["1.json", "2.json"]
+    for key in KEYS[:2]:
+        PageExtraction.model_validate_json(output_path(root, key).read_bytes())
