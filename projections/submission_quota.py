@@ -4,7 +4,7 @@ per project (each API key has its own quota, so each its own back-off).
 ``held_since`` is when the current run of 429 RESOURCE_EXHAUSTED answers began (NULL once a
 batch was submitted again); ``retry_after`` is when the next create may be tried; ``halvings``
 is the admission's back-off the last deferral set, and ``successes_since`` the batches submitted
-after it (each undoes one halving: :func:`commands.rules.batches.admission_halvings`). All of it
+after it (each undoes one halving: :func:`commands.rules.admission.admission_halvings`). All of it
 is folded from the log, so a restart keeps the back-off. A create left unanswered again and
 again (``service_unavailable``) holds the creates back the same way; ``reason`` says which.
 """

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from commands.config import parse_config
 from commands.errors import GatewayError, transient_status
 from commands.gemini.port import RemoteBatch, RemoteFile, normalize_state, stats_of
-from commands.rules.batches import LookupWindow
+from commands.rules.reconcile import LookupWindow
 from commands.schema import PageExtraction
 from commands.worker.context import Worker
 from gemini_emulator.service import (

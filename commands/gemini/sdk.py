@@ -47,7 +47,7 @@ from commands.gemini.port import (
     service_count,
     stats_of,
 )
-from commands.rules.batches import LookupWindow
+from commands.rules.reconcile import LookupWindow
 from commands.rules.retry import backoff_delay
 
 if TYPE_CHECKING:  # imported lazily at run time (it costs ~0.4 s of start-up)
@@ -351,7 +351,7 @@ class Gateway:
     def find_batches(self, display_name: str, *, created_after: str = "") -> list[RemoteBatch]:
         """Every job created under ``display_name``, page by page; with ``created_after``, the
         reading stops once the list (newest first, as the service lists it) is past that time
-        (:class:`commands.rules.batches.LookupWindow`), else it reads the whole history.
+        (:class:`commands.rules.reconcile.LookupWindow`), else it reads the whole history.
         Entries of the list that are not a batch job at all (no name) are skipped, counted in
         a WARNING; an odd one is read leniently (:func:`_lenient_batch`)."""
         what = f"look up batch {display_name}"

@@ -5,11 +5,16 @@ costs nothing (the CLI's ``--help`` stays fast).
 """
 
 __all__ = [
-    "batches",
+    "abandoned",
+    "admission",
+    "cleanup",
     "cost",
     "leases",
+    "poll",
+    "reconcile",
     "results",
     "retry",
+    "submit",
     "tokens",
     "transport",
 ]

@@ -1,7 +1,9 @@
-"""Retry timing and budgets (pure): the one backoff formula every retry loop uses, and when a
-page's uploads are given up on."""
+"""Retry timing and budgets (pure): the one backoff formula every retry loop uses, when a page's
+uploads are given up on, and the one dead-letter rule (:func:`dead_letter`)."""
 
 from __future__ import annotations
+
+from eventlog.events import RecordDeadLettered
 
 
 def backoff_delay(base_seconds: float, attempt: int) -> float:
@@ -18,3 +20,11 @@ def upload_gives_up(
     a refusal that retrying cannot mend (a 4xx, a name the client cannot send) at once, any
     other failure once the attempts reach ``max_attempts``."""
     return not transient or failed_before + failed_now >= max_attempts
+
+
+def dead_letter(record_key: str, failures: int, max_retries: int) -> RecordDeadLettered | None:
+    """The one dead-letter rule: a page with ``failures`` recorded failures is dead-lettered once
+    they reach ``max_retries`` (its ``RecordDeadLettered``); None while it may be tried again."""
+    if failures < max_retries:
+        return None
+    return RecordDeadLettered(record_key=record_key, failures=failures, max_retries=max_retries)

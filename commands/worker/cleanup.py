@@ -20,7 +20,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 from commands.errors import GatewayError
-from commands.rules.batches import image_reusable_since
+from commands.rules.cleanup import image_reusable_since
 from commands.rules.leases import is_live
 from commands.worker.context import Worker
 from eventlog import crashpoints

@@ -10,9 +10,9 @@ Exactly-once submission: the intent (a unique display name) is appended before
 ``batches.create``; an open intent is resolved by looking the name up on the service, never by
 creating again. If the service cannot answer, the records stay reserved.
 
-What an answer means (a job state, an error, an age) is decided by the pure functions of
-:mod:`commands.rules.batches`; this module makes the calls, appends their events, reaches the
-crash points and logs.
+What an answer means (a job state, an error, an age) is decided by the pure modules of
+:mod:`commands.rules`; this module makes the calls, appends their events, reaches the crash
+points and logs.
 """
 
 from __future__ import annotations
@@ -28,33 +28,39 @@ import msgspec
 
 from commands.errors import GatewayError, LeaseLost
 from commands.gemini.port import RemoteBatch, RemoteFile
-from commands.rules.batches import (
-    CREATE_REFUSED,
+from commands.rules.abandoned import (
     AbandonedBatch,
-    CreateContext,
-    CreateOutcome,
-    OpenIntent,
+    judge_abandoned,
+)
+from commands.rules.admission import (
     ProjectRoom,
-    Reconciled,
     admission_halvings,
     admitted_batch_size,
     has_room,
     held_back,
     hold_persists,
-    image_reusable_since,
-    judge_abandoned,
-    judge_create_error,
-    judge_deferred_lookup,
-    judge_poll,
-    judge_unanswered_lookup,
     next_chunk,
     pages_alone,
     pick_project,
-    reconcile,
     refused_last,
-    submit_goes_on,
+)
+from commands.rules.cleanup import image_reusable_since
+from commands.rules.poll import judge_poll
+from commands.rules.reconcile import (
+    Reconciled,
+    judge_deferred_lookup,
+    judge_unanswered_lookup,
+    reconcile,
 )
 from commands.rules.retry import upload_gives_up
+from commands.rules.submit import (
+    CREATE_REFUSED,
+    CreateContext,
+    CreateOutcome,
+    OpenIntent,
+    judge_create_error,
+    submit_goes_on,
+)
 from commands.rules.tokens import admitted_pages
 from commands.rules.transport import Transport, batch_transport
 from commands.schema import response_json_schema

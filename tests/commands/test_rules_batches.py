@@ -1,4 +1,4 @@
-"""Table tests of the pure batch decisions (commands.rules.batches): no socket, no database.
+"""Table tests of the pure batch decisions (rules.reconcile, poll, abandoned, submit): no I/O.
 
 Each row is one branch; each test compares the whole verdict, events included.
 """
@@ -12,20 +12,26 @@ import pytest
 
 from commands.errors import GatewayError
 from commands.gemini.port import BatchStats, RemoteBatch
-from commands.rules.batches import (
+from commands.rules.abandoned import (
     LATE_WINDOW_HOURS,
     AbandonedBatch,
     AbandonedVerdict,
+    judge_abandoned,
+)
+from commands.rules.poll import (
+    PollVerdict,
+    judge_poll,
+)
+from commands.rules.reconcile import (
+    LookupWindow,
+    Reconciled,
+    reconcile,
+)
+from commands.rules.submit import (
     CreateOutcome,
     CreateVerdict,
-    LookupWindow,
     OpenIntent,
-    PollVerdict,
-    Reconciled,
-    judge_abandoned,
     judge_create_error,
-    judge_poll,
-    reconcile,
     submit_goes_on,
 )
 from eventlog.events import (

@@ -10,18 +10,20 @@ import pytest
 
 from commands.errors import GatewayError
 from commands.gemini.port import RemoteBatch
-from commands.rules.batches import (
+from commands.rules.admission import (
     ALONE_AFTER_FAILURES,
-    CREATE_REFUSED,
     MAX_HALVINGS,
-    CreateContext,
-    OpenIntent,
     hold_persists,
-    judge_create_error,
-    judge_unanswered_lookup,
     next_chunk,
     pages_alone,
     refused_last,
+)
+from commands.rules.reconcile import judge_unanswered_lookup
+from commands.rules.submit import (
+    CREATE_REFUSED,
+    CreateContext,
+    OpenIntent,
+    judge_create_error,
 )
 from eventlog.events import (
     BatchSubmissionAbandoned,

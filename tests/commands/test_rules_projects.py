@@ -1,4 +1,4 @@
-"""Which project the next batch goes to (:func:`commands.rules.batches.pick_project`), and the
+"""Which project the next batch goes to (:func:`commands.rules.admission.pick_project`), and the
 projects a config resolves to."""
 
 from __future__ import annotations
@@ -11,14 +11,16 @@ import pytest
 from commands.config import parse_config
 from commands.errors import ConfigError, GatewayError
 from commands.gemini.port import RemoteBatch
-from commands.rules.batches import (
-    CreateContext,
-    OpenIntent,
+from commands.rules.admission import (
     ProjectRoom,
     has_room,
-    judge_create_error,
     pick_project,
-    reconcile,
+)
+from commands.rules.reconcile import reconcile
+from commands.rules.submit import (
+    CreateContext,
+    OpenIntent,
+    judge_create_error,
 )
 from eventlog.events import BatchSubmissionDeferred, BatchSubmitted
 

@@ -9,19 +9,23 @@ import pytest
 
 from commands.errors import GatewayError
 from commands.gemini.port import RemoteBatch
-from commands.rules.batches import (
-    IMAGE_REUSE_HOURS,
+from commands.rules.admission import (
     MAX_HALVINGS,
-    CreateContext,
-    CreateVerdict,
-    OpenIntent,
     admission_halvings,
     admitted_batch_size,
     held_back,
-    image_reusable_since,
-    judge_create_error,
-    judge_deferred_lookup,
     quota_backoff_seconds,
+)
+from commands.rules.cleanup import (
+    IMAGE_REUSE_HOURS,
+    image_reusable_since,
+)
+from commands.rules.reconcile import judge_deferred_lookup
+from commands.rules.submit import (
+    CreateContext,
+    CreateVerdict,
+    OpenIntent,
+    judge_create_error,
     submit_goes_on,
 )
 from eventlog.events import (

@@ -10,7 +10,8 @@ import pytest
 
 from commands.gemini.port import RemoteBatch
 from commands.integrations.demo import png
-from commands.rules.batches import OpenIntent, reconcile
+from commands.rules.reconcile import reconcile
+from commands.rules.submit import OpenIntent
 from commands.rules.tokens import (
     DEFAULT_IMAGE_TOKENS,
     DEFAULT_OUTPUT_TOKENS,
