@@ -15,7 +15,8 @@ from pathlib import Path
 
 from common import ROOT, line, median_time
 
-from commands.worker.scan import ScanState, scan
+from commands.rules.scan import ScanState
+from commands.worker.scan import scan
 
 PAGES = int(os.environ.get("BENCH_SCAN_PAGES", "1000000"))
 PER_YEAR = 100  # pages per State/School/Year folder
@@ -25,7 +26,8 @@ import sys
 sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r})
 from pathlib import Path
 from common import peak_rss_mib
-from commands.worker.scan import ScanState, scan
+from commands.rules.scan import ScanState
+from commands.worker.scan import scan
 state = ScanState(inflight=set({inflight!r}), failures={failures!r}, dead=set(), rejected={{}})
 d = scan(Path({inp!r}), Path({out!r}), state, max_retries=3, context_previous_page=True,
          limit=400)

@@ -24,6 +24,7 @@ LAYERS = {
     "commands.errors": 2,
     "commands.actor": 2,
     "commands.schema": 2,
+    "commands.pages": 2,
     "commands.rules": 3,
     "commands.gemini": 3,
     "commands.worker": 4,

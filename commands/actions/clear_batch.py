@@ -12,9 +12,9 @@ import msgspec
 
 from commands.errors import GatewayError
 from commands.gemini.port import GeminiPort
+from commands.rules.clear_batch import decide
 from eventlog import crashpoints
-from eventlog.errors import NothingMatched, OperatorError
-from eventlog.events import BatchCleared, Event
+from eventlog.errors import OperatorError
 from eventlog.store import EventStore
 from projections import queries
 
@@ -23,16 +23,6 @@ class Cleared(msgspec.Struct, frozen=True):
     batch_id: str
     kind: str  # "batch" or "intent"
     records_freed: int
-
-
-def decide(batch_id: str, reason: str, *, active: bool, intent: bool) -> list[Event]:
-    """The events clearing ``batch_id`` appends (pure)."""
-    if not active and not intent:
-        raise NothingMatched(
-            f"no active batch or open submission named {batch_id!r} "
-            "(see `python -m commands status`)"
-        )
-    return [BatchCleared(batch_id=batch_id, reason=reason)]
 
 
 def clear_batch(store: EventStore, batch_id: str, *, reason: str, actor: str) -> Cleared:

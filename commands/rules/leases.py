@@ -63,6 +63,7 @@ __all__ = [
     "is_live",
     "partition_of",
     "partition_of_key",
+    "release_all",
     "renewal_due",
 ]
 
@@ -154,6 +155,15 @@ def decide(
         LeaseRenewed(worker=me, partitions=keep, expires_at=expires, run_id=run_id),
         *(LeaseReleased(partition=p, worker=me) for p in [*release, *gone]),
         *taken,
+    ]
+
+
+def release_all(leases: Sequence[Lease], me: str) -> list[Event]:
+    """Every lease ``me`` holds, let go (its run is ending): the others take them at once."""
+    return [
+        LeaseReleased(partition=lease.partition, worker=me)
+        for lease in leases
+        if lease.worker == me
     ]
 
 

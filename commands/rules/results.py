@@ -1,5 +1,5 @@
-"""Judging result lines: pure functions from one JSONL line to a verdict, and from verdicts plus
-failure counts to events. No I/O here.
+"""Judging result lines: pure functions from one JSONL line to a verdict (the events a chunk of
+verdicts makes are :mod:`commands.rules.collect`'s). No I/O here.
 
 :func:`judge_line` takes the raw bytes of one line of a result file and :func:`judge` a line
 already decoded (an inline response); both never raise, whatever they are given (a test feeds
@@ -33,13 +33,10 @@ anything else fails the line (``bad_usage_metadata``) and is recorded clamped in
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 from pydantic import BaseModel, ValidationError
-
-from commands.errors import GatewayError
-from eventlog.events import Event, RecordDeadLettered, RecordFailed, RecordValidated
 
 EXCERPT_CHARS = 200
 #: The largest token count believed of one response (Gemini's context is ~2M tokens).
@@ -326,72 +323,3 @@ def _judge(key: str, line: Any, schema: type[BaseModel], max_output_bytes: int) 
             excerpt,
         )
     return verdict(None, out=out)
-
-
-def decide(
-    batch_id: str,
-    verdicts: list[Verdict],
-    written: dict[str, tuple[str, str]],
-    failure_counts: dict[str, int],
-    max_retries: int,
-    model: str = "",
-) -> list[Event]:
-    """The events for a chunk of verdicts (pure).
-
-    ``written`` maps each valid key to (output path, sha256) after its file was written;
-    ``failure_counts`` holds the counts before this chunk. A failure that brings a record to
-    ``max_retries`` also dead-letters it.
-    """
-    events: list[Event] = []
-    for v in verdicts:
-        if v.valid:
-            path, digest = written[v.key]
-            events.append(
-                RecordValidated(
-                    record_key=v.key,
-                    batch_id=batch_id,
-                    output_path=path,
-                    output_sha256=digest,
-                    prompt_tokens=v.prompt_tokens,
-                    output_tokens=v.output_tokens,
-                    total_tokens=v.total_tokens,
-                    model=model,
-                )
-            )
-            continue
-        events.append(
-            RecordFailed(
-                record_key=v.key,
-                batch_id=batch_id,
-                error_type=v.error_type or "unknown",
-                message=v.message,
-                excerpt=v.excerpt,
-                prompt_tokens=v.prompt_tokens,
-                output_tokens=v.output_tokens,
-                total_tokens=v.total_tokens,
-                model=model,
-            )
-        )
-        count = failure_counts.get(v.key, 0) + 1
-        failure_counts[v.key] = count
-        if count >= max_retries:
-            events.append(
-                RecordDeadLettered(record_key=v.key, failures=count, max_retries=max_retries)
-            )
-    return events
-
-
-def judge_download_error(
-    error: GatewayError, hours_since_succeeded: float, give_up_hours: float
-) -> Literal["unavailable", "retry"]:
-    """What a failed download of a succeeded batch's result file means (pure).
-
-    A refusal (any 4xx: 403/404 for a file that is gone or expired after 48 h, 410) will not
-    change: ``unavailable`` (the batch ends, its records go back to pending). A transient failure
-    (5xx, 429, a timeout) is tried again next cycle (``retry``) until ``give_up_hours`` have
-    passed since the batch was seen succeeded; then it is ``unavailable`` too, so a file the
-    service never serves again cannot hold the batch for ever.
-    """
-    if not error.transient:
-        return "unavailable"
-    return "unavailable" if hours_since_succeeded >= give_up_hours else "retry"

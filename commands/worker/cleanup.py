@@ -16,25 +16,24 @@ it, or whose batch wrote it): it is deleted, and the service's files listed, wit
 from __future__ import annotations
 
 import logging
-import re
 from concurrent.futures import ThreadPoolExecutor
 
 from commands.errors import GatewayError
-from commands.rules.cleanup import image_reusable_since
+from commands.rules.cleanup import (
+    file_deleted,
+    image_reusable_since,
+    is_ours,
+    request_file_run,
+    result_file_batch,
+)
 from commands.rules.leases import is_live
 from commands.worker.context import Worker
 from eventlog import crashpoints
-from eventlog.events import DEFAULT_PROJECT, Event, FileDeleted
+from eventlog.events import DEFAULT_PROJECT, Event
 from eventlog.timestamps import format_ts
 from projections import queries
 
 log = logging.getLogger("commands.cleanup")
-
-#: Our file names: request files, and images by record key (year and page ASCII digits, as
-#: :func:`eventlog.keys.is_number`: ``\d`` would take any Unicode digit).
-_OURS = re.compile(r"^(gb-.+-requests|[^:/\\]+:[^:/\\]+:[0-9]+:[0-9]+)$")
-#: A request file's display name: ``gb-<run id>-<n>-requests``.
-_REQUESTS = re.compile(r"^gb-(.+)-[0-9]+-requests$")
 
 
 def collect_garbage(w: Worker, cycle_start_seq: int, *, sweep: bool = True) -> int:
@@ -54,7 +53,7 @@ def collect_garbage(w: Worker, cycle_start_seq: int, *, sweep: bool = True) -> i
         outcomes = pool.map(lambda f: _delete(w, *f), files)
         for (name, _), outcome in zip(files, outcomes, strict=True):
             if outcome is not None:
-                events.append(FileDeleted(file_name=name, reason=outcome))
+                events.append(file_deleted(name, existed=outcome))
     crashpoints.reach("after_file_delete")
     w.append(events)
     if events:
@@ -94,10 +93,9 @@ def _sweepable(w: Worker, display_name: str, batch_id: str, parts: dict[str, str
     assert leases is not None
     if batch_id:
         return w.mine(w.partition_of(batch_id, parts))
-    request = _REQUESTS.match(display_name)
-    if request is None:
+    run_id = request_file_run(display_name)
+    if run_id is None:
         return w.mine(leases.partition_of_key(display_name))
-    run_id = request.group(1)
     if run_id == w.run_id:
         return True
     now, ended = format_ts(w.store.clock()), queries.ended_worker_runs(w.store)
@@ -105,9 +103,10 @@ def _sweepable(w: Worker, display_name: str, batch_id: str, parts: dict[str, str
     return run_id not in live and w.mine(leases.legacy_partition())
 
 
-def _delete(w: Worker, name: str, project: str) -> str | None:
+def _delete(w: Worker, name: str, project: str) -> bool | None:
+    """Whether ``name`` existed (True) or was already gone (False); None: it is still there."""
     try:
-        return "no longer needed" if w.port(project).delete_file(name) else "already gone"
+        return w.port(project).delete_file(name)
     except GatewayError as e:
         log.warning("Cannot delete %s yet (%s); the next cycle tries again", name, e)
         return None
@@ -131,13 +130,13 @@ def _unknown_files(w: Worker) -> list[tuple[str, str]]:
         for f in remote:
             if f.name in known:
                 continue
-            if f.name.startswith("files/batch-"):
-                batch_id = f"batches/{f.name.removeprefix('files/batch-')}"
+            batch_id = result_file_batch(f.name)
+            if batch_id is not None:
                 if batch_id not in watched and (
                     w.leases is None or _sweepable(w, "", batch_id, parts)
                 ):
                     out.append((f.name, project))
-            elif _OURS.match(f.display_name) and (
+            elif is_ours(f.display_name) and (
                 w.leases is None or _sweepable(w, f.display_name, "", parts)
             ):
                 out.append((f.name, project))

@@ -31,28 +31,21 @@ import msgspec
 
 from commands.errors import GatewayError
 from commands.gemini.port import RemoteBatch
-from commands.rules.results import (
-    Verdict,
+from commands.rules.collect import (
+    Ignored,
+    completed,
     decide,
-    judge,
+    discarded,
     judge_download_error,
-    judge_inline,
-    judge_line,
+    late_adopted,
+    results_unavailable,
 )
+from commands.rules.results import Verdict, judge, judge_inline, judge_line
 from commands.worker.context import Worker
 from commands.worker.dataset import output_path
 from commands.worker.outputs import write_outputs
 from eventlog import crashpoints
-from eventlog.events import (
-    DEFAULT_PROJECT,
-    BatchCompleted,
-    BatchResultsUnavailable,
-    BatchSubmitted,
-    Event,
-    LateResultsAdopted,
-    ResultDiscarded,
-    ResultLinesIgnored,
-)
+from eventlog.events import DEFAULT_PROJECT, BatchSubmitted, Event
 from eventlog.states import SUCCESS_STATES
 from projections import queries
 from projections.active_batches import ActiveBatch
@@ -60,7 +53,6 @@ from projections.active_batches import ActiveBatch
 log = logging.getLogger("commands.collect")
 
 CHUNK = 500
-MAX_LISTED = 100  # keys named in one ResultLinesIgnored event
 _SKIP_CHUNK = 1024 * 1024  # the rest of a line too long to judge is skipped this much at a time
 
 
@@ -163,18 +155,6 @@ def _write(w: Worker, verdicts: list[Verdict]) -> tuple[list[Verdict], dict[str,
     return checked, written
 
 
-def _discard(batch: BatchRef, v: Verdict, reason: str) -> ResultDiscarded:
-    return ResultDiscarded(
-        record_key=v.key,
-        batch_id=batch.batch_id,
-        reason=reason,
-        prompt_tokens=v.prompt_tokens,
-        output_tokens=v.output_tokens,
-        total_tokens=v.total_tokens,
-        model=batch.model,
-    )
-
-
 def _record(
     w: Worker,
     batch: BatchRef,
@@ -220,10 +200,7 @@ def collect(w: Worker, batch: BatchRef, remote: RemoteBatch) -> dict[str, int] |
     superseded = queries.superseded_records(store, batch_id, batch.submitted_seq)
     total = queries.count_in_flight(store, batch_id)
     counts = {"validated": 0, "failed": 0}
-    ignored = {"duplicates": 0, "unknown": 0}
-    duplicates: list[str] = []
-    unknown: list[str] = []
-    unreadable = 0
+    ignored = Ignored()
     chunk: list[Verdict] = []
     discards: list[Event] = []
     in_chunk: set[str] = set()
@@ -232,7 +209,9 @@ def collect(w: Worker, batch: BatchRef, remote: RemoteBatch) -> dict[str, int] |
     def add(v: Verdict) -> None:
         nonlocal chunk, discards
         if v.key in superseded:
-            discards.append(_discard(batch, v, f"already written from {superseded[v.key]}"))
+            discards.append(
+                discarded(batch_id, batch.model, v, f"already written from {superseded[v.key]}")
+            )
         else:
             chunk.append(v)
         in_chunk.add(v.key)
@@ -255,16 +234,10 @@ def collect(w: Worker, batch: BatchRef, remote: RemoteBatch) -> dict[str, int] |
         for v in verdicts:
             key = v.key
             if not key:
-                unreadable += 1
+                ignored.unreadable += 1
                 continue
             if key in in_chunk or not queries.is_pending_in(store, key, batch_id):
-                kind = (
-                    "duplicates" if queries.batch_held_record(store, batch_id, key) else "unknown"
-                )
-                ignored[kind] += 1
-                listed = duplicates if kind == "duplicates" else unknown
-                if len(listed) < MAX_LISTED:
-                    listed.append(key)
+                ignored.add(key, duplicate=queries.batch_held_record(store, batch_id, key))
                 continue
             add(v)
         flush()
@@ -276,27 +249,19 @@ def collect(w: Worker, batch: BatchRef, remote: RemoteBatch) -> dict[str, int] |
             add(judge(key, None, w.schema))
         flush()
     bar.close()
-    tail: list[Event] = []
-    if ignored["duplicates"] or ignored["unknown"] or unreadable:
+    if ignored:
         log.warning(
             "Batch %s: ignored %d duplicate line(s), %d line(s) for keys it never held, "
             "%d unreadable line(s)",
             batch_id,
-            ignored["duplicates"],
-            ignored["unknown"],
-            unreadable,
+            ignored.duplicates,
+            ignored.unknown,
+            ignored.unreadable,
             extra={"batch_id": batch_id},
         )
-        tail.append(
-            ResultLinesIgnored(
-                batch_id=batch_id,
-                duplicates=duplicates[:MAX_LISTED],
-                unknown_keys=unknown[:MAX_LISTED],
-                unreadable=unreadable,
-            )
-        )
-    tail.append(BatchCompleted(batch_id=batch_id, submitted_at=batch.submitted_at, **counts))
-    w.append(tail)
+    w.append(
+        completed(batch_id, batch.submitted_at, counts["validated"], counts["failed"], ignored)
+    )
     crashpoints.reach("after_completed_event")
     log.info(
         "Batch Complete: %s (%d validated, %d failed)",
@@ -326,16 +291,7 @@ def _download_failed(w: Worker, batch: BatchRef, error: GatewayError) -> None:
         )
         return
     freed = queries.count_in_flight(w.store, batch_id)
-    w.append(
-        [
-            BatchResultsUnavailable(
-                batch_id=batch_id,
-                message=str(error),
-                code=error.code or 0,
-                submitted_at=batch.submitted_at,
-            )
-        ]
-    )
+    w.append([results_unavailable(batch_id, error, batch.submitted_at)])
     crashpoints.reach("after_results_unavailable")
     log.warning(
         "Batch %s: its results cannot be downloaded (%s); its %d record(s) are free for "
@@ -386,21 +342,15 @@ def adopt_late(w: Worker, batch: BatchRef, remote: RemoteBatch) -> tuple[int, in
             else:  # invalid, or written meanwhile (the first result wins)
                 ignored += 1
                 why = "already written" if v.valid else v.error_type
-                discards.append(_discard(batch, v, f"late result not adopted: {why}"))
+                discards.append(
+                    discarded(batch.batch_id, batch.model, v, f"late result not adopted: {why}")
+                )
             if len(chunk) + len(discards) >= CHUNK:
                 adopted += _adopt(w, batch, chunk, discards)
                 chunk, discards = [], []
         adopted += _adopt(w, batch, chunk, discards)
     w.append(
-        [
-            LateResultsAdopted(
-                batch_id=batch.batch_id,
-                adopted=adopted,
-                ignored=ignored,
-                result_file=remote.result_file or "",
-                project=batch.project,
-            )
-        ]
+        [late_adopted(batch.batch_id, adopted, ignored, remote.result_file or "", batch.project)]
     )
     log.info(
         "Late results of %s: %d adopted, %d ignored",

@@ -28,6 +28,7 @@ import msgspec
 
 from commands.errors import GatewayError, LeaseLost
 from commands.gemini.port import RemoteBatch, RemoteFile
+from commands.pages import Page
 from commands.rules.abandoned import (
     AbandonedBatch,
     judge_abandoned,
@@ -53,6 +54,7 @@ from commands.rules.reconcile import (
     reconcile,
 )
 from commands.rules.retry import upload_gives_up
+from commands.rules.scan import ScanDecision
 from commands.rules.submit import (
     CREATE_REFUSED,
     CreateContext,
@@ -68,7 +70,6 @@ from commands.worker.cleanup import collect_garbage
 from commands.worker.collect import BatchRef, adopt_late, collect
 from commands.worker.context import Worker
 from commands.worker.dataset import (
-    Page,
     Stamp,
     file_stamp,
     output_path,
@@ -83,7 +84,7 @@ from commands.worker.request_files import (
     route_page,
     write_request_files,
 )
-from commands.worker.scan import ScanDecision, scan_dataset
+from commands.worker.scan import scan_dataset
 from commands.worker.upload import Uploaded, upload_pages, upload_with_retries
 from eventlog import crashpoints
 from eventlog.events import (

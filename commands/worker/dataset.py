@@ -16,8 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-import msgspec
-
+from commands.pages import Entry, Page, Problem, YearDir
 from eventlog.keys import is_number, key_problem, name_problem
 
 IMAGE_TYPES = {
@@ -29,25 +28,6 @@ IMAGE_TYPES = {
 #: The File API's limit per file.
 MAX_IMAGE_BYTES = 2 * 1024**3
 LAYOUT = "expected <State>/<School>/<Year>/<Page>.<png|jpg|jpeg|webp>"
-
-
-class Page(msgspec.Struct, frozen=True, gc=False):
-    """One page image; ``key`` is ``State:School:Year:Page``."""
-
-    key: str
-    state: str
-    school: str
-    year: str
-    page: str
-    path: str
-    mime_type: str
-
-
-class Problem(msgspec.Struct, frozen=True):
-    """An input that is skipped, and why."""
-
-    path: str
-    reason: str
 
 
 def output_path(output_root: Path, key: str) -> Path:
@@ -96,33 +76,6 @@ def _kind(entry: os.DirEntry[str], problems: list[Problem]) -> str | None:
     )
     problems.append(Problem(entry.path, reason))
     return None
-
-
-#: One page file in a year folder: (page number, page as written, path, MIME type).
-Entry = tuple[int, str, str, str]
-
-
-class YearDir(msgspec.Struct):
-    """One ``State/School/Year`` folder and its well-formed page files, in page-number order.
-    Pages are kept as plain tuples: a scan builds a :class:`Page` only for the few it keeps."""
-
-    state: str
-    school: str
-    year: str
-    path: str
-    entries: list[Entry]
-
-    @property
-    def prefix(self) -> str:
-        return f"{self.state}:{self.school}:{self.year}:"
-
-    def page(self, entry: Entry) -> Page:
-        _, stem, path, mime = entry
-        return Page(self.prefix + stem, self.state, self.school, self.year, stem, path, mime)
-
-    @property
-    def pages(self) -> list[Page]:
-        return [self.page(e) for e in self.entries]
 
 
 def walk_years(root: Path, problems: list[Problem]) -> Iterator[YearDir]:

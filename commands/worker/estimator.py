@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from commands.config import Config
+from commands.pages import Page
 from commands.rules.tokens import (
     HEADER_BYTES,
     image_size,
@@ -24,7 +25,6 @@ from commands.rules.tokens import (
     output_tokens_per_page,
     text_tokens,
 )
-from commands.worker.dataset import Page
 from eventlog.store import EventStore
 from projections import queries
 

@@ -144,10 +144,7 @@ class LeaseKeeper:
         (the run's ``RunFinished``) goes in the same transaction: from then on nobody counts
         this worker as live, so the next one takes every partition, not a share."""
         with self.store.write() as tx:
-            mine = [
-                lease.partition for lease in queries.leases(self.store) if lease.worker == self.me
-            ]
-            released = [LeaseReleased(partition=p, worker=self.me) for p in mine]
+            released = rules.release_all(queries.leases(self.store), self.me)
             tx.append([*released, *after], actor=self.actor)
         self.held = set()
 

@@ -17,8 +17,12 @@ from typing import Any, NamedTuple
 
 from commands.config import UploadsConfig
 from commands.gemini.port import RemoteFile
+from commands.pages import Page
 from commands.rules.transport import Route, line_too_big, route_image, starts_new_file
-from commands.worker.dataset import MAX_IMAGE_BYTES, Page, inspect_image
+from commands.worker.dataset import (
+    MAX_IMAGE_BYTES,
+    inspect_image,
+)
 
 #: A page ready for its request line: its uploaded file, or None when it goes inline.
 Ready = tuple[Page, RemoteFile | None]

@@ -23,6 +23,7 @@ from commands.config import Config
 from commands.errors import GatewayError
 from commands.gemini.port import GeminiPort
 from commands.gemini.sdk import Gateway, api_key_from_env, project_key_from_env
+from commands.rules import runs
 from commands.schema import load_schema
 from commands.views import report
 from commands.worker.context import Worker
@@ -33,7 +34,6 @@ from commands.worker.runlock import RunLock, hold_in_database
 from commands.worker.runlog import bind_run
 from eventlog.actors import run_actor
 from eventlog.errors import DatabaseBusy, DatabaseError, WalLost
-from eventlog.events import Event, RunFinished, RunStarted
 from eventlog.store import EventStore
 from eventlog.timestamps import format_ts
 from projections import open_store, queries
@@ -182,12 +182,12 @@ def session(
                 now = format_ts(store.clock())
                 live = {w.run_id for w in queries.workers(store) if w.expires_at > now}
                 dead = [d for d in queries.unfinished_run_ids(store) if d not in live]
-            leases.rebalance(_started(run_id, command, dead))
+            leases.rebalance(runs.started(run_id, command, dead))
             log.info("Run %s started as worker %s", run_id, leases.me)
         else:
             # Holding the lock, any run that never finished is dead: say so in the log.
             dead = queries.unfinished_run_ids(store)
-            store.append(_started(run_id, command, dead), actor=actor)
+            store.append(runs.started(run_id, command, dead), actor=actor)
         bind_run(run_id)
         log.info("Run %s started", run_id)
         s = Session(run_id, cycle, store)
@@ -216,7 +216,7 @@ def session(
             try:
                 # With the -wal file lost nothing more may be written: the error says what to do.
                 if not lost_wal:
-                    end = RunFinished(run_id=run_id, outcome=s.outcome, message=s.message[:500])
+                    end = runs.finished(run_id, s.outcome, s.message)
                     if leases is not None:
                         leases.release_all(after=[end])
                     else:
@@ -265,21 +265,6 @@ def check_service(port: GeminiPort, config: Config, project: str = "") -> None:
         else:
             message = f"{where} does not answer as the Gemini API: {e}; check [gemini] base_url"
         raise GatewayError(message, code=e.code, status=e.status) from None
-
-
-def _started(run_id: str, command: str, dead: list[str]) -> list[Event]:
-    """``RunStarted``, after a ``RunFinished(crashed)`` for each of the ``dead`` runs."""
-    return [
-        *(
-            RunFinished(
-                run_id=d,
-                outcome="crashed",
-                message=f"ended without finishing; noticed by run {run_id}",
-            )
-            for d in dead
-        ),
-        RunStarted(run_id=run_id, command=command),
-    ]
 
 
 #: Cycles in a row in which the service answered nothing about batches before ``run --until-idle``

@@ -28,9 +28,15 @@ import msgspec
 
 from commands.errors import GatewayError
 from commands.gemini.port import GeminiPort, RemoteFile
+from commands.pages import Page
+from commands.rules import uploads
 from commands.rules.retry import backoff_delay
-from commands.worker.dataset import Page, Stamp, read_once, warn_not_this_cycle
-from eventlog.events import DEFAULT_PROJECT, Event, FileUploaded, UploadAbandoned, UploadFailed
+from commands.worker.dataset import (
+    Stamp,
+    read_once,
+    warn_not_this_cycle,
+)
+from eventlog.events import DEFAULT_PROJECT, Event
 
 log = logging.getLogger("commands.upload")
 
@@ -116,12 +122,7 @@ def upload_one(
     data, stamp, changed = read_once(page, expected)
     if data is None:
         warn_not_this_cycle(log, "uploading", page.key, changed)
-        events: list[Event] = [
-            UploadFailed(
-                record_key=page.key, attempt=1, error_type="file_changed", message=changed
-            ),
-            UploadAbandoned(record_key=page.key, attempts=1, message=changed),
-        ]
+        events = uploads.changed(page.key, changed)
         return Uploaded(page, None, events, message=changed, attempts=1, stamp=stamp)
     outcome = upload_with_retries(
         gateway,
@@ -133,32 +134,12 @@ def upload_one(
         sleep=sleep,
         extra={"record_key": page.key},
     )
-    events = [
-        UploadFailed(
-            record_key=page.key,
-            attempt=attempt,
-            error_type=f"http_{e.code}" if e.code else "network",
-            message=str(e),
-        )
-        for attempt, e in outcome.failures
-    ]
     remote = outcome.remote
+    events = uploads.attempted(page.key, outcome.failures, remote, project)
     if remote is not None:
-        events.append(
-            FileUploaded(
-                record_key=page.key,
-                file_name=remote.name,
-                file_uri=remote.uri,
-                mime_type=remote.mime_type,
-                size_bytes=remote.size_bytes,
-                attempt=len(outcome.failures) + 1,
-                project=project,
-            )
-        )
         return Uploaded(page, remote, events, stamp=stamp)
     last = str(outcome.failures[-1][1]) if outcome.failures else ""
     failed = len(outcome.failures)
-    events.append(UploadAbandoned(record_key=page.key, attempts=failed, message=last))
     log.warning(
         "Skipping %s this cycle: upload failed %d time(s)",
         page.key,

@@ -9,10 +9,8 @@ from pathlib import Path
 import pytest
 
 from commands.integrations.demo import png
+from commands.pages import Page, Problem, YearDir
 from commands.worker.dataset import (
-    Page,
-    Problem,
-    YearDir,
     check_image,
     output_names,
     output_path,

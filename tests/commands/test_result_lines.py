@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commands.errors import GatewayError
+from commands.rules.collect import judge_download_error
 from commands.rules.results import (
     MAX_TOKEN_COUNT,
     Verdict,
     judge,
-    judge_download_error,
     judge_inline,
     judge_line,
 )

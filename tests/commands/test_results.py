@@ -7,7 +7,8 @@ from typing import Any, cast
 
 import pytest
 
-from commands.rules.results import Verdict, decide, judge
+from commands.rules.collect import decide
+from commands.rules.results import Verdict, judge
 from commands.schema import PageExtraction
 from eventlog.events import RecordDeadLettered, RecordFailed, RecordValidated
 

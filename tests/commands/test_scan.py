@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from commands.integrations.demo import png
-from commands.worker.dataset import Page, Problem
-from commands.worker.scan import ScanState, decide
+from commands.pages import Page, Problem
+from commands.rules.scan import ScanState
+from commands.worker.scan import decide
 from eventlog.events import InputRejected, InputRejectionCleared, RecordDeadLettered
 
 

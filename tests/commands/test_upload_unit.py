@@ -10,8 +10,8 @@ from typing import Any, cast
 import pytest
 
 from commands.integrations.demo import png
+from commands.pages import Page
 from commands.worker.context import Worker
-from commands.worker.dataset import Page
 from commands.worker.upload import Uploaded, upload_one, upload_pages
 from eventlog.events import FileUploaded, UploadAbandoned, UploadFailed
 from gemini_emulator.policy import Policy

@@ -15,11 +15,11 @@ import pytest
 from commands.config import Config, load_config
 from commands.gemini.port import GeminiPort
 from commands.integrations.demo import png
+from commands.pages import Page
 from commands.schema import PageExtraction
 from commands.views.report import build, render
 from commands.worker.context import Worker
 from commands.worker.cycle import Cycle
-from commands.worker.dataset import Page
 from commands.worker.session import run
 from eventlog.events import BatchSubmissionIntended, BatchSubmitted, InputRejected
 from gemini_emulator import Emulator

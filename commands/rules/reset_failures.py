@@ -1,0 +1,44 @@
+"""``reset-failures``'s decision (pure): which filter is acceptable, and the events a reset of
+the matched records appends (:mod:`commands.actions.reset_failures` reads and appends them in
+one write transaction)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from eventlog.errors import NothingMatched, OperatorError
+from eventlog.events import Event, FailuresReset, ResetFilter
+
+__all__ = ["KEYS_PER_EVENT", "decide", "validate_filter"]
+
+#: Keys per ``FailuresReset`` event; a reset of a million records is a few hundred events, all in
+#: one transaction.
+KEYS_PER_EVENT = 5_000
+
+
+def validate_filter(f: ResetFilter) -> None:
+    """Refuse a filter that is empty or contradictory, naming the flag."""
+    has_filter = bool(f.states or f.schools or f.year_start is not None or f.year_end is not None)
+    if f.all and has_filter:
+        raise OperatorError(
+            "--all cannot be combined with --states/--schools/--year-start/--year-end"
+        )
+    if not f.all and not has_filter:
+        raise OperatorError(
+            "nothing selected: give --all, or a filter (--states, --schools, --year-start, "
+            "--year-end)"
+        )
+    if f.year_start is not None and f.year_end is not None and f.year_start > f.year_end:
+        raise OperatorError(f"--year-start {f.year_start} is after --year-end {f.year_end}")
+
+
+def decide(f: ResetFilter, keys: list[str]) -> list[Event]:
+    """The events a reset of ``keys`` appends (pure)."""
+    if not keys:
+        raise NothingMatched(f"no failure counts match {f.describe()}: nothing to reset")
+    return [FailuresReset(filter=f, record_keys=chunk) for chunk in _chunks(keys, KEYS_PER_EVENT)]
+
+
+def _chunks(keys: list[str], size: int) -> Iterator[list[str]]:
+    for i in range(0, len(keys), size):
+        yield keys[i : i + size]
