@@ -15,11 +15,12 @@ every call the worker makes to the File and Batch API goes through :class:`Gatew
 * ``upload`` makes one attempt: the upload policy (re-upload, backoff, give up) lives in
   :mod:`commands.worker.upload`, where each attempt becomes an event. The SDK is handed a
   buffer of the exact size it declared, never a path it would re-read: bytes as a
-  ``BytesIO``, a path through :class:`_ExactReader`, which raises once the file ends before its
-  declared size (a file truncated meanwhile), where the SDK's chunk loop would post empty
-  chunks for ever. The display name sent is :func:`safe_display_name` of the one given (plain
-  printable ASCII); the caller's name stays in the :class:`RemoteFile` and the log. A client-side
-  encoding error (``UnicodeError``) or a file that changed under the upload is not transient.
+  ``BytesIO``, a path through :class:`~commands.gemini.uploads.ExactReader`, which raises once
+  the file ends before its declared size (a file truncated meanwhile), where the SDK's chunk
+  loop would post empty chunks for ever. The display name sent is
+  :func:`~commands.gemini.uploads.safe_display_name` of the one given (plain printable ASCII);
+  the caller's name stays in the :class:`RemoteFile` and the log. A client-side encoding error
+  (``UnicodeError``) or a file that changed under the upload is not transient.
 * ``get_batch`` reads the raw batch resource (one GET through the SDK's own API client, so the
   same key, base URL, version and timeout) and parses it with the SDK's own converter: the SDK's
   ``BatchJob`` drops ``metadata.batchStats``, which is read from the raw answer. Should a future
@@ -40,13 +41,13 @@ import msgspec
 
 from commands.config import Config, ProjectConfig
 from commands.errors import ConfigError, GatewayError, transient_status
+from commands.gemini import resources
 from commands.gemini.port import (
     RemoteBatch,
     RemoteFile,
-    normalize_state,
-    service_count,
     stats_of,
 )
+from commands.gemini.uploads import ExactReader, FileChangedError, safe_display_name
 from commands.rules.reconcile import LookupWindow
 from commands.rules.retry import backoff_delay
 
@@ -206,7 +207,7 @@ class Gateway:
                     what, lambda: self._client.files.upload(file=io.BytesIO(source), config=config)
                 )
             try:
-                reader = _ExactReader(source)
+                reader = ExactReader(source)
             except OSError as e:
                 raise GatewayError(f"{what}: cannot read {source}: {e}", transient=False) from None
             with reader:
@@ -215,12 +216,12 @@ class Gateway:
                 )
 
         f = self._retrying(what, attempt) if retry else attempt()
-        return _remote_file(f, display_name)
+        return resources.remote_file(f, display_name)
 
     def get_file(self, name: str) -> RemoteFile:
         """An uploaded file as the service has it now (``files.get``, retried when transient)."""
         f = self._sdk_retrying(f"get {name}", lambda: self._client.files.get(name=name))
-        return _remote_file(f)
+        return resources.remote_file(f)
 
     def delete_file(self, name: str) -> bool:
         """Delete an uploaded file; False if it was already gone (403/404)."""
@@ -240,7 +241,7 @@ class Gateway:
         files = self._sdk_retrying(
             what, lambda: list(self._client.files.list(config={"page_size": 100}))
         )
-        return [_remote_file(f) for f in files]
+        return [resources.remote_file(f) for f in files]
 
     def check_access(self) -> None:
         """The first page of at most one file: one request (retried as reads are)."""
@@ -277,7 +278,7 @@ class Gateway:
                     f"{what}: unreadable answer ({type(e).__name__}: {e})", transient=True
                 ) from e
 
-        batch = _batch(self._sdk(what, create))
+        batch = resources.batch(self._sdk(what, create))
         if not batch.name:  # made, perhaps, but unnamed: looked up by its display name
             raise GatewayError(f"{what}: unreadable answer (it names no job)", transient=True)
         return batch
@@ -289,7 +290,7 @@ class Gateway:
         worker treats as a state it does not know), never raised."""
         raw, job = self._sdk_retrying(f"get {name}", lambda: self._get_raw(name))
         if job is not None:
-            return _batch(job)
+            return resources.batch(job)
         batch = _parse_batch(raw, name)
         assert batch is not None  # a lenient reading of a get always has the name asked for
         return batch
@@ -342,7 +343,7 @@ class Gateway:
             listed = page.get("operations") or page.get("batches") or []
             for entry in listed if isinstance(listed, list) else []:
                 entries.append(entry)
-                if window.past(_raw_create_time(entry)):
+                if window.past(resources.raw_create_time(entry)):
                     return entries
             token = page.get("nextPageToken") or ""
             if not isinstance(token, str) or not token:
@@ -365,13 +366,13 @@ class Gateway:
             window = LookupWindow(created_after)
             for j in self._client.batches.list(config={"page_size": 100}):
                 jobs.append(j)
-                if window.past(_rfc3339(j.create_time)):
+                if window.past(resources.rfc3339(j.create_time)):
                     break
             return None, jobs
 
         raw, jobs = self._sdk_retrying(what, read)
         if raw is None:
-            return [b for b in (_batch(j) for j in jobs) if b.display_name == display_name]
+            return [b for b in (resources.batch(j) for j in jobs) if b.display_name == display_name]
         parsed = [_parse_batch(entry, None) for entry in raw]
         found = [b for b in parsed if b is not None]
         if len(found) < len(parsed):
@@ -399,72 +400,6 @@ class Gateway:
         return True
 
 
-class FileChangedError(OSError):
-    """A file being uploaded ended before the size its upload declared."""
-
-
-class _ExactReader(io.RawIOBase):
-    """A file opened for one upload, read as exactly the size it had when opened: a read past
-    the end of a file truncated meanwhile raises :class:`FileChangedError` (the SDK would
-    otherwise post empty chunks for ever), and bytes grown past that size are never read."""
-
-    mode = "rb"
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self._fh = open(path, "rb")  # noqa: SIM115 (closed by close())
-        self._size = os.fstat(self._fh.fileno()).st_size
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, min(self._size, base + offset))
-        self._fh.seek(self._pos)
-        return self._pos
-
-    def read(self, size: int | None = -1) -> bytes:
-        want = self._size - self._pos
-        if size is not None and size >= 0:
-            want = min(want, size)
-        data = self._fh.read(want)
-        if len(data) < want:
-            raise FileChangedError(
-                f"{self._fh.name} ended at {self._pos + len(data)} of {self._size} bytes "
-                "(it changed while it was uploaded)"
-            )
-        self._pos += len(data)
-        return data
-
-    def close(self) -> None:
-        self._fh.close()
-        super().close()
-
-
-#: The longest display name sent (the service's limit is 512 characters).
-_DISPLAY_NAME_MAX = 200
-
-
-def safe_display_name(name: str) -> str:
-    """``name`` as a display name any HTTP layer can carry: printable ASCII kept, anything else
-    (non-ASCII letters, newlines, control characters) as ``_``, cut to a bounded length, and a
-    short hash of the real name appended whenever it was changed, so two names stay two."""
-    import hashlib
-
-    safe = "".join(c if " " <= c <= "~" else "_" for c in name)[:_DISPLAY_NAME_MAX]
-    if safe == name:
-        return name
-    return f"{safe}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"
-
-
 def _http_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
     """Timeout and transport exception classes of whichever HTTP stack the SDK uses (httpx, or
     its fork httpx2 from google-genai 3.x)."""
@@ -482,31 +417,8 @@ def _http_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseExce
     return tuple(timeouts), tuple(transports)
 
 
-def _remote_file(f: Any, display_name: str | None = None) -> RemoteFile:
-    """The port's view of an SDK ``File`` (its own display name unless one is given)."""
-    name = str(f.display_name or "") if display_name is None else display_name
-    return RemoteFile(
-        str(f.name), str(f.uri), str(f.mime_type), service_count(f.size_bytes), name, _file_state(f)
-    )
-
-
-def _file_state(f: Any) -> str:
-    """The SDK's FileState (or its absence: taken as ACTIVE) as ``PROCESSING|ACTIVE|FAILED``."""
-    state = getattr(f, "state", None)
-    text = str(getattr(state, "value", state) or "ACTIVE").upper()
-    return "ACTIVE" if text == "STATE_UNSPECIFIED" else text
-
-
-def _rfc3339(moment: Any) -> str:
-    """The SDK's ``create_time`` (a datetime, or None) as RFC 3339 text ("" if unknown)."""
-    if moment is None:
-        return ""
-    return str(moment.isoformat()) if hasattr(moment, "isoformat") else str(moment)
-
-
 #: What the SDK's converter and models raise on an answer of the wrong shape.
 _UNREADABLE = (TypeError, AttributeError, KeyError, ValueError, IndexError)
-UNREADABLE_STATE = "JOB_STATE_UNREADABLE"
 
 
 def _parse_batch(raw: Any, name: str | None) -> RemoteBatch | None:
@@ -522,67 +434,9 @@ def _parse_batch(raw: Any, name: str | None) -> RemoteBatch | None:
         job = types.BatchJob._from_response(response=converted, kwargs={})
     except _UNREADABLE as e:
         log.debug("The SDK cannot read batch resource %s (%s); read leniently", name, e)
-        return _lenient_batch(raw, name)
-    batch = _batch(job)  # our own code: an exception here is a bug, and propagates
+        return resources.lenient_batch(raw, name)
+    batch = resources.batch(job)  # our own code: an exception here is a bug, and propagates
     if not batch.name:
-        return _lenient_batch(raw, name)
+        return resources.lenient_batch(raw, name)
     stats = stats_of(metadata)
     return msgspec.structs.replace(batch, stats=stats) if stats is not None else batch
-
-
-def _raw_create_time(entry: Any) -> str:
-    """A raw list entry's ``metadata.createTime`` ("" when it has none as text)."""
-    metadata = entry.get("metadata") if isinstance(entry, dict) else None
-    moment = metadata.get("createTime") if isinstance(metadata, dict) else None
-    return moment if isinstance(moment, str) else ""
-
-
-def _lenient_batch(raw: Any, name: str | None) -> RemoteBatch | None:
-    """What can be read of a batch resource the SDK could not read (pure, never raises): its
-    name (else ``name``; neither: None), display name, state (``JOB_STATE_UNREADABLE`` unless
-    it is text), result file, create time and counts; the rest is dropped."""
-    body = raw if isinstance(raw, dict) else {}
-    metadata = body.get("metadata")
-    metadata = metadata if isinstance(metadata, dict) else {}
-
-    def text(value: Any) -> str:
-        return value if isinstance(value, str) else ""
-
-    found = text(body.get("name")) or text(metadata.get("name")) or (name or "")
-    if not found:
-        return None
-    state = metadata.get("state")
-    output = metadata.get("output")
-    output = output if isinstance(output, dict) else {}
-    return RemoteBatch(
-        name=found,
-        display_name=text(metadata.get("displayName")),
-        state=normalize_state(state) if isinstance(state, str) and state else UNREADABLE_STATE,
-        result_file=text(output.get("responsesFile")) or None,
-        stats=stats_of(metadata),
-        create_time=text(metadata.get("createTime")),
-    )
-
-
-def _batch(job: Any) -> RemoteBatch:
-    dest = getattr(job, "dest", None)
-    inline = None
-    if dest is not None and dest.inlined_responses:
-        inline = []
-        for i, item in enumerate(dest.inlined_responses):
-            line: dict[str, Any] = {"key": str((item.metadata or {}).get("key", i))}
-            if item.response is not None:
-                line["response"] = item.response.model_dump(
-                    mode="json", by_alias=True, exclude_none=True
-                )
-            if item.error is not None:
-                line["error"] = item.error.model_dump(mode="json", exclude_none=True)
-            inline.append(line)
-    return RemoteBatch(
-        name=str(job.name or ""),
-        display_name=str(job.display_name or ""),
-        state=normalize_state(job.state),
-        result_file=getattr(dest, "file_name", None) if dest is not None else None,
-        inline_lines=inline,
-        create_time=_rfc3339(getattr(job, "create_time", None)),
-    )

@@ -166,7 +166,7 @@ def test_a_value_error_inside_the_sdk_call_is_a_transient_gateway_error(emu: Emu
 def test_a_value_error_from_our_own_code_is_a_bug_not_a_gateway_error(
     emu: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from commands.gemini import sdk
+    from commands.gemini import resources
 
     sleeps: list[float] = []
     g = gateway(emu, sleeps)
@@ -176,7 +176,7 @@ def test_a_value_error_from_our_own_code_is_a_bug_not_a_gateway_error(
     def broken(job: object) -> None:
         raise ValueError("a bug in turning the answer into a RemoteBatch")
 
-    monkeypatch.setattr(sdk, "_batch", broken)
+    monkeypatch.setattr(resources, "batch", broken)
     with pytest.raises(ValueError, match="a bug"):
         g.get_batch(made.name)
     with pytest.raises(ValueError, match="a bug"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from commands.gemini.sdk import safe_display_name
+from commands.gemini.uploads import safe_display_name
 from commands.rules.retry import upload_gives_up
 
 
