@@ -36,15 +36,45 @@ def _cell(value: Any) -> str:
 
 def status_text(s: Status) -> str:
     """The ``status`` screen."""
-    from commands.views.status import STALE_HOURS
-
     lines = [f"database      {s.database}"]
     lines.append(f"events        {s.events} (last at {s.last_event_at or 'never'})")
-    stale = [b for b in s.active_batches if b.age_hours > STALE_HOURS]
+    lines += _batches_text(s)
+    if s.open_intents:
+        lines.append(f"open intents  {len(s.open_intents)} (created? looked up next cycle)")
+        lines.extend(f"  {name}" for name in s.open_intents)
+    lines.append(f"in flight     {s.in_flight} records")
+    if s.pending is not None:
+        waiting = (
+            f", {s.waiting_for_previous_page} waiting for their previous page"
+            if s.waiting_for_previous_page
+            else ""
+        )
+        lines.append(f"pending       {s.pending} pages to submit{waiting}")
+    lines.append(f"written       {s.written} records")
+    retrying = sum(s.failing_by_count.values())
+    by_count = ", ".join(f"{n} at {c}" for c, n in s.failing_by_count.items())
     lines.append(
+        f"retrying      {retrying} records" + (f" ({by_count} failures so far)" if retrying else "")
+    )
+    lines.append(
+        f"dead letters  {s.dead_letters}"
+        + ("  (see: analyze-failures --summary)" if s.dead_letters else "")
+    )
+    if s.rejected_inputs:
+        lines.append(f"rejected      {s.rejected_inputs} input file(s) or folder(s) skipped")
+    lines += _runs_text(s)
+    return "\n".join(lines)
+
+
+def _batches_text(s: Status) -> list[str]:
+    """The active batches (their age and counts) and each project's capacity or hold."""
+    from commands.views.status import STALE_HOURS
+
+    stale = [b for b in s.active_batches if b.age_hours > STALE_HOURS]
+    lines = [
         f"active        {len(s.active_batches)} batch(es)"
         + (f", {len(stale)} older than {STALE_HOURS} h" if stale else "")
-    )
+    ]
     for b in s.active_batches:
         warn = (
             f"  WARNING: older than {STALE_HOURS} h (the service's target turnaround)"
@@ -71,29 +101,12 @@ def status_text(s: Status) -> str:
     elif s.quota_hold is not None:
         lines.append(f"submissions   {s.quota_hold.sentence()}")
         lines.append(f"  batches at 1/{2**s.quota_hold.halvings} of batch_size meanwhile")
-    if s.open_intents:
-        lines.append(f"open intents  {len(s.open_intents)} (created? looked up next cycle)")
-        lines.extend(f"  {name}" for name in s.open_intents)
-    lines.append(f"in flight     {s.in_flight} records")
-    if s.pending is not None:
-        waiting = (
-            f", {s.waiting_for_previous_page} waiting for their previous page"
-            if s.waiting_for_previous_page
-            else ""
-        )
-        lines.append(f"pending       {s.pending} pages to submit{waiting}")
-    lines.append(f"written       {s.written} records")
-    retrying = sum(s.failing_by_count.values())
-    by_count = ", ".join(f"{n} at {c}" for c, n in s.failing_by_count.items())
-    lines.append(
-        f"retrying      {retrying} records" + (f" ({by_count} failures so far)" if retrying else "")
-    )
-    lines.append(
-        f"dead letters  {s.dead_letters}"
-        + ("  (see: analyze-failures --summary)" if s.dead_letters else "")
-    )
-    if s.rejected_inputs:
-        lines.append(f"rejected      {s.rejected_inputs} input file(s) or folder(s) skipped")
+    return lines
+
+
+def _runs_text(s: Status) -> list[str]:
+    """The last run, the spend, and the workers of shared mode."""
+    lines = []
     if s.last_run is not None:
         r = s.last_run
         outcome = r.outcome or (
@@ -122,7 +135,7 @@ def status_text(s: Status) -> str:
                 f"  {w.worker}  run {w.run_id}  renewed {w.renewed_at}  until {w.expires_at}"
                 f"{mark}  partitions: {parts}"
             )
-    return "\n".join(lines)
+    return lines
 
 
 def estimate_text(e: Estimate) -> str:

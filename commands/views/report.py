@@ -217,58 +217,7 @@ def render(r: RunReport) -> str:
     )
     lines += ["", "## ✅ Batch summary", ""]
     lines.append(f"Processed {r.processed} records. {r.validated} Success, {r.failed} Failed.")
-    ended = ", ".join(
-        f"{n} {s.removeprefix('JOB_STATE_').lower()}" for s, n in sorted(r.batches_ended.items())
-    )
-    if r.batches_results_unavailable:
-        gone = f"{len(r.batches_results_unavailable)} results unavailable"
-        ended = f"{ended}, {gone}" if ended else gone
-    turnaround = ""
-    if r.batch_turnaround_seconds:
-        t = r.batch_turnaround_seconds
-        turnaround = (
-            f"; turnaround median {_duration(statistics.median(t))}, max {_duration(max(t))}"
-        )
-    lines += [
-        "",
-        f"- Batches: {len(r.batches_submitted)} submitted, {len(r.batches_completed)} completed"
-        f"{', ' + ended if ended else ''}{turnaround}",
-        *(
-            [
-                f"- Held back by the service's quota since {r.quota_held_since} "
-                f"({r.quota_deferrals} create(s) answered 429; no failure counted)"
-            ]
-            if r.quota_deferrals
-            else []
-        ),
-        *(
-            [
-                f"- Results unavailable: {', '.join(r.batches_results_unavailable)} "
-                "(succeeded, but the result file could not be downloaded; "
-                "their records were submitted again)"
-            ]
-            if r.batches_results_unavailable
-            else []
-        ),
-        "- Image transport: "
-        + (", ".join(f"{n} {t}" for t, n in sorted(r.batch_transports.items())) or "no batch"),
-        f"- Uploads: {r.upload_attempts_failed} failed attempt(s) (retried or given up); "
-        f"{len(r.uploads_abandoned)} page(s) skipped this run",
-        f"- Inputs rejected: {len(r.rejected_inputs)}",
-    ]
-    if r.spend is not None:
-        lines.append(f"- Spend: {r.spend.describe()}")
-        for u in sorted(r.usage.values(), key=lambda u: u.model):
-            lines.append(
-                f"  - {u.model}: {u.results} billed results, {u.prompt_tokens:,} prompt "
-                f"+ {u.output_tokens:,} output tokens ({u.failed_results} failed)"
-            )
-    if r.estimated_input_tokens:
-        billed = sum(u.prompt_tokens for u in r.usage.values())
-        lines.append(
-            f"- Tokens: estimated {r.estimated_input_tokens:,} input tokens for the batches "
-            f"submitted, billed {billed:,}"
-        )
+    lines += ["", *_summary(r)]
     lines += ["", "## ❌ Failures", ""]
     if r.failures:
         lines += [
@@ -296,6 +245,58 @@ def render(r: RunReport) -> str:
         lines += ["", "## Pages skipped (uploads failed)", ""]
         lines += [f"- {k}" for k in r.uploads_abandoned]
     return "\n".join(lines) + "\n"
+
+
+def _summary(r: RunReport) -> list[str]:
+    """The batch summary's list: batches, holds, transports, uploads, inputs, spend, tokens."""
+    ended = ", ".join(
+        f"{n} {s.removeprefix('JOB_STATE_').lower()}" for s, n in sorted(r.batches_ended.items())
+    )
+    if r.batches_results_unavailable:
+        gone = f"{len(r.batches_results_unavailable)} results unavailable"
+        ended = f"{ended}, {gone}" if ended else gone
+    turnaround = ""
+    if r.batch_turnaround_seconds:
+        t = r.batch_turnaround_seconds
+        turnaround = (
+            f"; turnaround median {_duration(statistics.median(t))}, max {_duration(max(t))}"
+        )
+    lines = [
+        f"- Batches: {len(r.batches_submitted)} submitted, {len(r.batches_completed)} completed"
+        f"{', ' + ended if ended else ''}{turnaround}"
+    ]
+    if r.quota_deferrals:
+        lines.append(
+            f"- Held back by the service's quota since {r.quota_held_since} "
+            f"({r.quota_deferrals} create(s) answered 429; no failure counted)"
+        )
+    if r.batches_results_unavailable:
+        lines.append(
+            f"- Results unavailable: {', '.join(r.batches_results_unavailable)} "
+            "(succeeded, but the result file could not be downloaded; "
+            "their records were submitted again)"
+        )
+    lines += [
+        "- Image transport: "
+        + (", ".join(f"{n} {t}" for t, n in sorted(r.batch_transports.items())) or "no batch"),
+        f"- Uploads: {r.upload_attempts_failed} failed attempt(s) (retried or given up); "
+        f"{len(r.uploads_abandoned)} page(s) skipped this run",
+        f"- Inputs rejected: {len(r.rejected_inputs)}",
+    ]
+    if r.spend is not None:
+        lines.append(f"- Spend: {r.spend.describe()}")
+        for u in sorted(r.usage.values(), key=lambda u: u.model):
+            lines.append(
+                f"  - {u.model}: {u.results} billed results, {u.prompt_tokens:,} prompt "
+                f"+ {u.output_tokens:,} output tokens ({u.failed_results} failed)"
+            )
+    if r.estimated_input_tokens:
+        billed = sum(u.prompt_tokens for u in r.usage.values())
+        lines.append(
+            f"- Tokens: estimated {r.estimated_input_tokens:,} input tokens for the batches "
+            f"submitted, billed {billed:,}"
+        )
+    return lines
 
 
 def write(reports_dir: Path, r: RunReport) -> Path:

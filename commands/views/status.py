@@ -160,60 +160,12 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
             for b in queries.active_batches(store)
         ]
         intents = [i.display_name for i in queries.open_intents(store)]
-        quotas = queries.submission_quotas(store)
-        holds = {
-            name: QuotaHold(q.held_since, q.retry_after, q.halvings, q.message, q.reason)
-            for name, q in quotas.items()
-            if q.held_since
-        }
-        loads = queries.project_loads(store)
-        projects = [
-            ProjectCapacity(
-                p.name,
-                loads.get(p.name, queries.ProjectLoad()).batches,
-                p.max_active_batches or 0,
-                loads.get(p.name, queries.ProjectLoad()).tokens,
-                p.max_enqueued_tokens or 0,
-                holds.get(p.name),
-            )
-            for p in config.projects()
-        ]
-        # The one-project screen's hold line: the first project held back.
-        hold = next((p.hold for p in projects if p.hold is not None), None)
+        projects = _projects(store, config)
         counts = queries.status_counts(store)
-        now_ts = format_ts(now)
-        held: dict[str, list[str]] = {}
-        for lease in queries.leases(store):
-            held.setdefault(lease.worker, []).append(lease.partition)
-        workers = [
-            WorkerView(
-                w.worker,
-                w.run_id,
-                w.renewed_at,
-                w.expires_at,
-                w.expires_at <= now_ts,
-                held.get(w.worker, []),
-            )
-            for w in queries.workers(store)
-        ]
+        workers = _workers(store, format_ts(now))
         failing = {str(count): n for count, n in queries.failing_by_count(store)}
         totals = queries.usage_by_model(store)
-        run = queries.last_run(store)
-        last_run = None
-        if run is not None:
-            rows = queries.usage_of_run(store, run.run_id)
-            last_run = LastRun(
-                run.run_id,
-                run.started_at,
-                run.finished_at,
-                run.outcome,
-                run.message,
-                spend(_usage(rows), config.pricing, config.gemini.model),
-                running=run.finished_at is None and _alive(run.run_id, store, config, workers),
-                results_unavailable=queries.count_events_of_type(
-                    store, BatchResultsUnavailable.__name__, run.started_seq - 1, run.finished_seq
-                ),
-            )
+        last_run = _last_run(store, config, workers)
     return Status(
         database=store.location,
         events=bounds[1][0] if bounds else 0,
@@ -229,7 +181,67 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
         dead_letters=counts.dead_letters,
         last_run=last_run,
         spend=spend(_usage(totals), config.pricing, config.gemini.model),
-        quota_hold=hold,
+        # The one-project screen's hold line: the first project held back.
+        quota_hold=next((p.hold for p in projects if p.hold is not None), None),
         projects=projects,
         workers=workers,
+    )
+
+
+def _projects(store: EventStore, config: Config) -> list[ProjectCapacity]:
+    """Each project's batches and enqueued tokens against its limits, and its hold."""
+    holds = {
+        name: QuotaHold(q.held_since, q.retry_after, q.halvings, q.message, q.reason)
+        for name, q in queries.submission_quotas(store).items()
+        if q.held_since
+    }
+    loads = queries.project_loads(store)
+    return [
+        ProjectCapacity(
+            p.name,
+            loads.get(p.name, queries.ProjectLoad()).batches,
+            p.max_active_batches or 0,
+            loads.get(p.name, queries.ProjectLoad()).tokens,
+            p.max_enqueued_tokens or 0,
+            holds.get(p.name),
+        )
+        for p in config.projects()
+    ]
+
+
+def _workers(store: EventStore, now_ts: str) -> list[WorkerView]:
+    """The workers of shared mode, their last renewal, whether it lapsed, their partitions."""
+    held: dict[str, list[str]] = {}
+    for lease in queries.leases(store):
+        held.setdefault(lease.worker, []).append(lease.partition)
+    return [
+        WorkerView(
+            w.worker,
+            w.run_id,
+            w.renewed_at,
+            w.expires_at,
+            w.expires_at <= now_ts,
+            held.get(w.worker, []),
+        )
+        for w in queries.workers(store)
+    ]
+
+
+def _last_run(store: EventStore, config: Config, workers: list[WorkerView]) -> LastRun | None:
+    """The last run: its outcome, its spend, and whether it is still running."""
+    run = queries.last_run(store)
+    if run is None:
+        return None
+    rows = queries.usage_of_run(store, run.run_id)
+    return LastRun(
+        run.run_id,
+        run.started_at,
+        run.finished_at,
+        run.outcome,
+        run.message,
+        spend(_usage(rows), config.pricing, config.gemini.model),
+        running=run.finished_at is None and _alive(run.run_id, store, config, workers),
+        results_unavailable=queries.count_events_of_type(
+            store, BatchResultsUnavailable.__name__, run.started_seq - 1, run.finished_seq
+        ),
     )
