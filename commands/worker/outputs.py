@@ -10,6 +10,9 @@ Guarantees of :func:`write_outputs`:
 * **All or nothing before the renames.** If any file of the chunk cannot be written or flushed,
   no output of the chunk is renamed, every temporary file of the chunk is removed, and the
   :class:`OutputWriteError` names the first file (in the chunk's order) that failed.
+* **No leftovers.** A process killed while it wrote leaves hidden temporary files (named with its
+  pid); the next write of the same outputs removes them (:func:`_sweep`), so a crash at any
+  moment, repaired by the next run, leaves nothing half-written behind.
 
 What makes it fast: the flushes are not paid one after another. The files of a chunk are written
 and flushed by a small pool of threads (the GIL is released in ``write`` and ``fdatasync``), so
@@ -19,6 +22,7 @@ instead of one each; the folders are then fsynced in parallel too.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable, Iterable
@@ -48,10 +52,30 @@ def _temporary(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
+def _sweep(folder: Path, names: set[str]) -> None:
+    """Remove the temporary files another process (killed while it wrote) left in ``folder``
+    for the outputs ``names``: ours are named with our pid, theirs with a dead one's."""
+    mine = f".{os.getpid()}.tmp"
+    try:
+        with os.scandir(folder) as entries:
+            stale = [
+                e.path
+                for e in entries
+                if e.name.startswith(".")
+                and e.name.endswith(".tmp")
+                and not e.name.endswith(mine)
+                and e.name[1:].rsplit(".", 2)[0] in names
+            ]
+    except OSError:
+        return
+    for path in stale:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
 def _write_flushed(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path``'s temporary file and flush it; returns the temporary file.
-    On any error the temporary file is removed before the error propagates."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    On any error the temporary file is removed before the error propagates. Its folder exists."""
     tmp = _temporary(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
@@ -88,6 +112,18 @@ def write_outputs(items: Iterable[tuple[Path, bytes]]) -> dict[Path, str]:
     naming the file that failed."""
     chunk = dict(items)
     pool = _threads()
+    first_in: dict[Path, Path] = {}
+    for path in chunk:
+        first_in.setdefault(path.parent, path)
+    names: dict[Path, set[str]] = {}
+    for path in chunk:
+        names.setdefault(path.parent, set()).add(path.name)
+    for folder, first in first_in.items():  # each folder made once, not once a file
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # named by its first output, as any failure of the chunk
+            raise _error(first, e) from e
+        _sweep(folder, names[folder])
     pending: list[tuple[Path, Future[Path]]] = [
         (path, pool.submit(_write_flushed, path, data)) for path, data in chunk.items()
     ]

@@ -107,3 +107,20 @@ def test_a_path_given_twice_gets_its_last_bytes(tmp_path: Path) -> None:
     path = tmp_path / "a" / "1.json"
     digests = write_outputs([(path, b"first"), (path, b"second")])
     assert path.read_bytes() == b"second" and len(digests) == 1
+
+
+def test_temporary_files_a_killed_writer_left_are_removed_when_its_outputs_are_written(
+    tmp_path: Path,
+) -> None:
+    """A writer killed mid-chunk leaves ``.<name>.<its pid>.tmp``; writing those outputs again
+    (the next run repeats the collect) removes them. Another output's file is left alone."""
+    items = chunk(tmp_path, 6)
+    folder = items[0][0].parent
+    folder.mkdir(parents=True)
+    dead = 2**22 + 17  # above any pid this machine hands out
+    stale = [folder / f".{p.name}.{dead}.tmp" for p, _ in items if p.parent == folder]
+    other = folder / f".99.json.{dead}.tmp"
+    for path in [*stale, other]:
+        path.write_bytes(b'{"half')
+    write_outputs(items)
+    assert leftovers(tmp_path) == [other]
