@@ -26,7 +26,7 @@ from eventlog.events import (
     UploadGivenUpCleared,
 )
 
-__all__ = ["ScanDecision", "ScanState", "decide_years"]
+__all__ = ["ScanDecision", "ScanState", "decide_years", "rejected"]
 
 log = logging.getLogger("commands.scan")
 
@@ -75,29 +75,15 @@ def decide_years(
     handed: ``have_for`` (the page numbers with an output in a year's folder), ``check_page``
     (why a page rejected earlier still cannot go: few are asked) and ``stamp_of`` (a given-up
     page's file now: fewer)."""
-    counts = {
-        "pages": 0,
-        "written": 0,
-        "in_flight": 0,
-        "dead_letters": 0,
-        "waiting_for_previous_page": 0,
-        "rejected": 0,
-        "upload_given_up": 0,
-        "candidates": 0,
-    }
-    events: list[Event] = []
+    deciding = _Deciding(state, max_retries, context_previous_page, check_page, stamp_of)
     candidates: list[Page] = []
     previous: dict[str, Page] = {}
-    rejected = state.rejected
-    still_rejected: dict[str, str] = {}
-    debug = log.isEnabledFor(logging.DEBUG)
-    inflight, failures, dead, given_up = state.inflight, state.failures, state.dead, state.given_up
+    counts = deciding.counts
     n_pages = n_written = n_candidates = others = 0
     room: float = limit if limit is not None else float("inf")  # kept; all are counted
     for year in years:
         here = keep is None or keep(year.state, year.school)
         have = have_for(year)
-        prefix = year.prefix
         entries = year.entries
         # Written pages are only counted: one comprehension finds the rest (on a tree that is
         # mostly written, as it is for most of a long run, that is nearly all the work).
@@ -107,59 +93,88 @@ def decide_years(
         n_pages += len(entries)
         n_written += len(entries) - len(todo)
         for i in todo:
-            entry = entries[i]
-            before = entries[i - 1] if i else None
-            stem = entry[1]
-            key = prefix + stem
-            if rejected and entry[2] in rejected:
-                reason = check_page(year.page(entry))
-                if reason is not None:
-                    still_rejected[entry[2]] = reason
-                    continue
-            if given_up and key in given_up:
-                stamp = stamp_of(entry[2])
-                if stamp is not None and tuple(stamp) == given_up[key]:
-                    counts["upload_given_up"] += 1
-                    if debug:
-                        log.debug("Skipping %s (its uploads were given up on)", key)
-                    continue
-                if here:
-                    events.append(UploadGivenUpCleared(record_key=key, reason="its file changed"))
-            if key in inflight:
-                counts["in_flight"] += 1
-                if debug:
-                    log.debug("Skipping %s (in flight)", key)
-                continue
-            count = failures.get(key, 0)
-            letter = dead_letter(key, count, max_retries)
-            if letter is not None:
-                counts["dead_letters"] += 1
-                if key not in dead and here:
-                    events.append(letter)
-                if debug:
-                    log.debug("Skipping %s (dead letter: %d/%d failures)", key, count, max_retries)
-                continue
-            if context_previous_page and before is not None and before[1] not in have:
-                counts["waiting_for_previous_page"] += 1
-                if debug:
-                    log.debug(
-                        "Skipping %s (dependency missing: %s%s has no output yet)",
-                        key,
-                        prefix,
-                        before[1],
-                    )
+            if not deciding.goes(year, i, have, here):
                 continue
             n_candidates += 1
             if not here:
                 others += 1
             elif n_candidates - others <= room:
-                candidates.append(year.page(entry))
-                if context_previous_page and before is not None:
-                    previous[key] = year.page(before)
+                candidates.append(year.page(entries[i]))
+                if context_previous_page and i:
+                    previous[year.prefix + entries[i][1]] = year.page(entries[i - 1])
     counts["pages"], counts["written"], counts["candidates"] = n_pages, n_written, n_candidates
-    events += _rejections(problems, still_rejected, rejected)
-    counts["rejected"] = len({p.path for p in problems} | set(still_rejected))
+    events = deciding.events + _rejections(problems, deciding.still_rejected, state.rejected)
+    counts["rejected"] = len({p.path for p in problems} | set(deciding.still_rejected))
     return ScanDecision(candidates, events, counts, previous, others)
+
+
+class _Deciding:
+    """Why each page that has no output is not a candidate, counted; the events that says."""
+
+    def __init__(
+        self,
+        state: ScanState,
+        max_retries: int,
+        context_previous_page: bool,
+        check_page: Callable[[Page], str | None],
+        stamp_of: StampOf,
+    ) -> None:
+        self.state, self.max_retries = state, max_retries
+        self.context_previous_page = context_previous_page
+        self.check_page, self.stamp_of = check_page, stamp_of
+        self.counts = dict.fromkeys(
+            (
+                "pages",
+                "written",
+                "in_flight",
+                "dead_letters",
+                "waiting_for_previous_page",
+                "rejected",
+                "upload_given_up",
+                "candidates",
+            ),
+            0,
+        )
+        self.events: list[Event] = []
+        self.still_rejected: dict[str, str] = {}
+        self.debug = log.isEnabledFor(logging.DEBUG)
+
+    def goes(self, year: YearDir, i: int, have: set[str], here: bool) -> bool:
+        """Whether page ``i`` of ``year`` (no output yet) is a candidate; if not, why is
+        counted (and said at DEBUG). ``here``: its events are this scan's to record."""
+        state, entry = self.state, year.entries[i]
+        key = year.prefix + entry[1]
+        if state.rejected and entry[2] in state.rejected:
+            reason = self.check_page(year.page(entry))
+            if reason is not None:
+                self.still_rejected[entry[2]] = reason
+                return False
+        if state.given_up and key in state.given_up:
+            stamp = self.stamp_of(entry[2])
+            if stamp is not None and tuple(stamp) == state.given_up[key]:
+                return self._skip("upload_given_up", key, "its uploads were given up on")
+            if here:
+                self.events.append(UploadGivenUpCleared(record_key=key, reason="its file changed"))
+        if key in state.inflight:
+            return self._skip("in_flight", key, "in flight")
+        count = state.failures.get(key, 0)
+        letter = dead_letter(key, count, self.max_retries)
+        if letter is not None:
+            if key not in state.dead and here:
+                self.events.append(letter)
+            why = f"dead letter: {count}/{self.max_retries} failures"
+            return self._skip("dead_letters", key, why)
+        before = year.entries[i - 1] if i else None
+        if self.context_previous_page and before is not None and before[1] not in have:
+            why = f"dependency missing: {year.prefix}{before[1]} has no output yet"
+            return self._skip("waiting_for_previous_page", key, why)
+        return True
+
+    def _skip(self, count: str, key: str, why: str) -> bool:
+        self.counts[count] += 1
+        if self.debug:
+            log.debug("Skipping %s (%s)", key, why)
+        return False
 
 
 def _rejections(
@@ -175,3 +190,8 @@ def _rejections(
     ]
     events += [InputRejectionCleared(path=path) for path in rejected if path not in current]
     return events
+
+
+def rejected(path: str, reason: str) -> InputRejected:
+    """An input that cannot go at all (found so when its page was about to be sent), said once."""
+    return InputRejected(path=path, reason=reason)
