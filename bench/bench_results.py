@@ -174,7 +174,8 @@ store = b.open_store(config.paths.database)
 worker = b.Worker(config, store, b.LocalResults(tmp / "results.jsonl"), "bench", b.PageExtraction)
 batch = b.BatchRef("batches/b", "m", {seq}, {at!r})
 start = time.perf_counter()
-b.collect(worker, batch, b.RemoteBatch("batches/b", "gb", "JOB_STATE_SUCCEEDED", "files/x"))
+remote = b.RemoteBatch("batches/b", "gb", "JOB_STATE_SUCCEEDED", "files/x")
+worker.pools.run(b.collect(worker, batch, remote))
 took = time.perf_counter() - start
 from common import peak_rss_mib
 print(int(peak_rss_mib()), round(took, 1))
@@ -193,7 +194,8 @@ def run(tmp: Path) -> list[dict]:
 
     def ours() -> None:
         worker, batch = state["w"]
-        collect(worker, batch, remote)
+        worker.pools.run(collect(worker, batch, remote))
+        worker.pools.close()
         worker.store.close()
 
     t_ours = median_time(ours, setup=setup_ours)

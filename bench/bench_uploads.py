@@ -20,7 +20,9 @@ from commands.gemini.sdk import Gateway
 from commands.integrations.demo import png
 from commands.schema import PageExtraction
 from commands.worker.context import Worker
-from commands.worker.cycle import Cycle, CycleSummary
+from commands.worker.cycle import CycleSummary
+from commands.worker.scan import scan_for_cycle
+from commands.worker.submit import submit
 from gemini_emulator import spawn
 from projections import open_store
 
@@ -48,12 +50,13 @@ def run(tmp: Path) -> list[dict]:
         config = load_config(tmp / "c.toml")
         store = open_store(config.paths.database, create=True)
         gateway = Gateway.from_config(config, api_key=KEY)
-        cycle = Cycle(Worker(config, store, gateway, "bench", PageExtraction))
-        decision = cycle.scan()
+        worker = Worker(config, store, gateway, "bench", PageExtraction)
+        decision = scan_for_cycle(worker)
         start = time.perf_counter()
         summary = CycleSummary()
-        cycle.submit(decision, summary)
+        worker.pools.run(submit(worker, decision, summary))
         took = time.perf_counter() - start
+        worker.pools.close()
         assert summary.submitted == 1, summary
         store.close()
     ideal = PAGES * LATENCY / CONCURRENCY

@@ -173,6 +173,10 @@ class NetworkConfig(_Section):
     api_retry_backoff_seconds: StrictFloat = Field(1.0, ge=0)
     #: Per HTTP request; a slower answer is a timeout (a transient failure, retried).
     request_timeout_seconds: StrictFloat = Field(120.0, gt=0)
+    #: Service calls in flight at once (polls, downloads, request-file uploads, creates,
+    #: deletes, and image uploads, ``upload_concurrency`` of them at most): different batches'
+    #: calls run side by side on this many threads.
+    max_calls_in_flight: StrictInt = Field(16, ge=1, le=MAX_CONCURRENCY)
 
 
 class ResultsConfig(_Section):

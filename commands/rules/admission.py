@@ -172,12 +172,14 @@ def next_chunk(keys: Sequence[str], refusals: Mapping[str, int], size: int) -> i
 
 
 class Chunk(msgspec.Struct, frozen=True):
-    """The next batch: ``project`` takes the first ``pages`` pages waiting (0: its tokens hold
-    them back: the project is full for now); ``slots`` is its free batch slots before it."""
+    """The next batch: ``project`` takes the first ``pages`` pages waiting, of the ``size`` its
+    batch size, partition and refusals allow (fewer: its token room cut it; 0: its tokens hold
+    them back, the project is full for now); ``slots`` is its free batch slots before it."""
 
     project: str
     pages: int
     slots: int
+    size: int
 
 
 def plan(
@@ -204,5 +206,6 @@ def plan(
         size = min(size, partition_end)
     if refusals:
         size = next_chunk(keys[:size], refusals, size)
-    fits = admitted_pages(costs[: min(size, len(keys))], room.tokens, room.max_tokens)
-    return Chunk(project, fits, room.batches_free)
+    size = min(size, len(keys))
+    fits = admitted_pages(costs[:size], room.tokens, room.max_tokens)
+    return Chunk(project, fits, room.batches_free, size)

@@ -16,44 +16,89 @@ it, or whose batch wrote it): it is deleted, and the service's files listed, wit
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 
 from commands.errors import GatewayError
 from commands.rules.cleanup import (
     file_deleted,
     image_reusable_since,
     is_ours,
+    judge_job_delete,
     request_file_run,
     result_file_batch,
 )
 from commands.rules.leases import is_live
 from commands.worker.context import Worker
+from commands.worker.pools import gather
 from eventlog import crashpoints
 from eventlog.events import DEFAULT_PROJECT, Event
 from eventlog.timestamps import format_ts
 from projections import queries
+from projections.finished_jobs import FinishedJob
 
 log = logging.getLogger("commands.cleanup")
 
+__all__ = ["collect_garbage", "delete_jobs"]
 
-def collect_garbage(w: Worker, cycle_start_seq: int, *, sweep: bool = True) -> int:
-    """Delete the files no submission needs; returns how many were deleted."""
+
+def delete_jobs(w: Worker) -> None:
+    """Start deleting, in the background, the jobs of completed batches from the service (their
+    results are durable), each followed by its ``BatchJobDeleted``. A 404 counts as deleted; a
+    transient failure is retried next cycle; any other refusal is recorded and the job left on
+    the service."""
+    parts = queries.batch_partitions(w.store) if w.leases is not None else {}
+    for job in queries.finished_jobs(w.store):
+        partition = w.partition_of(job.batch_id, parts)
+        if w.mine(partition):
+            w.pools.background(_delete_job(w, job, partition))
+
+
+async def _delete_job(w: Worker, job: FinishedJob, partition: str) -> None:
+    batch_id = job.batch_id
+    extra = {"batch_id": batch_id}
+    answer: bool | GatewayError
+    with w.acting_for(partition):
+        try:
+            answer = await w.pools.call(w.port(job.project).delete_batch, batch_id)
+        except GatewayError as e:
+            answer = e
+        verdict = judge_job_delete(batch_id, answer)
+        if verdict.outcome == "retry":
+            log.warning(
+                "Cannot delete finished job %s yet (%s); the next cycle tries again",
+                batch_id,
+                answer,
+                extra=extra,
+            )
+            return
+        if verdict.outcome == "refused":
+            log.warning(
+                "The service refused to delete finished job %s (%s); it is left there",
+                batch_id,
+                answer,
+                extra=extra,
+            )
+        crashpoints.reach("after_job_delete")
+        w.append(verdict.events)
+        log.debug("Finished job %s: %s", batch_id, verdict.outcome, extra=extra)
+
+
+async def collect_garbage(w: Worker, cycle_start_seq: int, *, sweep: bool = True) -> int:
+    """Delete the files no submission needs, side by side; returns how many were deleted."""
     names = queries.garbage_files(w.store, cycle_start_seq, image_reusable_since(w.store.clock()))
     if w.leases is not None:
         names = _of_my_partitions(w, names)
     owners = queries.file_projects(w.store, names)
     files = [(name, owners.get(name, DEFAULT_PROJECT)) for name in names]
     if sweep:
-        files += _unknown_files(w)
+        files += await _unknown_files(w)
     if not files:
         return 0
-    events: list[Event] = []
-    workers = max(1, min(w.config.uploads.upload_concurrency, len(files)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="delete") as pool:
-        outcomes = pool.map(lambda f: _delete(w, *f), files)
-        for (name, _), outcome in zip(files, outcomes, strict=True):
-            if outcome is not None:
-                events.append(file_deleted(name, existed=outcome))
+    outcomes = await gather(_delete(w, *f) for f in files)
+    events: list[Event] = [
+        file_deleted(name, existed=outcome)
+        for (name, _), outcome in zip(files, outcomes, strict=True)
+        if outcome is not None
+    ]
     crashpoints.reach("after_file_delete")
     w.append(events)
     if events:
@@ -103,16 +148,16 @@ def _sweepable(w: Worker, display_name: str, batch_id: str, parts: dict[str, str
     return run_id not in live and w.mine(leases.legacy_partition())
 
 
-def _delete(w: Worker, name: str, project: str) -> bool | None:
+async def _delete(w: Worker, name: str, project: str) -> bool | None:
     """Whether ``name`` existed (True) or was already gone (False); None: it is still there."""
     try:
-        return w.port(project).delete_file(name)
+        return await w.pools.call(w.port(project).delete_file, name)
     except GatewayError as e:
         log.warning("Cannot delete %s yet (%s); the next cycle tries again", name, e)
         return None
 
 
-def _unknown_files(w: Worker) -> list[tuple[str, str]]:
+async def _unknown_files(w: Worker) -> list[tuple[str, str]]:
     """Files of ours on the service that the log does not know, or result files of batches that
     are done, with the project whose listing showed them."""
     known = queries.uploaded_file_names(w.store)
@@ -121,7 +166,7 @@ def _unknown_files(w: Worker) -> list[tuple[str, str]]:
     out = []
     for project in w.ports or {DEFAULT_PROJECT: w.gateway}:
         try:
-            remote = w.port(project).list_files()
+            remote = await w.pools.call(w.port(project).list_files)
         except GatewayError as e:
             log.warning(
                 "Cannot list the service's files (%s); leftovers wait for the next cycle", e

@@ -1,15 +1,19 @@
-"""Collecting a succeeded batch's results: judge each line, write outputs, append events.
+"""Collecting a succeeded batch's results: judge each line, write outputs, append events (the I/O
+around :mod:`commands.rules.results` and :mod:`commands.rules.collect`).
 
 * The first line per pending record wins; duplicates, keys that were never in the batch and
   unreadable lines are skipped and recorded (``ResultLinesIgnored``); a key from the service
   never becomes a path unless it is one of this batch's own records.
-* Outputs are written durably *before* their events are appended, chunk by chunk, so a crash
-  leaves either nothing or a file whose event the next attempt appends (the write is repeated
-  with the same content). Records already judged are no longer in flight and are skipped.
+* **Durability order.** A chunk's outputs are written and flushed (:mod:`commands.worker.outputs`)
+  *before* its events are appended, so a crash leaves either nothing or a file whose event the
+  next attempt appends (the write is repeated with the same content). Records already judged
+  are no longer in flight and are skipped.
+* **Off the critical path.** Chunks are pipelined: while one chunk's files are written and
+  flushed on threads, the next chunk's lines are read and judged here, and other batches' calls
+  go on; a chunk's events are appended once its own files are durable. The output folders'
+  symlink guard is made once per folder and chunk (:class:`~commands.worker.dataset.OutputTree`).
 * A record already written from another batch since this one was submitted (a late result
   adopted first) keeps that output: this result is discarded (``ResultDiscarded``).
-* Late results of a batch the system gave up on are adopted only where a record still has no
-  output and the result is valid; nothing is resubmitted or counted as a failure.
 * Every line gets a verdict (:func:`commands.rules.results.judge_line` never raises): bytes that
   are not UTF-8, JSON nested too deeply, a line of the wrong shape or longer than
   ``[results] max_result_line_bytes`` fail their record and the rest of the batch is collected.
@@ -22,9 +26,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -37,20 +42,22 @@ from commands.rules.collect import (
     decide,
     discarded,
     judge_download_error,
-    late_adopted,
     results_unavailable,
 )
 from commands.rules.results import Verdict, judge, judge_inline, judge_line
 from commands.worker.context import Worker
-from commands.worker.dataset import output_path
+from commands.worker.dataset import OutputTree
 from commands.worker.outputs import write_outputs
+from commands.worker.progress import Bar, NullBar
 from eventlog import crashpoints
-from eventlog.events import DEFAULT_PROJECT, BatchSubmitted, Event
+from eventlog.events import DEFAULT_PROJECT, Event
 from eventlog.states import SUCCESS_STATES
 from projections import queries
 from projections.active_batches import ActiveBatch
 
 log = logging.getLogger("commands.collect")
+
+__all__ = ["CHUNK", "BatchRef", "Chunk", "collect", "read_verdicts", "write_chunk"]
 
 CHUNK = 500
 _SKIP_CHUNK = 1024 * 1024  # the rest of a line too long to judge is skipped this much at a time
@@ -105,9 +112,11 @@ def _raw_lines(path: Path, max_bytes: int) -> Iterator[tuple[bytes, int | None]]
                 yield raw, None
 
 
-def _verdicts(w: Worker, remote: RemoteBatch, tmp: str, project: str) -> Iterator[Verdict]:
-    """A verdict per result line (key "": a line naming no key). The result file is downloaded
-    before the first is yielded: a :class:`GatewayError` comes before any verdict."""
+async def read_verdicts(
+    w: Worker, remote: RemoteBatch, tmp: str, project: str
+) -> Iterator[Verdict]:
+    """A verdict per result line (key "": a line naming no key), judged as it is read. The
+    result file is downloaded first: a :class:`GatewayError` comes before any verdict."""
     limits = w.config.results
     if remote.inline_lines is not None:
         return (
@@ -122,7 +131,7 @@ def _verdicts(w: Worker, remote: RemoteBatch, tmp: str, project: str) -> Iterato
     if not remote.result_file:
         raise GatewayError("the succeeded job names no result file", transient=False)
     local = Path(tmp) / "results.jsonl"
-    w.port(project).download_to(remote.result_file, local)
+    await w.pools.call(w.port(project).download_to, remote.result_file, local)
     crashpoints.reach("during_result_download")
     return (
         judge_line(
@@ -136,46 +145,111 @@ def _verdicts(w: Worker, remote: RemoteBatch, tmp: str, project: str) -> Iterato
     )
 
 
-def _write(w: Worker, verdicts: list[Verdict]) -> tuple[list[Verdict], dict[str, tuple[str, str]]]:
-    """Write the valid verdicts' outputs; a key that cannot be a path becomes a failure."""
-    root = w.config.paths.output_root
+class Chunk(msgspec.Struct):
+    """Up to :data:`CHUNK` records' verdicts, their outputs to write, and the results
+    discarded with them (``checked``: the verdicts, a key that cannot be a path failed)."""
+
+    checked: list[Verdict]
+    items: list[tuple[Path, bytes]]
+    discards: list[Event]
+    keys: set[str]
+
+
+def write_chunk(w: Worker, verdicts: list[Verdict], discards: list[Event], keys: set[str]) -> Chunk:
+    """The chunk's outputs to write (one folder check per folder); a valid verdict whose key
+    cannot be a path (a folder swapped for a symlink out of the root) fails as ``unsafe_key``."""
+    tree = OutputTree(w.config.paths.output_root)
     items: list[tuple[Path, bytes]] = []
     checked: list[Verdict] = []
     for v in verdicts:
         if v.valid:
             try:
-                items.append((output_path(root, v.key), v.output or b""))
+                items.append((tree.path(v.key), v.output or b""))
             except ValueError as e:
                 v = Verdict(v.key, "unsafe_key", str(e))
         checked.append(v)
-    digests = write_outputs(items)
-    crashpoints.reach("after_output_write")
-    valid = [v for v in checked if v.valid]
-    written = {v.key: (str(p), digests[p]) for v, (p, _) in zip(valid, items, strict=True)}
-    return checked, written
+    return Chunk(checked, items, discards, keys)
 
 
-def _record(
-    w: Worker,
-    batch: BatchRef,
-    verdicts: list[Verdict],
-    discards: list[Event],
-    counts: dict[str, int],
-) -> None:
-    """Write a chunk's outputs, then append its events in one transaction."""
-    if not verdicts and not discards:
-        return
-    checked, written = _write(w, verdicts)
-    failed_keys = [v.key for v in checked if not v.valid]
-    with w.store.write() as tx:
-        failures = queries.failure_counts_of(w.store, failed_keys)
-        events = decide(
-            batch.batch_id, checked, written, failures, w.config.batching.max_retries, batch.model
-        )
-        tx.append([*events, *discards], actor=w.actor)
-    crashpoints.reach("after_result_events")
-    for v in checked:
-        if not v.valid:
+class _Collecting:
+    """One batch's collection in progress: its counts, what it ignored, the keys taken by
+    chunks not yet recorded (a later line for one is a duplicate), and its progress bar."""
+
+    def __init__(self, w: Worker, batch: BatchRef, bar: Bar) -> None:
+        self.w, self.batch, self.bar = w, batch, bar
+        self.superseded = queries.superseded_records(w.store, batch.batch_id, batch.submitted_seq)
+        self.counts = {"validated": 0, "failed": 0}
+        self.ignored = Ignored()
+        self.taken: set[str] = set()
+
+    def chunks(self, verdicts: Iterable[Verdict]) -> Iterator[Chunk]:
+        """The verdicts of the records still pending in this batch, a chunk at a time."""
+        store, batch_id = self.w.store, self.batch.batch_id
+        verdicts_: list[Verdict] = []
+        discards: list[Event] = []
+        keys: set[str] = set()
+        for v in verdicts:
+            key = v.key
+            if not key:
+                self.ignored.unreadable += 1
+                continue
+            if key in keys or key in self.taken or not queries.is_pending_in(store, key, batch_id):
+                self.ignored.add(key, duplicate=queries.batch_held_record(store, batch_id, key))
+                continue
+            keys.add(key)
+            if key in self.superseded:
+                why = f"already written from {self.superseded[key]}"
+                discards.append(discarded(batch_id, self.batch.model, v, why))
+            else:
+                verdicts_.append(v)
+            if len(keys) >= CHUNK:
+                yield self._chunk(verdicts_, discards, keys)
+                verdicts_, discards, keys = [], [], set()
+        if keys:
+            yield self._chunk(verdicts_, discards, keys)
+
+    def _chunk(self, verdicts: list[Verdict], discards: list[Event], keys: set[str]) -> Chunk:
+        self.taken |= keys
+        return write_chunk(self.w, verdicts, discards, keys)
+
+    async def pipeline(self, chunks: Iterable[Chunk]) -> None:
+        """Write each chunk on threads while the next is read and judged; record each once
+        its own files are durable, in order."""
+        waiting: tuple[Chunk, asyncio.Future[dict[Path, str]]] | None = None
+        for chunk in chunks:
+            writing = asyncio.ensure_future(self.w.pools.files(write_outputs, chunk.items))
+            if waiting is not None:
+                await self.record(*waiting)
+            waiting = (chunk, writing)
+        if waiting is not None:
+            await self.record(*waiting)
+
+    async def record(self, chunk: Chunk, writing: asyncio.Future[dict[Path, str]]) -> None:
+        """Once ``chunk``'s outputs are durable, append its events in one transaction."""
+        w, batch = self.w, self.batch
+        digests = await writing
+        crashpoints.reach("after_output_write")
+        valid = [v for v in chunk.checked if v.valid]
+        written = {
+            v.key: (str(path), digests[path])
+            for v, (path, _) in zip(valid, chunk.items, strict=True)
+        }
+        failed = [v for v in chunk.checked if not v.valid]
+        with w.store.write() as tx:
+            failures = queries.failure_counts_of(w.store, [v.key for v in failed])
+            events = decide(
+                batch.batch_id,
+                chunk.checked,
+                written,
+                failures,
+                w.config.batching.max_retries,
+                batch.model,
+            )
+            if events or chunk.discards:
+                tx.append([*events, *chunk.discards], actor=w.actor)
+        crashpoints.reach("after_result_events")
+        self.taken -= chunk.keys
+        for v in failed:
             log.info(
                 "Record %s failed: %s: %s",
                 v.key,
@@ -183,72 +257,43 @@ def _record(
                 v.message,
                 extra={"batch_id": batch.batch_id, "record_key": v.key, "error_type": v.error_type},
             )
-    counts["validated"] += len(written)
-    counts["failed"] += len(failed_keys)
+        self.counts["validated"] += len(written)
+        self.counts["failed"] += len(failed)
+        self.bar.update(len(chunk.keys))
+
+    async def missing(self) -> None:
+        """Fail the records with no line at all, a chunk at a time, in key order (each recorded
+        before the next is asked for: they have no files to overlap)."""
+        while True:
+            keys = queries.pending_keys(self.w.store, self.batch.batch_id, CHUNK)
+            if not keys:
+                return
+            chunk = self._chunk([judge(k, None, self.w.schema) for k in keys], [], set(keys))
+            await self.record(chunk, asyncio.ensure_future(self.w.pools.files(write_outputs, [])))
 
 
-def collect(w: Worker, batch: BatchRef, remote: RemoteBatch) -> dict[str, int] | None:
+async def collect(
+    w: Worker, batch: BatchRef, remote: RemoteBatch, bar: Bar | None = None
+) -> dict[str, int] | None:
     """Process a succeeded batch's results and complete it. Safe to repeat after a crash.
     Returns the counts, or None when the result file could not be downloaded (the batch was
     ended by ``BatchResultsUnavailable``, or is tried again next cycle).
 
     Memory stays flat in the file's size: whether a line's record is still pending is asked of
-    the database (it leaves ``inflight_records`` as its chunk commits), not held in a set.
+    the database (it leaves ``inflight_records`` as its chunk commits) and of the keys of the
+    chunks not yet recorded, not held in a set of the whole file.
     """
     batch_id = batch.batch_id
-    store = w.store
-    superseded = queries.superseded_records(store, batch_id, batch.submitted_seq)
-    total = queries.count_in_flight(store, batch_id)
-    counts = {"validated": 0, "failed": 0}
-    ignored = Ignored()
-    chunk: list[Verdict] = []
-    discards: list[Event] = []
-    in_chunk: set[str] = set()
-    bar = w.progress.start(f"results of {batch_id}", total)
-
-    def add(v: Verdict) -> None:
-        nonlocal chunk, discards
-        if v.key in superseded:
-            discards.append(
-                discarded(batch_id, batch.model, v, f"already written from {superseded[v.key]}")
-            )
-        else:
-            chunk.append(v)
-        in_chunk.add(v.key)
-        if len(in_chunk) >= CHUNK:
-            flush()
-
-    def flush() -> None:
-        nonlocal chunk, discards
-        _record(w, batch, chunk, discards, counts)
-        bar.update(len(in_chunk))
-        chunk, discards = [], []
-        in_chunk.clear()
-
+    collecting = _Collecting(w, batch, bar or NullBar())
     with tempfile.TemporaryDirectory(dir=w.store.path.parent, prefix=".results-") as tmp:
         try:
-            verdicts = _verdicts(w, remote, tmp, batch.project)
+            verdicts = await read_verdicts(w, remote, tmp, batch.project)
         except GatewayError as e:
             _download_failed(w, batch, e)
             return None
-        for v in verdicts:
-            key = v.key
-            if not key:
-                ignored.unreadable += 1
-                continue
-            if key in in_chunk or not queries.is_pending_in(store, key, batch_id):
-                ignored.add(key, duplicate=queries.batch_held_record(store, batch_id, key))
-                continue
-            add(v)
-        flush()
-    while True:  # records with no line at all, a chunk at a time, in key order
-        missing = queries.pending_keys(store, batch_id, CHUNK)
-        if not missing:
-            break
-        for key in missing:
-            add(judge(key, None, w.schema))
-        flush()
-    bar.close()
+        await collecting.pipeline(collecting.chunks(verdicts))
+    await collecting.missing()
+    counts, ignored = collecting.counts, collecting.ignored
     if ignored:
         log.warning(
             "Batch %s: ignored %d duplicate line(s), %d line(s) for keys it never held, "
@@ -301,77 +346,3 @@ def _download_failed(w: Worker, batch: BatchRef, error: GatewayError) -> None:
         freed,
         extra=extra,
     )
-
-
-def batch_keys(w: Worker, submitted_seq: int) -> list[str]:
-    """The record keys of the batch submitted at ``submitted_seq``, read from the log."""
-    for rec in w.store.read(after_seq=submitted_seq - 1, until_seq=submitted_seq):
-        if isinstance(rec.event, BatchSubmitted):
-            return list(rec.event.record_keys)
-    return []
-
-
-def adopt_late(w: Worker, batch: BatchRef, remote: RemoteBatch) -> tuple[int, int]:
-    """Adopt the valid results of a batch given up on, for records that still have no output;
-    every other answer it was billed for is recorded as discarded. Returns (adopted, ignored)."""
-    keys = set(batch_keys(w, batch.submitted_seq))
-    root = w.config.paths.output_root
-    seen: set[str] = set()
-    adopted = ignored = 0
-    with tempfile.TemporaryDirectory(dir=w.store.path.parent, prefix=".late-") as tmp:
-        chunk: list[Verdict] = []
-        discards: list[Event] = []
-        try:
-            verdicts = _verdicts(w, remote, tmp, batch.project)
-        except GatewayError as e:
-            log.warning(
-                "Cannot download the late results of %s (%s); looking again next cycle",
-                batch.batch_id,
-                e,
-                extra={"batch_id": batch.batch_id},
-            )
-            return 0, 0
-        for v in verdicts:
-            key = v.key
-            if not key or key not in keys or key in seen or v.error_type == "unparseable_line":
-                ignored += 1
-                continue
-            seen.add(key)
-            if v.valid and not output_path(root, key).exists():
-                chunk.append(v)
-            else:  # invalid, or written meanwhile (the first result wins)
-                ignored += 1
-                why = "already written" if v.valid else v.error_type
-                discards.append(
-                    discarded(batch.batch_id, batch.model, v, f"late result not adopted: {why}")
-                )
-            if len(chunk) + len(discards) >= CHUNK:
-                adopted += _adopt(w, batch, chunk, discards)
-                chunk, discards = [], []
-        adopted += _adopt(w, batch, chunk, discards)
-    w.append(
-        [late_adopted(batch.batch_id, adopted, ignored, remote.result_file or "", batch.project)]
-    )
-    log.info(
-        "Late results of %s: %d adopted, %d ignored",
-        batch.batch_id,
-        adopted,
-        ignored,
-        extra={"batch_id": batch.batch_id},
-    )
-    return adopted, ignored
-
-
-def _adopt(w: Worker, batch: BatchRef, verdicts: list[Verdict], discards: list[Event]) -> int:
-    """Write the adopted outputs, then append their events and the discards together."""
-    checked, written = _write(w, verdicts) if verdicts else ([], {})
-    events = decide(
-        batch.batch_id,
-        [v for v in checked if v.valid],
-        written,
-        {},
-        w.config.batching.max_retries,
-        batch.model,
-    )
-    w.append([*events, *discards])
-    return len(events)

@@ -31,15 +31,43 @@ LAYOUT = "expected <State>/<School>/<Year>/<Page>.<png|jpg|jpeg|webp>"
 
 
 def output_path(output_root: Path, key: str) -> Path:
-    """Where a record's output goes; raises ValueError for a key that would leave the root."""
-    problem = key_problem(key)
-    if problem is not None:
-        raise ValueError(problem)
-    state, school, year, page = key.split(":")
-    path = output_root / state / school / year / f"{page}.json"
-    if not path.resolve().is_relative_to(output_root.resolve()):
-        raise ValueError(f"record key {key!r} would write outside the output root")
-    return path
+    """Where a record's output goes; raises ValueError for a key that would leave the root
+    (a key that is not one, or a folder on its way that is a symlink out of the root)."""
+    return OutputTree(output_root).path(key)
+
+
+class OutputTree:
+    """Output paths of many records, with the guard of :func:`output_path` made once per year
+    folder: the folder's real path must stay under the output root's (a folder swapped for a
+    symlink out of it is refused; one that stays inside is written through). The file itself
+    needs no check: an output replaces its name by a rename, which never follows a symlink.
+    Make one per chunk of outputs: a folder changed later is checked again by the next."""
+
+    def __init__(self, output_root: Path) -> None:
+        self.root = output_root
+        self._real_root: Path | None = None
+        self._folders: dict[tuple[str, str, str], Path | str] = {}
+
+    def path(self, key: str) -> Path:
+        """Where ``key``'s output goes; ValueError (its reason) if it may not go there."""
+        problem = key_problem(key)
+        if problem is not None:
+            raise ValueError(problem)
+        state, school, year, page = key.split(":")
+        folder = self._folders.get((state, school, year))
+        if folder is None:
+            folder = self._check(self.root / state / school / year, key)
+            self._folders[(state, school, year)] = folder
+        if isinstance(folder, str):
+            raise ValueError(folder)
+        return folder / f"{page}.json"
+
+    def _check(self, folder: Path, key: str) -> Path | str:
+        if self._real_root is None:
+            self._real_root = self.root.resolve()
+        if not folder.resolve().is_relative_to(self._real_root):
+            return f"record key {key!r} would write outside the output root"
+        return folder
 
 
 def _scandir(path: str, problems: list[Problem]) -> list[os.DirEntry[str]]:

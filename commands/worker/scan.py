@@ -9,6 +9,7 @@ projections. :func:`decide` is the decision for a flat page list (tests, the fol
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from itertools import groupby
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 from commands.config import Config
 from commands.pages import Page, Problem, YearDir
 from commands.rules.scan import ScanDecision, ScanState, decide_years
+from commands.worker.context import Worker
 from commands.worker.dataset import (
     OutputFolders,
     check_image,
@@ -24,8 +26,12 @@ from commands.worker.dataset import (
     walk_years,
 )
 from commands.worker.request_files import route_page
+from eventlog import crashpoints
+from eventlog.events import Event, InputRejected, RecordDeadLettered, UploadGivenUpCleared
 from eventlog.store import EventStore
 from projections import queries
+
+log = logging.getLogger("commands.scan")
 
 
 def load_state(store: EventStore) -> ScanState:
@@ -135,3 +141,52 @@ def decide(
         check_page=check_page,
         stamp_of=file_stamp,
     )
+
+
+def scan_for_cycle(w: Worker) -> ScanDecision:
+    """The cycle's scan: candidates for this worker's partitions (at most what its projects'
+    slots could take this cycle; the rest are only counted), its events appended (each
+    partition's by its lease holder), rejected inputs logged."""
+    batching = w.config.batching
+    slots = sum(p.max_active_batches or 0 for p in w.config.projects())
+    leases = w.leases
+    held = set() if leases is None else {p for p in sorted(leases.held) if w.mine(p)}
+    decision = scan_dataset(
+        w.store,
+        w.config,
+        limit=slots * batching.batch_size,
+        keep=None if leases is None else lambda st, sc: leases.partition_of(st, sc) in held,
+    )
+    if leases is None:
+        w.append(decision.events)
+    else:
+        # Each partition's scan events are its holder's to record (fenced by its lease).
+        by_partition: dict[str, list[Event]] = {}
+        for event in decision.events:
+            by_partition.setdefault(_event_partition(w, event), []).append(event)
+        for partition, events in by_partition.items():
+            if partition in held:
+                with w.acting_for(partition):
+                    w.append(events)
+    for event in decision.events:
+        if isinstance(event, InputRejected):
+            log.warning("Skipping %s: %s", event.path, event.reason)
+    crashpoints.reach("after_scan_events")
+    log.info("Scan: %s", ", ".join(f"{k} {v}" for k, v in decision.counts.items()))
+    return decision
+
+
+def _event_partition(w: Worker, event: Event) -> str:
+    """The partition a scan event is about: its record key's, or its path's folders'."""
+    leases = w.leases
+    assert leases is not None
+    if isinstance(event, RecordDeadLettered | UploadGivenUpCleared):
+        return leases.partition_of_key(event.record_key)
+    path = Path(getattr(event, "path", ""))
+    try:
+        parts = path.relative_to(w.config.paths.input_root).parts
+    except ValueError:
+        parts = path.parts
+    if not parts:
+        return leases.legacy_partition()
+    return leases.partition_of(parts[0], parts[1] if len(parts) > 1 else "")

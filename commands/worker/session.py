@@ -29,6 +29,7 @@ from commands.views import report
 from commands.worker.context import Worker
 from commands.worker.cycle import Cycle, CycleSummary
 from commands.worker.leases import LeaseKeeper, default_worker_id
+from commands.worker.pools import Pools
 from commands.worker.progress import NoProgress, Progress
 from commands.worker.runlock import RunLock, hold_in_database
 from commands.worker.runlog import bind_run
@@ -83,6 +84,8 @@ class Session:
     run_id: str
     cycle: Cycle
     store: EventStore
+    #: How the run waits between cycles (in shared mode renewing its leases meanwhile).
+    wait: Callable[[float], None] = time.sleep
     outcome: str = "ok"
     message: str = ""
     signal: str = ""
@@ -121,93 +124,41 @@ def session(
     (default ``host:pid``), holding partition leases (:mod:`commands.worker.leases`) that it
     takes with its ``RunStarted`` and releases when it ends; it marks crashed only the
     unfinished runs of no live worker."""
-    keys: dict[str, str] = {}
-    if gateway is None:
-        if config.gemini.projects:
-            keys = {p.name: project_key_from_env(p) for p in config.gemini.projects}
-        else:
-            keys = {p.name: api_key or api_key_from_env(config) for p in config.projects()}
+    keys = _api_keys(config, api_key) if gateway is None else {}
     schema = load_schema(
         config.gemini.output_schema, config.source.parent if config.source else None
     )
     run_id = new_run_id()
     shared = config.workers.mode == "shared"
-    lock = (
+    with (
         contextlib.nullcontext()
         if shared
         else RunLock(config.paths.database).acquire(wait_for_lock)
-    )
-    with lock:
-        store = open_store(
-            config.log_location,
-            create=True,
-            busy_timeout_ms=config.database.busy_timeout_ms,
-            scratch=config.paths.database,
-        )
-        ports: dict[str, GeminiPort] = {
-            name: Gateway.from_config(config, api_key=key) for name, key in keys.items()
-        }
-        port = gateway if gateway is not None else next(iter(ports.values()))
-        try:
-            if not shared:  # PostgreSQL: runs on other machines too; shared mode has leases
-                hold_in_database(store, wait_for_lock)
-            for project, each in ports.items() if gateway is None else [("", gateway)]:
-                check_service(each, config, project)
-        except BaseException:
-            for built in ports.values():
-                built.close()
-            store.close()
-            raise
-        actor = run_actor(run_id)
-        leases: LeaseKeeper | None = None
-        if shared:
-            leases = LeaseKeeper(store, config, worker_id or default_worker_id(), run_id, sleep)
-            sleep = leases.sleep
+    ):
+        store, ports = _open(config, keys, gateway, wait_for_lock, shared)
+        me = worker_id or default_worker_id()
+        leases = LeaseKeeper(store, config, me, run_id, sleep) if shared else None
         # Built before RunStarted: an error it can raise must not leave a run "still running".
-        cycle = Cycle(
-            Worker(
-                config,
-                store,
-                port,
-                run_id,
-                schema,
-                sleep,
-                progress or NoProgress(),
-                ports=ports,
-                leases=leases,
-            )
+        worker = Worker(
+            config,
+            store,
+            gateway if gateway is not None else next(iter(ports.values())),
+            run_id,
+            schema,
+            sleep,
+            progress or NoProgress(),
+            ports=ports,
+            leases=leases,
+            pools=Pools(config.network.max_calls_in_flight),
         )
-        if leases is not None:
-            with store.snapshot():
-                now = format_ts(store.clock())
-                live = {w.run_id for w in queries.workers(store) if w.expires_at > now}
-                dead = [d for d in queries.unfinished_run_ids(store) if d not in live]
-            leases.rebalance(runs.started(run_id, command, dead))
-            log.info("Run %s started as worker %s", run_id, leases.me)
-        else:
-            # Holding the lock, any run that never finished is dead: say so in the log.
-            dead = queries.unfinished_run_ids(store)
-            store.append(runs.started(run_id, command, dead), actor=actor)
-        bind_run(run_id)
-        log.info("Run %s started", run_id)
-        s = Session(run_id, cycle, store)
+        s = Session(run_id, Cycle(worker), store, leases.sleep if leases else sleep)
+        _start(s, command, leases)
         restore_sigterm = sigterm_as_interrupt()  # till the end: RunFinished is not cut off
         lost_wal = False
         try:
             yield s
         except KeyboardInterrupt as e:
-            s.signal = getattr(e, "signal_name", "SIGINT")
-            s.outcome = "interrupted"
-            s.message = (
-                "stopped by the operator (Ctrl+C)"
-                if s.signal == "SIGINT"
-                else f"stopped by {s.signal} (kill, systemd or a container stop)"
-            )
-            log.warning(
-                "Run %s interrupted (%s): everything finished so far is in the log",
-                run_id,
-                s.signal,
-            )
+            _interrupted(s, getattr(e, "signal_name", "SIGINT"))
         except Exception as e:
             s.outcome, s.message = "error", f"{type(e).__name__}: {e}"
             lost_wal = isinstance(e, WalLost)
@@ -216,24 +167,103 @@ def session(
             try:
                 # With the -wal file lost nothing more may be written: the error says what to do.
                 if not lost_wal:
-                    end = runs.finished(run_id, s.outcome, s.message)
-                    if leases is not None:
-                        leases.release_all(after=[end])
-                    else:
-                        store.append([end], actor=actor)
-                    s.report = report.build(store, run_id, config)
-                    s.report_path = _write_report(config, s.report)
-            except DatabaseError as e:
-                # The log itself failed (disk full, locked): the run's end is not recorded; the
-                # next run starts cleanly anyway. The original error is what propagates.
-                log.error("Cannot record the end of run %s: %s", run_id, e)
+                    _finish(s, config, leases)
             finally:
+                s.cycle.close()
                 for p in ports.values():
                     p.close()
                 store.close()
                 log.info("Run %s finished (%s); report: %s", run_id, s.outcome, s.report_path)
                 bind_run(None)
                 restore_sigterm()
+
+
+def _api_keys(config: Config, api_key: str | None) -> dict[str, str]:
+    """Each project's API key, read from the environment (``api_key`` for the one implicit
+    project); a one-line error for one that is not set."""
+    if config.gemini.projects:
+        return {p.name: project_key_from_env(p) for p in config.gemini.projects}
+    return {p.name: api_key or api_key_from_env(config) for p in config.projects()}
+
+
+def _open(
+    config: Config,
+    keys: dict[str, str],
+    gateway: GeminiPort | None,
+    wait_for_lock: float,
+    shared: bool,
+) -> tuple[EventStore, dict[str, GeminiPort]]:
+    """The log, opened (on PostgreSQL, with its run lock held unless shared), and one SDK
+    adapter per project (none when ``gateway`` is given), each of which the service took: one
+    cheap authenticated call (:func:`check_service`). On any error everything opened is closed
+    again and nothing was appended."""
+    store = open_store(
+        config.log_location,
+        create=True,
+        busy_timeout_ms=config.database.busy_timeout_ms,
+        scratch=config.paths.database,
+    )
+    ports: dict[str, GeminiPort] = {}
+    try:
+        ports = {name: Gateway.from_config(config, api_key=key) for name, key in keys.items()}
+        if not shared:  # PostgreSQL: runs on other machines too; shared mode has leases
+            hold_in_database(store, wait_for_lock)
+        for project, each in ports.items() if gateway is None else [("", gateway)]:
+            check_service(each, config, project)
+    except BaseException:
+        for built in ports.values():
+            built.close()
+        store.close()
+        raise
+    return store, ports
+
+
+def _start(s: Session, command: str, leases: LeaseKeeper | None) -> None:
+    """Append ``RunStarted`` (after a ``RunFinished(crashed)`` for each run that is dead: any
+    unfinished one while the run lock is held; in shared mode, those of no live worker)."""
+    store, run_id = s.store, s.run_id
+    if leases is not None:
+        with store.snapshot():
+            now = format_ts(store.clock())
+            live = {w.run_id for w in queries.workers(store) if w.expires_at > now}
+            dead = [d for d in queries.unfinished_run_ids(store) if d not in live]
+        leases.rebalance(runs.started(run_id, command, dead))
+        log.info("Run %s started as worker %s", run_id, leases.me)
+    else:
+        dead = queries.unfinished_run_ids(store)
+        store.append(runs.started(run_id, command, dead), actor=run_actor(run_id))
+    bind_run(run_id)
+    log.info("Run %s started", run_id)
+
+
+def _interrupted(s: Session, signal_name: str) -> None:
+    s.signal, s.outcome = signal_name, "interrupted"
+    s.message = (
+        "stopped by the operator (Ctrl+C)"
+        if signal_name == "SIGINT"
+        else f"stopped by {signal_name} (kill, systemd or a container stop)"
+    )
+    log.warning(
+        "Run %s interrupted (%s): everything finished so far is in the log",
+        s.run_id,
+        signal_name,
+    )
+
+
+def _finish(s: Session, config: Config, leases: LeaseKeeper | None) -> None:
+    """Append ``RunFinished`` (in shared mode with the release of the leases) and write the
+    report. A log that fails now (disk full, locked) leaves the run's end unrecorded, said at
+    ERROR: the next run starts cleanly anyway, and the original error is what propagates."""
+    try:
+        end = runs.finished(s.run_id, s.outcome, s.message)
+        if leases is not None:
+            leases.release_all(after=[end])
+        else:
+            s.store.append([end], actor=run_actor(s.run_id))
+        s.report = report.build(s.store, s.run_id, config)
+        s.report_path = _write_report(config, s.report)
+    except DatabaseError as e:
+        log.error("Cannot record the end of run %s: %s", s.run_id, e)
 
 
 def check_service(port: GeminiPort, config: Config, project: str = "") -> None:
@@ -350,7 +380,7 @@ def run(
                 break
             if not (loop or until_idle):
                 break
-            s.cycle.w.sleep(config.batching.poll_interval_seconds)
+            s.wait(config.batching.poll_interval_seconds)
     return RunResult(s.run_id, s.outcome, cycles, last, s.report_path, s.signal)
 
 

@@ -2,7 +2,7 @@
 from ``upload_retry_backoff_seconds``, at most ``upload_retry_attempts``, then the page (or the
 request file's pages) is skipped for this cycle. :func:`upload_with_retries` is that policy for any
 file; for a page image each attempt becomes an event. Images upload ``upload_concurrency`` at a
-time.
+time, on the worker's service-call threads (:mod:`commands.worker.pools`).
 
 A page image is uploaded from its bytes read once (:func:`commands.worker.dataset.read_once`),
 never from its path: a file truncated, grown or replaced meanwhile cannot make the SDK's resumable
@@ -11,16 +11,16 @@ uploaded at all: that attempt fails as ``file_changed`` and the page is checked 
 Whether a page whose uploads keep failing is given up on is
 :func:`commands.rules.retry.upload_gives_up`'s to say (the caller's, with the page's budget).
 
-Worker threads only talk to the service; the caller's thread appends the events, as each page
-finishes, so a crash loses at most the pages still uploading (their files are cleaned up later).
+The threads only talk to the service; the worker's own thread appends the events, as pages
+finish, so a crash loses at most the pages still uploading (their files are cleaned up later).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,6 +36,7 @@ from commands.worker.dataset import (
     read_once,
     warn_not_this_cycle,
 )
+from commands.worker.pools import Pools
 from eventlog.events import DEFAULT_PROJECT, Event
 
 log = logging.getLogger("commands.upload")
@@ -157,7 +158,8 @@ def upload_one(
     )
 
 
-def upload_pages(
+async def upload_pages(
+    pools: Pools,
     gateway: GeminiPort,
     pages: list[Page],
     *,
@@ -167,16 +169,17 @@ def upload_pages(
     sleep: Callable[[float], None] = time.sleep,
     project: str = DEFAULT_PROJECT,
     stamps: Mapping[str, Stamp | None] | None = None,
-) -> Iterator[Uploaded]:
-    """Upload ``pages`` concurrently (each checked against its stamp in ``stamps``, by record
-    key, when given); yields each page's outcome as it finishes."""
+) -> AsyncIterator[Uploaded]:
+    """Upload ``pages``, ``concurrency`` at a time on ``pools``' service-call threads (each
+    checked against its stamp in ``stamps``, by record key, when given); yields each page's
+    outcome as it finishes."""
     if not pages:
         return
-    with ThreadPoolExecutor(
-        max_workers=min(concurrency, len(pages)), thread_name_prefix="upload"
-    ) as pool:
-        futures = [
-            pool.submit(
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(p: Page) -> Uploaded:
+        async with limit:
+            return await pools.call(
                 upload_one,
                 gateway,
                 p,
@@ -186,7 +189,6 @@ def upload_pages(
                 project=project,
                 expected=(stamps or {}).get(p.key),
             )
-            for p in pages
-        ]
-        for future in as_completed(futures):
-            yield future.result()
+
+    for finished in asyncio.as_completed([one(p) for p in pages]):
+        yield await finished

@@ -27,6 +27,7 @@ def service() -> Service:
 def worker(tmp_path: Path, service: Service) -> Iterator[Worker]:
     w = make_worker(tmp_path, EmulatorPort(service, api_key=OWNER), [])
     yield w
+    w.pools.close()
     w.store.close()
 
 
@@ -76,7 +77,7 @@ def test_files_no_submission_holds_are_deleted_and_held_ones_kept(
         ]
     )
 
-    assert collect_garbage(worker, worker.store.last_seq(), sweep=False) == 1
+    assert worker.pools.run(collect_garbage(worker, worker.store.last_seq(), sweep=False)) == 1
 
     assert on_service(service) == {held}
     assert deletions(worker) == {loose: "no longer needed"}
@@ -88,7 +89,7 @@ def test_a_file_uploaded_during_this_cycle_waits_for_its_submission(
     start = worker.store.last_seq()
     fresh = uploaded(worker, "Ohio:Lincoln:2020:1")
 
-    assert collect_garbage(worker, start, sweep=False) == 0
+    assert worker.pools.run(collect_garbage(worker, start, sweep=False)) == 0
 
     assert on_service(service) == {fresh} and deletions(worker) == {}
 
@@ -97,7 +98,7 @@ def test_a_file_already_gone_counts_as_deleted(worker: Worker, service: Service)
     gone = uploaded(worker, "Ohio:Lincoln:2020:1")
     service.delete_file(OWNER, gone.removeprefix("files/"))  # expired, or deleted by hand
 
-    assert collect_garbage(worker, worker.store.last_seq(), sweep=False) == 1
+    assert worker.pools.run(collect_garbage(worker, worker.store.last_seq(), sweep=False)) == 1
 
     assert deletions(worker) == {gone: "already gone"}
 
@@ -106,11 +107,11 @@ def test_a_delete_that_fails_is_left_for_the_next_cycle(worker: Worker, service:
     kept = uploaded(worker, "Ohio:Lincoln:2020:1")
     service.policy = Policy.from_data({"faults": [{"endpoint": "files.delete", "status": 503}]})
 
-    assert collect_garbage(worker, worker.store.last_seq(), sweep=False) == 0
+    assert worker.pools.run(collect_garbage(worker, worker.store.last_seq(), sweep=False)) == 0
 
     assert on_service(service) == {kept} and deletions(worker) == {}
     service.policy = Policy()
-    assert collect_garbage(worker, worker.store.last_seq(), sweep=False) == 1
+    assert worker.pools.run(collect_garbage(worker, worker.store.last_seq(), sweep=False)) == 1
     assert on_service(service) == set() and deletions(worker) == {kept: "no longer needed"}
 
 
@@ -124,7 +125,7 @@ def test_the_sweep_deletes_files_of_ours_the_log_never_heard_of_and_nothing_else
     # Not a record key (no key has a year or page in other scripts' digits): someone else's.
     arabic_digits = uploaded(worker, "Ohio:Lincoln:\u0662\u0660\u0662\u0660:1", logged=False)
 
-    assert collect_garbage(worker, worker.store.last_seq()) == 2
+    assert worker.pools.run(collect_garbage(worker, worker.store.last_seq())) == 2
 
     assert on_service(service) == {not_ours, arabic_digits}
     assert deletions(worker) == {lost_image: "no longer needed", lost_requests: "no longer needed"}
@@ -136,6 +137,6 @@ def test_a_listing_that_fails_leaves_the_sweep_for_the_next_cycle(
     lost = uploaded(worker, "Ohio:Lincoln:2020:1", logged=False)
     service.policy = Policy.from_data({"faults": [{"endpoint": "files.list", "status": 500}]})
 
-    assert collect_garbage(worker, worker.store.last_seq()) == 0
+    assert worker.pools.run(collect_garbage(worker, worker.store.last_seq())) == 0
 
     assert on_service(service) == {lost} and deletions(worker) == {}

@@ -34,6 +34,7 @@ def service() -> Service:
 def worker(tmp_path: Path, service: Service) -> Iterator[Worker]:
     w = make_worker(tmp_path, EmulatorPort(service), [], results={"max_result_line_bytes": 16384})
     yield w
+    w.pools.close()
     w.store.close()
 
 
@@ -66,7 +67,7 @@ def test_each_hostile_line_fails_its_own_record_and_the_rest_is_collected(
     )
     batch = submit(worker, KEYS + MORE)
 
-    counts = collect(worker, batch, worker.gateway.get_batch(batch.batch_id))
+    counts = worker.pools.run(collect(worker, batch, worker.gateway.get_batch(batch.batch_id)))
 
     assert counts == {"validated": len(KEYS + MORE) - len(HOSTILE), "failed": len(HOSTILE)}
     events = logged(worker, batch.submitted_seq)
@@ -96,7 +97,9 @@ def test_a_result_file_that_is_gone_frees_the_batch_records(
     service.policy = Policy.from_data(policy)
     batch = submit(worker, KEYS)
 
-    assert collect(worker, batch, worker.gateway.get_batch(batch.batch_id)) is None
+    assert (
+        worker.pools.run(collect(worker, batch, worker.gateway.get_batch(batch.batch_id))) is None
+    )
 
     [gone] = [
         e for e in logged(worker, batch.submitted_seq) if isinstance(e, BatchResultsUnavailable)
@@ -116,7 +119,9 @@ def test_a_transient_download_failure_waits_then_gives_up(worker: Worker, servic
     remote = worker.gateway.get_batch(batch.batch_id)
     seq = worker.store.last_seq()
 
-    assert collect(worker, batch, remote) is None  # it succeeded just now: try again later
+    assert (
+        worker.pools.run(collect(worker, batch, remote)) is None
+    )  # it succeeded just now: try again later
     assert worker.store.last_seq() == seq
     assert scalar(worker.store, "SELECT count(*) FROM inflight_records") == len(KEYS)
 
@@ -127,7 +132,7 @@ def test_a_transient_download_failure_waits_then_gives_up(worker: Worker, servic
         batch.submitted_at,
         succeeded_at="2000-01-01T00:00:00.000000Z",
     )
-    assert collect(worker, old, remote) is None
+    assert worker.pools.run(collect(worker, old, remote)) is None
     [gone] = [e for e in logged(worker, seq) if isinstance(e, BatchResultsUnavailable)]
     assert gone.code == 503
     assert scalar(worker.store, "SELECT count(*) FROM inflight_records") == 0

@@ -39,6 +39,7 @@ def service() -> Service:
 def worker(tmp_path: Path, service: Service) -> Iterator[Worker]:
     w = make_worker(tmp_path, EmulatorPort(service), [])
     yield w
+    w.pools.close()
     w.store.close()
 
 
@@ -90,7 +91,7 @@ def test_valid_lines_become_outputs_and_events_and_failures_are_recorded(
     remote = worker.gateway.get_batch(batch.batch_id)
     assert remote.state == "JOB_STATE_SUCCEEDED" and remote.result_file
 
-    counts = collect(worker, batch, remote)
+    counts = worker.pools.run(collect(worker, batch, remote))
 
     assert counts == {"validated": 1, "failed": 2}
     root = worker.config.paths.output_root
@@ -114,7 +115,7 @@ def test_duplicate_lines_are_ignored_and_the_first_line_wins(
     service.policy = Policy.from_data({"jobs": [{"outcome": "DUPLICATES"}]})
     batch = submit(worker, KEYS[:2])
 
-    counts = collect(worker, batch, worker.gateway.get_batch(batch.batch_id))
+    counts = worker.pools.run(collect(worker, batch, worker.gateway.get_batch(batch.batch_id)))
 
     # Every line came twice, the copy an answer that is not JSON: had it won, the record failed.
     assert counts == {"validated": 2, "failed": 0}
@@ -134,7 +135,7 @@ def test_lines_for_keys_the_batch_never_held_are_ignored_and_never_become_paths(
     batch = submit(worker, KEYS[:1])
     before = {p for p in tmp_path.rglob("*") if p.is_file()}
 
-    counts = collect(worker, batch, worker.gateway.get_batch(batch.batch_id))
+    counts = worker.pools.run(collect(worker, batch, worker.gateway.get_batch(batch.batch_id)))
 
     assert counts == {"validated": 1, "failed": 0}
     events = logged(worker, batch.submitted_seq)
@@ -159,7 +160,7 @@ def test_an_output_folder_replaced_by_a_symlink_out_of_the_root_is_refused_at_wr
     (root / "Ohio" / "Lincoln").mkdir(parents=True)
     (root / "Ohio" / "Lincoln" / "2020").symlink_to(elsewhere, target_is_directory=True)
 
-    counts = collect(worker, batch, worker.gateway.get_batch(batch.batch_id))
+    counts = worker.pools.run(collect(worker, batch, worker.gateway.get_batch(batch.batch_id)))
 
     assert counts == {"validated": 0, "failed": 2}
     assert list(elsewhere.iterdir()) == []
@@ -179,7 +180,7 @@ def test_an_output_folder_that_is_a_symlink_inside_the_root_is_written_through(
     (root / "Ohio" / "Lincoln").mkdir(parents=True)
     (root / "Ohio" / "Lincoln" / "2020").symlink_to(shadow, target_is_directory=True)
 
-    counts = collect(worker, batch, worker.gateway.get_batch(batch.batch_id))
+    counts = worker.pools.run(collect(worker, batch, worker.gateway.get_batch(batch.batch_id)))
 
     assert counts == {"validated": 2, "failed": 0}
     assert sorted(p.name for p in shadow.iterdir()) == ["1.json", "2.json"]

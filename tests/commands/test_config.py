@@ -120,7 +120,12 @@ def test_every_design_key_exists() -> None:
             "inline_image_max_bytes",
             "max_request_file_bytes",
         },
-        "network": {"api_retry_attempts", "api_retry_backoff_seconds", "request_timeout_seconds"},
+        "network": {
+            "api_retry_attempts",
+            "api_retry_backoff_seconds",
+            "request_timeout_seconds",
+            "max_calls_in_flight",
+        },
         "pricing": {"batch_discount", "currency", "models"},
         "database": {"busy_timeout_seconds", "url"},
     }

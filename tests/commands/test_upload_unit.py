@@ -35,6 +35,7 @@ def sleeps() -> list[float]:
 def worker(tmp_path: Path, service: Service, sleeps: list[float]) -> Iterator[Worker]:
     w = make_worker(tmp_path, EmulatorPort(service, timeout_seconds=0.5), sleeps)
     yield w
+    w.pools.close()
     w.store.close()
 
 
@@ -142,16 +143,21 @@ def test_concurrent_uploads_yield_every_page_once(
     keys = [f"Ohio:Lincoln:2020:{n}" for n in range(1, 13)]
     faults(service, {"endpoint": "files.upload", "match": keys[4], "status": 503})
 
-    outcomes = list(
-        upload_pages(
-            worker.gateway,
-            [page(tmp_path, k) for k in keys],
-            attempts=2,
-            backoff_seconds=0.0,
-            concurrency=4,
-            sleep=worker.sleep,
-        )
-    )
+    async def every() -> list[Uploaded]:
+        return [
+            o
+            async for o in upload_pages(
+                worker.pools,
+                worker.gateway,
+                [page(tmp_path, k) for k in keys],
+                attempts=2,
+                backoff_seconds=0.0,
+                concurrency=4,
+                sleep=worker.sleep,
+            )
+        ]
+
+    outcomes = worker.pools.run(every())
 
     assert sorted(o.page.key for o in outcomes) == sorted(keys)
     done = {o.page.key for o in outcomes if o.remote is not None}

@@ -214,23 +214,23 @@ def test_a_file_truncated_before_its_inline_line_is_written_waits_and_is_rejecte
 ) -> None:
     """Inline: the line is made from bytes read once; a file emptied after the check is not
     sent, and the next cycle's check rejects it (an empty file); the others are written."""
-    import commands.worker.cycle as cycle_module
+    import commands.worker.images as images_module
 
     emptied = KEYS[5]
     config = setup(tmp_path, emulator, [], image_transport="inline")
-    real = cycle_module.Cycle._check_images
+    real = images_module._route
 
-    def check_then_truncate(self: Any, pages: list[Any]) -> Any:
-        out = real(self, pages)
+    def check_then_truncate(w: Any, pages: list[Any], stamps: Any) -> Any:
+        out = real(w, pages, stamps)
         if any(p.key == emptied for p in pages):
             image_path(tmp_path, emptied).write_bytes(b"")
         return out
 
-    cycle_module.Cycle._check_images = check_then_truncate  # type: ignore[method-assign]
+    images_module._route = check_then_truncate
     try:
         result = run(config, until_idle=True, max_cycles=30, api_key=API_KEY)
     finally:
-        cycle_module.Cycle._check_images = real  # type: ignore[method-assign]
+        images_module._route = real
 
     assert result.outcome == "ok" and result.last.idle
     assert written(config, KEYS) == set(KEYS) - {emptied}

@@ -16,10 +16,10 @@ from commands.config import Config, load_config
 from commands.gemini.port import GeminiPort
 from commands.integrations.demo import png
 from commands.pages import Page
-from commands.schema import PageExtraction
+from commands.schema import PageExtraction, response_json_schema
 from commands.views.report import build, render
 from commands.worker.context import Worker
-from commands.worker.cycle import Cycle
+from commands.worker.request_files import LineMaker
 from commands.worker.session import run
 from eventlog.events import BatchSubmissionIntended, BatchSubmitted, InputRejected
 from gemini_emulator import Emulator
@@ -117,9 +117,8 @@ def line_bytes(tmp_path: Path, config: Config, key: str) -> int:
         worker = Worker(config, store, cast(GeminiPort, None), "probe", PageExtraction)
         state, school, year, page = key.split(":")
         path = str(image_path(tmp_path, key))
-        line = Cycle(worker)._request_line(
-            Page(key, state, school, year, page, path, "image/png"), None
-        )
+        make = LineMaker(worker.config, response_json_schema(worker.schema), {}, {})
+        line = make(Page(key, state, school, year, page, path, "image/png"), None)
         assert line is not None
         return len(line)
     finally:
@@ -197,7 +196,7 @@ def test_an_invalid_inline_line_is_a_per_line_error_recorded_as_a_failure(
     keys = KEYS[:5]
     bad_mime, bad_base64 = keys[1], keys[3]
     config = setup(tmp_path, emulator, keys, [], image_transport="inline")
-    import commands.worker.cycle as cycle
+    import commands.worker.request_files as cycle
 
     real = cycle.inline_part
 
