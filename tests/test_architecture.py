@@ -203,3 +203,105 @@ def test_no_sql_outside_the_log_and_the_projections() -> None:
 def test_the_store_keeps_its_connection_private() -> None:
     found = [f"{f}:{i}" for f, i, line in _application_lines() if re.search(r"\._?conn\b", line)]
     assert found == []
+
+
+# --- sizes, and who makes events ----------------------------------------------------------------
+
+#: No module of ``commands/`` over this many lines, no function over ``MAX_FUNCTION_LINES``.
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 80
+#: ``commands/worker/cycle.py`` only sequences and schedules the stages.
+SEQUENCER, MAX_SEQUENCER_LINES = "commands/worker/cycle.py", 300
+#: Where an event may be constructed: the pure decisions, and the store itself.
+EVENT_MAKERS = ("commands.rules", "eventlog")
+
+
+def _event_names() -> frozenset[str]:
+    from eventlog import events
+
+    return frozenset(
+        name
+        for name, value in vars(events).items()
+        if isinstance(value, type) and issubclass(value, events.Event) and value is not events.Event
+    )
+
+
+EVENTS = _event_names()
+
+
+def _oversized(text: str, where: str) -> list[str]:
+    """``where`` if ``text`` is over ``MAX_MODULE_LINES`` lines, and each function of it over
+    ``MAX_FUNCTION_LINES`` (its decorators, signature and body)."""
+    out = []
+    lines = len(text.splitlines())
+    if lines > MAX_MODULE_LINES:
+        out.append(f"{where}: {lines} lines")
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            length = (node.end_lineno or node.lineno) - first + 1
+            if length > MAX_FUNCTION_LINES:
+                out.append(f"{where}:{node.lineno} {node.name}: {length} lines")
+    return out
+
+
+def _constructions(text: str, where: str) -> list[str]:
+    """Each call in ``text`` that constructs an event (by its name, an alias of it, or
+    ``events.<Name>``)."""
+    tree = ast.parse(text)
+    aliases = {
+        alias.asname or alias.name: alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "eventlog.events"
+        for alias in node.names
+    }
+    out = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        fn = node.func
+        name = aliases.get(fn.id, fn.id) if isinstance(fn, ast.Name) else None
+        if isinstance(fn, ast.Attribute):
+            name = fn.attr
+        if name in EVENTS:
+            out.append(f"{where}:{node.lineno} {name}(...)")
+    return out
+
+
+def test_no_module_of_commands_is_too_long_nor_any_function() -> None:
+    found = [
+        problem
+        for path in sorted((ROOT / "commands").rglob("*.py"))
+        for problem in _oversized(path.read_text(), str(path.relative_to(ROOT)))
+    ]
+    assert found == []
+
+
+def test_the_cycle_only_sequences_its_stages() -> None:
+    assert len((ROOT / SEQUENCER).read_text().splitlines()) <= MAX_SEQUENCER_LINES
+
+
+def test_events_are_constructed_in_rules_and_the_store_only() -> None:
+    found = [
+        problem
+        for path in _shipped_files()
+        if not any(_within(_module_name(path), m) for m in EVENT_MAKERS)
+        for problem in _constructions(path.read_text(), _module_name(path))
+    ]
+    assert found == []
+
+
+def test_the_size_and_event_checks_catch_a_probe() -> None:
+    """The checks above would catch a breach: probes that break each rule are found."""
+    body = "\n".join(f"    x = {i}" for i in range(MAX_FUNCTION_LINES))
+    assert _oversized(f"def f() -> None:\n{body}\n", "probe") == ["probe:1 f: 81 lines"]
+    assert _oversized(f"@d\nasync def f() -> None:\n{body}\n", "p") == ["p:2 f: 82 lines"]
+    assert _oversized("x = 1\n" * (MAX_MODULE_LINES + 1), "probe") == ["probe: 501 lines"]
+    assert _oversized(f"def f() -> None:\n{body[: body.rindex(chr(10))]}\n", "ok") == []
+    assert "RunStarted" in EVENTS and "RecordValidated" in EVENTS and "Event" not in EVENTS
+    made = "from eventlog.events import RunStarted as Started\nx = Started(run_id='r')\n"
+    assert _constructions(made, "probe") == ["probe:2 RunStarted(...)"]
+    assert _constructions("import eventlog.events as e\ne.FileDeleted(file_name='f')\n", "p") == [
+        "p:2 FileDeleted(...)"
+    ]
+    assert _constructions("isinstance(e, RunStarted)\nRunStarted\n", "probe") == []
