@@ -40,11 +40,17 @@ class Pools:
     them."""
 
     def __init__(self, calls: int = DEFAULT_CALLS) -> None:
-        self.loop = asyncio.new_event_loop()
+        self._loop: asyncio.AbstractEventLoop | None = None  # made on first use
         self._calls = ThreadPoolExecutor(max(1, calls), thread_name_prefix="calls")
         self._files = ThreadPoolExecutor(FILE_THREADS, thread_name_prefix="files")
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop
 
     def run(self, flow: Coroutine[Any, Any, T]) -> T:
         """Run ``flow`` (a stage) on the loop until it ends; background tasks go on meanwhile
