@@ -69,6 +69,12 @@ class Cycle:
     def __init__(self, worker: Worker) -> None:
         self.w = worker
         self._start_seq = 0
+        self._early: tuple[int, ScanDecision] | None = None
+
+    def scanned_early(self, decision: ScanDecision) -> None:
+        """The first cycle's scan, made while the run started: used by that cycle's scan
+        stage if nothing was appended to the log since (else the dataset is scanned again)."""
+        self._early = (self.w.store.last_seq(), decision)
 
     def run(self, step: StepRunner | None = None) -> CycleSummary:
         """One whole cycle, its stages in the one order there is; ``step`` runs each named
@@ -78,7 +84,7 @@ class Cycle:
         do("reconcile open submissions", lambda: self._stage(reconcile_intents(w, summary)))
         do("poll active batches", lambda: self._stage(poll(w, summary)))
         do("watch batches given up on", lambda: self._stage(watch_abandoned(w)))
-        decision: ScanDecision = do("scan the dataset", lambda: scan_for_cycle(w))
+        decision: ScanDecision = do("scan the dataset", lambda: scan_for_cycle(w, self._take()))
         do("submit new batches", lambda: self._stage(submit(w, decision, summary)))
         do("delete files nothing needs", lambda: self._stage(self.clean_up(summary)))
         return self.settle(summary)
@@ -106,6 +112,10 @@ class Cycle:
             memory.last_sweep = now
         summary.files_deleted = await collect_garbage(self.w, self._start_seq, sweep=sweep)
         await self.w.pools.settle()
+
+    def _take(self) -> ScanDecision | None:
+        early, self._early = self._early, None
+        return early[1] if early is not None and early[0] == self.w.store.last_seq() else None
 
     def close(self) -> None:
         """End the worker's event loop and threads (what is still running is cancelled)."""

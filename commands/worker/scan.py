@@ -143,18 +143,24 @@ def decide(
     )
 
 
-def scan_for_cycle(w: Worker) -> ScanDecision:
-    """The cycle's scan: candidates for this worker's partitions (at most what its projects'
-    slots could take this cycle; the rest are only counted), its events appended (each
-    partition's by its lease holder), rejected inputs logged."""
-    batching = w.config.batching
-    slots = sum(p.max_active_batches or 0 for p in w.config.projects())
+def cycle_limit(config: Config) -> int:
+    """The most candidates a cycle keeps: what its projects' slots could take (the rest are
+    only counted)."""
+    slots = sum(p.max_active_batches or 0 for p in config.projects())
+    return slots * config.batching.batch_size
+
+
+def scan_for_cycle(w: Worker, early: ScanDecision | None = None) -> ScanDecision:
+    """The cycle's scan: candidates for this worker's partitions (at most
+    :func:`cycle_limit`), its events appended (each partition's by its lease holder), rejected
+    inputs logged. ``early``: the same scan, made while the run started (nothing changed in the
+    log since), appended and logged now."""
     leases = w.leases
     held = set() if leases is None else {p for p in sorted(leases.held) if w.mine(p)}
-    decision = scan_dataset(
+    decision = early or scan_dataset(
         w.store,
         w.config,
-        limit=slots * batching.batch_size,
+        limit=cycle_limit(w.config),
         keep=None if leases is None else lambda st, sc: leases.partition_of(st, sc) in held,
     )
     if leases is None:

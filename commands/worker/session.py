@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from commands.errors import GatewayError
 from commands.gemini.port import GeminiPort
 from commands.gemini.sdk import Gateway, api_key_from_env, project_key_from_env
 from commands.rules import runs
+from commands.rules.scan import ScanDecision
 from commands.schema import load_schema
 from commands.views import report
 from commands.worker.context import Worker
@@ -33,6 +35,7 @@ from commands.worker.pools import Pools
 from commands.worker.progress import NoProgress, Progress
 from commands.worker.runlock import RunLock, hold_in_database
 from commands.worker.runlog import bind_run
+from commands.worker.scan import cycle_limit, scan_dataset
 from eventlog.actors import run_actor
 from eventlog.errors import DatabaseBusy, DatabaseError, WalLost
 from eventlog.store import EventStore
@@ -130,12 +133,8 @@ def session(
     )
     run_id = new_run_id()
     shared = config.workers.mode == "shared"
-    with (
-        contextlib.nullcontext()
-        if shared
-        else RunLock(config.paths.database).acquire(wait_for_lock)
-    ):
-        store, ports = _open(config, keys, gateway, wait_for_lock, shared)
+    with _run_lock(config, shared, wait_for_lock):
+        store, ports, early = _open(config, keys, gateway, wait_for_lock, shared)
         me = worker_id or default_worker_id()
         leases = LeaseKeeper(store, config, me, run_id, sleep) if shared else None
         # Built before RunStarted: an error it can raise must not leave a run "still running".
@@ -153,6 +152,8 @@ def session(
         )
         s = Session(run_id, Cycle(worker), store, leases.sleep if leases else sleep)
         _start(s, command, leases)
+        if early is not None:
+            s.cycle.scanned_early(early)
         restore_sigterm = sigterm_as_interrupt()  # till the end: RunFinished is not cut off
         lost_wal = False
         try:
@@ -178,6 +179,15 @@ def session(
                 restore_sigterm()
 
 
+def _run_lock(
+    config: Config, shared: bool, wait_for_lock: float
+) -> contextlib.AbstractContextManager[object]:
+    """The run lock on the database (none in shared mode: the workers hold leases)."""
+    if shared:
+        return contextlib.nullcontext()
+    return RunLock(config.paths.database).acquire(wait_for_lock)
+
+
 def _api_keys(config: Config, api_key: str | None) -> dict[str, str]:
     """Each project's API key, read from the environment (``api_key`` for the one implicit
     project); a one-line error for one that is not set."""
@@ -192,30 +202,69 @@ def _open(
     gateway: GeminiPort | None,
     wait_for_lock: float,
     shared: bool,
-) -> tuple[EventStore, dict[str, GeminiPort]]:
+) -> tuple[EventStore, dict[str, GeminiPort], ScanDecision | None]:
     """The log, opened (on PostgreSQL, with its run lock held unless shared), and one SDK
     adapter per project (none when ``gateway`` is given), each of which the service took: one
     cheap authenticated call (:func:`check_service`). On any error everything opened is closed
-    again and nothing was appended."""
+    again and nothing was appended.
+
+    The SDK (google-genai takes most of a second to import) is loaded and the service asked on a
+    thread; meanwhile, when nothing is in flight (the first cycle's stages before the scan have
+    nothing to do), the first cycle's scan is made: the third value, None otherwise."""
     store = open_store(
         config.log_location,
         create=True,
         busy_timeout_ms=config.database.busy_timeout_ms,
         scratch=config.paths.database,
     )
+    try:
+        if not shared:  # PostgreSQL: runs on other machines too; shared mode has leases
+            hold_in_database(store, wait_for_lock)
+        early = gateway is None and not shared and _nothing_in_flight(store)
+        with ThreadPoolExecutor(1, thread_name_prefix="connect") as connecting:
+            ports = connecting.submit(_connect, config, keys, gateway)
+            try:
+                scan = scan_dataset(store, config, limit=cycle_limit(config)) if early else None
+            except BaseException:
+                ports.add_done_callback(_close_when_built)
+                raise
+            return store, ports.result(), scan
+    except BaseException:
+        store.close()
+        raise
+
+
+def _nothing_in_flight(store: EventStore) -> bool:
+    """No batch active or watched and no open submission: the first cycle begins with its scan."""
+    return queries.count_submissions_in_progress(store) == 0 and not queries.watched_batch_ids(
+        store
+    )
+
+
+def _connect(
+    config: Config, keys: dict[str, str], gateway: GeminiPort | None
+) -> dict[str, GeminiPort]:
+    """One SDK adapter per project, each checked (:func:`check_service`); ``gateway`` (a port
+    given by the caller) is checked instead. On an error the adapters built are closed."""
     ports: dict[str, GeminiPort] = {}
     try:
         ports = {name: Gateway.from_config(config, api_key=key) for name, key in keys.items()}
-        if not shared:  # PostgreSQL: runs on other machines too; shared mode has leases
-            hold_in_database(store, wait_for_lock)
         for project, each in ports.items() if gateway is None else [("", gateway)]:
             check_service(each, config, project)
     except BaseException:
-        for built in ports.values():
-            built.close()
-        store.close()
+        _close_all(ports)
         raise
-    return store, ports
+    return ports
+
+
+def _close_all(ports: dict[str, GeminiPort]) -> None:
+    for port in ports.values():
+        port.close()
+
+
+def _close_when_built(built: Future[dict[str, GeminiPort]]) -> None:
+    if built.exception() is None:
+        _close_all(built.result())
 
 
 def _start(s: Session, command: str, leases: LeaseKeeper | None) -> None:
