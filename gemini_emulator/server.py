@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -45,6 +46,9 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("DELETE", re.compile(rf"^/{_VERSION}/batches/(?P<id>[^/:]+)$"), "batches.delete"),
     ("GET", re.compile(r"^/_emulator/ledger$"), "admin.ledger"),
     ("GET", re.compile(r"^/_emulator/calls$"), "admin.calls"),
+    #: Every API call as [endpoint, start, end] (seconds on the emulator's monotonic clock), so
+    #: a benchmark can tell the calls that overlapped others from those that ran alone.
+    ("GET", re.compile(r"^/_emulator/timeline$"), "admin.timeline"),
     #: Per API key: each job's owner, calls per endpoint and key, lookups under a foreign key.
     ("GET", re.compile(r"^/_emulator/keys$"), "admin.keys"),
     ("POST", re.compile(r"^/_emulator/advance$"), "admin.advance"),
@@ -105,6 +109,7 @@ class Handler(BaseHTTPRequestHandler):
         return f"http://{self.headers.get('Host') or '127.0.0.1'}"
 
     def _dispatch(self, method: str) -> None:
+        start = time.monotonic()
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         body = self._body()
@@ -113,7 +118,11 @@ class Handler(BaseHTTPRequestHandler):
             for route_method, pattern, endpoint in ROUTES:
                 m = pattern.match(url.path)
                 if m and route_method == method:
-                    self._route(endpoint, m.groupdict(), query, body)
+                    try:
+                        self._route(endpoint, m.groupdict(), query, body)
+                    finally:
+                        if not endpoint.startswith("admin."):
+                            self.server.record_call(endpoint, start, time.monotonic())
                     return
             raise ApiError(404, f"No route for {method} {url.path}.")
         except (BrokenPipeError, ConnectionResetError):
@@ -255,6 +264,9 @@ class Handler(BaseHTTPRequestHandler):
             return self._json({"now": service.now()})
         if endpoint == "admin.calls":
             return self._json(service.policy.all_calls())
+        if endpoint == "admin.timeline":
+            with self.server.timeline_lock:
+                return self._json(list(self.server.timeline))
         if endpoint == "admin.keys":
             with service.lock:
                 jobs = [
@@ -297,7 +309,14 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
     ) -> None:
         self.service = service
         self.api_key = api_key
+        self.timeline: list[tuple[str, float, float]] = []
+        self.timeline_lock = threading.Lock()
         super().__init__(("127.0.0.1", port), Handler)
+
+    def record_call(self, endpoint: str, start: float, end: float) -> None:
+        """Note one API call's span (``GET /_emulator/timeline``)."""
+        with self.timeline_lock:
+            self.timeline.append((endpoint, start, end))
 
 
 class Emulator:

@@ -35,6 +35,11 @@ def test_runs_as_a_program_with_a_policy_file(tmp_path: Path) -> None:
         assert ledger == {"billed": [], "creates": {}}
         calls = httpx.get(f"{url}/_emulator/calls").json()  # every request answered, by endpoint
         assert calls == {"files.list": 1, "files.upload": 1, "files.upload_bytes": 1}
+        # Each API call's span, in the order they ended (admin calls are not in it).
+        timeline = httpx.get(f"{url}/_emulator/timeline").json()
+        assert [name for name, _, _ in timeline] == ["files.list", "upload", "upload"]
+        assert all(start <= end for _, start, end in timeline)
+        assert timeline[0][2] <= timeline[1][1] <= timeline[1][2] <= timeline[2][1]
         now = httpx.post(f"{url}/_emulator/advance", json={"seconds": 3600}).json()["now"]
         assert now > time.time() + 3500
 
