@@ -300,6 +300,8 @@ def output_names(output_root: Path, year: YearDir) -> set[str]:
     return {n[:-5] for n in names if n[-5:] == ".json"}
 
 
+#: The bytes that say what image a file is (the longest signature checked: WebP's 12).
+SIGNATURE_BYTES = 12
 _MAGIC = {
     "image/png": lambda b: b.startswith(b"\x89PNG\r\n\x1a\n"),
     "image/jpeg": lambda b: b.startswith(b"\xff\xd8\xff"),
@@ -313,18 +315,25 @@ def check_image(page: Page, max_bytes: int = MAX_IMAGE_BYTES) -> str | None:
     return inspect_image(page, max_bytes)[1]
 
 
-def inspect_image(page: Page, max_bytes: int | None = None) -> tuple[int, str | None]:
+def inspect_image(
+    page: Page, max_bytes: int | None = None, probe: Probe | None = None
+) -> tuple[int, str | None]:
     """``page``'s size and why its file cannot go (None if it can): unreadable, empty, over
     ``max_bytes`` (None: no limit here), or not the image its extension claims. One stat and
-    one 12-byte read."""
+    one 12-byte read, or none with a ``probe`` of the file made just before."""
     try:
-        size = os.stat(page.path).st_size
+        if probe is not None and probe.stamp is None:
+            raise OSError(probe.error)
+        size = probe.stamp.size if probe is not None and probe.stamp else os.stat(page.path).st_size
         if size == 0:
             return 0, "empty file (0 bytes)"
         if max_bytes is not None and size > max_bytes:
             return size, f"larger than the File API limit ({size} > {max_bytes} bytes)"
-        with open(page.path, "rb") as fh:
-            head = fh.read(12)
+        if probe is not None:
+            head = probe.head[:SIGNATURE_BYTES]
+        else:
+            with open(page.path, "rb") as fh:
+                head = fh.read(SIGNATURE_BYTES)
     except OSError as e:
         return 0, f"cannot read: {e.strerror or e}"
     if not _MAGIC[page.mime_type](head):
@@ -337,6 +346,26 @@ class Stamp(NamedTuple):
 
     size: int
     mtime_ns: int
+
+
+class Probe(NamedTuple):
+    """A file's first bytes and its :class:`Stamp` when they were read (None, and why, when it
+    could not be read): one open, one fstat and one read tell a page's size, its type and its
+    dimensions."""
+
+    head: bytes
+    stamp: Stamp | None
+    error: str = ""
+
+
+def probe_file(path: str, head_bytes: int) -> Probe:
+    """The first ``head_bytes`` of the file at ``path`` and its stamp; never raises."""
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            return Probe(fh.read(head_bytes), Stamp(st.st_size, st.st_mtime_ns))
+    except OSError as e:
+        return Probe(b"", None, e.strerror or str(e))
 
 
 def file_stamp(path: str) -> Stamp | None:

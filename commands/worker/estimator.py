@@ -25,6 +25,7 @@ from commands.rules.tokens import (
     output_tokens_per_page,
     text_tokens,
 )
+from commands.worker.dataset import SIGNATURE_BYTES, Probe, probe_file
 from eventlog.store import EventStore
 from projections import queries
 
@@ -44,11 +45,7 @@ class PageTokens(msgspec.Struct, frozen=True):
 
 def read_head(path: str) -> bytes:
     """The first bytes of the file at ``path`` (empty when it cannot be read)."""
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(HEADER_BYTES)
-    except OSError:
-        return b""
+    return probe_file(path, HEADER_BYTES).head
 
 
 class TokenEstimator:
@@ -65,12 +62,17 @@ class TokenEstimator:
         )
         self.text_per_page = text_tokens(len(config.gemini.prompt) + len(json.dumps(json_schema)))
         self._cache: dict[str, PageTokens] = {}
+        #: Each page's file as it was read for its estimate (its stamp, and its first bytes: the
+        #: image signature): the checks before its submission use it instead of reading again.
+        self.probes: dict[str, Probe] = {}
 
     def page(self, page: Page) -> PageTokens:
         """``page``'s estimate (its header read once per estimator)."""
         found = self._cache.get(page.key)
         if found is None:
-            size = image_size(read_head(page.path))
+            probe = probe_file(page.path, HEADER_BYTES)
+            size = image_size(probe.head)
+            self.probes[page.key] = probe._replace(head=probe.head[:SIGNATURE_BYTES])
             found = PageTokens(
                 image_tokens(size) + self.text_per_page, self.output_per_page, size is not None
             )

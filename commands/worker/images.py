@@ -19,7 +19,7 @@ from commands.rules.cleanup import image_reusable_since
 from commands.rules.scan import rejected
 from commands.rules.transport import Transport
 from commands.worker.context import Worker
-from commands.worker.dataset import Stamp, file_stamp
+from commands.worker.dataset import Probe, Stamp, file_stamp
 from commands.worker.request_files import Ready, route_page
 from commands.worker.summary import CycleSummary
 from commands.worker.upload import Uploaded, upload_pages
@@ -51,13 +51,16 @@ def reject(w: Worker, page: Page, reason: str) -> None:
 
 
 def _route(
-    w: Worker, pages: list[Page], stamps: dict[str, Stamp | None]
+    w: Worker, pages: list[Page], stamps: dict[str, Stamp | None], probes: dict[str, Probe]
 ) -> list[tuple[Page, Transport]]:
-    """The pages that can go, each with its transport; the others are rejected."""
+    """The pages that can go, each with its transport; the others are rejected. A page's file
+    as its estimate read it (``probes``) is what is checked, and its stamp what its line or
+    upload must still find."""
     routed: list[tuple[Page, Transport]] = []
     for page in pages:
-        stamps[page.key] = file_stamp(page.path)
-        route = route_page(page, w.config.uploads)
+        probe = probes.get(page.key)
+        stamps[page.key] = probe.stamp if probe is not None else file_stamp(page.path)
+        route = route_page(page, w.config.uploads, probe)
         if route.transport is None:
             reject(w, page, route.reason)
         else:
@@ -65,12 +68,18 @@ def _route(
     return routed
 
 
-async def ready_images(w: Worker, take: list[Page], project: str, summary: CycleSummary) -> Images:
+async def ready_images(
+    w: Worker,
+    take: list[Page],
+    project: str,
+    summary: CycleSummary,
+    probes: dict[str, Probe] | None = None,
+) -> Images:
     """``take``'s pages that can go this cycle, with ``project``'s key: inline ones as they
     are, File API ones reused or uploaded (a page whose upload failed waits, or is given up
-    on)."""
+    on). ``probes``: their files as their estimates read them."""
     stamps: dict[str, Stamp | None] = {}
-    routed = _route(w, take, stamps)
+    routed = _route(w, take, stamps, probes or {})
     ready: list[Ready] = [(page, None) for page, how in routed if how == "inline"]
     to_upload = [page for page, how in routed if how == "file_api"]
     reused = _reuse(w, to_upload, project)

@@ -25,6 +25,7 @@ from commands.rules.transport import Route, line_too_big, route_image, starts_ne
 from commands.worker.dataset import (
     MAX_IMAGE_BYTES,
     OutputTree,
+    Probe,
     Stamp,
     inspect_image,
     read_once,
@@ -49,11 +50,12 @@ class RequestFile(NamedTuple):
         self.path.unlink(missing_ok=True)
 
 
-def route_page(page: Page, uploads: UploadsConfig) -> Route:
-    """How ``page``'s image can go (reads its header and size): a ``transport``, or why it
-    cannot go at all (unreadable, not the image its extension says, too big for its transport).
-    The scan asks the same of a page rejected before, to see whether it was fixed."""
-    size, reason = inspect_image(page)  # the size limits are route_image's
+def route_page(page: Page, uploads: UploadsConfig, probe: Probe | None = None) -> Route:
+    """How ``page``'s image can go (reads its header and size, unless ``probe`` has them): a
+    ``transport``, or why it cannot go at all (unreadable, not the image its extension says, too
+    big for its transport). The scan asks the same of a page rejected before, to see whether it
+    was fixed."""
+    size, reason = inspect_image(page, probe=probe)  # the size limits are route_image's
     if reason is not None:
         return Route(None, reason)
     return route_image(

@@ -135,7 +135,8 @@ class _Submitting:
         """Make ``take``'s images ready, write its request files and start a flow for each,
         while ``chunk.project`` has a batch slot free."""
         w, project = self.w, chunk.project
-        images = await ready_images(w, take, project, self.summary)
+        probes = self.admission.estimator.probes
+        images = await ready_images(w, take, project, self.summary, probes)
         if not images.ready:
             return
         ready = sorted(images.ready, key=lambda r: r[0].key)

@@ -190,5 +190,6 @@ async def upload_pages(
                 expected=(stamps or {}).get(p.key),
             )
 
-    for finished in asyncio.as_completed([one(p) for p in pages]):
+    tasks = [asyncio.ensure_future(one(p)) for p in pages]  # started in the pages' order
+    for finished in asyncio.as_completed(tasks):
         yield await finished

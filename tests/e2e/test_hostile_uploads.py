@@ -220,8 +220,8 @@ def test_a_file_truncated_before_its_inline_line_is_written_waits_and_is_rejecte
     config = setup(tmp_path, emulator, [], image_transport="inline")
     real = images_module._route
 
-    def check_then_truncate(w: Any, pages: list[Any], stamps: Any) -> Any:
-        out = real(w, pages, stamps)
+    def check_then_truncate(w: Any, pages: list[Any], stamps: Any, probes: Any) -> Any:
+        out = real(w, pages, stamps, probes)
         if any(p.key == emptied for p in pages):
             image_path(tmp_path, emptied).write_bytes(b"")
         return out
