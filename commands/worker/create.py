@@ -62,32 +62,47 @@ CREATES_AT_ONCE = 4
 
 
 class Creates:
-    """Each project's creates this cycle: the first alone, then up to :data:`CREATES_AT_ONCE`
-    at once; :attr:`halted` holds the projects that make no more (a create of theirs did not go
-    through)."""
+    """Each project's creates this cycle: its first (the first flow :meth:`enter`-ed for it)
+    alone, then up to :data:`CREATES_AT_ONCE` at once; :attr:`halted` holds the projects that
+    make no more (a create of theirs did not go through)."""
 
     def __init__(self) -> None:
         self.halted: set[str] = set()
+        self._first: dict[str, asyncio.Event] = {}
         self._slots: dict[str, asyncio.Semaphore] = {}
-        self._opened: set[str] = set()
+
+    def enter(self, project: str) -> bool:
+        """Note a flow for ``project`` (in the order they start); True for its first."""
+        if project in self._first:
+            return False
+        self._first[project] = asyncio.Event()
+        self._slots[project] = asyncio.Semaphore(CREATES_AT_ONCE)
+        return True
 
     @contextlib.asynccontextmanager
-    async def slot(self, project: str) -> AsyncIterator[bool]:
-        """Hold one of ``project``'s create slots; yields False when the project was halted
+    async def slot(self, project: str, first: bool) -> AsyncIterator[bool]:
+        """Hold one of ``project``'s create slots (``first``: the project's first create, which
+        goes alone; the others wait for its outcome); yields False when the project was halted
         meanwhile (then nothing may be created)."""
-        slots = self._slots.setdefault(project, asyncio.Semaphore(1))
-        async with slots:
-            yield project not in self.halted
+        done = self._first[project]
+        try:
+            if not first:
+                await done.wait()
+            async with self._slots[project]:
+                yield project not in self.halted
+        finally:
+            if first:
+                done.set()
+
+    def first_ended(self, project: str) -> None:
+        """The project's first flow ended, whether or not it reached its create (an upload that
+        failed): the others go on."""
+        self._first[project].set()
 
     def went(self, project: str, outcome: CreateOutcome) -> None:
-        """Note a create's outcome: the first that went through opens the project's other
-        slots; one that did not halts the project for this cycle."""
+        """Note a create's outcome: one that did not go through halts the project."""
         if not submit_goes_on(outcome):
             self.halted.add(project)
-        elif outcome == "submitted" and project not in self._opened:
-            self._opened.add(project)
-            for _ in range(CREATES_AT_ONCE - 1):
-                self._slots[project].release()
 
 
 async def create_batch(
@@ -98,9 +113,11 @@ async def create_batch(
     halvings: int,
     creates: Creates,
     on_intent: Callable[[], None] = lambda: None,
+    first: bool = True,
 ) -> CreateOutcome:
     """Upload ``request_file``, wait until it is ACTIVE, append the intent, create the batch
-    (``on_intent`` is called once the intent is in the log).
+    (``on_intent`` is called once the intent is in the log; ``first``: the project's first
+    create of the cycle, :meth:`Creates.enter`).
 
     Returns ``submitted``; ``unanswered`` when the service did not answer the create (the
     intent stays open, its records reserved, and the next cycle looks it up); ``refused`` when
@@ -140,7 +157,7 @@ async def create_batch(
         return "deferred"
     crashpoints.reach("after_request_file_active")
     intent = msgspec.structs.replace(intent, input_file=request.name)
-    async with creates.slot(project) as going:
+    async with creates.slot(project, first) as going:
         if not going:
             _discard(w, request.name, project)
             return "deferred"

@@ -173,8 +173,9 @@ class _Submitting:
         except BaseException:
             request_file.delete()
             raise
+        first = self.creates.enter(project)
         flow = asyncio.ensure_future(
-            self._flow(request_file, project, partition, estimates, reservation)
+            self._flow(request_file, project, partition, estimates, reservation, first)
         )
         self.flows.append(flow)
         self.first.setdefault(project, flow)
@@ -186,6 +187,7 @@ class _Submitting:
         partition: str,
         estimates: list[PageTokens],
         reservation: Reservation,
+        first: bool,
     ) -> None:
         w, summary = self.w, self.summary
         outcome: CreateOutcome = "deferred"
@@ -200,12 +202,15 @@ class _Submitting:
                     halvings,
                     self.creates,
                     on_intent=reservation.release,
+                    first=first,
                 )
         except BaseException:
             self.broken = True
             self.admission.stopped.add(project)
             raise
         finally:
+            if first:
+                self.creates.first_ended(project)
             request_file.delete()
             reservation.release()
             self.in_flight.release()
