@@ -1,10 +1,10 @@
 """Polling the active batches, the I/O around :mod:`commands.rules.poll`.
 
-Every active batch of this worker's partitions is asked for at once (the gets side by side on
-the service-call pool); each answer is judged and its events appended in the batches' order
-(a stuck batch is cancelled on the service first); then the batches that succeeded are
-collected side by side (:func:`commands.worker.collect.collect`): their result files download
-together and one batch's lines are judged while the others' calls are in flight. The jobs of
+Every active batch of this worker's partitions moves on its own flow, all side by side (the
+gets on the service-call pool): its answer is judged and its events appended as soon as it is
+in (a stuck batch is cancelled on the service first), and a batch that succeeded is collected
+at once (:func:`commands.worker.collect.collect`): result files download together and one
+batch's lines are judged while the others' polls and downloads are in flight. The jobs of
 completed batches are deleted in the background (:func:`commands.worker.cleanup.delete_jobs`).
 """
 
@@ -42,8 +42,9 @@ Answer = RemoteBatch | GatewayError
 
 
 async def poll(w: Worker, summary: CycleSummary) -> None:
-    """Poll every active batch of this worker, collect the ones that succeeded, start the
-    deletes of finished jobs."""
+    """Poll every active batch of this worker, each on its own: a batch that succeeded is
+    collected as soon as its answer is in, while the others' polls and downloads go on. Then
+    start the deletes of finished jobs."""
     parts = queries.batch_partitions(w.store) if w.leases is not None else {}
     mine = [
         (batch, partition)
@@ -51,45 +52,49 @@ async def poll(w: Worker, summary: CycleSummary) -> None:
         if w.mine(partition := w.partition_of(batch.display_name, parts))
     ]
     summary.polled += len(mine)
-    answers = await gather(_get(w, batch) for batch, _ in mine)
-    succeeded: list[tuple[ActiveBatch, RemoteBatch, str]] = []
-    for (batch, partition), answer in zip(mine, answers, strict=True):
-        with w.acting_for(partition):
-            if await _observe(w, batch, answer, summary) and isinstance(answer, RemoteBatch):
-                w.check_lease()
-                succeeded.append((batch, answer, partition))
-    if succeeded:
-        total = sum(queries.count_in_flight(w.store, b.batch_id) for b, _, _ in succeeded)
-        ids = [b.batch_id for b, _, _ in succeeded]
-        more = f" and {len(ids) - 2} more" if len(ids) > 2 else ""
-        bar = w.progress.start(f"results of {', '.join(ids[:2])}{more}", total)
-        await gather(
-            _collect(w, batch, answer, partition, bar, summary)
-            for batch, answer, partition in succeeded
-        )
-        bar.close()
+    results = _Results(w, [batch for batch, _ in mine])
+    await gather(_poll(w, batch, partition, summary, results) for batch, partition in mine)
+    results.close()
     if w.config.batching.delete_finished_jobs:
         delete_jobs(w)
 
 
-async def _get(w: Worker, batch: ActiveBatch) -> Answer:
-    try:
-        return await w.pools.call(w.port(batch.project).get_batch, batch.batch_id)
-    except GatewayError as e:
-        return e
+class _Results:
+    """One progress bar for the results collected this stage, opened with the first batch
+    collected: its total is every polled batch's records in flight (those still waiting on the
+    service leave it short)."""
+
+    def __init__(self, w: Worker, batches: list[ActiveBatch]) -> None:
+        self.w, self.batches = w, batches
+        self.bar: Bar | None = None
+
+    def open(self) -> Bar:
+        if self.bar is None:
+            total = sum(queries.count_in_flight(self.w.store, b.batch_id) for b in self.batches)
+            ids = [b.batch_id for b in self.batches]
+            more = f" and {len(ids) - 2} more" if len(ids) > 2 else ""
+            self.bar = self.w.progress.start(f"results of {', '.join(ids[:2])}{more}", total)
+        return self.bar
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
-async def _collect(
-    w: Worker,
-    batch: ActiveBatch,
-    answer: RemoteBatch,
-    partition: str,
-    bar: Bar,
-    summary: CycleSummary,
+async def _poll(
+    w: Worker, batch: ActiveBatch, partition: str, summary: CycleSummary, results: _Results
 ) -> None:
+    """One batch: ask for it, act on the answer, collect it if it succeeded."""
+    answer: Answer
+    try:
+        answer = await w.pools.call(w.port(batch.project).get_batch, batch.batch_id)
+    except GatewayError as e:
+        answer = e
     with w.acting_for(partition):
-        if await collect(w, BatchRef.of(batch), answer, bar) is not None:
-            summary.completed += 1
+        if await _observe(w, batch, answer, summary) and isinstance(answer, RemoteBatch):
+            w.check_lease()
+            if await collect(w, BatchRef.of(batch), answer, results.open()) is not None:
+                summary.completed += 1
 
 
 async def _observe(w: Worker, batch: ActiveBatch, answer: Answer, summary: CycleSummary) -> bool:
