@@ -148,7 +148,7 @@ def session(
             progress or NoProgress(),
             ports=ports,
             leases=leases,
-            pools=Pools(config.network.max_calls_in_flight),
+            pools=Pools(max(config.network.max_calls_in_flight, config.uploads.upload_concurrency)),
         )
         s = Session(run_id, Cycle(worker), store, leases.sleep if leases else sleep)
         _start(s, command, leases)
