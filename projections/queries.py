@@ -346,6 +346,22 @@ def is_pending_in(store: EventStore, record_key: str, batch_id: str) -> bool:
     )
 
 
+def pending_among(store: EventStore, batch_id: str, record_keys: Sequence[str]) -> set[str]:
+    """Those of ``record_keys`` still in flight in ``batch_id`` (not yet judged), in chunked IN
+    lists: one statement for a chunk of result lines, not one a line."""
+    out: set[str] = set()
+    for part in _in_chunks(record_keys):
+        out.update(
+            r[0]
+            for r in store.query(
+                "SELECT record_key FROM inflight_records WHERE batch_id = ? "
+                f"AND record_key IN ({_marks(part)})",
+                [batch_id, *part],
+            )
+        )
+    return out
+
+
 def pending_keys(store: EventStore, batch_id: str, limit: int) -> list[str]:
     """Up to ``limit`` of ``batch_id``'s records still in flight, in key order (call again after
     judging them for the next ones)."""

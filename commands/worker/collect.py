@@ -183,30 +183,51 @@ class _Collecting:
         self.taken: set[str] = set()
 
     def chunks(self, verdicts: Iterable[Verdict]) -> Iterator[Chunk]:
-        """The verdicts of the records still pending in this batch, a chunk at a time."""
-        store, batch_id = self.w.store, self.batch.batch_id
-        verdicts_: list[Verdict] = []
+        """The verdicts of the records still pending in this batch, a chunk at a time (the
+        first line of a record wins; whether a line's record is pending is asked of the log
+        once a chunk, and of the chunks not yet recorded)."""
+        lines: list[Verdict] = []
+        seen: set[str] = set()
+        for v in verdicts:
+            if not v.key:
+                self.ignored.unreadable += 1
+            elif v.key in seen or v.key in self.taken:
+                self._ignore(v.key)
+            else:
+                seen.add(v.key)
+                lines.append(v)
+                if len(lines) >= CHUNK:
+                    yield from self._pending(lines)
+                    lines, seen = [], set()
+        if lines:
+            yield from self._pending(lines)
+
+    def _pending(self, lines: list[Verdict]) -> Iterator[Chunk]:
+        """``lines`` (one a record) as a chunk of those whose record is still pending; a line
+        for a record already judged, or one the batch never held, is ignored (said later)."""
+        batch_id = self.batch.batch_id
+        pending = queries.pending_among(self.w.store, batch_id, [v.key for v in lines])
+        verdicts: list[Verdict] = []
         discards: list[Event] = []
         keys: set[str] = set()
-        for v in verdicts:
-            key = v.key
-            if not key:
-                self.ignored.unreadable += 1
+        for v in lines:
+            if v.key not in pending:
+                self._ignore(v.key)
                 continue
-            if key in keys or key in self.taken or not queries.is_pending_in(store, key, batch_id):
-                self.ignored.add(key, duplicate=queries.batch_held_record(store, batch_id, key))
-                continue
-            keys.add(key)
-            if key in self.superseded:
-                why = f"already written from {self.superseded[key]}"
+            keys.add(v.key)
+            if v.key in self.superseded:
+                why = f"already written from {self.superseded[v.key]}"
                 discards.append(discarded(batch_id, self.batch.model, v, why))
             else:
-                verdicts_.append(v)
-            if len(keys) >= CHUNK:
-                yield self._chunk(verdicts_, discards, keys)
-                verdicts_, discards, keys = [], [], set()
+                verdicts.append(v)
         if keys:
-            yield self._chunk(verdicts_, discards, keys)
+            yield self._chunk(verdicts, discards, keys)
+
+    def _ignore(self, key: str) -> None:
+        """A line no record takes: a duplicate (its record is the batch's) or a key the batch
+        never held."""
+        held = queries.batch_held_record(self.w.store, self.batch.batch_id, key)
+        self.ignored.add(key, duplicate=held)
 
     def _chunk(self, verdicts: list[Verdict], discards: list[Event], keys: set[str]) -> Chunk:
         self.taken |= keys
