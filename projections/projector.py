@@ -323,7 +323,9 @@ class SqlProjector:
             for i, rec in enumerate(records):
                 evolve(tables, rec)
                 if i == 0:
+                    tables.flush()  # the first event's rows are written when the kill comes
                     crashpoints.reach("during_projection_update")
+            tables.flush()
             last = records[-1].seq
             conn.execute(f"UPDATE {_CHECKPOINTS} SET seq = ?", (last,))
             if snapshots.crossed(records[0].seq, last):

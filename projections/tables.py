@@ -96,6 +96,10 @@ class Tables(Protocol):
         """Delete every row whose ``column`` equals ``value`` (an indexed or leading key
         column), without loading them."""
 
+    def flush(self) -> None:
+        """Make every write so far visible to any reader of the store (a store may buffer
+        them; ``get`` and ``find`` always see them)."""
+
 
 class _Table:
     """One in-memory table: rows by primary key, and its secondary indexes."""
@@ -165,6 +169,9 @@ class MemoryTables:
         for row in self.find(spec, column, value):
             self.delete(spec, spec.key_of(row))
 
+    def flush(self) -> None:
+        """Nothing to do: the dicts are the store."""
+
     def rows(self, spec: TableSpec) -> Iterator[tuple[Any, ...]]:
         """Every row as a tuple, in primary-key order."""
         data = self._t[spec.name].data
@@ -182,11 +189,20 @@ def _drop(index: dict[Any, set[Any]], value: Any, key: Any) -> None:
 
 
 class SqliteTables:
-    """Tables in the live database; every call runs inside the caller's write transaction."""
+    """Tables in the live database; every call runs inside the caller's write transaction.
+
+    Writes are buffered: ``put`` and ``delete`` note the row's new state (a ``get`` sees it),
+    and :meth:`flush` writes every table's noted rows with one ``executemany`` per table and
+    kind, not one statement a row. A ``find`` or ``delete_where`` flushes its table first; the
+    projector flushes at the end of each fold, inside the same transaction, so nothing else
+    ever sees a table short of a write. A row touched several times (an aggregate, such as the
+    tokens of a run and model) is written once, in its last state."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._sql: dict[tuple[str, str, str], str] = {}
+        #: Per table: its spec, and each noted row by key (None: deleted).
+        self._pending: dict[str, tuple[TableSpec, dict[tuple[Any, ...], Row | None]]] = {}
 
     def _stmt(self, spec: TableSpec, op: str, column: str = "") -> str:
         cache_key = (spec.name, op, column)
@@ -214,23 +230,53 @@ class SqliteTables:
             self._sql[cache_key] = sql
         return sql
 
+    def _noted(self, spec: TableSpec) -> dict[tuple[Any, ...], Row | None]:
+        noted = self._pending.get(spec.name)
+        if noted is None:
+            noted = self._pending[spec.name] = (spec, {})
+        return noted[1]
+
     def get(self, spec: TableSpec, key: tuple[Any, ...]) -> Any | None:
+        noted = self._pending.get(spec.name)
+        if noted is not None and key in noted[1]:
+            return noted[1][key]
         row = self.conn.execute(self._stmt(spec, "get"), key).fetchone()
         return spec.row(*row) if row is not None else None
 
     def put(self, spec: TableSpec, row: Row) -> None:
-        self.conn.execute(self._stmt(spec, "put"), msgspec.structs.astuple(row))
+        self._noted(spec)[spec.key_of(row)] = row
 
     def delete(self, spec: TableSpec, key: tuple[Any, ...]) -> None:
-        self.conn.execute(self._stmt(spec, "delete"), key)
+        self._noted(spec)[key] = None
 
     def find(self, spec: TableSpec, column: str, value: Any) -> list[Any]:
+        self.flush(spec)
         rows = self.conn.execute(self._stmt(spec, "find", column), (value,)).fetchall()
         return [spec.row(*r) for r in rows]
 
     def delete_where(self, spec: TableSpec, column: str, value: Any) -> None:
         self._stmt(spec, "find", column)  # the same columns are allowed: indexed or leading key
+        self.flush(spec)
         self.conn.execute(f"DELETE FROM {spec.name} WHERE {column} = ?", (value,))
+
+    def flush(self, only: TableSpec | None = None) -> None:
+        """Write the noted rows (of ``only``'s table, or of every table)."""
+        names = [only.name] if only is not None else list(self._pending)
+        astuple = msgspec.structs.astuple
+        for name in names:
+            entry = self._pending.pop(name, None)
+            if entry is None:
+                continue
+            spec, noted = entry
+            deleted = [key for key, row in noted.items() if row is None]
+            written = [astuple(row) for row in noted.values() if row is not None]
+            if deleted:
+                self._many(self._stmt(spec, "delete"), deleted)
+            if written:
+                self._many(self._stmt(spec, "put"), written)
+
+    def _many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        self.conn.executemany(sql, rows)
 
 
 class PostgresTables(SqliteTables):
@@ -247,7 +293,13 @@ class PostgresTables(SqliteTables):
 
     def delete_where(self, spec: TableSpec, column: str, value: Any) -> None:
         self._stmt(spec, "find", column)
+        self.flush(spec)
         self.conn.execute(f"DELETE FROM {spec.name} WHERE {column} = %s", (value,))
+
+    def _many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        raw: Any = self.conn  # psycopg's connection: executemany is its cursors'
+        with raw.cursor() as cur:
+            cur.executemany(sql, rows)
 
 
 def select_all(spec: TableSpec) -> str:

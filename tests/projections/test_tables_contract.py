@@ -35,6 +35,9 @@ def tables(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Tables]:
 
 
 def _rows(t: Tables) -> list[tuple]:
+    """Every row as a reader of the store sees it, once the writes are flushed (the projector
+    flushes at the end of every fold, inside its transaction)."""
+    t.flush()
     if isinstance(t, MemoryTables):
         return list(t.rows(SPEC))
     return [tuple(r) for r in read_rows(t.conn, SPEC)]  # type: ignore[attr-defined]
@@ -85,3 +88,18 @@ def test_delete_where_removes_every_matching_row(tables: Tables) -> None:
 def test_find_on_an_unindexed_column_is_refused(tables: Tables) -> None:
     with pytest.raises(KeyError, match="not indexed"):
         tables.find(SPEC, "size", 1)
+
+
+def test_writes_are_seen_by_get_and_find_before_a_flush_and_by_the_store_after(
+    tables: Tables,
+) -> None:
+    tables.put(SPEC, Thing("g", "a", "red", 1))
+    tables.put(SPEC, Thing("g", "b", "red", 2))
+    tables.put(SPEC, Thing("g", "a", "blue", 3))  # the same row again: its last state counts
+    tables.delete(SPEC, ("g", "b"))
+    assert tables.get(SPEC, ("g", "a")) == Thing("g", "a", "blue", 3)
+    assert tables.get(SPEC, ("g", "b")) is None
+    assert tables.find(SPEC, "colour", "red") == []
+    tables.put(SPEC, Thing("g", "c", "red", 4))
+    tables.delete_where(SPEC, "colour", "blue")
+    assert _rows(tables) == [("g", "c", "red", 4)]
