@@ -237,13 +237,18 @@ class _Collecting:
         """Write each chunk on threads while the next is read and judged; record each once
         its own files are durable, in order."""
         waiting: tuple[Chunk, asyncio.Future[dict[Path, str]]] | None = None
-        for chunk in chunks:
-            writing = asyncio.ensure_future(self.w.pools.files(write_outputs, chunk.items))
+        try:
+            for chunk in chunks:
+                writing = asyncio.ensure_future(self.w.pools.files(write_outputs, chunk.items))
+                if waiting is not None:
+                    await self.record(*waiting)
+                waiting = (chunk, writing)
             if waiting is not None:
                 await self.record(*waiting)
-            waiting = (chunk, writing)
-        if waiting is not None:
-            await self.record(*waiting)
+                waiting = None
+        finally:
+            if waiting is not None and not waiting[1].done():  # a chunk left behind by an error
+                await asyncio.wait([waiting[1]])
 
     async def record(self, chunk: Chunk, writing: asyncio.Future[dict[Path, str]]) -> None:
         """Once ``chunk``'s outputs are durable, append its events in one transaction."""

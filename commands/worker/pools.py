@@ -22,13 +22,17 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from eventlog.errors import DatabaseError
+
 __all__ = ["DEFAULT_CALLS", "Pools", "gather"]
 
 T = TypeVar("T")
+log = logging.getLogger("commands.cycle")
 #: Service calls in flight at once by default (``[network] max_calls_in_flight``).
 DEFAULT_CALLS = 16
 #: Chunks of outputs written at once (each flushes its files on the outputs' own threads).
@@ -101,12 +105,30 @@ class Pools:
 async def gather(flows: Iterable[Awaitable[T]]) -> list[T]:
     """Run ``flows`` side by side until every one has ended; then raise the first error one
     raised (in the order given), or return their results (a flow may return an exception as
-    its value: it is returned, not raised). A flow is never cancelled because another failed:
-    what it did is recorded before the error goes up."""
+    its value: it is returned, not raised). A flow is not cancelled because another failed:
+    what it did is recorded before the error goes up; the other errors are logged. Only a
+    failure of the log itself (:class:`~eventlog.errors.DatabaseError`: locked past the busy
+    timeout, its -wal file gone) cancels the rest at once: nothing more could be recorded."""
     tasks = [asyncio.ensure_future(flow) for flow in flows]
-    if tasks:
-        await asyncio.wait(tasks)
-    for task in tasks:
-        if task.cancelled() or task.exception() is not None:
-            task.result()  # raises the CancelledError or the flow's error
+    pending = set(tasks)
+    while pending:
+        _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+        if any(_log_failed(t) for t in tasks if t.done()):
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+            break
+    failed = [t for t in tasks if t.cancelled() or t.exception() is not None]
+    for task in failed[1:]:
+        if not task.cancelled():
+            error = task.exception()
+            log.error("Another flow of the stage failed too: %s: %s", type(error).__name__, error)
+    if failed:
+        first = next((t for t in failed if _log_failed(t)), failed[0])
+        first.result()  # raises the CancelledError or the flow's error
     return [task.result() for task in tasks]
+
+
+def _log_failed(task: asyncio.Task[Any]) -> bool:
+    return not task.cancelled() and isinstance(task.exception(), DatabaseError)

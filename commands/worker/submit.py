@@ -58,31 +58,41 @@ async def submit(w: Worker, decision: ScanDecision, summary: CycleSummary) -> No
         queue.sort(key=lambda p: leases.partition_of(p.state, p.school))
     submitting = _Submitting(w, summary, admission, json_schema, decision.previous)
     try:
-        while queue:
-            partition = ""
-            if leases is not None:
-                partition = leases.partition_of(queue[0].state, queue[0].school)
-                if not w.mine(partition):
-                    queue = [
-                        p for p in queue if leases.partition_of(p.state, p.school) != partition
-                    ]
-                    continue
-            end = _partition_end(w, queue, partition)
-            chunk = admission.next(queue, refusals, end)
-            if chunk is None:
-                break
-            if chunk.pages == 0:
-                continue
-            if await submitting.wait_for_first(chunk.project):
-                continue  # its first create did not go through: the project is halted
-            if submitting.broken:
-                break
-            take, queue = queue[: chunk.pages], queue[chunk.pages :]
-            with w.acting_for(partition):
-                await submitting.chunk(take, chunk, partition)
-    finally:
-        await submitting.settle()
+        queue = await _plan(w, submitting, queue, refusals)
+    except Exception:
+        await submitting.settle(quietly=True)  # what was started records its outcome first
+        raise
+    await submitting.settle()
     summary.candidates_left = len(queue) + decision.others
+
+
+async def _plan(
+    w: Worker, submitting: _Submitting, queue: list[Page], refusals: dict[str, int]
+) -> list[Page]:
+    """Take chunks off ``queue`` while the admission lets them go, and start their batches;
+    returns the pages left."""
+    leases, admission = w.leases, submitting.admission
+    while queue:
+        partition = ""
+        if leases is not None:
+            partition = leases.partition_of(queue[0].state, queue[0].school)
+            if not w.mine(partition):
+                queue = [p for p in queue if leases.partition_of(p.state, p.school) != partition]
+                continue
+        end = _partition_end(w, queue, partition)
+        chunk = admission.next(queue, refusals, end)
+        if chunk is None:
+            break
+        if chunk.pages == 0:
+            continue
+        if await submitting.wait_for_first(chunk.project):
+            continue  # its first create did not go through: the project is halted
+        if submitting.broken:
+            break
+        take, queue = queue[: chunk.pages], queue[chunk.pages :]
+        with w.acting_for(partition):
+            await submitting.chunk(take, chunk, partition)
+    return queue
 
 
 def _partition_end(w: Worker, queue: list[Page], partition: str) -> int | None:
@@ -222,6 +232,13 @@ class _Submitting:
         if not submit_goes_on(outcome):
             self.admission.stopped.add(project)
 
-    async def settle(self) -> None:
-        """Wait for every flow started; the first error is raised once all have ended."""
-        await gather(self.flows)
+    async def settle(self, *, quietly: bool = False) -> None:
+        """Wait for every flow started; the first error is raised once all have ended (not
+        ``quietly``: another error is already on its way)."""
+        if not quietly:
+            await gather(self.flows)
+        elif self.flows:
+            await asyncio.wait(self.flows)
+            for flow in self.flows:  # seen, so not reported again when they are collected
+                if not flow.cancelled() and flow.exception() is not None:
+                    log.error("A submission also failed: %s", flow.exception())
