@@ -9,6 +9,7 @@ or counted as a failure.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
 
@@ -33,18 +34,23 @@ __all__ = ["adopt_late", "watch_abandoned"]
 
 
 async def watch_abandoned(w: Worker) -> None:
-    """Look at every batch given up on whose late window is open, side by side."""
+    """Look at every batch given up on whose late window is open, side by side; adopt the
+    late results of one at a time (two batches given up on may hold the same record: the first
+    result wins, so the second must see the first's output)."""
     grace = w.config.batching.late_results_grace_minutes / 60
     parts = queries.batch_partitions(w.store) if w.leases is not None else {}
+    adopting = asyncio.Lock()
     flows = []
     for a in queries.abandoned_batches(w.store):
         partition = w.partition_of(a.display_name, parts)
         if w.mine(partition):
-            flows.append(_watch(w, a, grace, partition))
+            flows.append(_watch(w, a, grace, partition, adopting))
     await gather(flows)
 
 
-async def _watch(w: Worker, a: AbandonedBatchRow, grace: float, partition: str) -> None:
+async def _watch(
+    w: Worker, a: AbandonedBatchRow, grace: float, partition: str, adopting: asyncio.Lock
+) -> None:
     batch_id = a.batch_id
     batch = AbandonedBatch(batch_id, bool(a.terminal))
     with w.acting_for(partition):
@@ -65,9 +71,10 @@ async def _watch(w: Worker, a: AbandonedBatchRow, grace: float, partition: str) 
                     extra={"batch_id": batch_id},
                 )
             elif verdict.outcome == "adopt" and isinstance(answer, RemoteBatch):
-                w.check_lease()
                 ref = BatchRef(batch_id, a.model, a.submitted_seq, a.submitted_at, "", a.project)
-                await adopt_late(w, ref, answer)
+                async with adopting:
+                    w.check_lease()
+                    await adopt_late(w, ref, answer)
         w.append(verdict.events)
 
 

@@ -123,8 +123,15 @@ class Cycle:
 
     def _stage(self, flow: Coroutine[Any, Any, T]) -> T:
         """Run one stage's flows on the worker's loop; in shared mode its leases are renewed
-        meanwhile (every sixth of a lease), as between cycles."""
-        return self.w.pools.run(self._renewing(flow))
+        meanwhile (every sixth of a lease), as between cycles. A stage that fails leaves
+        nothing behind: whatever it started (background deletes included) is cancelled before
+        the error goes up, so no flow of it goes on into the next cycle (``run --loop`` and a
+        Prefect retry start again from the log)."""
+        try:
+            return self.w.pools.run(self._renewing(flow))
+        except Exception:
+            self.w.pools.cancel_all()
+            raise
 
     async def _renewing(self, flow: Coroutine[Any, Any, T]) -> T:
         leases = self.w.leases

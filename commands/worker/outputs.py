@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -49,28 +50,45 @@ def _threads() -> ThreadPoolExecutor:
 
 
 def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """A temporary name of its own for each write (this process's pid, then a counter): two
+    writes of one output never share a file."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{next(_writes)}.tmp")
+
+
+_writes = itertools.count()
 
 
 def _sweep(folder: Path, names: set[str]) -> None:
-    """Remove the temporary files another process (killed while it wrote) left in ``folder``
-    for the outputs ``names``: ours are named with our pid, theirs with a dead one's."""
-    mine = f".{os.getpid()}.tmp"
+    """Remove the temporary files a writer killed while it wrote (a pid no process has any
+    more) left in ``folder`` for the outputs ``names``."""
     try:
         with os.scandir(folder) as entries:
-            stale = [
-                e.path
-                for e in entries
-                if e.name.startswith(".")
-                and e.name.endswith(".tmp")
-                and not e.name.endswith(mine)
-                and e.name[1:].rsplit(".", 2)[0] in names
-            ]
+            stale = [e.path for e in entries if _left_by_the_dead(e.name, names)]
     except OSError:
         return
     for path in stale:
         with contextlib.suppress(OSError):
             os.unlink(path)
+
+
+def _left_by_the_dead(name: str, outputs: set[str]) -> bool:
+    """Whether ``name`` is a temporary file (``.<output>.<pid>[-<n>].tmp``) of one of
+    ``outputs`` whose writer is gone."""
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return False
+    output, _, writer = name[1:-4].rpartition(".")
+    pid = writer.partition("-")[0]
+    if output not in outputs or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, and is another user's
+        return False
+    return False
 
 
 def _write_flushed(path: Path, data: bytes) -> Path:

@@ -84,22 +84,32 @@ class Pools:
         while self._background:
             await gather(list(self._background))
 
+    def cancel_all(self) -> None:
+        """Cancel every task left on the loop (a stage that failed) and let them unwind."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self._background.clear()
+
     def close(self) -> None:
-        """Cancel what is left (a run interrupted), let it unwind, stop the threads: calls
-        already on the wire finish on their own, nothing waits for them."""
+        """Cancel what is left (a run interrupted), let it unwind, stop the threads. The
+        session closes the ports next, which ends the calls still on the wire."""
         if self._closed:
             return
         self._closed = True
         try:
-            pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
-            for task in pending:
-                task.cancel()
-            if pending:
-                self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self.cancel_all()
         finally:
             self._calls.shutdown(wait=False, cancel_futures=True)
             self._files.shutdown(wait=False, cancel_futures=True)
-            self.loop.close()
+            if self._loop is not None:
+                self._loop.close()
+                self._loop = None
 
 
 async def gather(flows: Iterable[Awaitable[T]]) -> list[T]:

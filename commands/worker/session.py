@@ -166,13 +166,12 @@ def session(
             raise
         finally:
             try:
+                s.cycle.close()  # what a stage left running is cancelled
+                _close_all(ports)  # and the calls still on the wire end with the clients
                 # With the -wal file lost nothing more may be written: the error says what to do.
                 if not lost_wal:
                     _finish(s, config, leases)
             finally:
-                s.cycle.close()
-                for p in ports.values():
-                    p.close()
                 store.close()
                 log.info("Run %s finished (%s); report: %s", run_id, s.outcome, s.report_path)
                 bind_run(None)

@@ -119,8 +119,11 @@ def test_temporary_files_a_killed_writer_left_are_removed_when_its_outputs_are_w
     folder.mkdir(parents=True)
     dead = 2**22 + 17  # above any pid this machine hands out
     stale = [folder / f".{p.name}.{dead}.tmp" for p, _ in items if p.parent == folder]
+    stale.append(folder / f".{items[0][0].name}.{dead}-7.tmp")
     other = folder / f".99.json.{dead}.tmp"
-    for path in [*stale, other]:
+    # A live writer's file (pid 1 is always running) is its own: it is not swept.
+    alive = folder / f".{items[0][0].name}.1-3.tmp"
+    for path in [*stale, other, alive]:
         path.write_bytes(b'{"half')
     write_outputs(items)
-    assert leftovers(tmp_path) == [other]
+    assert leftovers(tmp_path) == sorted([other, alive])

@@ -6,12 +6,16 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from commands.errors import GatewayError
+from commands.worker.cycle import Cycle
 from commands.worker.pools import Pools, gather
 from eventlog.errors import DatabaseBusy
+from gemini_emulator.service import Service
+from tests.fakes import EmulatorPort, make_worker
 
 
 @pytest.fixture
@@ -116,3 +120,34 @@ def test_close_cancels_what_is_left_and_can_be_called_twice() -> None:
     p.close()
     p.close()
     assert cancelled == [True]
+
+
+def test_a_stage_that_fails_leaves_nothing_running_into_the_next(tmp_path: Path) -> None:
+    """Its flows and the background tasks it started are cancelled before its error goes up,
+    so ``run --loop`` (or a Prefect retry) starts the next cycle from the log alone."""
+    w = make_worker(tmp_path, EmulatorPort(Service()), [])
+    cycle = Cycle(w)
+    ran: list[str] = []
+
+    async def forever(name: str) -> None:
+        try:
+            await asyncio.sleep(60)
+        finally:
+            ran.append(name)
+
+    left: list[asyncio.Task[None]] = []
+
+    async def stage() -> None:
+        w.pools.background(forever("background"))
+        left.append(asyncio.ensure_future(forever("flow")))
+        await asyncio.sleep(0)
+        raise GatewayError("the stage failed", transient=True)
+
+    try:
+        with pytest.raises(GatewayError):
+            cycle._stage(stage())
+        assert sorted(ran) == ["background", "flow"] and left[0].cancelled()
+        assert not [t for t in asyncio.all_tasks(w.pools.loop) if not t.done()]
+    finally:
+        cycle.close()
+        w.store.close()
