@@ -62,47 +62,58 @@ CREATES_AT_ONCE = 4
 
 
 class Creates:
-    """Each project's creates this cycle: its first (the first flow :meth:`enter`-ed for it)
-    alone, then up to :data:`CREATES_AT_ONCE` at once; :attr:`halted` holds the projects that
-    make no more (a create of theirs did not go through)."""
+    """Each project's creates this cycle: its first flow's (the first :meth:`enter`-ed) goes
+    alone and the others wait for it; then one at a time until one went through, then up to
+    :data:`CREATES_AT_ONCE` at once. :attr:`halted` holds the projects that make no more (a
+    create of theirs did not go through, or failed with an error that stops the run)."""
 
     def __init__(self) -> None:
         self.halted: set[str] = set()
         self._first: dict[str, asyncio.Event] = {}
         self._slots: dict[str, asyncio.Semaphore] = {}
+        self._opened: set[str] = set()
 
     def enter(self, project: str) -> bool:
         """Note a flow for ``project`` (in the order they start); True for its first."""
         if project in self._first:
             return False
         self._first[project] = asyncio.Event()
-        self._slots[project] = asyncio.Semaphore(CREATES_AT_ONCE)
+        self._slots[project] = asyncio.Semaphore(1)
         return True
 
     @contextlib.asynccontextmanager
     async def slot(self, project: str, first: bool) -> AsyncIterator[bool]:
-        """Hold one of ``project``'s create slots (``first``: the project's first create, which
-        goes alone; the others wait for its outcome); yields False when the project was halted
-        meanwhile (then nothing may be created)."""
+        """Hold one of ``project``'s create slots (``first``: its first flow's); yields False
+        when the project was halted meanwhile (then nothing may be created). An error inside
+        halts the project."""
         done = self._first[project]
         try:
             if not first:
                 await done.wait()
             async with self._slots[project]:
-                yield project not in self.halted
+                try:
+                    yield project not in self.halted
+                except BaseException:
+                    self.halted.add(project)
+                    raise
         finally:
             if first:
                 done.set()
 
     def first_ended(self, project: str) -> None:
         """The project's first flow ended, whether or not it reached its create (an upload that
-        failed): the others go on."""
+        failed): the others go on, one at a time until a create goes through."""
         self._first[project].set()
 
     def went(self, project: str, outcome: CreateOutcome) -> None:
-        """Note a create's outcome: one that did not go through halts the project."""
+        """Note a create's outcome: one that did not go through halts the project; the first
+        that did lets up to :data:`CREATES_AT_ONCE` go at once."""
         if not submit_goes_on(outcome):
             self.halted.add(project)
+        elif outcome == "submitted" and project not in self._opened:
+            self._opened.add(project)
+            for _ in range(CREATES_AT_ONCE - 1):
+                self._slots[project].release()
 
 
 async def create_batch(

@@ -161,7 +161,8 @@ class _Submitting:
         consumed = 0
         try:
             for request_file in files:
-                if project in self.creates.halted or self.admission.room(project) <= 0:
+                halted = self.broken or project in self.creates.halted
+                if halted or self.admission.room(project) <= 0:
                     request_file.delete()
                     break
                 consumed = request_file.consumed

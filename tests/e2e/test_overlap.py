@@ -10,9 +10,10 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from commands.config import load_config
+from commands.config import Config, load_config
+from commands.errors import GatewayError
 from commands.worker.session import run
-from eventlog.events import BatchSubmitted
+from eventlog.events import BatchSubmissionIntended, BatchSubmitted
 from gemini_emulator import Emulator
 from tests.e2e.test_transport import line_bytes
 from tests.pipeline import (
@@ -114,3 +115,42 @@ def test_after_a_quota_answer_to_the_first_create_no_other_chunk_is_even_prepare
     uploads = emulator.policy.calls("files.upload")
     assert uploads == 2 + 1  # the first chunk's two images and its request file, nothing more
     assert sum(emulator.service.creates.values()) == 0
+
+
+def one_chunk_cut_in_six(tmp_path: Path, emulator: Emulator) -> Config:
+    """Twelve pages in one chunk, cut by bytes into six request files of two lines."""
+    make_dataset(tmp_path / "input", KEYS)
+    config = load_config(write_config(tmp_path, emulator.url))
+    line = line_bytes(tmp_path, config, KEYS[0])
+    batching = {"batch_size": 12, "max_active_batches": 6}
+    uploads = {"image_transport": "inline", "max_request_file_bytes": 2 * line + line // 2}
+    return load_config(write_config(tmp_path, emulator.url, batching=batching, uploads=uploads))
+
+
+def test_a_refusal_that_stops_the_run_makes_no_other_create(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    """A 404 to the first create (the model's name): the run stops with one error, and none of
+    the chunk's other request files is created."""
+    emulator.policy = {"faults": [{"endpoint": "batches.create", "status": 404}]}
+    config = one_chunk_cut_in_six(tmp_path, emulator)
+    with pytest.raises(GatewayError, match="model"):
+        run(config, max_cycles=1, api_key=API_KEY)
+    assert len([c for c in spans(emulator) if c[0] == "batches.create"]) == 1
+    assert len([e for e in events(config) if isinstance(e, BatchSubmissionIntended)]) == 1
+
+
+def test_when_the_first_never_reaches_its_create_the_next_create_still_goes_alone(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    """The first request file is refused by the File API (its pages wait); of the others, the
+    first create goes alone, and only once it went through do the rest overlap."""
+    refused = {"endpoint": "files.upload", "match": "gb-*-001-requests", "status": 400}
+    slow = {"endpoint": "batches.create", "delay": 0.15}
+    emulator.policy = {"faults": [refused, slow]}
+    config = one_chunk_cut_in_six(tmp_path, emulator)
+    run(config, max_cycles=1, api_key=API_KEY)
+    creates = sorted((c for c in spans(emulator) if c[0] == "batches.create"), key=lambda c: c[1])
+    assert len(creates) == 5
+    assert all(creates[0][2] <= later[1] for later in creates[1:])
+    assert overlapping(creates[1:]) > 0
