@@ -9,9 +9,10 @@
 * **Service calls** (the Gemini port is synchronous: google-genai over httpx) run on a bounded
   pool of threads (:meth:`Pools.call`): ``[network] max_calls_in_flight`` at once, whatever the
   number of flows waiting.
-* **Background** tasks (:meth:`Pools.background`: the clean-up's deletes of jobs and files) go
-  on while the next stages run, off the critical path; :meth:`Pools.settle` waits for them at
-  the end of the cycle, so their events are in the log before the cycle ends.
+* **Background** tasks (:meth:`Pools.background`: the deletes of finished jobs, and of request
+  files no intent came to name) go on while the next stages run, off the critical path;
+  :meth:`Pools.settle` waits for them at the end of the cycle, so their events are in the log
+  before the cycle ends.
 
 :func:`gather` runs flows side by side and lets every one of them finish (and record what it
 did) before the first error is raised: one batch's failure never cancels another's work.

@@ -13,6 +13,7 @@ are appended by its flow, in its own order, on the worker's one thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -151,16 +152,22 @@ class _Submitting:
             return
         ready = sorted(images.ready, key=lambda r: r[0].key)
         lines = LineMaker(w.config, self.json_schema, self.previous, images.stamps)
+        too_big: list[tuple[Page, str]] = []  # said on this thread once each file is written
         files = write_request_files(
             ready,
             lines,
             max_bytes=w.config.uploads.max_request_file_bytes,
             directory=w.config.paths.database.parent,
-            reject=lambda page, reason: reject(w, page, reason),
+            reject=lambda page, reason: too_big.append((page, reason)),
         )
         consumed = 0
         try:
-            for request_file in files:
+            # Each file is written on the file pool (images read, base64, lines encoded), so
+            # the other batches' flows and the lease renewals go on meanwhile.
+            while (request_file := await w.pools.files(next, files, None)) is not None:
+                for page, reason in too_big:
+                    reject(w, page, reason)
+                too_big.clear()
                 halted = self.broken or project in self.creates.halted
                 if halted or self.admission.room(project) <= 0:
                     request_file.delete()
@@ -170,7 +177,10 @@ class _Submitting:
             else:
                 consumed = len(ready)
         finally:
-            files.close()
+            with contextlib.suppress(ValueError):  # still being written on a thread: cancelled
+                files.close()
+            for page, reason in too_big:
+                reject(w, page, reason)
         # Pages of a chunk no batch could take this cycle (their uploads are garbage now),
         # and inline pages whose file changed before their line was written.
         self.summary.deferred += len(ready) - consumed + lines.skipped
