@@ -35,13 +35,20 @@ def store(db_path: Path) -> Iterator[EventStore]:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
-    """The session's PostgreSQL server URL: ``$GB_TEST_POSTGRES_URL``, or a throwaway server
-    started now and stopped at the end (``tests/postgres.py``); skips (fails under CI=1) when
-    none can be had."""
+    """The session's PostgreSQL server URL: ``$GB_TEST_POSTGRES_URL`` (under pytest-xdist, a
+    database of this worker's own on it), or a throwaway server started now and stopped at the
+    end, one per worker (``tests/postgres.py``); skips (fails under CI=1) when none can be had."""
     from tests import postgres
 
     url = os.environ.get(postgres.ENV_URL)
     if url:
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        if worker:
+            try:
+                url = postgres.worker_database(url, worker)
+            except postgres.NoServer as e:
+                postgres.unavailable(str(e))
+                return
         yield url
         return
     try:

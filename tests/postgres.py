@@ -1,9 +1,12 @@
-"""A throwaway PostgreSQL server for the tests, one per session.
+"""A throwaway PostgreSQL server for the tests, one per session (under pytest-xdist, one per
+worker: each its own directory and port, so no test shares a server with another worker's).
 
-``$GB_TEST_POSTGRES_URL`` (a database the tests may fill with schemas) is used when set; else a
-server is started from Debian's ``postgresql`` binaries (``/usr/lib/postgresql/*/bin``) in a
-temporary directory (``initdb`` and ``postgres`` refuse root: as root they run as the
-``postgres`` user through ``runuser``), on a free port of 127.0.0.1, and stopped at the end.
+``$GB_TEST_POSTGRES_URL`` (a database the tests may fill with schemas; under pytest-xdist each
+worker makes and uses a database of its own next to it, :func:`worker_database`) is used when
+set; else a server is started from Debian's ``postgresql`` binaries
+(``/usr/lib/postgresql/*/bin``) in a temporary directory (``initdb`` and ``postgres`` refuse
+root: as root they run as the ``postgres`` user through ``runuser``), on a free port of
+127.0.0.1, and stopped at the end.
 
 When no server can be had, the PostgreSQL tests skip with the reason, except under ``CI=1``
 (``.ci/run``), where they fail: CI must not pass silently without PostgreSQL.
@@ -22,10 +25,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 ENV_URL = "GB_TEST_POSTGRES_URL"
+#: Ports tried before a server that cannot bind one is given up.
+PORT_ATTEMPTS = 3
 
 
 class NoServer(Exception):
@@ -72,7 +78,7 @@ def throwaway_server(*, fsync: bool = False) -> Iterator[str]:
     top = Path(tempfile.mkdtemp(prefix="gb-pg-"))
     if owner is not None:
         os.chown(top, owner.pw_uid, owner.pw_gid)
-    data, port = top / "data", _free_port()
+    data = top / "data"
     ctl = [*run_as, str(binaries / "pg_ctl"), "-D", str(data)]
     try:
         subprocess.run(
@@ -81,14 +87,23 @@ def throwaway_server(*, fsync: bool = False) -> Iterator[str]:
             capture_output=True,
             text=True,
         )
-        options = f"-p {port} -k {top} -c listen_addresses=127.0.0.1"
-        options += "" if fsync else " -c fsync=off"
-        subprocess.run(
-            [*ctl, "-l", str(top / "log"), "-o", options, "-w", "start"],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
+        # The free port is released before the server binds it: under pytest-xdist another
+        # worker (its own server, an emulator) may take it first, so a bind failure retries.
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            port = _free_port()
+            options = f"-p {port} -k {top} -c listen_addresses=127.0.0.1"
+            options += "" if fsync else " -c fsync=off"
+            started = subprocess.run(
+                [*ctl, "-l", str(top / "log"), "-o", options, "-w", "start"],
+                capture_output=True,
+                text=True,
+            )
+            if started.returncode == 0:
+                break
+            log = top / "log"
+            in_use = log.exists() and "could not bind" in log.read_text()
+            if not in_use or attempt == PORT_ATTEMPTS:
+                started.check_returncode()
     except (OSError, subprocess.CalledProcessError) as e:
         shutil.rmtree(top, ignore_errors=True)
         detail = getattr(e, "stderr", "") or str(e)
@@ -98,6 +113,28 @@ def throwaway_server(*, fsync: bool = False) -> Iterator[str]:
     finally:
         subprocess.run([*ctl, "-m", "fast", "-w", "stop"], capture_output=True)
         shutil.rmtree(top, ignore_errors=True)
+
+
+def worker_database(url: str, worker: str) -> str:
+    """``url`` with its database replaced by ``<database>_<worker>``, created when missing: the
+    pytest-xdist workers sharing ``$GB_TEST_POSTGRES_URL`` each get a database of their own (an
+    append holds a database-wide lock, which a test of another worker must not meet)."""
+    import psycopg
+    from psycopg import sql
+
+    parts = urlsplit(url)
+    name = f"{parts.path.lstrip('/') or 'postgres'}_{worker}"
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if found.fetchone() is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.Error as e:
+        raise NoServer(
+            f"cannot make database {name} for pytest-xdist worker {worker} on ${ENV_URL} ({e}); "
+            "grant CREATEDB, or run with -n 0"
+        ) from e
+    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 def new_schema_url(server_url: str) -> str:

@@ -1,8 +1,8 @@
 """Soak: 20,000 pages through the emulator with 5% injected faults of every kind, to the end.
 
-Run by hand (it takes minutes): ``uv run pytest -m soak -s``. Prints wall time and peak memory
-of the worker; the README records the latest figures. The emulator runs as its own process, as
-the real service would, and the worker as ``commands run --until-idle``.
+Run by hand (it takes minutes): ``uv run pytest -m soak -s -n 0``. Prints wall time and peak
+memory of the worker; the README records the latest figures. The emulator runs as its own process,
+as the real service would, and the worker as ``commands run --until-idle``.
 """
 
 from __future__ import annotations
