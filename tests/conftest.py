@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -18,7 +19,35 @@ from gemini_emulator import Emulator
 from projections import open_store
 from tests.backends import BACKENDS, Backend, StoreFactory, on_server
 
+if TYPE_CHECKING:
+    from xdist.remote import Producer
+    from xdist.scheduler.protocol import Scheduling
+
 ROOT = Path(__file__).resolve().parent.parent
+
+#: Test modules whose tests share a costly module-scoped fixture (Prefect's test server, the
+#: dashboard's demo): under pytest-xdist each goes whole to one worker, so it starts once.
+ONE_WORKER_MODULES = frozenset(
+    {"tests/commands/test_prefect_flow.py", "tests/commands/test_dashboard.py"}
+)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> Scheduling | None:
+    """``--dist loadgroup`` (the addopts): tests handed out one by one as workers free up, but
+    each of :data:`ONE_WORKER_MODULES` as one unit, the biggest units first. (xdist's own
+    loadgroup reads the ``xdist_group`` mark from an ``@group`` suffix its workers write into
+    node ids, which pytest 9.2 no longer takes: pytest-dev/pytest-xdist#1386.)"""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ModuleGroups(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_WORKER_MODULES else super()._split_scope(nodeid)
+
+    return ModuleGroups(config, log)
 
 
 @pytest.fixture

@@ -153,11 +153,6 @@ COLUMNS["workers"] = [
 COLUMNS["leases"] = ["partition", "worker", "acquired_at", "renewed_at", "expires_at", "expired"]
 
 
-#: The module-scoped demo runs once: under xdist (``--dist loadgroup``) this module's tests go
-#: to one worker.
-pytestmark = pytest.mark.xdist_group("dashboard")
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
     return run_demo(tmp_path_factory.mktemp("dashboard") / "demo")

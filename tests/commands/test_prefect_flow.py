@@ -33,10 +33,6 @@ from projections import open_store  # noqa: E402
 from tests.pipeline import API_KEY, check_final_state, keys_for, make_dataset, write_config  # noqa: E402
 from tests.reads import scalar  # noqa: E402
 
-#: Prefect's test server starts once: under xdist (``--dist loadgroup``) this module's tests
-#: go to one worker.
-pytestmark = pytest.mark.xdist_group("prefect")
-
 
 @pytest.fixture(scope="module")
 def harness() -> Iterator[None]:
