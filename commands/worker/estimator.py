@@ -12,6 +12,7 @@ Read-only; used by the cycle's token admission and by ``estimate``.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -78,3 +79,9 @@ class TokenEstimator:
             )
             self._cache[page.key] = found
         return found
+
+    def pages(self, pages: Sequence[Page]) -> None:
+        """Estimate each of ``pages`` now (their files read: on a thread, the caller may run
+        this on one while no one else uses the estimator)."""
+        for page in pages:
+            self.page(page)

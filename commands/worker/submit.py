@@ -81,6 +81,10 @@ async def _plan(
                 queue = [p for p in queue if leases.partition_of(p.state, p.school) != partition]
                 continue
         end = _partition_end(w, queue, partition)
+        # The next batch's files are read for their estimates on the file pool, not here: the
+        # other batches' flows go on meanwhile (the planning itself then reads none).
+        head = queue[: w.config.batching.batch_size]
+        await w.pools.files(admission.estimator.pages, head)
         chunk = admission.next(queue, refusals, end)
         if chunk is None:
             break
