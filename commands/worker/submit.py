@@ -90,14 +90,36 @@ async def _plan(
             break
         if chunk.pages == 0:
             continue
-        if await submitting.wait_for_first(chunk.project):
-            continue  # its first create did not go through: the project is halted
+        take = queue[: chunk.pages]
+        # A chunk with images to upload waits for its project's first create of the cycle: a
+        # quota storm or a refusal then costs no upload. One sent inline goes ahead (its
+        # request file is written and uploaded; its create waits for the first all the same).
+        if _uploads(w, take, admission):
+            await submitting.wait_for_first(chunk.project)
         if submitting.broken:
             break
-        take, queue = queue[: chunk.pages], queue[chunk.pages :]
+        if chunk.project in submitting.creates.halted:  # its first create did not go through
+            admission.stopped.add(chunk.project)
+            continue
+        queue = queue[chunk.pages :]
         with w.acting_for(partition):
             await submitting.chunk(take, chunk, partition)
     return queue
+
+
+def _uploads(w: Worker, take: list[Page], admission: Admission) -> bool:
+    """Whether some of ``take``'s images may go through the File API (by the transport mode
+    and, in ``auto``, their sizes as their estimates read them)."""
+    uploads = w.config.uploads
+    if uploads.image_transport != "auto":
+        return uploads.image_transport == "file_api"
+    probes = admission.estimator.probes
+    return any(
+        (probe := probes.get(page.key)) is None
+        or probe.stamp is None
+        or probe.stamp.size > uploads.inline_image_max_bytes
+        for page in take
+    )
 
 
 def _partition_end(w: Worker, queue: list[Page], partition: str) -> int | None:
@@ -138,13 +160,12 @@ class _Submitting:
         #: A flow raised (the run stops once every flow has ended): start no more.
         self.broken = False
 
-    async def wait_for_first(self, project: str) -> bool:
-        """Before another chunk of ``project``: wait for its first create of the cycle to end.
-        True: it did not go through (the project is halted)."""
+    async def wait_for_first(self, project: str) -> None:
+        """Before another chunk of ``project`` with images to upload: wait for its first
+        create of the cycle to end."""
         first = self.first.get(project)
         if first is not None and project not in self.went:
             await asyncio.wait([first])
-        return project in self.creates.halted
 
     async def chunk(self, take: list[Page], chunk: Chunk, partition: str) -> None:
         """Make ``take``'s images ready, write its request files and start a flow for each,
