@@ -6,8 +6,9 @@ batch by its own flow (:func:`commands.worker.create.create_batch`).
 Batches overlap: the next request file's upload, ACTIVE wait and create go on while the
 previous one is being created (at most :data:`IN_FLIGHT` at once), and the next chunk is
 prepared meanwhile. Each project's first create of a cycle goes alone: a quota storm or a
-refusal stops that project before another chunk of it is even prepared. Every batch's events
-are appended by its flow, in its own order, on the worker's one thread.
+refusal stops that project before another of its batches is created, and before another chunk
+of it uploads images. Every batch's events are appended by its flow, in its own order, on the
+worker's one thread.
 """
 
 from __future__ import annotations
