@@ -168,9 +168,7 @@ class Writer:
             rows.append((seq, ts, type_, stream, actor, version, payload, prev))
             recorded.append(Recorded(seq, ts, type_, stream, actor, version, event, prev))
         with store._errors():
-            self.conn.executemany(
-                f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
-            )
+            store._insert_rows(rows)
             if store.projector is not None:
                 store.projector.apply(self.conn, recorded)
         self.last_seq, self._last_ts, self._last_hash = seq, ts, prev
@@ -196,10 +194,7 @@ class Writer:
             recorded.append(Recorded(r.seq, r.ts, r.type, r.stream, r.actor, r.version, ev, r.hash))
             seq, prev = r.seq, r.hash
         with self.store._errors():
-            self.conn.executemany(
-                f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [tuple(msgspec.structs.astuple(r)) for r in rows],
-            )
+            self.store._insert_rows([tuple(msgspec.structs.astuple(r)) for r in rows])
             if self.store.projector is not None:
                 self.store.projector.apply(self.conn, recorded)
         self.last_seq, self._last_ts, self._last_hash = seq, rows[-1].ts, prev
@@ -310,6 +305,12 @@ class EventStore:
     def _begin_write(self) -> contextlib.AbstractContextManager[None]:
         """One write transaction, holding the log's write lock from its start."""
         return immediate(self._conn)
+
+    def _insert_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Insert encoded event rows (inside the write transaction, in sequence order)."""
+        self._conn.executemany(
+            f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
+        )
 
     def has_table(self, name: str) -> bool:
         """Whether the database holds a table ``name`` (read-only)."""

@@ -31,6 +31,7 @@ SPEC = TableSpec(
     "failure_counts",
     FailureCount,
     pk=("record_key",),
+    prefetch=("record_key",),
     refuse_hint=(
         "to reset failure counts run `python -m commands reset-failures` "
         "(or scripts/clear_failure_counts.py), which records who and which records"

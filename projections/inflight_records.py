@@ -39,6 +39,7 @@ SPEC = TableSpec(
     "inflight_records",
     InflightRecord,
     pk=("record_key",),
+    prefetch=("record_key", "record_keys"),
     indexes=("batch_id", "display_name"),
     refuse_hint=(
         "to free the records of a stuck batch run `python -m commands clear-batch <batch_id>` "

@@ -156,6 +156,27 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+#: (spec, event fields) for each table with :attr:`TableSpec.prefetch`.
+_PREFETCH = tuple((spec, spec.prefetch) for spec in SPECS if spec.prefetch)
+
+
+def hint_reads(tables: Tables, records: Sequence[Recorded]) -> None:
+    """Name to ``tables`` the rows the folds of ``records`` may read (see ``prefetch``)."""
+    for spec, fields in _PREFETCH:
+        keys: set[Any] = set()
+        for rec in records:
+            event = rec.event
+            for name in fields:
+                value = getattr(event, name, None)
+                if value is None:
+                    continue
+                if isinstance(value, str):
+                    keys.add(value)
+                else:
+                    keys.update(value)
+        tables.hint(spec, keys)
+
+
 class Folded(msgspec.Struct):
     """A whole-log fold: the tables, the last sequence number, and the audit snapshots taken at
     every multiple of ``snapshots.EVERY`` on the way."""
@@ -319,6 +340,8 @@ class SqlProjector:
         if not records:
             return
         tables = PostgresTables(conn) if _dialect(conn) == "postgresql" else SqliteTables(conn)
+        if len(records) > 1:
+            hint_reads(tables, records)
         with self._gate(conn):
             for i, rec in enumerate(records):
                 evolve(tables, rec)

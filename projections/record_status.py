@@ -44,7 +44,9 @@ class RecordStatus(msgspec.Struct, array_like=True, gc=False):
     updated_at: str
 
 
-SPEC = TableSpec("record_status", RecordStatus, pk=("record_key",))
+SPEC = TableSpec(
+    "record_status", RecordStatus, pk=("record_key",), prefetch=("record_key", "record_keys")
+)
 
 
 def _set(

@@ -40,6 +40,10 @@ class TableSpec:
     indexes: tuple[str, ...] = ()
     #: What a raw write from outside the log is told (must name the command to use instead).
     refuse_hint: str = "it is rebuilt from the log: run `python -m commands rebuild-projections`"
+    #: Event fields whose values (a key, or a list of keys) are rows of this table that a fold
+    #: may read: the live store reads them all in one query per transaction, at the table's
+    #: first read, rather than one query a row (single-column primary keys only).
+    prefetch: tuple[str, ...] = ()
     columns: tuple[str, ...] = field(init=False)
     #: ``row -> primary key tuple`` (a C-level getter: this is on the rebuild's hot path).
     key_of: Callable[[Row], tuple[Any, ...]] = field(init=False)
@@ -47,6 +51,8 @@ class TableSpec:
     def __post_init__(self) -> None:
         cols = tuple(f.name for f in msgspec.structs.fields(self.row))
         object.__setattr__(self, "columns", cols)
+        if self.prefetch and len(self.pk) != 1:
+            raise ValueError(f"{self.name}: prefetch needs a single-column primary key")
         if len(self.pk) == 1:
             get = operator.attrgetter(self.pk[0])
             object.__setattr__(self, "key_of", lambda row: (get(row),))
@@ -99,6 +105,9 @@ class Tables(Protocol):
     def flush(self) -> None:
         """Make every write so far visible to any reader of the store (a store may buffer
         them; ``get`` and ``find`` always see them)."""
+
+    def hint(self, spec: TableSpec, keys: set[Any]) -> None:
+        """``keys`` (primary-key values) may be read soon: a store may read them together."""
 
 
 class _Table:
@@ -172,6 +181,9 @@ class MemoryTables:
     def flush(self) -> None:
         """Nothing to do: the dicts are the store."""
 
+    def hint(self, spec: TableSpec, keys: set[Any]) -> None:
+        """Nothing to do: every row is in memory."""
+
     def rows(self, spec: TableSpec) -> Iterator[tuple[Any, ...]]:
         """Every row as a tuple, in primary-key order."""
         data = self._t[spec.name].data
@@ -196,13 +208,25 @@ class SqliteTables:
     kind, not one statement a row. A ``find`` or ``delete_where`` flushes its table first; the
     projector flushes at the end of each fold, inside the same transaction, so nothing else
     ever sees a table short of a write. A row touched several times (an aggregate, such as the
-    tokens of a run and model) is written once, in its last state."""
+    tokens of a run and model) is written once, in its last state.
+
+    Reads are gathered too: the keys :meth:`hint` names for a table (the projector names those
+    of a transaction's events, by :attr:`TableSpec.prefetch`) are read in one query at the
+    table's first read, and kept for the rest of the transaction (one store per transaction):
+    on PostgreSQL each query is a round trip to the server."""
+
+    #: At most this many keys in one ``IN (...)`` list.
+    IN_LIST = 500
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._sql: dict[tuple[str, str, str], str] = {}
         #: Per table: its spec, and each noted row by key (None: deleted).
         self._pending: dict[str, tuple[TableSpec, dict[tuple[Any, ...], Row | None]]] = {}
+        #: Per table: keys named by :meth:`hint` and not read yet.
+        self._hints: dict[str, set[Any]] = {}
+        #: Per table: rows read (None: no such row), as the database has them now.
+        self._read: dict[str, dict[tuple[Any, ...], Row | None]] = {}
 
     def _stmt(self, spec: TableSpec, op: str, column: str = "") -> str:
         cache_key = (spec.name, op, column)
@@ -240,8 +264,38 @@ class SqliteTables:
         noted = self._pending.get(spec.name)
         if noted is not None and key in noted[1]:
             return noted[1][key]
+        read = self._read.get(spec.name)
+        if read is not None and key in read:
+            return read[key]
+        hinted = self._hints.pop(spec.name, None)
+        if hinted:
+            hinted.add(key[0])
+            return self._read_many(spec, hinted)[key]
         row = self.conn.execute(self._stmt(spec, "get"), key).fetchone()
         return spec.row(*row) if row is not None else None
+
+    def hint(self, spec: TableSpec, keys: set[Any]) -> None:
+        if len(keys) > 1:  # one key is read as well by the get that needs it
+            self._hints[spec.name] = keys
+
+    def _read_many(self, spec: TableSpec, keys: set[Any]) -> dict[tuple[Any, ...], Row | None]:
+        read = self._read.setdefault(spec.name, {})
+        wanted = sorted(keys)
+        for key in wanted:
+            read.setdefault((key,), None)
+        for sql, params in self._select_many(spec, wanted):
+            for values in self.conn.execute(sql, params).fetchall():
+                row = spec.row(*values)
+                read[spec.key_of(row)] = row
+        return read
+
+    def _select_many(self, spec: TableSpec, keys: list[Any]) -> Iterator[tuple[str, Any]]:
+        """The statements (and their parameters) reading the rows of ``keys``."""
+        cols, pk = ", ".join(spec.columns), spec.pk[0]
+        for i in range(0, len(keys), self.IN_LIST):
+            part = keys[i : i + self.IN_LIST]
+            marks = ", ".join("?" for _ in part)
+            yield f"SELECT {cols} FROM {spec.name} WHERE {pk} IN ({marks})", part
 
     def put(self, spec: TableSpec, row: Row) -> None:
         self._noted(spec)[spec.key_of(row)] = row
@@ -257,7 +311,12 @@ class SqliteTables:
     def delete_where(self, spec: TableSpec, column: str, value: Any) -> None:
         self._stmt(spec, "find", column)  # the same columns are allowed: indexed or leading key
         self.flush(spec)
+        self._forget(spec)
         self.conn.execute(f"DELETE FROM {spec.name} WHERE {column} = ?", (value,))
+
+    def _forget(self, spec: TableSpec) -> None:
+        """Drop what was read of ``spec``'s table (a statement is about to change it)."""
+        self._read.pop(spec.name, None)
 
     def flush(self, only: TableSpec | None = None) -> None:
         """Write the noted rows (of ``only``'s table, or of every table)."""
@@ -268,22 +327,30 @@ class SqliteTables:
             if entry is None:
                 continue
             spec, noted = entry
+            read = self._read.get(name)
+            if read is not None:
+                read.update(noted)  # what was read is what the table holds after this
             deleted = [key for key, row in noted.items() if row is None]
             written = [astuple(row) for row in noted.values() if row is not None]
             if deleted:
-                self._many(self._stmt(spec, "delete"), deleted)
+                self._delete_many(spec, deleted)
             if written:
-                self._many(self._stmt(spec, "put"), written)
+                self._put_many(spec, written)
 
-    def _many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        self.conn.executemany(sql, rows)
+    def _delete_many(self, spec: TableSpec, keys: list[tuple[Any, ...]]) -> None:
+        self.conn.executemany(self._stmt(spec, "delete"), keys)
+
+    def _put_many(self, spec: TableSpec, rows: list[tuple[Any, ...]]) -> None:
+        self.conn.executemany(self._stmt(spec, "put"), rows)
 
 
 class PostgresTables(SqliteTables):
     """Tables in a PostgreSQL log, through its driver directly (``%s`` placeholders, statements
     prepared by psycopg after a few uses); every call runs inside the caller's write transaction.
-    The SQL is :class:`SqliteTables`' own: the upsert (``ON CONFLICT ... DO UPDATE SET c =
-    excluded.c``) is the same in both dialects."""
+    The SQL is :class:`SqliteTables`' own (the upsert, ``ON CONFLICT ... DO UPDATE SET c =
+    excluded.c``, is the same in both dialects), but a flush writes each table's rows in one
+    statement, each column sent as one array and ``unnest`` ed by the server: one round trip a
+    table, not one a row (a pipelined ``executemany`` still costs the server a statement a row)."""
 
     def __init__(self, conn: Any) -> None:
         super().__init__(conn.raw)  # the psycopg connection under eventlog.postgres.PgConnection
@@ -294,12 +361,58 @@ class PostgresTables(SqliteTables):
     def delete_where(self, spec: TableSpec, column: str, value: Any) -> None:
         self._stmt(spec, "find", column)
         self.flush(spec)
+        self._forget(spec)
         self.conn.execute(f"DELETE FROM {spec.name} WHERE {column} = %s", (value,))
 
-    def _many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        raw: Any = self.conn  # psycopg's connection: executemany is its cursors'
-        with raw.cursor() as cur:
-            cur.executemany(sql, rows)
+    def _select_many(self, spec: TableSpec, keys: list[Any]) -> Iterator[tuple[str, Any]]:
+        """One statement, the keys sent as one array."""
+        cols, pk = ", ".join(spec.columns), spec.pk[0]
+        yield f"SELECT {cols} FROM {spec.name} WHERE {pk} = ANY(%b)", (keys,)
+
+    def flush(self, only: TableSpec | None = None) -> None:
+        """Every table's statements sent in one pipeline: one wait for the server, not one a
+        table."""
+        raw: Any = self.conn
+        with raw.pipeline():
+            super().flush(only)
+
+    def _send(self, sql: str, arrays: list[Any]) -> None:
+        """One statement whose parameters are arrays, sent in binary (text arrays would be
+        quoted element by element)."""
+        raw: Any = self.conn
+        with raw.cursor(binary=True) as cur:
+            cur.execute(sql, arrays, binary=True)
+
+    @staticmethod
+    def _columns(columns: tuple[str, ...], rows: list[Any]) -> list[Any]:
+        """``rows``' values column by column (one list per column), for ``unnest``."""
+        return [list(values) for values in zip(*rows, strict=True)] or [[] for _ in columns]
+
+    def _unnest(self, spec: TableSpec, columns: tuple[str, ...]) -> str:
+        types = {f.name: _sql_type(f.type)[0] for f in msgspec.structs.fields(spec.row)}
+        arrays = ", ".join(f"%b::{_PG_ARRAYS[types[c]]}" for c in columns)
+        return f"unnest({arrays}) AS n ({', '.join(columns)})"
+
+    def _delete_many(self, spec: TableSpec, keys: list[tuple[Any, ...]]) -> None:
+        sql = self._sql.get((spec.name, "delete_many", ""))
+        if sql is None:
+            match = " AND ".join(f"{spec.name}.{c} = n.{c}" for c in spec.pk)
+            sql = f"DELETE FROM {spec.name} USING {self._unnest(spec, spec.pk)} WHERE {match}"
+            self._sql[(spec.name, "delete_many", "")] = sql
+        self._send(sql, self._columns(spec.pk, keys))
+
+    def _put_many(self, spec: TableSpec, rows: list[tuple[Any, ...]]) -> None:
+        sql = self._sql.get((spec.name, "put_many", ""))
+        if sql is None:
+            put = self._stmt(spec, "put")
+            values = put[put.index(" VALUES (") : put.index(") ON CONFLICT") + 1]
+            sql = put.replace(values, f" SELECT * FROM {self._unnest(spec, spec.columns)}")
+            self._sql[(spec.name, "put_many", "")] = sql
+        self._send(sql, self._columns(spec.columns, rows))
+
+
+#: Each column type's array, for ``unnest``.
+_PG_ARRAYS = {"TEXT": "text[]", "INTEGER": "bigint[]", "REAL": "float8[]"}
 
 
 def select_all(spec: TableSpec) -> str:

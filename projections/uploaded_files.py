@@ -39,7 +39,7 @@ class UploadedFile(msgspec.Struct, array_like=True, gc=False):
     project: str = DEFAULT_PROJECT
 
 
-SPEC = TableSpec("uploaded_files", UploadedFile, pk=("file_name",))
+SPEC = TableSpec("uploaded_files", UploadedFile, pk=("file_name",), prefetch=("file_name", "files"))
 
 
 @singledispatch
