@@ -17,6 +17,7 @@ at ERROR with its traceback, exit 70.
     │   │   ├── WalLost                the -wal file was deleted or replaced under an open store
     │   │   ├── SchemaTooNew           written by a newer version of this tool
     │   │   ├── DatabaseBusy           locked by another process past the busy timeout
+    │   │   ├── RunEnded               another worker recorded this worker's run as ended
     │   │   └── ProjectionWriteRefused a raw write to a projection table (use the named command)
     │   ├── AppendOnlyViolation        an UPDATE or DELETE on the events table was refused
     │   ├── ReplayRangeError           --until before the first event or in the future
@@ -60,6 +61,12 @@ class DatabaseCorrupt(NotAnEventLog):
 class WalLost(DatabaseError):
     """The write-ahead log this connection opened was deleted or replaced by someone else: any
     further write would go to a file nobody else sees, so the process stops."""
+
+
+class RunEnded(DatabaseError):
+    """Another worker recorded this worker's run as ended (``RunFinished``: it was paused or cut
+    off from the log past its lease, and counted as crashed): the log takes nothing more from
+    that run. The worker stops at once, records nothing, and is started again as a new run."""
 
 
 class SchemaTooNew(DatabaseError):

@@ -150,6 +150,8 @@ class Writer:
         if not events:
             return []
         store = self.store
+        if store.fence is not None and not self.appended:
+            store.fence()  # inside the transaction: what it read cannot change before the commit
         ts = max(format_ts(store.clock()), self._last_ts)
         seq, prev = self.last_seq, self._last_hash
         rows: list[tuple[int, str, str, str, str, int, str, str]] = []
@@ -243,6 +245,9 @@ class EventStore:
         self.registry = registry
         self.projector = projector
         self.clock = clock
+        #: Called inside each write transaction before its first append; it raises to refuse
+        #: the append (the transaction rolls back). A shared-mode worker's: its run not ended.
+        self.fence: Callable[[], None] | None = None
         #: The -wal file as opened, checked before each write transaction (:meth:`check_wal`).
         self._wal = wal_identity(path)
 

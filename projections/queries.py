@@ -879,6 +879,12 @@ def workers(store: EventStore) -> list[WorkerRow]:
     ]
 
 
+def run_has_ended(store: EventStore, run_id: str) -> bool:
+    """Whether ``run_id`` has a ``RunFinished`` in the log (recorded by itself or another)."""
+    row = store.query_one("SELECT finished_seq FROM runs WHERE run_id = ?", (run_id,))
+    return row is not None and row[0] is not None
+
+
 def ended_worker_runs(store: EventStore) -> set[str]:
     """The runs of ``workers`` rows that have finished (a ``RunFinished``): not live, even
     before their last renewal lapses."""

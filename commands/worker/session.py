@@ -37,7 +37,7 @@ from commands.worker.runlock import RunLock, hold_in_database
 from commands.worker.runlog import bind_run
 from commands.worker.scan import cycle_limit, scan_dataset
 from eventlog.actors import run_actor
-from eventlog.errors import DatabaseBusy, DatabaseError, WalLost
+from eventlog.errors import DatabaseBusy, DatabaseError, RunEnded, WalLost
 from eventlog.store import EventStore
 from eventlog.timestamps import format_ts
 from projections import open_store, queries
@@ -155,21 +155,20 @@ def session(
         if early is not None:
             s.cycle.scanned_early(early)
         restore_sigterm = sigterm_as_interrupt()  # till the end: RunFinished is not cut off
-        lost_wal = False
+        silent = False  # nothing more may be appended: the error says what to do
         try:
             yield s
         except KeyboardInterrupt as e:
             _interrupted(s, getattr(e, "signal_name", "SIGINT"))
         except Exception as e:
             s.outcome, s.message = "error", f"{type(e).__name__}: {e}"
-            lost_wal = isinstance(e, WalLost)
+            silent = isinstance(e, (WalLost, RunEnded))
             raise
         finally:
             try:
                 s.cycle.close()  # what a stage left running is cancelled
                 _close_all(ports)  # and the calls still on the wire end with the clients
-                # With the -wal file lost nothing more may be written: the error says what to do.
-                if not lost_wal:
+                if not silent:
                     _finish(s, config, leases)
             finally:
                 store.close()
@@ -276,12 +275,27 @@ def _start(s: Session, command: str, leases: LeaseKeeper | None) -> None:
             live = {w.run_id for w in queries.workers(store) if w.expires_at > now}
             dead = [d for d in queries.unfinished_run_ids(store) if d not in live]
         leases.rebalance(runs.started(run_id, command, dead))
+        store.fence = lambda: _not_ended(store, run_id, leases)
         log.info("Run %s started as worker %s", run_id, leases.me)
     else:
         dead = queries.unfinished_run_ids(store)
         store.append(runs.started(run_id, command, dead), actor=run_actor(run_id))
     bind_run(run_id)
     log.info("Run %s started", run_id)
+
+
+def _not_ended(store: EventStore, run_id: str, leases: LeaseKeeper) -> None:
+    """A shared-mode worker's fence, inside each write transaction: its run has not been
+    recorded as ended by another worker (which does so once this one's renewal lapsed: it was
+    paused, or cut off from the log, past its lease). Else :class:`RunEnded`, and the run stops
+    without appending anything more, its end included: it is over in the log already."""
+    if queries.run_has_ended(store, run_id):
+        raise RunEnded(
+            f"run {run_id} (worker {leases.me}) was recorded as ended by another worker while "
+            f"this one was paused or cut off from the log past its lease "
+            f"({leases.workers.lease_seconds:g} s); it stopped and recorded nothing more: "
+            "start the worker again (a new run)"
+        )
 
 
 def _interrupted(s: Session, signal_name: str) -> None:

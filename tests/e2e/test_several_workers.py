@@ -13,8 +13,9 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,9 @@ from eventlog.events import (
     LeaseAcquired,
     LeaseRenewed,
     LeaseTakenOver,
+    RunFinished,
 )
+from eventlog.store import Recorded
 from gemini_emulator import Emulator
 from projections import open_store
 from tests.conftest import ROOT
@@ -246,3 +249,102 @@ def test_three_workers_two_projects_one_killed_one_cut_off(
     outcome = check_final_state(config, emulator, KEYS)
     assert outcome == {"written": len(KEYS) - 1, "dead_lettered": 1}
     assert seconds < 90, seconds
+
+
+def test_a_worker_paused_past_its_lease_stops_when_it_wakes_and_appends_nothing_more(
+    tmp_path: Path, emulator: Emulator, database: dict[str, str]
+) -> None:
+    """SIGSTOP for longer than ``lease_seconds`` (a VM migration, a long GC pause, a network
+    partition): a worker started meanwhile records the paused one's run as crashed and takes its
+    partitions. On SIGCONT the paused worker stops at its next append or renewal with one line
+    and exit 1, appending nothing as the dead run (no renewal, no lease, no second end)."""
+    keys = KEYS[:120]
+    make_dataset(tmp_path / "input", keys)
+    config_path = write_config(
+        tmp_path,
+        emulator.url,
+        batching={"batch_size": 10, "max_active_batches": 4, "max_retries": 2},
+        workers={"mode": "shared", "partition_by": "school_hash", "partitions": 4}
+        | {"lease_seconds": LEASE_SECONDS},
+        database=database,
+    )
+    config = load_config(config_path)
+    paused = start(config_path, "paused", "--loop")
+    healthy = start(config_path, "healthy")
+    try:
+        wait_for_leases(config, {"paused", "healthy"})
+        paused.send_signal(signal.SIGSTOP)
+        time.sleep(LEASE_SECONDS + 1)
+        replacement = start(config_path, "replacement")
+        paused_run = _run_of(config, "paused")
+        _wait_for(config, lambda recs: any(_ends(r.event, paused_run) for r in recs))
+    finally:
+        paused.send_signal(signal.SIGCONT)
+    _out, err = paused.communicate(timeout=60)
+    assert paused.returncode == 1, err[-3000:]
+    assert "was recorded as ended by another worker" in err, err[-3000:]
+    assert "start the worker again" in err.splitlines()[-1], err[-3000:]
+    for name, proc in (("healthy", healthy), ("replacement", replacement)):
+        rest = proc.communicate(timeout=120)
+        assert proc.returncode == 0, (name, rest[1][-3000:])
+
+    store = open_store(config.log_location)
+    try:
+        records = list(store.read())
+        assert store.verify_chain() is None
+    finally:
+        store.close()
+    ended = [r.seq for r in records if _ends(r.event, paused_run)]
+    assert len(ended) == 1, ended  # recorded once, by the replacement: never a second end
+    after = [
+        (r.seq, type(r.event).__name__)
+        for r in records
+        if r.actor == f"run:{paused_run}" and r.seq > ended[0]
+    ]
+    assert after == [], after
+    assert any(r.actor == f"run:{paused_run}" for r in records if r.seq < ended[0])
+
+    sweep = subprocess.run(
+        [
+            *(sys.executable, str(ROOT / "tests/crash/worker.py"), "--config", str(config_path)),
+            *("run", "--until-idle", "--worker-id", "sweeper"),
+        ],
+        env={**os.environ, **KEYS_ENV, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert sweep.returncode == 0, sweep.stderr[-2000:]
+    assert check_final_state(config, emulator, keys) == {"written": len(keys)}
+
+
+def _ends(event: object, run_id: str) -> bool:
+    return isinstance(event, RunFinished) and event.run_id == run_id
+
+
+def _run_of(config: Config, worker: str) -> str:
+    """The run of ``worker`` (from its lease renewals)."""
+    runs = _wait_for(
+        config,
+        lambda recs: [
+            r.event.run_id
+            for r in recs
+            if isinstance(r.event, LeaseRenewed) and r.event.worker == worker
+        ],
+    )
+    return str(runs[0])
+
+
+def _wait_for(config: Config, found: Callable[[list[Recorded]], Any], timeout: float = 60) -> Any:
+    """Read the log until ``found(records)`` is truthy; returns what it answered."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        store = open_store(config.log_location, write=False)
+        try:
+            answer = found(list(store.read()))
+        finally:
+            store.close()
+        if answer:
+            return answer
+        time.sleep(0.2)
+    raise AssertionError(f"not seen in the log within {timeout}s")
