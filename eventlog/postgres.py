@@ -28,10 +28,11 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import urllib.parse
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from eventlog import interrupts
 from eventlog.errors import (
     AppendOnlyViolation,
     DatabaseBusy,
@@ -192,7 +193,9 @@ class PgConnection:
         with self.raw.cursor() as cur:
             cur.executemany(self._translate(sql), rows)
 
-    def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+    def stream(
+        self, sql: str, params: Sequence[Any] = ()
+    ) -> Generator[tuple[Any, ...], None, None]:
         with self.raw.cursor() as cur:
             yield from cur.stream(self._translate(sql), tuple(params) or None)
 
@@ -383,17 +386,31 @@ class PostgresEventStore(EventStore):
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
         with self._errors():
-            self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            try:
+            try:  # a signal at the end of BEGIN still ends the transaction
+                with interrupts.deferred():
+                    self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 yield
             finally:
                 if self._conn.in_transaction:
-                    self._conn.execute("COMMIT")
+                    with interrupts.deferred():
+                        self._conn.execute("COMMIT")
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
-        """Streamed in single-row mode: consume it before the next statement on this store."""
+        """Streamed in single-row mode: consume it before the next statement on this store.
+        A signal waits for the row being fetched (:mod:`eventlog.interrupts`); a stream left
+        unfinished is cancelled and drained by psycopg when it is closed."""
         with self._errors():
-            yield from self._conn.stream(sql, params)
+            stream: Generator[tuple[Any, ...], None, None] = self._conn.stream(sql, params)
+            try:
+                while True:
+                    with interrupts.deferred():
+                        row = next(stream, None)
+                    if row is None:
+                        return
+                    yield row
+            finally:
+                with interrupts.deferred():
+                    stream.close()
 
     run_lock_in_database = True
 

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import apsw
 import msgspec
 
-from eventlog import crashpoints
+from eventlog import crashpoints, interrupts
 from eventlog.connection import (
     DEFAULT_BUSY_TIMEOUT_MS,
     apply_settings,
@@ -355,7 +355,7 @@ class EventStore:
         """One write transaction (``BEGIN IMMEDIATE``): read, decide, append, all atomically.
         Refused with :class:`~eventlog.errors.WalLost` once the -wal file was lost."""
         self.check_wal()
-        with self._errors(), self._begin_write():
+        with interrupts.deferred(), self._errors(), self._begin_write():
             row = self._conn.execute(
                 "SELECT seq, ts, hash FROM events ORDER BY seq DESC LIMIT 1"
             ).fetchone()
@@ -375,8 +375,8 @@ class EventStore:
     def snapshot(self) -> Iterator[None]:
         """One read transaction: every read inside sees the same committed state (no lock)."""
         with self._errors():
-            self._conn.execute("BEGIN DEFERRED")
-            try:
+            try:  # a signal at the end of BEGIN still ends the transaction
+                self._conn.execute("BEGIN DEFERRED")
                 yield
             finally:
                 if self._conn.in_transaction:
@@ -391,12 +391,12 @@ class EventStore:
         transaction is open on this store (a :meth:`snapshot`, or a :meth:`write` whose reads must
         see its own state), else in its own implicit read transaction. Never used to write.
         """
-        with self._errors():
+        with interrupts.deferred(), self._errors():
             return self._conn.execute(sql, params).fetchall()
 
     def query_one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         """The first row of one read statement (None if there is none); as :meth:`query`."""
-        with self._errors():
+        with interrupts.deferred(), self._errors():
             return self._conn.execute(sql, params).fetchone()
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:

@@ -7,6 +7,7 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,18 @@ from commands.config import Config
 from commands.integrations.demo import png
 from commands.schema import PageExtraction
 from commands.worker.dataset import output_path
-from eventlog.events import Event, RecordFailed, RecordValidated, ResultDiscarded
+from eventlog.events import (
+    BatchSubmissionIntended,
+    Event,
+    RecordFailed,
+    RecordValidated,
+    ResultDiscarded,
+)
+from eventlog.store import Recorded
 from gemini_emulator import Emulator
 from projections import open_store, verify
+from projections.projector import SPECS, evolve
+from projections.tables import MemoryTables
 from tests.reads import scalar
 
 API_KEY = "e2e-test-key-0123456789"
@@ -180,3 +190,20 @@ def configured(
     make_dataset(tmp_path / "input", keys)
     sections.setdefault("batching", {"batch_size": batch_size})
     return load_config(write_config(tmp_path, emulator.url, **sections))
+
+
+def peak_project_loads(records: Iterable[Recorded]) -> Counter[str]:
+    """Per project, the most batches it ever had active or intended at once over the whole log
+    (what ``max_active_batches`` bounds), folding the log as the projections do."""
+    tables = MemoryTables(SPECS)
+    peak: Counter[str] = Counter()
+    active: dict[Any, Any] = tables.data["active_batches"]
+    intents: dict[Any, Any] = tables.data["submission_intents"]
+    for rec in records:
+        evolve(tables, rec)
+        if isinstance(rec.event, BatchSubmissionIntended):
+            load = Counter(r.project for r in active.values())
+            load.update(r.project for r in intents.values())
+            for project, n in load.items():
+                peak[project] = max(peak[project], n)
+    return peak

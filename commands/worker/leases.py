@@ -113,9 +113,11 @@ class LeaseKeeper:
 
     def _note(self, events: Sequence[Event]) -> None:
         held = set(self.held)
+        # Let go of on purpose (more than a fair share, or the partition is gone): not "lost".
+        released = {e.partition for e in events if isinstance(e, LeaseReleased)}
         for e in events:
             if isinstance(e, LeaseRenewed):
-                lost = held - set(e.partitions)
+                lost = held - set(e.partitions) - released
                 for p in sorted(lost):
                     log.warning("Lease on partition %s lost: stopped touching it", p)
                 held = set(e.partitions)

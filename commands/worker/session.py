@@ -36,6 +36,7 @@ from commands.worker.progress import NoProgress, Progress
 from commands.worker.runlock import RunLock, hold_in_database
 from commands.worker.runlog import bind_run
 from commands.worker.scan import cycle_limit, scan_dataset
+from eventlog import interrupts
 from eventlog.actors import run_actor
 from eventlog.errors import DatabaseBusy, DatabaseError, RunEnded, WalLost
 from eventlog.store import EventStore
@@ -63,19 +64,26 @@ class Terminated(KeyboardInterrupt):
 
 def sigterm_as_interrupt() -> Callable[[], None]:
     """From now on SIGTERM raises :class:`Terminated` (once: a repeated SIGTERM is ignored
-    while the run records its end); returns the function that restores the previous handler.
-    Outside the main thread (where no handler can be set) this does nothing."""
+    while the run records its end) and SIGINT ``KeyboardInterrupt``, even where the shell that
+    started the worker in the background set it to be ignored; either waits for the log's
+    statement or write transaction under way to end (:mod:`eventlog.interrupts`), so the
+    connection is free to record the run's end. Returns the function that restores the previous
+    handlers. Outside the main thread (where no handler can be set) this does nothing."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
-    def handler(signum: int, frame: object) -> None:
+    def on_term(signum: int, frame: object) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise Terminated()
+        interrupts.interrupt(Terminated())
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    def on_int(signum: int, frame: object) -> None:
+        interrupts.interrupt(KeyboardInterrupt())
+
+    previous = signal.signal(signal.SIGTERM, on_term), signal.signal(signal.SIGINT, on_int)
 
     def restore() -> None:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
 
     return restore
 

@@ -1,5 +1,7 @@
 """Test-only harness: the real CLI, with a hook that SIGKILLs the process the N-th time it
-reaches the crash point named by $CRASH_AT, and (for several workers) $SKIP_RENEWALS_AFTER=N:
+reaches the crash point named by $CRASH_AT, $SIGNAL_AT=N:SIGTERM sends itself a signal while its
+N-th PostgreSQL statement waits for the server, $INTENT_AT=<point> appends another worker's
+intent at that point, and (for several workers) $SKIP_RENEWALS_AFTER=N:
 after N lease rebalances holding a lease the worker stops renewing its leases but goes on
 cycling, like one cut off from the log. Shipped code has no way to do either."""
 
@@ -9,6 +11,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -20,8 +23,35 @@ NTH = int(os.environ.get("CRASH_NTH", "1"))
 _seen = 0
 
 
+INTENT_AT = os.environ.get("INTENT_AT", "")  # a point: another worker's intent appended there
+
+
+def _another_workers_intent() -> None:
+    """Append, from a connection of its own, an intent of another worker for the one project:
+    it fills the project's room between this worker's admission and its own intent."""
+    from commands.config import load_config
+    from eventlog.events import BatchSubmissionIntended
+    from projections import open_store
+
+    config = load_config(Path(sys.argv[sys.argv.index("--config") + 1]))
+    store = open_store(config.log_location)
+    try:
+        intent = BatchSubmissionIntended(
+            display_name="gb-other-worker-001",
+            model=config.gemini.model,
+            record_keys=["Elsewhere:School:2020:1"],
+            input_file="files/other-worker-request",
+        )
+        store.append([intent], actor="run:other-worker")
+    finally:
+        store.close()
+
+
 def _hook(name: str) -> None:
-    global _seen
+    global _seen, INTENT_AT
+    if name == INTENT_AT:
+        INTENT_AT = ""  # once
+        _another_workers_intent()
     if name == POINT:
         _seen += 1
         if _seen == NTH:
@@ -46,9 +76,56 @@ if SKIP_AFTER:
 
     LeaseKeeper.rebalance = _cut_off  # type: ignore[method-assign,assignment]
 
-if POINT:
-    known = POINT in crashpoints.POINTS or POINT.startswith(crashpoints.APPEND_PREFIX)
-    if not known:
-        raise SystemExit(f"unknown crash point {POINT!r}")
+SIGNAL_AT = os.environ.get("SIGNAL_AT", "")  # "N:SIGTERM": N-th PostgreSQL wait of the run
+if SIGNAL_AT:
+    import psycopg
+
+    from commands.worker import session
+
+    _nth, _name = SIGNAL_AT.split(":")
+    _waits = -(10**9)  # counted from the run's start
+    _wait = psycopg.Connection.wait
+    _start = session._start
+
+    def _started(*args: object, **kwargs: object) -> None:
+        global _waits
+        _start(*args, **kwargs)  # type: ignore[arg-type]
+        _waits = 0
+
+    session._start = _started
+
+    def _signalled_wait(
+        self: psycopg.Connection, gen: Any, *args: object, **kwargs: object
+    ) -> object:
+        """A signal sent to this process while a statement is on the wire (the N-th wait for
+        the server's answer since the run started, whatever the statement: a read, an append,
+        a pipeline)."""
+        global _waits
+        _waits += 1
+        if _waits != int(_nth):
+            return _wait(self, gen, *args, **kwargs)  # type: ignore[arg-type]
+
+        def sent_then_signalled() -> Any:
+            try:
+                first = next(gen)
+            except StopIteration as stop:  # nothing to wait for after all
+                os.kill(os.getpid(), getattr(signal, _name))
+                return stop.value
+            ready = yield first  # the statement is sent: now the signal comes
+            os.kill(os.getpid(), getattr(signal, _name))
+            while True:
+                try:
+                    ready = yield gen.send(ready)
+                except StopIteration as stop:
+                    return stop.value
+
+        return _wait(self, sent_then_signalled(), *args, **kwargs)  # type: ignore[arg-type]
+
+    psycopg.Connection.wait = _signalled_wait  # type: ignore[method-assign,assignment]
+
+for point in (POINT, INTENT_AT):
+    if point and not (point in crashpoints.POINTS or point.startswith(crashpoints.APPEND_PREFIX)):
+        raise SystemExit(f"unknown crash point {point!r}")
+if POINT or INTENT_AT:
     crashpoints.install(_hook)
 main(sys.argv[1:], prog_name="worker")

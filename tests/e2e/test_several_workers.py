@@ -32,7 +32,13 @@ from eventlog.store import Recorded
 from gemini_emulator import Emulator
 from projections import open_store
 from tests.conftest import ROOT
-from tests.pipeline import check_final_state, keys_for, make_dataset, write_config
+from tests.pipeline import (
+    check_final_state,
+    keys_for,
+    make_dataset,
+    peak_project_loads,
+    write_config,
+)
 from tests.postgres import new_schema_url
 
 KEYS = keys_for(states=4, schools=3, years=1, pages=20)  # 240 pages
@@ -187,6 +193,10 @@ def test_three_workers_two_projects_one_killed_one_cut_off(
     for e in events:
         if isinstance(e, BatchSubmissionIntended):
             assert e.partition, e.display_name
+    # No project ever had more batches active or intended than its limit, whichever worker
+    # submitted them (each re-decides its admission inside the intent's own transaction).
+    limits = Counter({str(p["name"]): int(str(p["max_active_batches"])) for p in PROJECTS})
+    assert peak_project_loads(records) <= limits, peak_project_loads(records)
     # Both projects took batches; each job was reached only with its own key.
     assert {e.project for e in events if isinstance(e, BatchSubmissionIntended)} == {"a", "b"}
     assert emulator.service.foreign_lookups == 0, emulator.service.foreign_lookups
