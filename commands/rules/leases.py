@@ -12,7 +12,9 @@ A dataset partition is a State (``partition_by = "state"``) or a stable hash of 
 * with room left, it takes free partitions (never held, or released), then lapsed ones (their
   holder's lease expired: killed, or cut off from the log) as ``LeaseTakenOver``;
 * every decision carries a ``LeaseRenewed`` for the worker (even with no partition): that is
-  how the others count it as live.
+  how the others count it as live; a worker starting says so first (:func:`announce`), before
+  it takes anything, and :func:`worth_rebalancing` tells a worker between renewals that a
+  rebalance would change something (a worker joined, or a partition came free).
 
 :func:`holds` is the check a worker makes before each side effect on a partition: the lease is
 its own and still has ``margin`` seconds to run.
@@ -56,6 +58,7 @@ __all__ = [
     "Lease",
     "PartitionBy",
     "WorkerRow",
+    "announce",
     "decide",
     "fair_share",
     "hash_partitions",
@@ -65,6 +68,7 @@ __all__ = [
     "partition_of_key",
     "release_all",
     "renewal_due",
+    "worth_rebalancing",
 ]
 
 PartitionBy = Literal["state", "school_hash"]
@@ -156,6 +160,39 @@ def decide(
         *(LeaseReleased(partition=p, worker=me) for p in [*release, *gone]),
         *taken,
     ]
+
+
+def announce(me: str, run_id: str, now: datetime, lease_seconds: float) -> LeaseRenewed:
+    """Worker ``me`` says it is live before it takes any partition (a renewal of none): the
+    others count it in their fair shares from then on, so workers that start together share
+    the partitions from their first cycle instead of the first one taking them all."""
+    expires = format_ts(now + timedelta(seconds=lease_seconds))
+    return LeaseRenewed(worker=me, partitions=[], expires_at=expires, run_id=run_id)
+
+
+def worth_rebalancing(
+    leases: Sequence[Lease],
+    workers: Sequence[WorkerRow],
+    *,
+    me: str,
+    partitions: Sequence[str],
+    now: datetime,
+    ended_runs: Collection[str] = (),
+) -> bool:
+    """Whether a rebalance by ``me`` now would change who holds what: it holds more than its
+    fair share (a worker joined), or fewer while a partition is free or lapsed (one let go or
+    died). Read often between renewals (a worker joining gets its share within a renewal
+    interval, not a lease period); it appends nothing itself."""
+    now_ts = format_ts(now)
+    known = set(partitions)
+    share = fair_share(len(known), len(_live(workers, me, now_ts, ended_runs)))
+    held = {lease.partition: lease for lease in leases}
+    mine = sum(1 for p, lease in held.items() if lease.worker == me and p in known)
+    if mine > share:
+        return True
+    return mine < share and any(
+        p not in held or (held[p].worker != me and held[p].expires_at <= now_ts) for p in known
+    )
 
 
 def release_all(leases: Sequence[Lease], me: str) -> list[Event]:

@@ -32,6 +32,7 @@ from commands.rules.scan import ScanDecision
 from commands.worker.abandoned import watch_abandoned
 from commands.worker.cleanup import collect_garbage
 from commands.worker.context import Worker
+from commands.worker.leases import PEEK_SECONDS
 from commands.worker.poll import poll
 from commands.worker.reconcile import reconcile_intents
 from commands.worker.scan import scan_for_cycle
@@ -139,7 +140,7 @@ class Cycle:
             return await flow
         task = asyncio.ensure_future(flow)
         while not task.done():
-            await asyncio.wait([task], timeout=leases.workers.lease_seconds / 6)
+            await asyncio.wait([task], timeout=min(leases.workers.lease_seconds / 6, PEEK_SECONDS))
             if not task.done():
                 leases.renew_if_due()
         return task.result()

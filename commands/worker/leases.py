@@ -32,6 +32,8 @@ from eventlog.store import EventStore, Recorded
 from projections import queries
 
 log = logging.getLogger("commands.leases")
+#: Between renewals, how often a worker looks whether a rebalance would change anything.
+PEEK_SECONDS = 1.0
 
 
 def default_worker_id() -> str:
@@ -56,6 +58,7 @@ class LeaseKeeper:
         self.actor = run_actor(run_id)
         self._sleep = sleep
         self._last_renewal: datetime | None = None
+        self._last_peek: datetime | None = None
         #: What this worker held after its last rebalance (for logging what changed).
         self.held: set[str] = set()
 
@@ -107,7 +110,7 @@ class LeaseKeeper:
                 ended_runs=queries.ended_worker_runs(self.store),
             )
             recorded = tx.append([*before, *events], actor=self.actor)
-        self._last_renewal = now
+        self._last_renewal = self._last_peek = now
         self._note(events)
         return recorded
 
@@ -136,9 +139,35 @@ class LeaseKeeper:
                 log.info("Lease released: partition %s", e.partition)
         self.held = held
 
+    def announce(self, before: Sequence[Event] = ()) -> None:
+        """Say this worker is live (holding nothing yet) before it takes partitions, in one
+        transaction with ``before``: workers starting together then share from their first
+        rebalance."""
+        with self.store.write() as tx:
+            now = self.store.clock()
+            event = rules.announce(self.me, self.run_id, now, self.workers.lease_seconds)
+            tx.append([*before, event], actor=self.actor)
+
     def renew_if_due(self) -> None:
-        """Rebalance when a third of a lease has passed since the last renewal."""
-        if rules.renewal_due(self._last_renewal, self.store.clock(), self.workers.lease_seconds):
+        """Rebalance when a third of a lease has passed since the last renewal, or sooner when
+        a look at the leases (at most every :data:`PEEK_SECONDS`) says it would change who holds
+        what: a worker joined, or a partition came free."""
+        now = self.store.clock()
+        if rules.renewal_due(self._last_renewal, now, self.workers.lease_seconds):
+            self.rebalance()
+            return
+        if self._last_peek is not None and (now - self._last_peek).total_seconds() < PEEK_SECONDS:
+            return
+        self._last_peek = now
+        worth = rules.worth_rebalancing(
+            queries.leases(self.store),
+            queries.workers(self.store),
+            me=self.me,
+            partitions=self.partitions(),
+            now=now,
+            ended_runs=queries.ended_worker_runs(self.store),
+        )
+        if worth:
             self.rebalance()
 
     def release_all(self, after: Sequence[Event] = ()) -> None:
@@ -187,7 +216,7 @@ class LeaseKeeper:
 
     def sleep(self, seconds: float) -> None:
         """Sleep ``seconds``, renewing at least every third of a lease meanwhile."""
-        step, left = self.workers.lease_seconds / 3, seconds
+        step, left = min(self.workers.lease_seconds / 3, PEEK_SECONDS), seconds
         while left > 0:
             self.renew_if_due()
             self._sleep(min(left, step))

@@ -141,9 +141,10 @@ def session(
     )
     run_id = new_run_id()
     shared = config.workers.mode == "shared"
+    me = worker_id or default_worker_id()
     with _run_lock(config, shared, wait_for_lock):
-        store, ports, early = _open(config, keys, gateway, wait_for_lock, shared)
-        me = worker_id or default_worker_id()
+        announce = _announcer(config, me, run_id, sleep) if shared else None
+        store, ports, early = _open(config, keys, gateway, wait_for_lock, announce)
         leases = LeaseKeeper(store, config, me, run_id, sleep) if shared else None
         # Built before RunStarted: an error it can raise must not leave a run "still running".
         worker = Worker(
@@ -185,6 +186,14 @@ def session(
                 restore_sigterm()
 
 
+def _announcer(
+    config: Config, me: str, run_id: str, sleep: Callable[[float], None]
+) -> Callable[[EventStore], None]:
+    """Shared mode: the worker says it is live as soon as the log is open, while the SDK loads,
+    so that workers starting together count each other before any of them takes a share."""
+    return lambda opened: LeaseKeeper(opened, config, me, run_id, sleep).announce()
+
+
 def _run_lock(
     config: Config, shared: bool, wait_for_lock: float
 ) -> contextlib.AbstractContextManager[object]:
@@ -207,12 +216,13 @@ def _open(
     keys: dict[str, str],
     gateway: GeminiPort | None,
     wait_for_lock: float,
-    shared: bool,
+    announce: Callable[[EventStore], None] | None,
 ) -> tuple[EventStore, dict[str, GeminiPort], ScanDecision | None]:
     """The log, opened (on PostgreSQL, with its run lock held unless shared), and one SDK
     adapter per project (none when ``gateway`` is given), each of which the service took: one
     cheap authenticated call (:func:`check_service`). On any error everything opened is closed
-    again and nothing was appended.
+    again and nothing was appended (but, in shared mode, ``announce``'s renewal of no partition:
+    it lapses by itself).
 
     The SDK (google-genai takes most of a second to import) is loaded and the service asked on a
     thread; meanwhile, when nothing is in flight (the first cycle's stages before the scan have
@@ -223,8 +233,11 @@ def _open(
         busy_timeout_ms=config.database.busy_timeout_ms,
         scratch=config.paths.database,
     )
+    shared = announce is not None
     try:
-        if not shared:  # PostgreSQL: runs on other machines too; shared mode has leases
+        if announce is not None:
+            announce(store)
+        else:  # PostgreSQL: runs on other machines too; shared mode has leases
             hold_in_database(store, wait_for_lock)
         early = gateway is None and not shared and _nothing_in_flight(store)
         with ThreadPoolExecutor(1, thread_name_prefix="connect") as connecting:

@@ -139,3 +139,44 @@ def test_partitions_are_the_hash_buckets(two: tuple[LeaseKeeper, LeaseKeeper, Cl
     a.rebalance()
     b.rebalance()
     assert sorted(a.held | b.held) == hash_partitions(2)
+
+
+def test_workers_that_announce_before_taking_share_from_their_first_rebalance(
+    two: tuple[LeaseKeeper, LeaseKeeper, Clock],
+) -> None:
+    a, b, _ = two
+    a.announce()
+    b.announce()
+    a.rebalance()  # the first to take: it counts the other already
+    b.rebalance()
+    assert len(a.held) == len(b.held) == 1
+
+
+def test_a_worker_joining_later_gets_its_share_within_a_renewal_interval(
+    two: tuple[LeaseKeeper, LeaseKeeper, Clock],
+) -> None:
+    """``a`` took every partition alone; ``b`` joins. Looking every second (not renewing: no
+    event unless something would change), ``a`` lets its excess go and ``b`` takes it, well
+    before a third of a lease (the renewal interval) has passed."""
+    a, b, clock = two
+    a.announce()
+    a.rebalance()
+    assert len(a.held) == 2
+    b.announce()
+    b.rebalance()
+    assert b.held == set()
+    seq = a.store.last_seq()
+    clock.advance(0.5)
+    a.renew_if_due()  # looked less than a second ago (its rebalance): nothing yet
+    assert a.store.last_seq() == seq and len(a.held) == 2
+    for _ in range(3):
+        clock.advance(1.0)
+        a.renew_if_due()
+        b.renew_if_due()
+    assert len(a.held) == len(b.held) == 1
+    assert (clock.now - a._last_renewal).total_seconds() < LEASE / 3  # type: ignore[operator]
+    quiet = a.store.last_seq()
+    clock.advance(1.0)
+    a.renew_if_due()
+    b.renew_if_due()
+    assert a.store.last_seq() == quiet  # fair now: looking appends nothing

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from commands.rules.leases import (
+    announce,
     decide,
     fair_share,
     hash_partitions,
@@ -16,6 +17,7 @@ from commands.rules.leases import (
     partition_of,
     partition_of_key,
     renewal_due,
+    worth_rebalancing,
 )
 from eventlog.events import LeaseAcquired, LeaseReleased, LeaseRenewed, LeaseTakenOver
 from eventlog.timestamps import format_ts
@@ -267,3 +269,45 @@ def test_partitions_are_stable_and_named_to_sort() -> None:
     assert hash_partitions(1) == ["0"]
     names = {partition_of(f"S{i}", "x", by="school_hash", partitions=12) for i in range(200)}
     assert names == set(hash_partitions(12))
+
+
+def test_announce_is_a_renewal_of_no_partition() -> None:
+    e = announce("w", "run-1", NOW, 30.0)
+    assert (e.worker, e.partitions, e.run_id) == ("w", [], "run-1")
+    assert e.expires_at == at(30)
+
+
+@pytest.mark.parametrize(
+    ("leases", "workers", "worth"),
+    [
+        # alone, holding all: fair
+        ([lease(p, "me", 30) for p in PARTS], [], False),
+        # a second live worker joined: me holds 4 > 2
+        ([lease(p, "me", 30) for p in PARTS], [worker("b", 30)], True),
+        # that worker's renewal lapsed: fair again
+        ([lease(p, "me", 30) for p in PARTS], [worker("b", -1)], False),
+        # me holds 1 < 2, b 3 > 2: nothing free yet (b lets one go at its own look)
+        ([lease("A", "me", 30), *(lease(p, "b", 30) for p in "BCD")], [worker("b", 30)], False),
+        # and once it did, one is free: worth taking
+        ([lease("A", "me", 30), lease("B", "b", 30), lease("C", "b", 30)], [worker("b", 30)], True),
+        (
+            [lease("A", "me", 30), lease("B", "me", 30)] + [lease(p, "b", 30) for p in "CD"],
+            [worker("b", 30)],
+            False,
+        ),
+        # short, and a partition lapsed: worth taking
+        (
+            [lease("A", "me", 30), lease("B", "b", -1)] + [lease(p, "b", 30) for p in "CD"],
+            [worker("b", 30)],
+            True,
+        ),
+        # short, nothing free or lapsed: not worth an event
+        (
+            [lease("A", "me", 30)] + [lease(p, "c", 30) for p in "BCD"],
+            [worker("b", 30), worker("c", 30)],
+            False,
+        ),
+    ],
+)
+def test_worth_rebalancing(leases: list[Lease], workers: list[WorkerRow], worth: bool) -> None:
+    assert worth_rebalancing(leases, workers, me="me", partitions=PARTS, now=NOW) is worth
