@@ -355,6 +355,16 @@ class PostgresEventStore(EventStore):
     def _begin_write(self) -> contextlib.AbstractContextManager[None]:
         return _locked_transaction(self._conn)
 
+    def bound_idle_transactions(self, seconds: float) -> None:
+        """``idle_in_transaction_session_timeout`` on this connection: the server ends a
+        session that sits idle inside a transaction that long, rolling it back and freeing the
+        write lock; the stopped process finds its connection gone when it resumes (its
+        transaction never committed)."""
+        with self._errors():
+            self._conn.execute(
+                f"SET idle_in_transaction_session_timeout = {max(1, int(seconds * 1000))}"
+            )
+
     def _insert_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """One statement for the whole group: each column sent as an array (binary) and
         unnested by the server in sequence order, so the row trigger that admits only the next

@@ -311,6 +311,13 @@ class EventStore:
         """One write transaction, holding the log's write lock from its start."""
         return immediate(self._conn)
 
+    def bound_idle_transactions(self, seconds: float) -> None:
+        """Have the database end this connection's transaction (and the connection) when it
+        sits idle inside one for ``seconds``: a process stopped mid-transaction (SIGSTOP, a VM
+        paused) then holds the others' writes up for that long at most. SQLite cannot: a
+        stopped process keeps the file's write lock until it resumes or dies (the others wait
+        their busy timeout, then skip a cycle)."""
+
     def _insert_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Insert encoded event rows (inside the write transaction, in sequence order)."""
         self._conn.executemany(

@@ -235,6 +235,9 @@ def _open(
     )
     shared = announce is not None
     try:
+        # A worker stopped inside a write transaction holds the others up this long at most
+        # (PostgreSQL; SQLite cannot bound it): well inside a lease, so no lease lapses for it.
+        store.bound_idle_transactions(idle_transaction_bound(config))
         if announce is not None:
             announce(store)
         else:  # PostgreSQL: runs on other machines too; shared mode has leases
@@ -251,6 +254,14 @@ def _open(
     except BaseException:
         store.close()
         raise
+
+
+def idle_transaction_bound(config: Config) -> float:
+    """How long a worker's connection may sit idle inside a transaction (PostgreSQL): a third
+    of a lease in shared mode (the others renew every third), else the busy timeout."""
+    if config.workers.mode == "shared":
+        return config.workers.lease_seconds / 3
+    return config.database.busy_timeout_ms / 1000
 
 
 def _nothing_in_flight(store: EventStore) -> bool:

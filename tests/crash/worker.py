@@ -1,7 +1,8 @@
 """Test-only harness: the real CLI, with a hook that SIGKILLs the process the N-th time it
 reaches the crash point named by $CRASH_AT, $SIGNAL_AT=N:SIGTERM sends itself a signal while its
 N-th PostgreSQL statement waits for the server, $INTENT_AT=<point> appends another worker's
-intent at that point, and (for several workers) $SKIP_RENEWALS_AFTER=N:
+intent at that point, $STOP_AT=<point> (and $STOP_NTH) stops the process there with SIGSTOP,
+and (for several workers) $SKIP_RENEWALS_AFTER=N:
 after N lease rebalances holding a lease the worker stops renewing its leases but goes on
 cycling, like one cut off from the log. Shipped code has no way to do either."""
 
@@ -47,8 +48,17 @@ def _another_workers_intent() -> None:
         store.close()
 
 
+STOP_AT = os.environ.get("STOP_AT", "")  # a point: the process stops itself there (SIGSTOP)
+STOP_NTH = int(os.environ.get("STOP_NTH", "1"))
+_stops = 0
+
+
 def _hook(name: str) -> None:
-    global _seen, INTENT_AT
+    global _seen, INTENT_AT, _stops
+    if name == STOP_AT:
+        _stops += 1
+        if _stops == STOP_NTH:
+            os.kill(os.getpid(), signal.SIGSTOP)  # as a VM paused mid-transaction
     if name == INTENT_AT:
         INTENT_AT = ""  # once
         _another_workers_intent()
@@ -123,9 +133,9 @@ if SIGNAL_AT:
 
     psycopg.Connection.wait = _signalled_wait  # type: ignore[method-assign,assignment]
 
-for point in (POINT, INTENT_AT):
+for point in (POINT, INTENT_AT, STOP_AT):
     if point and not (point in crashpoints.POINTS or point.startswith(crashpoints.APPEND_PREFIX)):
         raise SystemExit(f"unknown crash point {point!r}")
-if POINT or INTENT_AT:
+if POINT or INTENT_AT or STOP_AT:
     crashpoints.install(_hook)
 main(sys.argv[1:], prog_name="worker")
