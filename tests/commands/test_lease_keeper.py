@@ -5,6 +5,7 @@ commits between its own check and its write transaction."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -180,3 +181,19 @@ def test_a_worker_joining_later_gets_its_share_within_a_renewal_interval(
     a.renew_if_due()
     b.renew_if_due()
     assert a.store.last_seq() == quiet  # fair now: looking appends nothing
+
+
+def test_letting_go_of_an_excess_is_logged_as_a_release_not_a_loss(
+    two: tuple[LeaseKeeper, LeaseKeeper, Clock], caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b, clock = two
+    caplog.set_level(logging.INFO, logger="commands.leases")
+    a.rebalance()
+    b.announce()
+    caplog.clear()
+    clock.advance(LEASE / 3)
+    a.renew_if_due()  # its share is one now: it lets the other partition go
+    assert len(a.held) == 1
+    messages = [r.getMessage() for r in caplog.records if r.name == "commands.leases"]
+    assert any(m.startswith("Lease released") for m in messages), messages
+    assert not any("lost" in m for m in messages), messages
