@@ -21,7 +21,13 @@ import msgspec
 
 from commands.rules.admission import MAX_HALVINGS, quota_backoff_seconds
 from commands.rules.submit import CreateContext, OpenIntent, deferred, submitted
-from eventlog.events import BatchSubmissionAbandoned, DeferredSubmissionChecked, Event
+from eventlog.events import (
+    BatchSubmissionAbandoned,
+    BatchSucceeded,
+    DeferredSubmissionChecked,
+    Event,
+)
+from eventlog.states import SUCCESS_STATES
 from eventlog.timestamps import format_ts
 
 if TYPE_CHECKING:
@@ -70,8 +76,13 @@ def reconcile(intent: OpenIntent, found: Sequence[RemoteBatch]) -> Reconciled:
         )
         return Reconciled("not_created", [abandoned])
     job = found[-1]
-    adopted = submitted(intent, job.name, job.state)
-    return Reconciled("adopted", [adopted], batch_id=job.name, matches=len(found))
+    events: list[Event] = [submitted(intent, job.name, job.state)]
+    if job.state in SUCCESS_STATES:  # done already: its result file is recorded now, as a
+        # poll records it when it sees the success (it records a change of state only)
+        events.append(
+            BatchSucceeded(batch_id=job.name, result_file=job.result_file or "", state=job.state)
+        )
+    return Reconciled("adopted", events, batch_id=job.name, matches=len(found))
 
 
 def judge_unanswered_lookup(

@@ -43,6 +43,7 @@ from eventlog.events import (
     BatchSubmissionAbandoned,
     BatchSubmitted,
     BatchSucceeded,
+    Event,
 )
 from eventlog.states import JobState
 
@@ -96,7 +97,7 @@ def error(code: int | None, transient: bool) -> GatewayError:
 INTENT = OpenIntent(NAME, "models/gemini-x", "files/requests-1", ["a/p1", "a/p2"])
 
 
-def _adopted(batch_id: str, state: str, matches: int) -> Reconciled:
+def _adopted(batch_id: str, state: str, matches: int, result_file: str | None = None) -> Reconciled:
     submitted = BatchSubmitted(
         batch_id=batch_id,
         display_name=NAME,
@@ -105,7 +106,10 @@ def _adopted(batch_id: str, state: str, matches: int) -> Reconciled:
         input_file="files/requests-1",
         state=state,
     )
-    return Reconciled("adopted", [submitted], batch_id=batch_id, matches=matches)
+    events: list[Event] = [submitted]
+    if result_file is not None:  # done already when adopted: its result file recorded at once
+        events.append(BatchSucceeded(batch_id=batch_id, result_file=result_file, state=state))
+    return Reconciled("adopted", events, batch_id=batch_id, matches=matches)
 
 
 @pytest.mark.parametrize(
@@ -137,8 +141,18 @@ def _adopted(batch_id: str, state: str, matches: int) -> Reconciled:
         ),
         pytest.param(
             [job(PENDING, None, "batches/first"), job(SUCCEEDED, None, "batches/last")],
-            _adopted("batches/last", SUCCEEDED, 2),
+            _adopted("batches/last", SUCCEEDED, 2, result_file=""),
             id="several_found_last_adopted",
+        ),
+        pytest.param(
+            [job(SUCCEEDED, "files/results-9", "batches/done")],
+            _adopted("batches/done", SUCCEEDED, 1, result_file="files/results-9"),
+            id="found_done_adopted_with_its_result_file",
+        ),
+        pytest.param(
+            [job(PARTIAL, "files/results-8", "batches/part")],
+            _adopted("batches/part", PARTIAL, 1, result_file="files/results-8"),
+            id="found_partly_done_adopted_with_its_result_file",
         ),
     ],
 )
