@@ -104,6 +104,10 @@ CREATE TABLE meta (
 
 MIGRATIONS = {1: _V1}
 
+_INSERT_ONE = (
+    "INSERT INTO events (seq, ts, type, stream, actor, version, payload, hash) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _INSERT_UNNESTED = (
     "INSERT INTO events (seq, ts, type, stream, actor, version, payload, hash) "
     "SELECT * FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[], "
@@ -371,8 +375,8 @@ class PostgresEventStore(EventStore):
         sequence number sees each row after the one before (a row-level BEFORE trigger sees the
         rows its own statement inserted before). A pipelined ``executemany`` costs the server a
         statement a row."""
-        if len(rows) == 1:
-            super()._insert_rows(rows)
+        if len(rows) == 1:  # a plain statement, not executemany's pipeline (see flush)
+            self._conn.execute(_INSERT_ONE, rows[0])
             return
         columns = [list(c) for c in zip(*rows, strict=True)]
         with self._conn.raw.cursor() as cur:

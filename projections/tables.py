@@ -370,13 +370,33 @@ class PostgresTables(SqliteTables):
         yield f"SELECT {cols} FROM {spec.name} WHERE {pk} = ANY(%b)", (keys,)
 
     def flush(self, only: TableSpec | None = None) -> None:
-        """Every table's statements sent in one pipeline: one wait for the server, not one a
-        table."""
-        raw: Any = self.conn
-        with raw.pipeline():
+        """Every table's statements sent in one pipeline (one wait for the server, not one a
+        table), but the last: it goes alone after the pipeline. The server arms its
+        idle-in-transaction timeout (``bound_idle_transactions``) only after a statement outside
+        a pipeline, and a worker stopped right after a flush must still be timed out."""
+        queued: list[tuple[str, list[Any]]] = []
+        self._queued = queued
+        try:
             super().flush(only)
+        finally:
+            self._queued = None
+        raw: Any = self.conn
+        if len(queued) > 1:
+            with raw.pipeline():
+                for sql, arrays in queued[:-1]:
+                    self._execute(sql, arrays)
+        if queued:
+            self._execute(*queued[-1])
+
+    _queued: list[tuple[str, list[Any]]] | None = None
 
     def _send(self, sql: str, arrays: list[Any]) -> None:
+        if self._queued is not None:
+            self._queued.append((sql, arrays))
+        else:
+            self._execute(sql, arrays)
+
+    def _execute(self, sql: str, arrays: list[Any]) -> None:
         """One statement whose parameters are arrays, sent in binary (text arrays would be
         quoted element by element)."""
         raw: Any = self.conn

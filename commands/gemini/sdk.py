@@ -99,6 +99,7 @@ class Gateway:
         from google.genai import types
 
         self._key = api_key
+        self._closed = False
         self.retry_attempts = retry_attempts
         self.retry_backoff_seconds = retry_backoff_seconds
         self._sleep = sleep
@@ -116,6 +117,7 @@ class Gateway:
         )
 
     def close(self) -> None:
+        self._closed = True  # calls still on their threads stop at their next attempt
         self._client.close()
 
     # --- the one translation boundary ------------------------------------------------------------
@@ -162,6 +164,8 @@ class Gateway:
             try:
                 return attempt_once()
             except GatewayError as e:
+                if self._closed:  # the run is ending: no retry, no warning
+                    raise
                 if not e.transient or attempt == self.retry_attempts:
                     log.warning(
                         "%s failed (attempt %d/%d, giving up): %s",

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from eventlog.errors import DatabaseError
 
-__all__ = ["DEFAULT_CALLS", "Pools", "gather"]
+__all__ = ["DEFAULT_CALLS", "Pools", "gather", "retrieved"]
 
 T = TypeVar("T")
 log = logging.getLogger("commands.cycle")
@@ -139,6 +139,14 @@ async def gather(flows: Iterable[Awaitable[T]]) -> list[T]:
         first = next((t for t in failed if _log_failed(t)), failed[0])
         first.result()  # raises the CancelledError or the flow's error
     return [task.result() for task in tasks]
+
+
+def retrieved(task: asyncio.Task[T]) -> asyncio.Task[T]:
+    """``task``, its error marked as seen once it ends: a flow whose error is raised by another
+    path (the stage's own, or the run's end) is not reported again, with a traceback, when
+    the task is collected ("Task exception was never retrieved")."""
+    task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
+    return task
 
 
 def _log_failed(task: asyncio.Task[Any]) -> bool:

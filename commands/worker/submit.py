@@ -28,7 +28,7 @@ from commands.worker.context import Worker
 from commands.worker.create import Creates, create_batch
 from commands.worker.estimator import PageTokens, TokenEstimator
 from commands.worker.images import ready_images, reject
-from commands.worker.pools import gather
+from commands.worker.pools import gather, retrieved
 from commands.worker.request_files import LineMaker, RequestFile, write_request_files
 from commands.worker.summary import CycleSummary
 
@@ -221,8 +221,10 @@ class _Submitting:
             request_file.delete()
             raise
         first = self.creates.enter(project)
-        flow = asyncio.ensure_future(
-            self._flow(request_file, project, partition, estimates, reservation, first)
+        flow = retrieved(
+            asyncio.ensure_future(
+                self._flow(request_file, project, partition, estimates, reservation, first)
+            )
         )
         self.flows.append(flow)
         self.first.setdefault(project, flow)

@@ -292,8 +292,14 @@ def test_a_worker_paused_past_its_lease_stops_when_it_wakes_and_appends_nothing_
         paused.send_signal(signal.SIGCONT)
     _out, err = paused.communicate(timeout=60)
     assert paused.returncode == 1, err[-3000:]
-    assert "was recorded as ended by another worker" in err, err[-3000:]
-    assert "start the worker again" in err.splitlines()[-1], err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, err[-3000:]
+    # Its next append or renewal is refused; or, stopped inside a transaction on PostgreSQL,
+    # it finds the connection the server ended (a third of a lease idle in a transaction).
+    assert "was recorded as ended by another worker" in errors[0] or (
+        database and "the connection is closed" in errors[0]
+    ), errors
+    assert "Traceback" not in err, err[-3000:]
     for name, proc in (("healthy", healthy), ("replacement", replacement)):
         rest = proc.communicate(timeout=120)
         assert proc.returncode == 0, (name, rest[1][-3000:])

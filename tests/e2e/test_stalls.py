@@ -72,7 +72,9 @@ def test_a_worker_stopped_inside_a_transaction_holds_the_others_up_a_third_of_a_
             stuck.send_signal(signal.SIGCONT)
         _out, err = stuck.communicate(timeout=60)
         assert stuck.returncode == 1, err[-3000:]
-        assert "idle-in-transaction" in err.lower() or "terminat" in err.lower(), err[-3000:]
+        last = [line for line in err.splitlines() if line.startswith("Error:")]
+        assert len(last) == 1 and "cannot use PostgreSQL" in last[0], err[-3000:]
+        assert any(why in last[0] for why in ("idle-in-transaction", "terminat", "closed")), last
         store = open_store(config.log_location)
         try:
             assert store.verify_chain() is None
