@@ -86,6 +86,10 @@ class ProjectConfig(_Section):
     max_enqueued_tokens: StrictInt | None = Field(None, ge=0, le=MAX_ENQUEUED_TOKENS)
 
 
+#: The largest output limit a config may name (Gemini 2.5 and 3 models answer up to 65,536).
+MAX_OUTPUT_TOKENS = 1_048_576
+
+
 class GeminiConfig(_Section):
     model: str = "gemini-2.5-flash"
     api_key_env: str = "GEMINI_API_KEY"
@@ -93,6 +97,13 @@ class GeminiConfig(_Section):
     prompt: str = DEFAULT_PROMPT
     output_schema: str = "commands.schema:PageExtraction"
     context_previous_page: StrictBool = False
+    #: ``maxOutputTokens`` sent with every request (0: not sent, the model's own limit). A page
+    #: whose answer is cut at it (``finish_max_tokens``) is retried with it doubled for each
+    #: cut so far, up to ``max_output_tokens_ceiling``.
+    max_output_tokens: StrictInt = Field(8192, ge=0, le=MAX_OUTPUT_TOKENS)
+    max_output_tokens_ceiling: StrictInt = Field(65536, ge=1, le=MAX_OUTPUT_TOKENS)
+    #: ``temperature`` sent with every request (unset: the model's default).
+    temperature: StrictFloat | None = Field(None, ge=0.0, le=2.0)
     #: Several projects, each with its key and quota (empty: one project, ``default``, with
     #: ``api_key_env`` and ``[batching]``'s limits).
     projects: list[ProjectConfig] = []

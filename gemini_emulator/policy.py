@@ -34,37 +34,37 @@ A policy is plain data (a dict, or a JSON file for ``python -m gemini_emulator -
     }
 
 Record outcomes: ``valid``, ``invalid_json``, ``schema_violation``, ``error_line``,
-``missing_line``, ``safety``, ``recitation``, ``max_tokens``. Job outcomes: ``SUCCEEDED``,
-``FAILED``, ``CANCELLED``, ``EXPIRED``, ``STUCK`` (stays PENDING until it expires at 48 h), and
-glitches of a job that succeeds: ``TRUNCATED`` (the result file ends mid-line), ``DUPLICATES``
-(every line twice, the copy a different answer), ``EXTRA_KEYS`` (lines for keys that were never in
-the job, one of them hostile), ``ODD_STATE`` (an unknown state for two polls first),
+``missing_line``, ``safety``, ``recitation``, ``max_tokens`` (the JSON cut in half, finish
+``MAX_TOKENS``); a record rule's ``output_tokens: N`` (with any outcome, usually ``valid``) cuts
+the answer the same way whenever the line's ``maxOutputTokens`` is below N or unset. Job outcomes:
+``SUCCEEDED``, ``FAILED``, ``CANCELLED``, ``EXPIRED``, ``STUCK`` (stays PENDING until it expires at
+48 h), and glitches of a job that succeeds: ``TRUNCATED`` (the result file ends mid-line),
+``DUPLICATES`` (every line twice, the copy a different answer), ``EXTRA_KEYS`` (lines for keys that
+were never in the job, one of them hostile), ``ODD_STATE`` (an unknown state for two polls first),
 ``FAILED_THEN_SUCCEEDED`` (reported FAILED once, SUCCEEDED afterwards); ``PARTIALLY_SUCCEEDED``
 (ends so, with its results, as Vertex reports a job some of whose requests failed); ``LIMBO``
 (reports a state no client knows, ``BATCH_STATE_LIMBO``, until it expires at 48 h);
-``RESULTS_GONE`` (succeeds, naming a result file that is already gone: its download answers 403,
-as for a file expired after 48 h).
-Result rules replace a record's line in a result file (file-mode jobs; the first matching rule
-wins, ``times`` per key): ``line`` is text (UTF-8), ``line_b64`` raw bytes in base64 (for bytes
-that are not UTF-8); ``{key}`` in either becomes the record key. The line is billed as answered.
-Every job reports ``batchStats`` (request, successful, failed, pending counts) as it runs.
-Answer rules bend a batch resource (``match`` is the job's display name) as ``batches.get``,
-``batches.create`` or ``batches.list`` sends it: ``metadata`` is merged over its metadata (null
-removes a key: ``{"output": null}``), ``drop_name`` sends it without a name, and a list rule's
-``garbage`` entries are listed before the jobs, e.g.
-``{"endpoint": "batches.get", "metadata": {"batchStats": {"requestCount": "Infinity"}}}``.
-File rules (``match`` is the display name): an uploaded file stays ``PROCESSING`` for
-``processing_seconds`` (0: ACTIVE at once), then is ``state`` (``ACTIVE`` or ``FAILED``); a create
-whose input file is not ACTIVE answers 400 FAILED_PRECONDITION, as the service does.
-A quota storm on create is a fault with ``times``: ``{"endpoint": "batches.create", "status": 429,
-"times": 3}`` answers 429 RESOURCE_EXHAUSTED to the first three creates, then lets them through.
-``times`` limits how often a rule fires (per record key for record rules); ``probability``
-fires it at random (seeded, so a run is reproducible); ``calls`` lists 1-based call numbers of the
-endpoint; ``every`` fires on every n-th call. A fault with ``status`` answers that HTTP error (with
-a Google-style body, its status word ``error_status`` if given, e.g. FAILED_PRECONDITION);
-with ``delay`` it sleeps first (a slow answer, or a client timeout); with
-``"after": true`` the call is carried out first and only its answer is lost (a create that
-happened though the client saw a 503).
+``RESULTS_GONE`` (succeeds, naming a result file that is already gone: its download answers 403, as
+for a file expired after 48 h). Result rules replace a record's line in a result file (file-mode
+jobs; the first matching rule wins, ``times`` per key): ``line`` is text (UTF-8), ``line_b64`` raw
+bytes in base64 (for bytes that are not UTF-8); ``{key}`` in either becomes the record key. The
+line is billed as answered. Every job reports ``batchStats`` (request, successful, failed, pending
+counts) as it runs. Answer rules bend a batch resource (``match`` is the job's display name) as
+``batches.get``, ``batches.create`` or ``batches.list`` sends it: ``metadata`` is merged over its
+metadata (null removes a key: ``{"output": null}``), ``drop_name`` sends it without a name, and a
+list rule's ``garbage`` entries are listed before the jobs, e.g. ``{"endpoint": "batches.get",
+"metadata": {"batchStats": {"requestCount": "Infinity"}}}``. File rules (``match`` is the display
+name): an uploaded file stays ``PROCESSING`` for ``processing_seconds`` (0: ACTIVE at once), then
+is ``state`` (``ACTIVE`` or ``FAILED``); a create whose input file is not ACTIVE answers 400
+FAILED_PRECONDITION, as the service does. A quota storm on create is a fault with ``times``:
+``{"endpoint": "batches.create", "status": 429, "times": 3}`` answers 429 RESOURCE_EXHAUSTED to the
+first three creates, then lets them through. ``times`` limits how often a rule fires (per record
+key for record rules); ``probability`` fires it at random (seeded, so a run is reproducible);
+``calls`` lists 1-based call numbers of the endpoint; ``every`` fires on every n-th call. A fault
+with ``status`` answers that HTTP error (with a Google-style body, its status word ``error_status``
+if given, e.g. FAILED_PRECONDITION); with ``delay`` it sleeps first (a slow answer, or a client
+timeout); with ``"after": true`` the call is carried out first and only its answer is lost (a
+create that happened though the client saw a 503).
 
 Limit rules (``key`` matches the API key, as a pattern): a create that would give the key more
 than ``max_active_jobs`` jobs not yet ended, or more than ``max_enqueued_tokens`` input tokens in
@@ -140,6 +140,9 @@ class RecordRule(msgspec.Struct, forbid_unknown_fields=True):
     outcome: RecordOutcome = "valid"
     times: int | None = None
     probability: float | None = None
+    #: The answer takes this many output tokens: a request line allowing fewer
+    #: (``generationConfig.maxOutputTokens``, or none) is answered cut (``MAX_TOKENS``).
+    output_tokens: int | None = None
 
 
 class JobRule(msgspec.Struct, forbid_unknown_fields=True):
@@ -267,6 +270,13 @@ class Policy:
                 self._record_fired[(i, key)] = fired + 1
                 return rule.outcome
             return "valid"
+
+    def output_tokens_needed(self, key: str) -> int | None:
+        """The output tokens the answer for ``key`` takes (the first rule naming them), if any."""
+        for rule in self.spec.records:
+            if rule.output_tokens is not None and fnmatch.fnmatchcase(key, rule.match):
+                return rule.output_tokens
+        return None
 
     def job_rule(self, display_name: str, keys: list[str]) -> JobRule:
         """The rule deciding a new job's fate (outcome, timing); decided once, at creation."""

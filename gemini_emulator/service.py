@@ -211,6 +211,8 @@ class Service:
         #: Files uploaded (finalized), by display name.
         self.uploaded: Counter[str] = Counter()
         self.attempts: Counter[str] = Counter()
+        #: Per record key, the ``maxOutputTokens`` of each request line answered (None: unset).
+        self.output_limits: dict[str, list[int | None]] = {}
         #: Calls per API key and endpoint (``"<endpoint> <key>"``), and lookups of a job or file
         #: that exists under another key (answered 404/403 as for one that does not exist).
         self.calls_by_key: Counter[str] = Counter()
@@ -546,7 +548,15 @@ class Service:
         }
         finish = "STOP"
         text: str | None
-        if outcome == "valid":
+        limit = (request.get("generationConfig") or {}).get("maxOutputTokens")
+        self.output_limits.setdefault(key, []).append(limit if isinstance(limit, int) else None)
+        needed = self.policy.output_tokens_needed(key)
+        if outcome == "valid" and needed is not None and (limit is None or limit < needed):
+            outcome = "max_tokens"  # the answer needs more than the request allows
+        if outcome == "max_tokens":  # cut mid-JSON, as the service cuts at the limit
+            whole = json.dumps(fill(schema, key))
+            finish, text = "MAX_TOKENS", whole[: max(1, len(whole) // 2)]
+        elif outcome == "valid":
             text = json.dumps(fill(schema, key))
         elif outcome == "invalid_json":
             text = 'Sure! Here is the JSON you asked for: {"text": "unterminated'

@@ -36,15 +36,28 @@ def context_part(previous_key: str, extraction: str) -> Part:
 
 
 def request_line(
-    key: str, prompt: str, parts: list[Part], response_json_schema: dict[str, Any]
+    key: str,
+    prompt: str,
+    parts: list[Part],
+    response_json_schema: dict[str, Any],
+    *,
+    max_output_tokens: int | None = None,
+    temperature: float | None = None,
 ) -> bytes:
     """The JSONL line (newline included) asking for record ``key``: the ``prompt``, then
-    ``parts`` (context, image), answered as JSON following ``response_json_schema``."""
+    ``parts`` (context, image), answered as JSON following ``response_json_schema``, in at
+    most ``max_output_tokens`` tokens, at ``temperature`` (each left out when None: the
+    model's own)."""
+    generation: dict[str, Any] = {
+        "responseMimeType": "application/json",
+        "responseJsonSchema": response_json_schema,
+    }
+    if max_output_tokens is not None:
+        generation["maxOutputTokens"] = max_output_tokens
+    if temperature is not None:
+        generation["temperature"] = temperature
     request = {
         "contents": [{"role": "user", "parts": [{"text": prompt}, *parts]}],
-        "generationConfig": {
-            "responseMimeType": "application/json",
-            "responseJsonSchema": response_json_schema,
-        },
+        "generationConfig": generation,
     }
     return msgspec.json.encode({"key": key, "request": request}) + b"\n"

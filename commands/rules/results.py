@@ -150,6 +150,40 @@ def key_of(raw: bytes) -> str:
     return key if isinstance(key, str) else ""
 
 
+#: What each non-STOP finish reason the SDK knows means, in one line (others: "not documented").
+FINISH_MEANINGS = {
+    "MAX_TOKENS": "the answer was cut at the output limit (maxOutputTokens)",
+    "SAFETY": "the answer was stopped by the safety filters",
+    "RECITATION": "the answer was stopped as a possible recitation of a source",
+    "LANGUAGE": "the answer was flagged for an unsupported language",
+    "OTHER": "the model stopped for a reason it does not say",
+    "BLOCKLIST": "the answer contained a term from a configured blocklist",
+    "PROHIBITED_CONTENT": "the answer may hold prohibited content",
+    "SPII": "the answer may hold sensitive personal information",
+    "MALFORMED_FUNCTION_CALL": "the model wrote a function call that cannot be parsed",
+    "MALFORMED_RESPONSE": "the model's response was malformed",
+    "UNEXPECTED_TOOL_CALL": "the model called a tool it was not given",
+    "TOO_MANY_TOOL_CALLS": "the model made too many tool calls",
+    "IMAGE_SAFETY": "a generated image was stopped by the safety filters",
+    "FINISH_REASON_UNSPECIFIED": "the service gave no finish reason",
+}
+#: The hint a cut answer's failure carries: what the retry does, and the key to raise.
+MAX_TOKENS_HINT = (
+    "; its retry asks for twice the output limit (up to [gemini] max_output_tokens_ceiling): "
+    "if many pages are cut, raise [gemini] max_output_tokens"
+)
+
+
+def finish_message(finish: str) -> str:
+    """The failure message of a non-STOP finish: the reason, what it means, and for a cut
+    answer what is done about it."""
+    reason = finish[:100]
+    meaning = FINISH_MEANINGS.get(reason, "a finish reason this tool does not know")
+    return f"finish reason {reason}: {meaning}" + (
+        MAX_TOKENS_HINT if reason == "MAX_TOKENS" else ""
+    )
+
+
 def judge_line(
     raw: bytes,
     schema: type[BaseModel],
@@ -297,7 +331,7 @@ def _judge(key: str, line: Any, schema: type[BaseModel], max_output_bytes: int) 
     text = "".join(texts)
     if finish != "STOP":
         label = re.sub(r"[^a-z0-9_]", "_", finish.lower())[:40]
-        return verdict(f"finish_{label}", f"finish reason {finish[:100]}", text[:EXCERPT_CHARS])
+        return verdict(f"finish_{label}", finish_message(finish), text[:EXCERPT_CHARS])
     if not text.strip():
         return verdict("empty_text", "finish reason STOP but no text")
     excerpt = text[:EXCERPT_CHARS]

@@ -28,3 +28,17 @@ def dead_letter(record_key: str, failures: int, max_retries: int) -> RecordDeadL
     if failures < max_retries:
         return None
     return RecordDeadLettered(record_key=record_key, failures=failures, max_retries=max_retries)
+
+
+#: A cut answer's retry asks for this many times the output limit of the attempt before.
+OUTPUT_LIMIT_FACTOR = 2
+
+
+def output_limit(base: int, ceiling: int, cuts: int) -> int | None:
+    """The ``maxOutputTokens`` to send for a page whose answers were cut at the output limit
+    ``cuts`` times (``finish_max_tokens``): ``base`` doubled once per cut, at most ``ceiling``
+    (and never below ``base``); None when ``base`` is 0 (nothing sent: the model's own limit,
+    which a retry cannot raise)."""
+    if base <= 0:
+        return None
+    return max(base, min(ceiling, base * OUTPUT_LIMIT_FACTOR ** max(0, min(cuts, 30))))

@@ -21,6 +21,7 @@ from commands.config import Config, UploadsConfig
 from commands.gemini import requests
 from commands.gemini.port import RemoteFile
 from commands.pages import Page
+from commands.rules.retry import output_limit
 from commands.rules.transport import Route, line_too_big, route_image, starts_new_file
 from commands.worker.dataset import (
     MAX_IMAGE_BYTES,
@@ -88,8 +89,15 @@ class LineMaker:
         json_schema: dict[str, Any],
         previous: dict[str, Page],
         stamps: dict[str, Stamp | None],
+        cuts: dict[str, int] | None = None,
     ) -> None:
-        self.prompt = config.gemini.prompt
+        g = config.gemini
+        self.prompt = g.prompt
+        self.temperature = g.temperature
+        #: Each page's output limit: doubled for each answer of it cut at the limit before.
+        self.limit = lambda key: output_limit(
+            g.max_output_tokens, g.max_output_tokens_ceiling, (cuts or {}).get(key, 0)
+        )
         self.output_root = config.paths.output_root
         self.json_schema = json_schema
         self.previous, self.stamps = previous, stamps
@@ -112,7 +120,14 @@ class LineMaker:
             parts.append(inline_part(page, data))
         else:
             parts.append(requests.file_part(remote.uri, remote.mime_type))
-        return requests.request_line(page.key, self.prompt, parts, self.json_schema)
+        return requests.request_line(
+            page.key,
+            self.prompt,
+            parts,
+            self.json_schema,
+            max_output_tokens=self.limit(page.key),
+            temperature=self.temperature,
+        )
 
     def _previous_output(self, page: Page, prev: Page) -> str | None:
         path = self.output_root / prev.state / prev.school / prev.year / f"{prev.page}.json"

@@ -31,6 +31,7 @@ from commands.worker.images import ready_images, reject
 from commands.worker.pools import gather, retrieved
 from commands.worker.request_files import LineMaker, RequestFile, write_request_files
 from commands.worker.summary import CycleSummary
+from projections import queries
 
 log = logging.getLogger("commands.cycle")
 
@@ -177,7 +178,8 @@ class _Submitting:
         if not images.ready:
             return
         ready = sorted(images.ready, key=lambda r: r[0].key)
-        lines = LineMaker(w.config, self.json_schema, self.previous, images.stamps)
+        cuts = queries.output_cuts(w.store, [page.key for page, _ in ready])
+        lines = LineMaker(w.config, self.json_schema, self.previous, images.stamps, cuts)
         too_big: list[tuple[Page, str]] = []  # said on this thread once each file is written
         files = write_request_files(
             ready,
