@@ -104,6 +104,9 @@ class GeminiConfig(_Section):
     max_output_tokens_ceiling: StrictInt = Field(65536, ge=1, le=MAX_OUTPUT_TOKENS)
     #: ``temperature`` sent with every request (unset: the model's default).
     temperature: StrictFloat | None = Field(None, ge=0.0, le=2.0)
+    #: ``mediaResolution`` sent with every request: how many tokens an image costs (and how
+    #: much of it the model sees). ``unspecified``: not sent, the model's default.
+    media_resolution: Literal["unspecified", "low", "medium", "high"] = "unspecified"
     #: Several projects, each with its key and quota (empty: one project, ``default``, with
     #: ``api_key_env`` and ``[batching]``'s limits).
     projects: list[ProjectConfig] = []

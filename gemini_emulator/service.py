@@ -213,6 +213,8 @@ class Service:
         self.attempts: Counter[str] = Counter()
         #: Per record key, the ``maxOutputTokens`` of each request line answered (None: unset).
         self.output_limits: dict[str, list[int | None]] = {}
+        #: Per record key, the ``mediaResolution`` of each request line answered ("": unset).
+        self.media_resolutions: dict[str, list[str]] = {}
         #: Calls per API key and endpoint (``"<endpoint> <key>"``), and lookups of a job or file
         #: that exists under another key (answered 404/403 as for one that does not exist).
         self.calls_by_key: Counter[str] = Counter()
@@ -548,8 +550,11 @@ class Service:
         }
         finish = "STOP"
         text: str | None
-        limit = (request.get("generationConfig") or {}).get("maxOutputTokens")
+        generation = request.get("generationConfig") or {}
+        limit = generation.get("maxOutputTokens")
         self.output_limits.setdefault(key, []).append(limit if isinstance(limit, int) else None)
+        resolution = generation.get("mediaResolution")
+        self.media_resolutions.setdefault(key, []).append(str(resolution or ""))
         needed = self.policy.output_tokens_needed(key)
         if outcome == "valid" and needed is not None and (limit is None or limit < needed):
             outcome = "max_tokens"  # the answer needs more than the request allows

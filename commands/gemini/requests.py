@@ -43,11 +43,12 @@ def request_line(
     *,
     max_output_tokens: int | None = None,
     temperature: float | None = None,
+    media_resolution: str = "unspecified",
 ) -> bytes:
     """The JSONL line (newline included) asking for record ``key``: the ``prompt``, then
     ``parts`` (context, image), answered as JSON following ``response_json_schema``, in at
-    most ``max_output_tokens`` tokens, at ``temperature`` (each left out when None: the
-    model's own)."""
+    most ``max_output_tokens`` tokens, at ``temperature``, seeing images at
+    ``media_resolution`` (each left out when None or ``unspecified``: the model's own)."""
     generation: dict[str, Any] = {
         "responseMimeType": "application/json",
         "responseJsonSchema": response_json_schema,
@@ -56,6 +57,8 @@ def request_line(
         generation["maxOutputTokens"] = max_output_tokens
     if temperature is not None:
         generation["temperature"] = temperature
+    if media_resolution != "unspecified":
+        generation["mediaResolution"] = f"MEDIA_RESOLUTION_{media_resolution.upper()}"
     request = {
         "contents": [{"role": "user", "parts": [{"text": prompt}, *parts]}],
         "generationConfig": generation,

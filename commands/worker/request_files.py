@@ -94,6 +94,7 @@ class LineMaker:
         g = config.gemini
         self.prompt = g.prompt
         self.temperature = g.temperature
+        self.media_resolution = g.media_resolution
         #: Each page's output limit: doubled for each answer of it cut at the limit before.
         self.limit = lambda key: output_limit(
             g.max_output_tokens, g.max_output_tokens_ceiling, (cuts or {}).get(key, 0)
@@ -127,6 +128,7 @@ class LineMaker:
             self.json_schema,
             max_output_tokens=self.limit(page.key),
             temperature=self.temperature,
+            media_resolution=self.media_resolution,
         )
 
     def _previous_output(self, page: Page, prev: Page) -> str | None:

@@ -96,6 +96,10 @@ def test_every_design_key_exists() -> None:
             "output_schema",
             "context_previous_page",
             "projects",
+            "max_output_tokens",
+            "max_output_tokens_ceiling",
+            "temperature",
+            "media_resolution",
         },
         "batching": {
             "batch_size",
@@ -289,3 +293,21 @@ def test_paths_that_overlap_are_refused_with_the_reason(
     assert str(info.value).startswith(f"config {path}: ")
     assert message.format(t=t) in str(info.value), str(info.value)
     assert str(info.value).count("\n") == 0
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ("media_resolution = 'ultra'", "media_resolution"),
+        ("temperature = 3.0", "temperature"),
+        ("max_output_tokens = -1", "max_output_tokens"),
+        ("max_output_tokens_ceiling = 0", "max_output_tokens_ceiling"),
+    ],
+)
+def test_bad_generation_keys_are_refused_naming_the_key(
+    tmp_path: Path, line: str, fragment: str
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"[gemini]\n{line}\n")
+    with pytest.raises(ConfigError, match=fragment):
+        load_config(path)

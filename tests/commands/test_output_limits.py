@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from google.genai.types import MediaResolution
 
 from commands.gemini.requests import request_line
 from commands.rules.results import FINISH_MEANINGS, MAX_TOKENS_HINT, judge
@@ -75,4 +76,13 @@ def test_the_request_line_carries_the_output_limit_and_temperature_when_given() 
     )
     generation = line["request"]["generationConfig"]
     assert generation["maxOutputTokens"] == 16384 and generation["temperature"] == 0.0
+    assert "mediaResolution" not in generation  # unspecified: the model's default
     assert generation["responseMimeType"] == "application/json"
+
+
+@pytest.mark.parametrize("resolution", ["low", "medium", "high"])
+def test_the_request_line_carries_the_media_resolution(resolution: str) -> None:
+    line = json.loads(request_line("k", "p", [], {}, media_resolution=resolution))
+    wire = line["request"]["generationConfig"]["mediaResolution"]
+    assert wire == f"MEDIA_RESOLUTION_{resolution.upper()}"
+    assert wire in {m.value for m in MediaResolution}  # a value the SDK knows

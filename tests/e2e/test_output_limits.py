@@ -31,7 +31,7 @@ def test_a_cut_answer_is_retried_with_a_doubled_limit_until_it_fits(
             tmp_path,
             emulator.url,
             batching={"batch_size": 10, "max_retries": 3},
-            gemini={"max_output_tokens": 8192, "temperature": 0.0},
+            gemini={"max_output_tokens": 8192, "temperature": 0.0, "media_resolution": "low"},
         )
     )
     result = run(config, until_idle=True, max_cycles=20, api_key=API_KEY)
@@ -39,6 +39,8 @@ def test_a_cut_answer_is_retried_with_a_doubled_limit_until_it_fits(
     limits = emulator.service.output_limits
     assert limits[LONG] == [8192, 16384, 32768]
     assert all(limits[k] == [8192] for k in KEYS if k != LONG), limits
+    resolutions = emulator.service.media_resolutions
+    assert {r for k in KEYS for r in resolutions[k]} == {"MEDIA_RESOLUTION_LOW"}
     assert check_final_state(config, emulator, KEYS) == {"written": len(KEYS)}
     store = open_store(config.log_location)
     try:
