@@ -87,6 +87,32 @@ def start(
     )
 
 
+def chained_records(config: Config) -> list[Recorded]:
+    """Every event of the log, its hash chain checked."""
+    store = open_store(config.log_location)
+    try:
+        assert store.verify_chain() is None
+        return list(store.read())
+    finally:
+        store.close()
+
+
+def sweep(mode: str, config: Path) -> None:
+    """One more worker, ``sweeper``, alone: its first cycle sweeps what the others left on the
+    service; it must end cleanly."""
+    done = subprocess.run(
+        [
+            *(sys.executable, str(ROOT / "tests/crash/worker.py"), "--config", str(config)),
+            *("run", mode, "--worker-id", "sweeper"),
+        ],
+        env={**os.environ, **KEYS_ENV, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def status_of(config: Path) -> str:
     """``status``'s screen (exit 0)."""
     status = subprocess.run(
@@ -178,12 +204,7 @@ def test_three_workers_two_projects_one_killed_one_cut_off(
     )[-6000:]
     seconds = time.monotonic() - began
 
-    store = open_store(config.log_location)
-    try:
-        records = list(store.read())
-        assert store.verify_chain() is None
-    finally:
-        store.close()
+    records = chained_records(config)
     events = [r.event for r in records]
     # Each worker took leases; the dead and the cut-off one's were taken over after they lapsed.
     takers = Counter((e.from_worker, e.to_worker) for e in events if isinstance(e, LeaseTakenOver))
@@ -225,17 +246,7 @@ def test_three_workers_two_projects_one_killed_one_cut_off(
     assert any(r.actor == f"run:{cut_run}" and r.ts < lapsed_at for r in records)
 
     # One more worker, alone now: its first cycle sweeps what the dead left on the service.
-    sweep = subprocess.run(
-        [
-            *(sys.executable, str(ROOT / "tests/crash/worker.py"), "--config", str(config_path)),
-            *("run", "--once", "--worker-id", "sweeper"),
-        ],
-        env={**os.environ, **KEYS_ENV, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert sweep.returncode == 0, sweep.stderr[-2000:]
+    sweep("--once", config_path)
     status = status_of(config_path)
     listed = {line.split()[0]: line for line in status.splitlines() if "  run " in line}
     assert set(listed) == {"healthy", "killed", "cut-off", "sweeper"}, status
@@ -304,12 +315,7 @@ def test_a_worker_paused_past_its_lease_stops_when_it_wakes_and_appends_nothing_
         rest = proc.communicate(timeout=120)
         assert proc.returncode == 0, (name, rest[1][-3000:])
 
-    store = open_store(config.log_location)
-    try:
-        records = list(store.read())
-        assert store.verify_chain() is None
-    finally:
-        store.close()
+    records = chained_records(config)
     ended = [r.seq for r in records if _ends(r.event, paused_run)]
     assert len(ended) == 1, ended  # recorded once, by the replacement: never a second end
     after = [
@@ -320,17 +326,7 @@ def test_a_worker_paused_past_its_lease_stops_when_it_wakes_and_appends_nothing_
     assert after == [], after
     assert any(r.actor == f"run:{paused_run}" for r in records if r.seq < ended[0])
 
-    sweep = subprocess.run(
-        [
-            *(sys.executable, str(ROOT / "tests/crash/worker.py"), "--config", str(config_path)),
-            *("run", "--until-idle", "--worker-id", "sweeper"),
-        ],
-        env={**os.environ, **KEYS_ENV, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert sweep.returncode == 0, sweep.stderr[-2000:]
+    sweep("--until-idle", config_path)
     assert check_final_state(config, emulator, keys) == {"written": len(keys)}
 
 
