@@ -362,6 +362,16 @@ def pending_among(store: EventStore, batch_id: str, record_keys: Sequence[str]) 
     return out
 
 
+def all_output_cuts(store: EventStore) -> dict[str, int]:
+    """Every page whose answers were cut at the output limit, with how many times (few)."""
+    return dict(
+        store.query(
+            "SELECT record_key, count(*) FROM failure_logs "
+            "WHERE error_type = 'finish_max_tokens' GROUP BY record_key"
+        )
+    )
+
+
 def output_cuts(store: EventStore, record_keys: Sequence[str]) -> dict[str, int]:
     """How many answers of each of ``record_keys`` were cut at the output limit
     (``finish_max_tokens`` failures, ever: a reset keeps the larger limit a page needed);

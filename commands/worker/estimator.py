@@ -19,6 +19,7 @@ import msgspec
 
 from commands.config import Config
 from commands.pages import Page
+from commands.rules.retry import output_limit
 from commands.rules.tokens import (
     HEADER_BYTES,
     image_size,
@@ -62,6 +63,14 @@ class TokenEstimator:
             f"{config.gemini.model})"
         )
         self.text_per_page = text_tokens(len(config.gemini.prompt) + len(json.dumps(json_schema)))
+        g = config.gemini
+        #: A page cut at the output limit before bills at least that limit again (its retry
+        #: asks for more): its output estimate is never below the limit it was last cut at.
+        self._cut_at = {
+            key: limit
+            for key, cuts in queries.all_output_cuts(store).items()
+            if (limit := output_limit(g.max_output_tokens, g.max_output_tokens_ceiling, cuts - 1))
+        }
         self._cache: dict[str, PageTokens] = {}
         #: Each page's file as it was read for its estimate (its stamp, and its first bytes: the
         #: image signature): the checks before its submission use it instead of reading again.
@@ -74,9 +83,8 @@ class TokenEstimator:
             probe = probe_file(page.path, HEADER_BYTES)
             size = image_size(probe.head)
             self.probes[page.key] = probe._replace(head=probe.head[:SIGNATURE_BYTES])
-            found = PageTokens(
-                image_tokens(size) + self.text_per_page, self.output_per_page, size is not None
-            )
+            output = max(self.output_per_page, self._cut_at.get(page.key, 0))
+            found = PageTokens(image_tokens(size) + self.text_per_page, output, size is not None)
             self._cache[page.key] = found
         return found
 

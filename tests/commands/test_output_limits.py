@@ -5,15 +5,21 @@ and the output limit each retry asks for (pure rules and the request line; the r
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from google.genai.types import MediaResolution
 
+from commands.config import Config
 from commands.gemini.requests import request_line
+from commands.pages import Page
 from commands.rules.results import FINISH_MEANINGS, MAX_TOKENS_HINT, judge
 from commands.rules.retry import output_limit
 from commands.schema import PageExtraction
+from commands.worker.estimator import TokenEstimator
+from eventlog.events import RecordFailed
+from projections import open_store
 
 
 @pytest.mark.parametrize(
@@ -86,3 +92,29 @@ def test_the_request_line_carries_the_media_resolution(resolution: str) -> None:
     wire = line["request"]["generationConfig"]["mediaResolution"]
     assert wire == f"MEDIA_RESOLUTION_{resolution.upper()}"
     assert wire in {m.value for m in MediaResolution}  # a value the SDK knows
+
+
+def test_the_estimate_of_a_page_cut_before_counts_at_least_the_limit_it_was_cut_at(
+    tmp_path: Path,
+) -> None:
+    """Admission and ``estimate`` count what a larger limit costs: a page cut twice (at 8,192,
+    then 16,384) bills at least 16,384 output tokens when it goes again; the others the mean."""
+    store = open_store(tmp_path / "log.db", create=True)
+    try:
+        cut = [
+            RecordFailed(
+                record_key="S:A:2020:1",
+                batch_id="batches/x",
+                error_type="finish_max_tokens",
+                message="cut",
+            )
+        ] * 2
+        store.append(cut, actor="run:test")
+        estimator = TokenEstimator(store, Config(), {"type": "object"})
+    finally:
+        store.close()
+    long, short = (
+        Page(f"S:A:2020:{n}", "S", "A", "2020", str(n), "/none", "image/png") for n in (1, 2)
+    )
+    assert estimator.page(long).output == 16384
+    assert estimator.page(short).output == estimator.output_per_page < 16384
