@@ -738,12 +738,32 @@ def _invalid_inline(request: dict[str, Any]) -> str | None:
         if blob is None:
             continue
         mime = str(blob.get("mimeType", ""))
-        if not mime.startswith("image/"):
+        if not mime.startswith("image/") and mime != "application/pdf":
             return f"Unsupported MIME type for inline data: {mime!r}."
         try:
-            base64.b64decode(str(blob.get("data", "")), validate=True)
+            data = base64.b64decode(str(blob.get("data", "")), validate=True)
         except (ValueError, TypeError):
             return "Invalid value at 'inline_data.data' (TYPE_BYTES): invalid base64 data."
+        if mime == "application/pdf":
+            return _invalid_pdf(data)
+    return None
+
+
+def _invalid_pdf(data: bytes) -> str | None:
+    """Why a PDF part is refused (None if it is one readable page), as the service answers a
+    document it cannot process."""
+    import io
+
+    from pypdf import PdfReader
+
+    if not data.startswith(b"%PDF-"):
+        return "The document has no pages."  # what the service says of bytes that are no PDF
+    try:
+        pages = len(PdfReader(io.BytesIO(data)).pages)
+    except Exception:  # any failure to read is the service's 400
+        return "Unable to process input document: the PDF is damaged."
+    if pages != 1:
+        return f"Expected a one-page PDF, got {pages} pages."
     return None
 
 

@@ -107,6 +107,11 @@ def _webp(b: bytes) -> tuple[int, int] | None:
     return None
 
 
+#: Input tokens of one PDF page (the document-processing guide's figure for Gemini 2.x: 258 a
+#: page, its text layer included; Gemini 3 counts pages by media resolution, not yet modelled).
+PDF_PAGE_TOKENS = 258
+
+
 def image_tokens(size: tuple[int, int] | None) -> int:
     """Input tokens of one image of ``size`` by the published rule (module docstring);
     :data:`DEFAULT_IMAGE_TOKENS` when the size is unknown."""

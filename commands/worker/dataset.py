@@ -24,10 +24,11 @@ IMAGE_TYPES = {
     ".jpg": "image/jpeg",
     ".jpeg": "image/jpeg",
     ".webp": "image/webp",
+    ".pdf": "application/pdf",  # a page as a one-page PDF document (its text layer kept)
 }
 #: The File API's limit per file.
 MAX_IMAGE_BYTES = 2 * 1024**3
-LAYOUT = "expected <State>/<School>/<Year>/<Page>.<png|jpg|jpeg|webp>"
+LAYOUT = "expected <State>/<School>/<Year>/<Page>.<png|jpg|jpeg|webp|pdf>"
 
 
 def output_path(output_root: Path, key: str) -> Path:
@@ -306,6 +307,7 @@ _MAGIC = {
     "image/png": lambda b: b.startswith(b"\x89PNG\r\n\x1a\n"),
     "image/jpeg": lambda b: b.startswith(b"\xff\xd8\xff"),
     "image/webp": lambda b: b[:4] == b"RIFF" and b[8:12] == b"WEBP",
+    "application/pdf": lambda b: b.startswith(b"%PDF-"),
 }
 
 
@@ -338,7 +340,31 @@ def inspect_image(
         return 0, f"cannot read: {e.strerror or e}"
     if not _MAGIC[page.mime_type](head):
         return size, f"not a {page.mime_type.split('/')[1].upper()} image (its bytes do not match)"
+    if page.mime_type == PDF:
+        return size, pdf_page_problem(page.path)
     return size, None
+
+
+PDF = "application/pdf"
+
+
+def pdf_page_problem(path: str) -> str | None:
+    """Why the PDF at ``path`` cannot go as one page (None if it can): damaged, encrypted,
+    empty, or more than one page (a page file is one page; a document goes as ``<Year>.pdf``).
+    Reads the whole file (pypdf: its cross-reference table and page tree)."""
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = PdfReader(path, strict=True)
+        if reader.is_encrypted:
+            return "an encrypted PDF (it cannot be read without its password)"
+        pages = len(reader.pages)
+    except (PyPdfError, OSError, ValueError, KeyError, TypeError, RecursionError) as e:
+        return f"a damaged PDF ({type(e).__name__}: {str(e)[:120]})"
+    if pages != 1:
+        return f"a PDF page file must hold exactly one page (it has {pages})"
+    return None
 
 
 class Stamp(NamedTuple):

@@ -22,6 +22,7 @@ from commands.pages import Page
 from commands.rules.retry import output_limit
 from commands.rules.tokens import (
     HEADER_BYTES,
+    PDF_PAGE_TOKENS,
     image_size,
     image_tokens,
     output_tokens_per_page,
@@ -84,7 +85,9 @@ class TokenEstimator:
             size = image_size(probe.head)
             self.probes[page.key] = probe._replace(head=probe.head[:SIGNATURE_BYTES])
             output = max(self.output_per_page, self._cut_at.get(page.key, 0))
-            found = PageTokens(image_tokens(size) + self.text_per_page, output, size is not None)
+            pdf = page.mime_type == "application/pdf"
+            media = PDF_PAGE_TOKENS if pdf else image_tokens(size)
+            found = PageTokens(media + self.text_per_page, output, pdf or size is not None)
             self._cache[page.key] = found
         return found
 
