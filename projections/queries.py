@@ -362,30 +362,15 @@ def pending_among(store: EventStore, batch_id: str, record_keys: Sequence[str]) 
     return out
 
 
-def all_output_cuts(store: EventStore) -> dict[str, int]:
-    """Every page whose answers were cut at the output limit, with how many times (few)."""
+def output_cuts(store: EventStore) -> dict[str, int]:
+    """Every page whose answers were cut at the output limit (``finish_max_tokens`` failures,
+    ever: a reset keeps the larger limit a page needed), with how many times; few pages."""
     return dict(
         store.query(
             "SELECT record_key, count(*) FROM failure_logs "
             "WHERE error_type = 'finish_max_tokens' GROUP BY record_key"
         )
     )
-
-
-def output_cuts(store: EventStore, record_keys: Sequence[str]) -> dict[str, int]:
-    """How many answers of each of ``record_keys`` were cut at the output limit
-    (``finish_max_tokens`` failures, ever: a reset keeps the larger limit a page needed);
-    pages never cut are absent."""
-    out: dict[str, int] = {}
-    for part in _in_chunks(record_keys):
-        out.update(
-            store.query(
-                "SELECT record_key, count(*) FROM failure_logs WHERE error_type = "
-                f"'finish_max_tokens' AND record_key IN ({_marks(part)}) GROUP BY record_key",
-                list(part),
-            )
-        )
-    return out
 
 
 def pending_keys(store: EventStore, batch_id: str, limit: int) -> list[str]:

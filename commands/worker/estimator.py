@@ -28,7 +28,7 @@ from commands.rules.tokens import (
     output_tokens_per_page,
     text_tokens,
 )
-from commands.worker.dataset import SIGNATURE_BYTES, Probe, probe_file
+from commands.worker.dataset import PDF, SIGNATURE_BYTES, Probe, probe_file
 from eventlog.store import EventStore
 from projections import queries
 
@@ -64,14 +64,9 @@ class TokenEstimator:
             f"{config.gemini.model})"
         )
         self.text_per_page = text_tokens(len(config.gemini.prompt) + len(json.dumps(json_schema)))
-        g = config.gemini
-        #: A page cut at the output limit before bills at least that limit again (its retry
-        #: asks for more): its output estimate is never below the limit it was last cut at.
-        self._cut_at = {
-            key: limit
-            for key, cuts in queries.all_output_cuts(store).items()
-            if (limit := output_limit(g.max_output_tokens, g.max_output_tokens_ceiling, cuts - 1))
-        }
+        self._limits = (config.gemini.max_output_tokens, config.gemini.max_output_tokens_ceiling)
+        #: Each page's answers cut at the output limit so far (few pages: read once a cycle).
+        self.cuts = queries.output_cuts(store)
         self._cache: dict[str, PageTokens] = {}
         #: Each page's file as it was read for its estimate (its stamp, and its first bytes: the
         #: image signature): the checks before its submission use it instead of reading again.
@@ -84,12 +79,20 @@ class TokenEstimator:
             probe = probe_file(page.path, HEADER_BYTES)
             size = image_size(probe.head)
             self.probes[page.key] = probe._replace(head=probe.head[:SIGNATURE_BYTES])
-            output = max(self.output_per_page, self._cut_at.get(page.key, 0))
-            pdf = page.mime_type == "application/pdf"
+            # A page cut before bills at least the limit it was last cut at (its retry asks
+            # for more): its output is never estimated below that.
+            cuts = self.cuts.get(page.key, 0)
+            cut_at = output_limit(*self._limits, cuts - 1) if cuts else 0
+            output = max(self.output_per_page, cut_at or 0)
+            pdf = page.mime_type == PDF
             media = PDF_PAGE_TOKENS if pdf else image_tokens(size)
             found = PageTokens(media + self.text_per_page, output, pdf or size is not None)
             self._cache[page.key] = found
         return found
+
+    def output_limit(self, key: str) -> int | None:
+        """The output limit to ask for ``key``'s answer: doubled once per cut so far."""
+        return output_limit(*self._limits, self.cuts.get(key, 0))
 
     def pages(self, pages: Sequence[Page]) -> None:
         """Estimate each of ``pages`` now (their files read: on a thread, the caller may run

@@ -89,15 +89,15 @@ class LineMaker:
         json_schema: dict[str, Any],
         previous: dict[str, Page],
         stamps: dict[str, Stamp | None],
-        cuts: dict[str, int] | None = None,
+        limit: Callable[[str], int | None] | None = None,
     ) -> None:
         g = config.gemini
-        self.prompt = g.prompt
-        self.temperature = g.temperature
+        self.prompt, self.temperature = g.prompt, g.temperature
         self.media_resolution = g.media_resolution
-        #: Each page's output limit: doubled for each answer of it cut at the limit before.
-        self.limit = lambda key: output_limit(
-            g.max_output_tokens, g.max_output_tokens_ceiling, (cuts or {}).get(key, 0)
+        #: Each page's output limit (the estimator's: doubled once per cut answer so far);
+        #: without one, the configured limit for every page.
+        self.limit = limit or (
+            lambda key: output_limit(g.max_output_tokens, g.max_output_tokens_ceiling, 0)
         )
         self.output_root = config.paths.output_root
         self.json_schema = json_schema

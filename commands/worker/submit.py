@@ -31,7 +31,6 @@ from commands.worker.images import ready_images, reject
 from commands.worker.pools import gather, retrieved
 from commands.worker.request_files import LineMaker, RequestFile, write_request_files
 from commands.worker.summary import CycleSummary
-from projections import queries
 
 log = logging.getLogger("commands.cycle")
 
@@ -178,8 +177,10 @@ class _Submitting:
         if not images.ready:
             return
         ready = sorted(images.ready, key=lambda r: r[0].key)
-        cuts = queries.output_cuts(w.store, [page.key for page, _ in ready])
-        lines = LineMaker(w.config, self.json_schema, self.previous, images.stamps, cuts)
+        estimator = self.admission.estimator
+        lines = LineMaker(
+            w.config, self.json_schema, self.previous, images.stamps, estimator.output_limit
+        )
         too_big: list[tuple[Page, str]] = []  # said on this thread once each file is written
         files = write_request_files(
             ready,
