@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import urllib.parse
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -197,9 +197,7 @@ class PgConnection:
         with self.raw.cursor() as cur:
             cur.executemany(self._translate(sql), rows)
 
-    def stream(
-        self, sql: str, params: Sequence[Any] = ()
-    ) -> Generator[tuple[Any, ...], None, None]:
+    def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
         with self.raw.cursor() as cur:
             yield from cur.stream(self._translate(sql), tuple(params) or None)
 
@@ -410,21 +408,11 @@ class PostgresEventStore(EventStore):
                         self._conn.execute("COMMIT")
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
-        """Streamed in single-row mode: consume it before the next statement on this store.
-        A signal waits for the row being fetched (:mod:`eventlog.interrupts`); a stream left
-        unfinished is cancelled and drained by psycopg when it is closed."""
+        """Streamed in single-row mode: consume it before the next statement on this store. A
+        stream cut short (a signal, a reader that stops) is cancelled and drained by psycopg
+        when it is closed, so the connection is free again."""
         with self._errors():
-            stream: Generator[tuple[Any, ...], None, None] = self._conn.stream(sql, params)
-            try:
-                while True:
-                    with interrupts.deferred():
-                        row = next(stream, None)
-                    if row is None:
-                        return
-                    yield row
-            finally:
-                with interrupts.deferred():
-                    stream.close()
+            yield from self._conn.stream(sql, params)
 
     run_lock_in_database = True
 
