@@ -179,20 +179,21 @@ def worth_rebalancing(
     now: datetime,
     ended_runs: Collection[str] = (),
 ) -> bool:
-    """Whether a rebalance by ``me`` now would change who holds what: it holds more than its
-    fair share (a worker joined), or fewer while a partition is free or lapsed (one let go or
-    died). Read often between renewals (a worker joining gets its share within a renewal
-    interval, not a lease period); it appends nothing itself."""
-    now_ts = format_ts(now)
-    known = set(partitions)
-    share = fair_share(len(known), len(_live(workers, me, now_ts, ended_runs)))
-    held = {lease.partition: lease for lease in leases}
-    mine = sum(1 for p, lease in held.items() if lease.worker == me and p in known)
-    if mine > share:
-        return True
-    return mine < share and any(
-        p not in held or (held[p].worker != me and held[p].expires_at <= now_ts) for p in known
+    """Whether a rebalance by ``me`` now would change who holds what (:func:`decide` would take
+    or let go of a partition: a worker joined, or one came free or lapsed). Read often between
+    renewals, so a joining worker gets its share within a renewal interval, not a lease
+    period; it appends nothing itself."""
+    events = decide(
+        leases,
+        workers,
+        me=me,
+        run_id="",
+        partitions=partitions,
+        now=now,
+        lease_seconds=0,
+        ended_runs=ended_runs,
     )
+    return any(not isinstance(e, LeaseRenewed) for e in events)
 
 
 def release_all(leases: Sequence[Lease], me: str) -> list[Event]:
