@@ -21,9 +21,10 @@ from common import REPEATS, line, median_time
 from peer import eventsourcing_app
 from workload import events
 
+from eventlog.chain import GENESIS_HASH, chain_hash
 from eventlog.connection import apply_settings, connect
 from eventlog.events import REGISTRY
-from eventlog.store import GENESIS_HASH, EventStore, chain_hash, utc_now
+from eventlog.store import EventStore, utc_now
 from eventlog.timestamps import format_ts
 from projections import open_store
 

@@ -43,7 +43,7 @@ from eventlog.errors import (
 )
 from eventlog.events import REGISTRY, EventRegistry
 from eventlog.schema import APPEND_ONLY_MESSAGE, SCHEMA_VERSION
-from eventlog.store import EventStore, Projector, utc_now
+from eventlog.store import INSERT_EVENT, EventStore, Projector, utc_now
 
 URL_SCHEMES = ("postgresql://", "postgres://")
 #: The advisory lock key every append (and migration) holds: "GBAT" as an int.
@@ -104,10 +104,6 @@ CREATE TABLE meta (
 
 MIGRATIONS = {1: _V1}
 
-_INSERT_ONE = (
-    "INSERT INTO events (seq, ts, type, stream, actor, version, payload, hash) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
 _INSERT_UNNESTED = (
     "INSERT INTO events (seq, ts, type, stream, actor, version, payload, hash) "
     "SELECT * FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[], "
@@ -374,7 +370,7 @@ class PostgresEventStore(EventStore):
         rows its own statement inserted before). A pipelined ``executemany`` costs the server a
         statement a row."""
         if len(rows) == 1:  # a plain statement, not executemany's pipeline (see flush)
-            self._conn.execute(_INSERT_ONE, rows[0])
+            self._conn.execute(INSERT_EVENT, rows[0])
             return
         columns = [list(c) for c in zip(*rows, strict=True)]
         with self._conn.raw.cursor() as cur:

@@ -35,6 +35,7 @@ import apsw
 import msgspec
 
 from eventlog import crashpoints, interrupts
+from eventlog.chain import GENESIS_HASH, ChainBreak, chain_hash
 from eventlog.connection import (
     DEFAULT_BUSY_TIMEOUT_MS,
     apply_settings,
@@ -50,10 +51,10 @@ from eventlog.schema import SCHEMA_VERSION, check_schema, migrate
 from eventlog.timestamps import format_ts
 
 _sha256 = hashlib.sha256
-GENESIS_HASH = "0" * 64
 DEFAULT_CHUNK = 5_000
 
 _COLUMNS = "seq, ts, type, stream, actor, version, payload, hash"
+INSERT_EVENT = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 #: One ``events`` row as stored: the columns of :data:`_COLUMNS`, in order.
 StoredRow = tuple[int, str, str, str, str, int, str, str]
 
@@ -106,30 +107,6 @@ class Projector(Protocol):
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def chain_hash(
-    prev_hash: str,
-    seq: int,
-    ts: str,
-    type_: str,
-    stream: str,
-    actor: str,
-    version: int,
-    payload: str,
-) -> str:
-    """The hash of one row: covers the previous row's hash and every stored column."""
-    h = hashlib.sha256(prev_hash.encode("ascii"))
-    h.update(f"\x1f{seq}\x1f{ts}\x1f{type_}\x1f{stream}\x1f{actor}\x1f{version}\x1f".encode())
-    h.update(payload.encode())
-    return h.hexdigest()
-
-
-class ChainBreak(msgspec.Struct, frozen=True):
-    """The first row whose stored hash or sequence number does not match the chain."""
-
-    seq: int
-    reason: str
 
 
 class Writer:
@@ -320,9 +297,7 @@ class EventStore:
 
     def _insert_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Insert encoded event rows (inside the write transaction, in sequence order)."""
-        self._conn.executemany(
-            f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
-        )
+        self._conn.executemany(INSERT_EVENT, rows)
 
     def has_table(self, name: str) -> bool:
         """Whether the database holds a table ``name`` (read-only)."""

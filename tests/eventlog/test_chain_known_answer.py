@@ -8,7 +8,7 @@ from pathlib import Path
 import apsw
 import pytest
 
-from eventlog.store import GENESIS_HASH, chain_hash
+from eventlog.chain import GENESIS_HASH, chain_hash
 from projections import open_store
 from tests.conftest import run_cli
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import apsw
 import pytest
 
+from eventlog.chain import GENESIS_HASH, chain_hash
 from eventlog.errors import AppendOnlyViolation
 from eventlog.events import FileUploaded, RunStarted
-from eventlog.store import GENESIS_HASH, EventStore, chain_hash
+from eventlog.store import EventStore
 from tests.backends import StoreFactory
 from tests.reads import scalar
 from tests.scenario import all_events
