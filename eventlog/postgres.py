@@ -43,7 +43,7 @@ from eventlog.errors import (
 )
 from eventlog.events import REGISTRY, EventRegistry
 from eventlog.schema import APPEND_ONLY_MESSAGE, SCHEMA_VERSION
-from eventlog.store import INSERT_EVENT, EventStore, Projector, utc_now
+from eventlog.store import EVENT_COLUMNS, INSERT_EVENT, EventStore, Projector, utc_now
 
 URL_SCHEMES = ("postgresql://", "postgres://")
 #: The advisory lock key every append (and migration) holds: "GBAT" as an int.
@@ -104,12 +104,19 @@ CREATE TABLE meta (
 
 MIGRATIONS = {1: _V1}
 
+#: The events of a group in one statement: each column an array (binary), unnested in order.
 _INSERT_UNNESTED = (
-    "INSERT INTO events (seq, ts, type, stream, actor, version, payload, hash) "
-    "SELECT * FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[], "
-    "%b::int[], %b::text[], %b::text[]) "
-    "AS r (seq, ts, type, stream, actor, version, payload, hash) ORDER BY seq"
+    f"INSERT INTO events ({EVENT_COLUMNS}) SELECT * FROM unnest(%b::bigint[], %b::text[], "
+    "%b::text[], %b::text[], %b::text[], %b::int[], %b::text[], %b::text[]) "
+    f"AS r ({EVENT_COLUMNS}) ORDER BY seq"
 )
+
+
+def by_column(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """``rows``' values column by column (one list per column): the arrays ``unnest`` takes."""
+    return [list(values) for values in zip(*rows, strict=True)]
+
+
 assert max(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -372,9 +379,8 @@ class PostgresEventStore(EventStore):
         if len(rows) == 1:  # a plain statement, not executemany's pipeline (see flush)
             self._conn.execute(INSERT_EVENT, rows[0])
             return
-        columns = [list(c) for c in zip(*rows, strict=True)]
         with self._conn.raw.cursor() as cur:
-            cur.execute(_INSERT_UNNESTED, columns)
+            cur.execute(_INSERT_UNNESTED, by_column(rows))
 
     def has_table(self, name: str) -> bool:
         return self.query_one("SELECT to_regclass(?)", (name,)) not in (None, (None,))

@@ -53,9 +53,9 @@ from eventlog.timestamps import format_ts
 _sha256 = hashlib.sha256
 DEFAULT_CHUNK = 5_000
 
-_COLUMNS = "seq, ts, type, stream, actor, version, payload, hash"
-INSERT_EVENT = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-#: One ``events`` row as stored: the columns of :data:`_COLUMNS`, in order.
+EVENT_COLUMNS = "seq, ts, type, stream, actor, version, payload, hash"
+INSERT_EVENT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+#: One ``events`` row as stored: the columns of :data:`EVENT_COLUMNS`, in order.
 StoredRow = tuple[int, str, str, str, str, int, str, str]
 
 
@@ -434,7 +434,7 @@ class EventStore:
         """Rows in sequence order, ``chunk`` at a time, each chunk its own short read."""
         upper = until_seq if until_seq is not None else 2**63 - 1
         cursor_seq = after_seq
-        sql = f"SELECT {_COLUMNS} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
         with self._errors():
             while True:
                 rows: list[StoredRow] = self._conn.execute(  # type: ignore[assignment]

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from eventlog.postgres import by_column
 from eventlog.store import Connection
 
 Row = msgspec.Struct
@@ -237,15 +238,11 @@ class SqliteTables:
             if op == "get":
                 sql = f"SELECT {cols} FROM {spec.name} WHERE {where}"
             elif op == "put":
-                marks = ", ".join("?" for _ in spec.columns)
-                updates = ", ".join(f"{c} = excluded.{c}" for c in spec.columns if c not in spec.pk)
-                conflict = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
-                sql = (
-                    f"INSERT INTO {spec.name} ({cols}) VALUES ({marks}) "
-                    f"ON CONFLICT ({', '.join(spec.pk)}) {conflict}"
-                )
+                sql = upsert(spec, f"VALUES ({', '.join('?' for _ in spec.columns)})")
             elif op == "delete":
                 sql = f"DELETE FROM {spec.name} WHERE {where}"
+            elif op == "delete_where":
+                sql = f"DELETE FROM {spec.name} WHERE {column} = ?"
             else:  # find
                 if column not in spec.indexes and column != spec.pk[0]:
                     raise KeyError(f"{spec.name}.{column} is not indexed")
@@ -312,7 +309,7 @@ class SqliteTables:
         self._stmt(spec, "find", column)  # the same columns are allowed: indexed or leading key
         self.flush(spec)
         self._forget(spec)
-        self.conn.execute(f"DELETE FROM {spec.name} WHERE {column} = ?", (value,))
+        self.conn.execute(self._stmt(spec, "delete_where", column), (value,))
 
     def _forget(self, spec: TableSpec) -> None:
         """Drop what was read of ``spec``'s table (a statement is about to change it)."""
@@ -358,12 +355,6 @@ class PostgresTables(SqliteTables):
     def _stmt(self, spec: TableSpec, op: str, column: str = "") -> str:
         return super()._stmt(spec, op, column).replace("?", "%s")
 
-    def delete_where(self, spec: TableSpec, column: str, value: Any) -> None:
-        self._stmt(spec, "find", column)
-        self.flush(spec)
-        self._forget(spec)
-        self.conn.execute(f"DELETE FROM {spec.name} WHERE {column} = %s", (value,))
-
     def _select_many(self, spec: TableSpec, keys: list[Any]) -> Iterator[tuple[str, Any]]:
         """One statement, the keys sent as one array."""
         cols, pk = ", ".join(spec.columns), spec.pk[0]
@@ -403,11 +394,6 @@ class PostgresTables(SqliteTables):
         with raw.cursor(binary=True) as cur:
             cur.execute(sql, arrays, binary=True)
 
-    @staticmethod
-    def _columns(columns: tuple[str, ...], rows: list[Any]) -> list[Any]:
-        """``rows``' values column by column (one list per column), for ``unnest``."""
-        return [list(values) for values in zip(*rows, strict=True)] or [[] for _ in columns]
-
     def _unnest(self, spec: TableSpec, columns: tuple[str, ...]) -> str:
         types = {f.name: _sql_type(f.type)[0] for f in msgspec.structs.fields(spec.row)}
         arrays = ", ".join(f"%b::{_PG_ARRAYS[types[c]]}" for c in columns)
@@ -419,20 +405,29 @@ class PostgresTables(SqliteTables):
             match = " AND ".join(f"{spec.name}.{c} = n.{c}" for c in spec.pk)
             sql = f"DELETE FROM {spec.name} USING {self._unnest(spec, spec.pk)} WHERE {match}"
             self._sql[(spec.name, "delete_many", "")] = sql
-        self._send(sql, self._columns(spec.pk, keys))
+        self._send(sql, by_column(keys))
 
     def _put_many(self, spec: TableSpec, rows: list[tuple[Any, ...]]) -> None:
         sql = self._sql.get((spec.name, "put_many", ""))
         if sql is None:
-            put = self._stmt(spec, "put")
-            values = put[put.index(" VALUES (") : put.index(") ON CONFLICT") + 1]
-            sql = put.replace(values, f" SELECT * FROM {self._unnest(spec, spec.columns)}")
+            sql = upsert(spec, f"SELECT * FROM {self._unnest(spec, spec.columns)}")
             self._sql[(spec.name, "put_many", "")] = sql
-        self._send(sql, self._columns(spec.columns, rows))
+        self._send(sql, by_column(rows))
 
 
 #: Each column type's array, for ``unnest``.
 _PG_ARRAYS = {"TEXT": "text[]", "INTEGER": "bigint[]", "REAL": "float8[]"}
+
+
+def upsert(spec: TableSpec, rows: str) -> str:
+    """``INSERT`` of ``rows`` (``VALUES (...)`` or a ``SELECT``) into ``spec``'s table, each row
+    replacing the one with its primary key (the same statement in SQLite and PostgreSQL)."""
+    updates = ", ".join(f"{c} = excluded.{c}" for c in spec.columns if c not in spec.pk)
+    conflict = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+    return (
+        f"INSERT INTO {spec.name} ({', '.join(spec.columns)}) {rows} "
+        f"ON CONFLICT ({', '.join(spec.pk)}) {conflict}"
+    )
 
 
 def select_all(spec: TableSpec) -> str:
