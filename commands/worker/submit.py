@@ -190,10 +190,18 @@ class _Submitting:
             reject=lambda page, reason: too_big.append((page, reason)),
         )
         consumed = 0
+        writing: asyncio.Future[RequestFile | None] | None = None
         try:
-            # Each file is written on the file pool (images read, base64, lines encoded), so
-            # the other batches' flows and the lease renewals go on meanwhile.
-            while (request_file := await w.pools.files(next, files, None)) is not None:
+            while True:
+                # Each file is written on the file pool (images read, base64, lines encoded),
+                # so the other batches' flows and the lease renewals go on meanwhile; shielded,
+                # so a file half written when the stage is cancelled is still deleted below.
+                writing = asyncio.ensure_future(w.pools.files(next, files, None))
+                request_file = await asyncio.shield(writing)
+                writing = None
+                if request_file is None:
+                    consumed = len(ready)
+                    break
                 for page, reason in too_big:
                     reject(w, page, reason)
                 too_big.clear()
@@ -203,11 +211,13 @@ class _Submitting:
                     break
                 consumed = request_file.consumed
                 await self._start(request_file, project, partition)
-            else:
-                consumed = len(ready)
         finally:
-            with contextlib.suppress(ValueError):  # still being written on a thread: cancelled
-                files.close()
+            if writing is not None:  # cancelled while a file was written: it goes too
+                with contextlib.suppress(Exception):
+                    left = await writing
+                    if left is not None:
+                        left.delete()
+            files.close()
             for page, reason in too_big:
                 reject(w, page, reason)
         # Pages of a chunk no batch could take this cycle (their uploads are garbage now),
