@@ -124,21 +124,22 @@ async def gather(flows: Iterable[Awaitable[T]]) -> list[T]:
     pending = set(tasks)
     while pending:
         _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
-        if any(_log_failed(t) for t in tasks if t.done()):
+        if any(_database_failed(t) for t in tasks if t.done()):
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
             break
     failed = [t for t in tasks if t.cancelled() or t.exception() is not None]
-    for task in failed[1:]:
-        if not task.cancelled():
+    if not failed:
+        return [task.result() for task in tasks]
+    first = next((t for t in failed if _database_failed(t)), failed[0])
+    for task in failed:
+        if task is not first and not task.cancelled():
             error = task.exception()
             log.error("Another flow of the stage failed too: %s: %s", type(error).__name__, error)
-    if failed:
-        first = next((t for t in failed if _log_failed(t)), failed[0])
-        first.result()  # raises the CancelledError or the flow's error
-    return [task.result() for task in tasks]
+    first.result()  # raises the CancelledError or the flow's error
+    raise AssertionError("unreachable")
 
 
 def retrieved(task: asyncio.Task[T]) -> asyncio.Task[T]:
@@ -149,5 +150,5 @@ def retrieved(task: asyncio.Task[T]) -> asyncio.Task[T]:
     return task
 
 
-def _log_failed(task: asyncio.Task[Any]) -> bool:
+def _database_failed(task: asyncio.Task[Any]) -> bool:
     return not task.cancelled() and isinstance(task.exception(), DatabaseError)

@@ -86,6 +86,28 @@ def test_a_failure_of_the_log_cancels_the_other_flows_at_once(pools: Pools) -> N
     assert finished == []
 
 
+def test_the_log_failure_is_raised_and_every_other_error_logged_once(
+    pools: Pools, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A flow's error before the log's failure (in the order given) is logged, not lost; the
+    log's failure is raised, not also logged as "another"."""
+
+    async def fails() -> None:
+        raise GatewayError("the service said no", transient=False)
+
+    async def log_locked() -> None:
+        await asyncio.sleep(0.01)
+        raise DatabaseBusy("locked")
+
+    async def stage() -> None:
+        await gather([fails(), log_locked()])
+
+    with pytest.raises(DatabaseBusy):
+        pools.run(stage())
+    others = [r.getMessage() for r in caplog.records if "failed too" in r.getMessage()]
+    assert others == ["Another flow of the stage failed too: GatewayError: the service said no"]
+
+
 def test_background_tasks_go_on_between_stages_and_settle_waits_for_them(pools: Pools) -> None:
     done: list[str] = []
 
