@@ -97,7 +97,6 @@ __all__ = [
     "has_open_intent",
     "in_flight_keys",
     "is_active_batch",
-    "is_pending_in",
     "last_run",
     "open_intents",
     "pending_keys",
@@ -333,17 +332,6 @@ def count_held_records(store: EventStore, name: str) -> int:
 
 def in_flight_keys(store: EventStore) -> set[str]:
     return {r[0] for r in store.rows("SELECT record_key FROM inflight_records")}
-
-
-def is_pending_in(store: EventStore, record_key: str, batch_id: str) -> bool:
-    """Whether ``record_key`` is still in flight in ``batch_id`` (not yet judged)."""
-    return (
-        store.query_one(
-            "SELECT 1 FROM inflight_records WHERE record_key = ? AND batch_id = ?",
-            (record_key, batch_id),
-        )
-        is not None
-    )
 
 
 def pending_among(store: EventStore, batch_id: str, record_keys: Sequence[str]) -> set[str]:

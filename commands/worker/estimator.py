@@ -46,11 +46,6 @@ class PageTokens(msgspec.Struct, frozen=True):
         return self.input + self.output
 
 
-def read_head(path: str) -> bytes:
-    """The first bytes of the file at ``path`` (empty when it cannot be read)."""
-    return probe_file(path, HEADER_BYTES).head
-
-
 class TokenEstimator:
     """Estimates pages for one model; caches each page's figure by key."""
 

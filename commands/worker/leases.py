@@ -139,14 +139,12 @@ class LeaseKeeper:
                 log.info("Lease released: partition %s", e.partition)
         self.held = held
 
-    def announce(self, before: Sequence[Event] = ()) -> None:
-        """Say this worker is live (holding nothing yet) before it takes partitions, in one
-        transaction with ``before``: workers starting together then share from their first
-        rebalance."""
-        with self.store.write() as tx:
-            now = self.store.clock()
-            event = rules.announce(self.me, self.run_id, now, self.workers.lease_seconds)
-            tx.append([*before, event], actor=self.actor)
+    def announce(self) -> None:
+        """Say this worker is live (holding nothing yet) before it takes partitions: workers
+        starting together then share from their first rebalance."""
+        now = self.store.clock()
+        event = rules.announce(self.me, self.run_id, now, self.workers.lease_seconds)
+        self.store.append([event], actor=self.actor)
 
     def renew_if_due(self) -> None:
         """Rebalance when a third of a lease has passed since the last renewal, or sooner when

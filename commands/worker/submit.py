@@ -22,10 +22,12 @@ from commands.pages import Page
 from commands.rules.admission import Chunk
 from commands.rules.scan import ScanDecision
 from commands.rules.submit import CreateOutcome, submit_goes_on
+from commands.rules.transport import route_image
 from commands.schema import response_json_schema
 from commands.worker.admission import Admission, Reservation, admit
 from commands.worker.context import Worker
 from commands.worker.create import Creates, create_batch
+from commands.worker.dataset import MAX_IMAGE_BYTES
 from commands.worker.estimator import PageTokens, TokenEstimator
 from commands.worker.images import ready_images, reject
 from commands.worker.pools import gather, retrieved
@@ -118,7 +120,14 @@ def _uploads(w: Worker, take: list[Page], admission: Admission) -> bool:
     return any(
         (probe := probes.get(page.key)) is None
         or probe.stamp is None
-        or probe.stamp.size > uploads.inline_image_max_bytes
+        or route_image(
+            "auto",
+            probe.stamp.size,
+            inline_max=uploads.inline_image_max_bytes,
+            file_max=MAX_IMAGE_BYTES,
+            request_max=uploads.max_request_file_bytes,
+        ).transport
+        == "file_api"
         for page in take
     )
 

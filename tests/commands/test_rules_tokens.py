@@ -15,13 +15,14 @@ from commands.rules.submit import OpenIntent
 from commands.rules.tokens import (
     DEFAULT_IMAGE_TOKENS,
     DEFAULT_OUTPUT_TOKENS,
+    HEADER_BYTES,
     admitted_pages,
     image_size,
     image_tokens,
     output_tokens_per_page,
     text_tokens,
 )
-from commands.worker.estimator import read_head
+from commands.worker.dataset import probe_file
 from eventlog.events import BatchSubmitted
 
 
@@ -160,8 +161,8 @@ def test_admission(costs: list[int], in_flight: int, limit: int, admitted: int) 
 
 
 def test_read_head_of_a_missing_file_is_empty(tmp_path: Path) -> None:
-    assert read_head(str(tmp_path / "gone.png")) == b""
-    assert image_size(read_head(str(tmp_path / "gone.png"))) is None
+    assert probe_file(str(tmp_path / "gone.png"), HEADER_BYTES).head == b""
+    assert image_size(probe_file(str(tmp_path / "gone.png"), HEADER_BYTES).head) is None
 
 
 def test_an_adopted_intent_carries_its_estimate_onto_the_batch() -> None:
