@@ -59,6 +59,8 @@ class LeaseKeeper:
         self._sleep = sleep
         self._last_renewal: datetime | None = None
         self._last_peek: datetime | None = None
+        #: The partitions there were at the last rebalance (a look between renewals uses them).
+        self._known: list[str] = []
         #: What this worker held after its last rebalance (for logging what changed).
         self.held: set[str] = set()
 
@@ -96,7 +98,7 @@ class LeaseKeeper:
     def rebalance(self, before: Sequence[Event] = ()) -> list[Recorded]:
         """Renew, release and take leases in one write transaction (``before``: events to
         append first, in the same transaction, such as ``RunStarted``)."""
-        partitions = self.partitions()
+        partitions = self._known = self.partitions()
         with self.store.write() as tx:
             now = self.store.clock()
             events = rules.decide(
@@ -161,7 +163,7 @@ class LeaseKeeper:
             queries.leases(self.store),
             queries.workers(self.store),
             me=self.me,
-            partitions=self.partitions(),
+            partitions=self._known,  # as listed at the last rebalance: no listing a second
             now=now,
             ended_runs=queries.ended_worker_runs(self.store),
         )
