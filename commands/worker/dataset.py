@@ -9,6 +9,7 @@ Nothing here raises on bad input: each problem comes back with its path and reas
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import operator
 import os
@@ -351,7 +352,16 @@ PDF = "application/pdf"
 def pdf_page_problem(path: str) -> str | None:
     """Why the PDF at ``path`` cannot go as one page (None if it can): damaged, encrypted,
     empty, or more than one page (a page file is one page; a document goes as ``<Year>.pdf``).
-    Reads the whole file (pypdf: its cross-reference table and page tree)."""
+    Reads the whole file (pypdf: its cross-reference table and page tree) once per version of
+    it in a process: the scan and the submission ask again."""
+    stamp = file_stamp(path)
+    if stamp is None:
+        return "cannot read: it is gone"
+    return _pdf_page_problem(path, stamp)
+
+
+@functools.lru_cache(maxsize=4096)
+def _pdf_page_problem(path: str, stamp: Stamp) -> str | None:
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
