@@ -28,6 +28,7 @@ from pathlib import Path
 from common import ROOT, line
 
 from commands.integrations.demo import png
+from eventlog.actors import run_actor
 from eventlog.events import BatchSubmitted, LeaseRenewed
 from gemini_emulator import Emulator
 from gemini_emulator.policy import ENDPOINTS
@@ -136,7 +137,7 @@ def _submitted_by_worker(location: str) -> dict[str, int]:
         for rec in store.read():
             e = rec.event
             if isinstance(e, LeaseRenewed):
-                runs[f"run:{e.run_id}"] = e.worker
+                runs[run_actor(e.run_id)] = e.worker
             elif isinstance(e, BatchSubmitted):
                 counts[runs.get(rec.actor, rec.actor)] += 1
     finally:

@@ -226,7 +226,9 @@ class _Collecting:
     def _ignore(self, key: str) -> None:
         """A line no record takes: a duplicate (its record is the batch's) or a key the batch
         never held."""
-        held = queries.batch_held_record(self.w.store, self.batch.batch_id, key)
+        held = key in self.taken or queries.batch_held_record(
+            self.w.store, self.batch.batch_id, key
+        )  # a record this collection judged already is the batch's: no query for its duplicate
         self.ignored.add(key, duplicate=held)
 
     def _chunk(self, verdicts: list[Verdict], discards: list[Event], keys: set[str]) -> Chunk:

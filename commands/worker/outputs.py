@@ -78,16 +78,14 @@ def _left_by_the_dead(name: str, outputs: set[str]) -> bool:
         return False
     output, _, writer = name[1:-4].rpartition(".")
     pid = writer.partition("-")[0]
-    if output not in outputs or not pid.isdigit():
-        return False
-    if int(pid) == os.getpid():
+    if output not in outputs or not pid.isdigit() or int(pid) == os.getpid():
         return False
     try:
-        os.kill(int(pid), 0)
+        os.kill(int(pid), 0)  # raises if it is gone; another user's process: PermissionError
     except ProcessLookupError:
         return True
-    except OSError:  # it exists, and is another user's
-        return False
+    except OSError:
+        pass
     return False
 
 
