@@ -5,9 +5,9 @@ result per record is adopted (the first wins), and its output is the one its eve
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
+from commands.gemini.requests import request_line
 from commands.schema import PageExtraction
 from commands.worker.abandoned import watch_abandoned
 from commands.worker.context import Worker
@@ -29,19 +29,7 @@ MODEL = "gemini-2.5-flash"
 def given_up(w: Worker, keys: list[str], n: int) -> str:
     """A batch of ``keys`` created on the service, logged as submitted, then cleared."""
     schema = PageExtraction.model_json_schema()
-    body = b"".join(
-        json.dumps(
-            {
-                "key": k,
-                "request": {
-                    "contents": [{"parts": [{"text": "Extract the page."}]}],
-                    "generationConfig": {"responseJsonSchema": schema},
-                },
-            }
-        ).encode()
-        + b"\n"
-        for k in keys
-    )
+    body = b"".join(request_line(k, "Extract the page.", [], schema) for k in keys)
     name = f"gb-unit-{n:03d}"
     request = w.gateway.upload(body, mime_type="jsonl", display_name=f"{name}-requests")
     job = w.gateway.create_batch(model=MODEL, input_file=request.name, display_name=name)

@@ -3,12 +3,12 @@ a real store. The batch is made on the service from a request file, as the cycle
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from commands.gemini.requests import request_line
 from commands.schema import PageExtraction
 from commands.worker.collect import BatchRef, collect
 from commands.worker.context import Worker
@@ -46,19 +46,7 @@ def worker(tmp_path: Path, service: Service) -> Iterator[Worker]:
 def submit(w: Worker, keys: list[str]) -> BatchRef:
     """Upload a request file, create its batch on the service and log the submission."""
     schema = PageExtraction.model_json_schema()
-    body = b"".join(
-        json.dumps(
-            {
-                "key": k,
-                "request": {
-                    "contents": [{"parts": [{"text": "Extract the page."}]}],
-                    "generationConfig": {"responseJsonSchema": schema},
-                },
-            }
-        ).encode()
-        + b"\n"
-        for k in keys
-    )
+    body = b"".join(request_line(k, "Extract the page.", [], schema) for k in keys)
     request = w.gateway.upload(body, mime_type="jsonl", display_name="gb-unit-001-requests")
     job = w.gateway.create_batch(model=MODEL, input_file=request.name, display_name="gb-unit-001")
     w.append([BatchSubmissionIntended(display_name="gb-unit-001", model=MODEL, record_keys=keys)])
