@@ -205,7 +205,7 @@ class _Submitting:
                 # Each file is written on the file pool (images read, base64, lines encoded),
                 # so the other batches' flows and the lease renewals go on meanwhile; shielded,
                 # so a file half written when the stage is cancelled is still deleted below.
-                writing = asyncio.ensure_future(w.pools.files(next, files, None))
+                writing = w.pools.on_files(next, files, None)
                 request_file = await asyncio.shield(writing)
                 writing = None
                 if request_file is None:
