@@ -70,14 +70,8 @@ class Pools:
     async def files(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` on the file pool (a chunk of outputs written and flushed):
         the service calls never wait behind the disk."""
-        return await self.on_files(fn, *args, **kwargs)
-
-    def on_files(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> asyncio.Future[T]:
-        """:meth:`files` started now, as a future of the thread's result: not a task, so
-        cancelling what is left on the loop (:meth:`cancel_all`) leaves it to be waited for
-        (a file it writes is then still the caller's to delete)."""
         bound = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
-        return self.loop.run_in_executor(self._files, bound)
+        return await self.loop.run_in_executor(self._files, bound)
 
     def background(self, flow: Coroutine[Any, Any, None]) -> None:
         """Start ``flow`` now and let it run beside the next stages (:meth:`settle` waits)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -195,3 +196,32 @@ def write_request_files(
         if current is not None:
             current[1].close()
             current[0].unlink(missing_ok=True)
+
+
+class RequestFiles:
+    """:func:`write_request_files`' files made one at a time, from any thread. The file last made
+    stays this object's until :meth:`hand_off` (to the flow that sends it); :meth:`close`
+    waits for a file being made (local disk work), deletes the one not handed off and ends the
+    writing: a stage stopped at any point leaves no request file behind."""
+
+    def __init__(self, files: Generator[RequestFile]) -> None:
+        self._files = files
+        self._lock = threading.Lock()
+        self._made: RequestFile | None = None
+
+    def next(self) -> RequestFile | None:
+        """The next file, None when there are no more (or the writing was closed)."""
+        with self._lock:
+            self._made = next(self._files, None)
+            return self._made
+
+    def hand_off(self) -> None:
+        """The file last made is someone else's to delete from now on."""
+        self._made = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._made is not None:
+                self._made.delete()
+                self._made = None
+            self._files.close()

@@ -14,7 +14,6 @@ worker's one thread.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -31,8 +30,14 @@ from commands.worker.dataset import MAX_IMAGE_BYTES
 from commands.worker.estimator import PageTokens, TokenEstimator
 from commands.worker.images import ready_images, reject
 from commands.worker.pools import gather, retrieved
-from commands.worker.request_files import LineMaker, RequestFile, write_request_files
+from commands.worker.request_files import (
+    LineMaker,
+    RequestFile,
+    RequestFiles,
+    write_request_files,
+)
 from commands.worker.summary import CycleSummary
+from eventlog import interrupts
 
 log = logging.getLogger("commands.cycle")
 
@@ -191,23 +196,21 @@ class _Submitting:
             w.config, self.json_schema, self.previous, images.stamps, estimator.output_limit
         )
         too_big: list[tuple[Page, str]] = []  # said on this thread once each file is written
-        files = write_request_files(
-            ready,
-            lines,
-            max_bytes=w.config.uploads.max_request_file_bytes,
-            directory=w.config.paths.database.parent,
-            reject=lambda page, reason: too_big.append((page, reason)),
+        files = RequestFiles(
+            write_request_files(
+                ready,
+                lines,
+                max_bytes=w.config.uploads.max_request_file_bytes,
+                directory=w.config.paths.database.parent,
+                reject=lambda page, reason: too_big.append((page, reason)),
+            )
         )
         consumed = 0
-        writing: asyncio.Future[RequestFile | None] | None = None
         try:
             while True:
                 # Each file is written on the file pool (images read, base64, lines encoded),
-                # so the other batches' flows and the lease renewals go on meanwhile; shielded,
-                # so a file half written when the stage is cancelled is still deleted below.
-                writing = w.pools.on_files(next, files, None)
-                request_file = await asyncio.shield(writing)
-                writing = None
+                # so the other batches' flows and the lease renewals go on meanwhile.
+                request_file = await w.pools.files(files.next)
                 if request_file is None:
                     consumed = len(ready)
                     break
@@ -216,40 +219,41 @@ class _Submitting:
                 too_big.clear()
                 halted = self.broken or project in self.creates.halted
                 if halted or self.admission.room(project) <= 0:
-                    request_file.delete()
-                    break
+                    break  # the file is deleted below
                 consumed = request_file.consumed
-                await self._start(request_file, project, partition)
+                await self._start(files, request_file, project, partition)
         finally:
-            if writing is not None:  # cancelled while a file was written: it goes too
-                with contextlib.suppress(Exception):
-                    left = await writing
-                    if left is not None:
-                        left.delete()
-            files.close()
-            for page, reason in too_big:
+            with interrupts.deferred():  # waits for a file being written, deletes it
+                files.close()
+            for page, reason in list(too_big):
                 reject(w, page, reason)
         # Pages of a chunk no batch could take this cycle (their uploads are garbage now),
         # and inline pages whose file changed before their line was written.
         self.summary.deferred += len(ready) - consumed + lines.skipped
 
-    async def _start(self, request_file: RequestFile, project: str, partition: str) -> None:
-        """Start ``request_file``'s flow once fewer than :data:`IN_FLIGHT` are."""
+    async def _start(
+        self, files: RequestFiles, request_file: RequestFile, project: str, partition: str
+    ) -> None:
+        """Start ``request_file``'s flow once fewer than :data:`IN_FLIGHT` are; the flow owns
+        the file from then on (it is deleted when the flow ends, even cancelled unstarted)."""
+        estimates = [self.admission.estimator.page(page) for page, _ in request_file.items]
+        reservation = self.admission.reserve(project, sum(e.total for e in estimates))
         try:
-            estimates = [self.admission.estimator.page(page) for page, _ in request_file.items]
-            reservation = self.admission.reserve(project, sum(e.total for e in estimates))
             await self.in_flight.acquire()
         except BaseException:
-            request_file.delete()
+            reservation.release()
             raise
-        first = self.creates.enter(project)
-        flow = retrieved(
-            asyncio.ensure_future(
-                self._flow(request_file, project, partition, estimates, reservation, first)
+        with interrupts.deferred():
+            first = self.creates.enter(project)
+            flow = retrieved(
+                asyncio.ensure_future(
+                    self._flow(request_file, project, partition, estimates, reservation, first)
+                )
             )
-        )
-        self.flows.append(flow)
-        self.first.setdefault(project, flow)
+            flow.add_done_callback(lambda _: request_file.delete())
+            files.hand_off()
+            self.flows.append(flow)
+            self.first.setdefault(project, flow)
 
     async def _flow(
         self,
@@ -282,7 +286,7 @@ class _Submitting:
         finally:
             if first:
                 self.creates.first_ended(project)
-            request_file.delete()
+            request_file.delete()  # now, not when the task's callbacks run
             reservation.release()
             self.in_flight.release()
         self.went.add(project)
