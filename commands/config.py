@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from commands.errors import ConfigError
+from commands.models import TABLE as MODEL_TABLE
 from eventlog.events import DEFAULT_PROJECT
 
 DEFAULT_CONFIG = Path("gemini_batches.toml")
@@ -243,14 +244,22 @@ class ModelPrice(_Section):
     output_per_million: StrictFloat = Field(ge=0)
 
 
-#: Published list prices (USD per million tokens, standard tier, prompts up to 200k tokens) as of
-#: late 2025. Check https://ai.google.dev/gemini-api/docs/pricing and override in [pricing.models].
-DEFAULT_PRICES: dict[str, ModelPrice] = {
-    "gemini-2.5-pro": ModelPrice(input_per_million=1.25, output_per_million=10.00),
-    "gemini-2.5-flash": ModelPrice(input_per_million=0.30, output_per_million=2.50),
-    "gemini-2.5-flash-lite": ModelPrice(input_per_million=0.10, output_per_million=0.40),
-    "gemini-2.0-flash": ModelPrice(input_per_million=0.10, output_per_million=0.40),
-}
+#: The built-in list prices: the model table's (``commands/models.toml``, with their sources:
+#: USD per million tokens, standard tier, prompts up to 200k tokens), one entry per name prefix
+#: of each family. Override in [pricing.models].
+def _table_prices() -> dict[str, ModelPrice]:
+    prices = {}
+    for row in MODEL_TABLE.families:
+        if row.input_per_million is None or row.output_per_million is None:
+            continue
+        price = ModelPrice(
+            input_per_million=row.input_per_million, output_per_million=row.output_per_million
+        )
+        prices.update(dict.fromkeys(row.prefixes, price))
+    return prices
+
+
+DEFAULT_PRICES: dict[str, ModelPrice] = _table_prices()
 
 
 class PricingConfig(_Section):
@@ -266,7 +275,14 @@ class PricingConfig(_Section):
         return {**DEFAULT_PRICES, **value}
 
     def price(self, model: str) -> ModelPrice | None:
-        return self.models.get(model.removeprefix("models/"))
+        """``model``'s price: its own entry, else the longest entry naming it as a prefix
+        followed by ``-`` (``gemini-3-flash`` prices ``gemini-3-flash-preview``), as the model
+        table matches families; None when nothing matches."""
+        name = model.removeprefix("models/")
+        if name in self.models:
+            return self.models[name]
+        prefixes = [p for p in self.models if name.startswith(p + "-")]
+        return self.models[max(prefixes, key=len)] if prefixes else None
 
 
 class Config(_Section):

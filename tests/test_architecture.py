@@ -21,6 +21,7 @@ LAYERS = {
     "eventlog": 0,
     "projections": 1,
     "commands.config": 2,
+    "commands.models": 2,
     "commands.errors": 2,
     "commands.actor": 2,
     "commands.schema": 2,

@@ -1,12 +1,16 @@
 """Token estimates before submission, and the token-aware admission of batches (pure, no I/O).
 
-Image tokens follow Gemini's published rule for the image's dimensions: "With Gemini 2.0, image
-inputs with both dimensions <=384 pixels are counted as 258 tokens. Images larger in one or both
-dimensions are cropped and scaled as needed into tiles of 768x768 pixels, each counted as 258
-tokens" (https://ai.google.dev/gemini-api/docs/tokens, the multimodal section; the same rule with
-its code at https://geminibyexample.com/027-calculate-input-tokens/). The dimensions come from the
-PNG, JPEG or WebP header, read without decoding the image (:func:`image_size`); a header that is
-truncated or not understood gives None and :data:`DEFAULT_IMAGE_TOKENS`, never an exception.
+Media tokens come from the model table (:mod:`commands.models`, ``commands/models.toml`` with
+its sources): :func:`media_tokens` takes the row of ``[gemini] model``, the ``media_resolution``,
+the kind of page (an image or a PDF page) and the image's size. A figure is either a count a page
+(Gemini 3: 280 / 560 / 1120 at low / medium / high) or Gemini 2.x's tile rule, :func:`image_tokens`:
+"With Gemini 2.0, image inputs with both dimensions <=384 pixels are counted as 258 tokens. Images
+larger in one or both dimensions are cropped and scaled as needed into tiles of 768x768 pixels,
+each counted as 258 tokens" (https://ai.google.dev/gemini-api/docs/tokens, the multimodal
+section; the same rule with its code at https://geminibyexample.com/027-calculate-input-tokens/),
+its figures read from the table's ``[tile_rule]``. The dimensions come from the PNG, JPEG or WebP
+header, read without decoding the image (:func:`image_size`); a header that is truncated or not
+understood gives None and one tile (:data:`DEFAULT_IMAGE_TOKENS`), never an exception.
 
 Text is estimated at 4 characters a token (the same page: "a token is equivalent to about 4
 characters"). Output tokens are the running mean of the output billed so far for the model, or
@@ -17,13 +21,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
-#: Tokens of one image tile, and of a whole image whose both sides are at most SMALL_IMAGE_MAX_SIDE.
-TILE_TOKENS = 258
-SMALL_IMAGE_MAX_SIDE = 384
-TILE_SIDE = 768
+from commands.models import TABLE, ModelRow, TileRule
+
+#: The model table's tile rule (Gemini 2.x): tokens of one tile, and of a whole image whose both
+#: sides are at most SMALL_IMAGE_MAX_SIDE.
+TILE_RULE = TABLE.tile_rule
+TILE_TOKENS = TILE_RULE.tokens
+SMALL_IMAGE_MAX_SIDE = TILE_RULE.small_side
+TILE_SIDE = TILE_RULE.side
 #: An image whose header cannot be read: one tile (the cheapest published figure).
 DEFAULT_IMAGE_TOKENS = TILE_TOKENS
+#: What a page is, for its media tokens: an image, or a one-page PDF.
+MediaKind = Literal["image", "pdf"]
 #: Output tokens per page before any result of the model was billed.
 DEFAULT_OUTPUT_TOKENS = 600
 CHARS_PER_TOKEN = 4
@@ -107,20 +118,26 @@ def _webp(b: bytes) -> tuple[int, int] | None:
     return None
 
 
-#: Input tokens of one PDF page (the document-processing guide's figure for Gemini 2.x: 258 a
-#: page, its text layer included; Gemini 3 counts pages by media resolution, not yet modelled).
-PDF_PAGE_TOKENS = 258
-
-
-def image_tokens(size: tuple[int, int] | None) -> int:
-    """Input tokens of one image of ``size`` by the published rule (module docstring);
-    :data:`DEFAULT_IMAGE_TOKENS` when the size is unknown."""
+def image_tokens(size: tuple[int, int] | None, rule: TileRule = TILE_RULE) -> int:
+    """Input tokens of one image of ``size`` by the tile ``rule`` (module docstring); one tile
+    when the size is unknown."""
     if size is None:
-        return DEFAULT_IMAGE_TOKENS
+        return rule.tokens
     width, height = size
-    if width <= SMALL_IMAGE_MAX_SIDE and height <= SMALL_IMAGE_MAX_SIDE:
-        return TILE_TOKENS
-    return math.ceil(width / TILE_SIDE) * math.ceil(height / TILE_SIDE) * TILE_TOKENS
+    if width <= rule.small_side and height <= rule.small_side:
+        return rule.tokens
+    return math.ceil(width / rule.side) * math.ceil(height / rule.side) * rule.tokens
+
+
+def media_tokens(
+    row: ModelRow, resolution: str, kind: MediaKind, size: tuple[int, int] | None
+) -> int:
+    """Input tokens of one page's media (an image of ``size``, or a PDF page) for the model of
+    ``row`` at ``resolution`` (``unspecified``: the model's default), by the table's figure."""
+    value = (row.pdf if kind == "pdf" else row.image).at(resolution)
+    if isinstance(value, int):
+        return value
+    return image_tokens(size, row.tiles or TILE_RULE)  # "tiles"
 
 
 def text_tokens(chars: int) -> int:

@@ -1,10 +1,13 @@
 """Each page's tokens estimated before submission (the I/O around :mod:`commands.rules.tokens`).
 
-Input: the image's tokens from its header's dimensions (the first
-:data:`~commands.rules.tokens.HEADER_BYTES` of the file, never decoded) plus the prompt and the
-response schema at 4 characters a token (the previous page's extraction, sent as context when
-``context_previous_page`` is on, is not known before and not counted). Output: the mean billed so
-far for the model in this log, read once when the estimator is made, or the rule's default.
+Input: the page's media tokens by the model table's row for ``[gemini] model`` at ``[gemini]
+media_resolution`` (:func:`~commands.rules.tokens.media_tokens`: a PDF page's figure, or an
+image's from its header's dimensions, the first :data:`~commands.rules.tokens.HEADER_BYTES` of
+the file, never decoded; a model not in the table: one warning, and the Gemini 2.x rule) plus
+the prompt and the response schema at 4 characters a token (the previous page's extraction,
+sent as context when ``context_previous_page`` is on, is not known before and not counted).
+Output: the mean billed so far for the model in this log, read once when the estimator is made,
+or the rule's default.
 
 Read-only; used by the cycle's token admission and by ``estimate``.
 """
@@ -18,13 +21,14 @@ from typing import Any
 import msgspec
 
 from commands.config import Config
+from commands.models import ModelRow, row_for
 from commands.pages import Page
 from commands.rules.retry import output_limit
 from commands.rules.tokens import (
     HEADER_BYTES,
-    PDF_PAGE_TOKENS,
+    MediaKind,
     image_size,
-    image_tokens,
+    media_tokens,
     output_tokens_per_page,
     text_tokens,
 )
@@ -40,6 +44,10 @@ class PageTokens(msgspec.Struct, frozen=True):
     output: int
     #: False when the image's header could not be read (a default image figure was used).
     measured: bool = True
+    #: What the page is and, for an image, its pixel size (None: unknown, or a PDF page): what
+    #: its media tokens at another resolution are computed from (``estimate``).
+    kind: MediaKind = "image"
+    size: tuple[int, int] | None = None
 
     @property
     def total(self) -> int:
@@ -59,6 +67,9 @@ class TokenEstimator:
             f"{config.gemini.model})"
         )
         self.text_per_page = text_tokens(len(config.gemini.prompt) + len(json.dumps(json_schema)))
+        #: The model table's row for the model (its media tokens), and the resolution sent.
+        self.row: ModelRow = row_for(config.gemini.model)
+        self.resolution = config.gemini.media_resolution
         self._limits = (config.gemini.max_output_tokens, config.gemini.max_output_tokens_ceiling)
         #: Each page's answers cut at the output limit so far (few pages: read once a cycle).
         self.cuts = queries.output_cuts(store)
@@ -79,9 +90,10 @@ class TokenEstimator:
             cuts = self.cuts.get(page.key, 0)
             cut_at = output_limit(*self._limits, cuts - 1) if cuts else 0
             output = max(self.output_per_page, cut_at or 0)
-            pdf = page.mime_type == PDF
-            media = PDF_PAGE_TOKENS if pdf else image_tokens(size)
-            found = PageTokens(media + self.text_per_page, output, pdf or size is not None)
+            kind: MediaKind = "pdf" if page.mime_type == PDF else "image"
+            media = media_tokens(self.row, self.resolution, kind, size)
+            measured = kind == "pdf" or size is not None
+            found = PageTokens(media + self.text_per_page, output, measured, kind, size)
             self._cache[page.key] = found
         return found
 
