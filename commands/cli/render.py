@@ -157,7 +157,7 @@ def estimate_text(e: Estimate) -> str:
     )
     if e.cost is None:
         out.append(f"cost          unknown: no price for {e.model} in [pricing.models]")
-        return "\n".join(out)
+        return "\n".join([*out, "", *resolution_table(e)])
     out.append(
         f"prices        {e.model}: {money(e.input_per_million or 0, e.currency)} / "
         f"{money(e.output_per_million or 0, e.currency)} per million prompt / output "
@@ -171,4 +171,46 @@ def estimate_text(e: Estimate) -> str:
             else ""
         )
     )
+    out += ["", *resolution_table(e)]
     return "\n".join(out)
+
+
+def resolution_table(e: Estimate) -> list[str]:
+    """The pending pages' input tokens and cost at each media resolution, images and PDF pages
+    apart (``*``: the configured one)."""
+    from commands.rules.cost import money
+
+    if not e.by_resolution:
+        return []
+    first = e.by_resolution[0]
+
+    def cost(value: float | None) -> str:
+        return "unknown" if value is None else money(value, e.currency)
+
+    rows = [
+        [
+            f"{f.resolution}{' *' if f.configured else ''}",
+            f"{f.images.input_tokens:,}",
+            cost(f.images.cost),
+            f"{f.pdf_pages.input_tokens:,}",
+            cost(f.pdf_pages.cost),
+            f"{f.input_tokens:,}",
+            cost(f.cost),
+        ]
+        for f in e.by_resolution
+    ]
+    headers = [
+        "media_resolution",
+        f"images ({first.images.pages}) input",
+        "cost",
+        f"PDF pages ({first.pdf_pages.pages}) input",
+        "cost",
+        "all input",
+        "cost",
+    ]
+    return [
+        f"by media resolution: {e.model} as {e.model_family} in the model table; input tokens"
+        " (media + prompt and schema) and cost of the pending pages, with the same output at"
+        " each; * = [gemini] media_resolution",
+        table(headers, rows),
+    ]

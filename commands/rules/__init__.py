@@ -11,6 +11,7 @@ __all__ = [
     "clear_batch",
     "collect",
     "cost",
+    "estimate",
     "leases",
     "poll",
     "reconcile",

@@ -1,10 +1,12 @@
 """``estimate``: what the pending work should cost, before it is submitted (read-only).
 
 Tokens per page come from the same estimator token admission uses
-(:mod:`commands.worker.estimator`): input by Gemini's image rule on the dimensions in each pending
-page's header (the mean over up to ``HEADER_SAMPLE`` of them) plus the prompt and schema at 4
-characters a token; output from the mean billed for the configured model in this log, or the
-rule's default before any result.
+(:mod:`commands.worker.estimator`): input by the model table's row for the configured model and
+media resolution (a PDF page's figure, or an image's from the dimensions in its header; the mean
+over up to ``HEADER_SAMPLE`` pending pages) plus the prompt and schema at 4 characters a token;
+output from the mean billed for the configured model in this log, or the rule's default before
+any result. ``by_resolution`` sets the same pages' input tokens and cost at every media
+resolution side by side, images and PDF pages apart (:mod:`commands.rules.estimate`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import msgspec
 
 from commands.config import Config
 from commands.rules.cost import token_cost
-from commands.rules.tokens import image_tokens
+from commands.rules.estimate import ResolutionFigures, by_resolution
+from commands.rules.tokens import media_tokens
 from commands.schema import load_schema, response_json_schema
 from commands.worker.estimator import TokenEstimator
 from commands.worker.scan import scan_dataset
@@ -36,6 +39,11 @@ class Estimate(msgspec.Struct, frozen=True):
     batch_discount: float
     cost: float | None
     cost_with_waiting: float | None
+    #: ``[gemini] media_resolution``, the model table's family of the model, and the pending
+    #: pages' figures at each resolution (images and PDF pages apart).
+    media_resolution: str = "unspecified"
+    model_family: str = ""
+    by_resolution: list[ResolutionFigures] = []
 
 
 def estimate(store: EventStore, config: Config) -> Estimate:
@@ -49,14 +57,17 @@ def estimate(store: EventStore, config: Config) -> Estimate:
         estimator = TokenEstimator(store, config, response_json_schema(schema))
     sample = [estimator.page(p) for p in decision.candidates]
     measured = sum(e.measured for e in sample)
+    resolution = config.gemini.media_resolution
+    unknown = media_tokens(estimator.row, resolution, "image", None)
     if sample:
         per_in = sum(e.input for e in sample) / len(sample)
     else:
-        per_in = float(image_tokens(None) + estimator.text_per_page)
+        per_in = float(unknown + estimator.text_per_page)
     per_out = float(estimator.output_per_page)
     basis = (
-        f"input: Gemini's image rule on {measured} of {len(sample)} pending pages' headers "
-        f"({len(sample) - measured} at the default {image_tokens(None)}) + prompt and schema at "
+        f"input: the model table's {estimator.row.family} figures at media_resolution "
+        f"{resolution}, the image rule on {measured} of {len(sample)} pending pages' headers "
+        f"({len(sample) - measured} at the default {unknown}) + prompt and schema at "
         f"4 characters a token; output: {estimator.output_basis}"
     )
     n = decision.counts["candidates"]
@@ -65,6 +76,17 @@ def estimate(store: EventStore, config: Config) -> Estimate:
 
     def cost(count: int) -> float | None:
         return token_cost(round(per_in * count), round(per_out * count), model, config.pricing)
+
+    figures = by_resolution(
+        [(e.kind, e.size) for e in sample],
+        n,
+        row=estimator.row,
+        model=model,
+        configured=resolution,
+        text_per_page=estimator.text_per_page,
+        output_per_page=estimator.output_per_page,
+        pricing=config.pricing,
+    )
 
     return Estimate(
         model,
@@ -79,4 +101,7 @@ def estimate(store: EventStore, config: Config) -> Estimate:
         config.pricing.batch_discount,
         cost(n),
         cost(n + waiting),
+        resolution,
+        estimator.row.family,
+        figures,
     )
