@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from gemini_emulator.billing import prompt_tokens
 from gemini_emulator.policy import Fault, JobOutcome, Policy, RecordOutcome, Timing
 from gemini_emulator.schema_fill import break_, fill
 
@@ -25,7 +26,6 @@ FILE_TTL_SECONDS = 48 * 3600
 BATCH_TTL_SECONDS = 48 * 3600
 MAX_FILE_BYTES = 2 * 1024**3
 PROJECT_QUOTA_BYTES = 20 * 1024**3
-IMAGE_TOKENS = 258
 
 TERMINAL = {"SUCCEEDED", "PARTIALLY_SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
 #: Ended with results (a result file or inline responses).
@@ -186,6 +186,9 @@ class Billed:
     transport: str = ""
     #: The API key whose job it was.
     owner: str = ""
+    #: Its ``promptTokenCount`` (:mod:`gemini_emulator.billing`: the model table's media tokens
+    #: at the line's media resolution, plus its text).
+    prompt_tokens: int = 0
 
 
 class Service:
@@ -363,7 +366,7 @@ class Service:
             else:
                 raise ApiError(400, "batch.inputConfig needs fileName or requests.")
             keys = [k for k, _ in requests]
-            tokens = sum(_prompt_tokens(normalize_keys(r)) for _, r in requests)
+            tokens = sum(self._prompt_tokens(normalize_keys(r), model) for _, r in requests)
             self._check_limits(owner, tokens)
             self.creates[display_name] += 1
             job = Job(
@@ -569,13 +572,13 @@ class Service:
             text = json.dumps(break_(schema, key))
         else:
             finish, text = outcome.upper(), None
-        prompt_tokens = _prompt_tokens(request)
+        prompt = self._prompt_tokens(request, job.model)
         out_tokens = len(text) // 4 + 1 if text else 0
         usage = {
-            "promptTokenCount": prompt_tokens,
+            "promptTokenCount": prompt,
             "candidatesTokenCount": out_tokens,
             "thoughtsTokenCount": 0,
-            "totalTokenCount": prompt_tokens + out_tokens,
+            "totalTokenCount": prompt + out_tokens,
         }
         sha, transport = self._image_of(request)
         self.billed.append(
@@ -588,6 +591,7 @@ class Service:
                 image_sha256=sha,
                 transport=transport,
                 owner=job.owner,
+                prompt_tokens=prompt,
             )
         )
         candidate: dict[str, Any] = {"finishReason": finish, "index": 0}
@@ -599,6 +603,16 @@ class Service:
             "modelVersion": job.model.removeprefix("models/"),
         }
         return {"key": key, "response": response}
+
+    def _prompt_tokens(self, request: dict[str, Any], model: str) -> int:
+        """What the model bills ``request``'s prompt (:func:`gemini_emulator.billing.prompt_tokens`;
+        a ``fileData`` part's bytes from this service's files)."""
+
+        def file_bytes(file_id: str) -> bytes | None:
+            f = self.files.get(file_id)
+            return f.data if f is not None else None
+
+        return prompt_tokens(request, model, file_bytes)
 
     def _image_of(self, request: dict[str, Any]) -> tuple[str, str]:
         """(sha256 hex, transport) of the request's first image; ("", "") without one."""
@@ -677,13 +691,6 @@ GLITCHES = {"ODD_STATE": ("MYSTERY", 2), "FAILED_THEN_SUCCEEDED": ("FAILED", 1)}
 OUTPUT_GLITCHES = {"TRUNCATED", "DUPLICATES", "EXTRA_KEYS", "RESULTS_GONE"}
 #: Keys an EXTRA_KEYS job answers for although nobody asked; one tries to escape the output root.
 EXTRA_KEYS = ("Nowhere:Ghost:2020:1", "../../..:etc:2020:1", "..:..:..:passwd")
-
-
-def _prompt_tokens(request: dict[str, Any]) -> int:
-    """A request's input tokens as the "model" bills them: one image plus its text / 4."""
-    return IMAGE_TOKENS + sum(
-        len(p.get("text", "")) // 4 for c in request.get("contents", []) for p in c.get("parts", [])
-    )
 
 
 def _second_opinion() -> dict[str, Any]:

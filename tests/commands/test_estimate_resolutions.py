@@ -5,18 +5,14 @@ rule, its prices), and for a Gemini 3 model they differ between low, medium and 
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import re
-import struct
-import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from pypdf import PdfWriter
 
 from commands.cli import cli
 from commands.config import Config, load_config
@@ -25,6 +21,7 @@ from commands.rules.cost import money
 from commands.rules.tokens import DEFAULT_OUTPUT_TOKENS
 from commands.schema import load_schema, response_json_schema
 from projections import open_store
+from tests.media import one_page_pdf, png
 from tests.pipeline import write_config
 
 #: Image pages: (page number, width, height): a small one, one of 2 x 1 tiles, one of 3 x 3.
@@ -32,26 +29,6 @@ IMAGES = [(1, 8, 8), (2, 1000, 700), (4, 1700, 2200)]
 #: One-page PDF page files.
 PDFS = [3, 5]
 YEAR = ("StateA", "SchoolA", "2021")
-
-
-def png(width: int, height: int) -> bytes:
-    """A white grayscale PNG of that size (its header is what the estimator reads)."""
-    raw = zlib.compress(b"".join(b"\x00" + b"\xff" * width for _ in range(height)))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
-
-
-def one_page_pdf() -> bytes:
-    writer = PdfWriter()
-    writer.add_blank_page(width=612, height=792)
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
 
 
 def dataset(tmp_path: Path, model: str, resolution: str) -> Config:
