@@ -12,7 +12,7 @@ from pathlib import Path
 import msgspec
 
 from commands.config import Config
-from commands.rules.cost import Spend, Usage, spend
+from commands.rules.cost import Spend, Usage, money, spend, token_cost
 from eventlog.actors import run_actor
 from eventlog.errors import NothingMatched
 from eventlog.events import (
@@ -75,6 +75,11 @@ class RunReport(msgspec.Struct):
     #: Input tokens estimated before submission for the batches this run submitted (their
     #: intents' ``estimated_input_tokens``), to set beside the prompt tokens billed.
     estimated_input_tokens: int = 0
+    #: Their output tokens estimated (``estimated_tokens`` less the input), and what the two
+    #: cost by the same prices as the spend (None: a model without a price), to set beside the
+    #: spend billed.
+    estimated_output_tokens: int = 0
+    estimated_cost: float | None = 0.0
 
     @property
     def processed(self) -> int:
@@ -127,17 +132,18 @@ def build(store: EventStore, run_id: str, config: Config) -> RunReport:
         actor = run_actor(run_id)
         failed_seqs: list[int] = []
         ended: Counter[str] = Counter()
-        intended: dict[str, int] = {}
+        intended: dict[str, BatchSubmissionIntended] = {}
         for rec in store.read(after_seq=start - 1, until_seq=end):
             if rec.actor != actor:
                 continue
             e = rec.event
             if isinstance(e, BatchSubmissionIntended):
-                intended[e.display_name] = e.estimated_input_tokens
+                intended[e.display_name] = e
             elif isinstance(e, BatchSubmitted):
                 r.batches_submitted.append(e.batch_id)
                 r.batch_transports[e.transport] = r.batch_transports.get(e.transport, 0) + 1
-                r.estimated_input_tokens += intended.get(e.display_name, 0)
+                if (intent := intended.get(e.display_name)) is not None:
+                    _add_estimate(r, intent, config)
             elif isinstance(e, BatchCompleted | BatchFailed | BatchResultsUnavailable):
                 if isinstance(e, BatchCompleted):
                     r.batches_completed.append(e.batch_id)
@@ -177,6 +183,16 @@ def build(store: EventStore, run_id: str, config: Config) -> RunReport:
         failing = sorted({f.record_key for f in r.failures})
         r.retry_stats += queries.retry_counts(store, failing)
     return r
+
+
+def _add_estimate(r: RunReport, intent: BatchSubmissionIntended, config: Config) -> None:
+    """Count a submitted batch's estimate: its input and output tokens, and their cost."""
+    output = max(intent.estimated_tokens - intent.estimated_input_tokens, 0)
+    r.estimated_input_tokens += intent.estimated_input_tokens
+    r.estimated_output_tokens += output
+    model = intent.model or config.gemini.model
+    cost = token_cost(intent.estimated_input_tokens, output, model, config.pricing)
+    r.estimated_cost = None if cost is None or r.estimated_cost is None else r.estimated_cost + cost
 
 
 def _add_usage(r: RunReport, e: RecordValidated | RecordFailed, default_model: str) -> None:
@@ -296,7 +312,24 @@ def _summary(r: RunReport) -> list[str]:
             f"- Tokens: estimated {r.estimated_input_tokens:,} input tokens for the batches "
             f"submitted, billed {billed:,}"
         )
+        lines.append(_cost_line(r))
     return lines
+
+
+def _cost_line(r: RunReport) -> str:
+    """The estimated cost of the batches this run submitted beside the cost billed in it, by
+    the same prices (``[pricing]``, the batch discount)."""
+    currency = r.spend.currency if r.spend is not None else "USD"
+
+    def show(amount: float | None) -> str:
+        return "unknown (a model without a price)" if amount is None else money(amount, currency)
+
+    billed = r.spend.cost if r.spend is not None else None
+    return (
+        f"- Cost: estimated {show(r.estimated_cost)} for the batches submitted "
+        f"({r.estimated_input_tokens:,} input + {r.estimated_output_tokens:,} output tokens), "
+        f"billed {show(billed)} (the same prices)"
+    )
 
 
 def write(reports_dir: Path, r: RunReport) -> Path:
