@@ -43,6 +43,8 @@ class YearDir(msgspec.Struct):
     year: str
     path: str
     entries: list[Entry]
+    #: Its PDF document (``<Year>.pdf``), if any: (path, SHA-256, pages).
+    documents: list[tuple[str, str, int]] = []
 
     @property
     def prefix(self) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 POINTS = (
+    "after_document_page_cut",
     "after_image_upload",
     "after_upload_events",
     "after_request_file_upload",

@@ -154,6 +154,22 @@ class InputRejectionCleared(Event, frozen=True):
         return self.path
 
 
+class DocumentSeen(Event, frozen=True):
+    """A PDF document of the input tree (``<Year>.pdf``), read for the first time or found
+    changed: its SHA-256 and pages. ``previous_sha256`` is what it was before a change, and
+    ``pages_written`` how many of its pages had an output then (those outputs came from the
+    earlier version; they are kept, not extracted again)."""
+
+    path: str
+    sha256: str
+    pages: int
+    previous_sha256: str = ""
+    pages_written: int = 0
+
+    def stream(self) -> str:
+        return self.path
+
+
 # --- batches -------------------------------------------------------------------------------------
 
 

@@ -62,6 +62,15 @@ def status_text(s: Status) -> str:
     )
     if s.rejected_inputs:
         lines.append(f"rejected      {s.rejected_inputs} input file(s) or folder(s) skipped")
+    if s.changed_documents:
+        lines.append(
+            f"changed       {len(s.changed_documents)} PDF document(s) changed after some of "
+            "their pages were written (those outputs are from the earlier version)"
+        )
+        lines += [
+            f"  {d.path}: {d.pages_written} page(s) written before, changed {d.changed_at}"
+            for d in s.changed_documents
+        ]
     lines += _runs_text(s)
     return "\n".join(lines)
 

@@ -20,6 +20,7 @@ import msgspec
 from commands.pages import Page, Problem, YearDir
 from commands.rules.retry import dead_letter
 from eventlog.events import (
+    DocumentSeen,
     Event,
     InputRejected,
     InputRejectionCleared,
@@ -45,6 +46,8 @@ class ScanState(msgspec.Struct):
     outputs: set[str] = set()
     #: Pages whose uploads were given up on: record key -> (size, mtime_ns) of the file then.
     given_up: dict[str, tuple[int, int]] = {}
+    #: Each PDF document as last read: path -> SHA-256.
+    documents: dict[str, str] = {}
 
 
 class ScanDecision(msgspec.Struct):
@@ -84,6 +87,8 @@ def decide_years(
     for year in years:
         here = keep is None or keep(year.state, year.school)
         have = have_for(year)
+        if year.documents and here:
+            deciding.events += _documents_seen(year, have, state.documents)
         entries = year.entries
         # Written pages are only counted: one comprehension finds the rest (on a tree that is
         # mostly written, as it is for most of a long run, that is nearly all the work).
@@ -175,6 +180,23 @@ class _Deciding:
         if self.debug:
             log.debug("Skipping %s (%s)", key, why)
         return False
+
+
+def _documents_seen(year: YearDir, have: set[str], seen: dict[str, str]) -> list[Event]:
+    """A ``DocumentSeen`` for each of ``year``'s documents that is new or changed, with how
+    many of its pages were written before (a change under written pages: they are kept)."""
+    events: list[Event] = []
+    for path, sha256, pages in year.documents:
+        before = seen.get(path, "")
+        if before == sha256:
+            continue
+        written = len(have & {str(i) for i in range(1, pages + 1)}) if before else 0
+        events.append(
+            DocumentSeen(
+                path=path, sha256=sha256, pages=pages, previous_sha256=before, pages_written=written
+            )
+        )
+    return events
 
 
 def _rejections(

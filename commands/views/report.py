@@ -22,6 +22,7 @@ from eventlog.events import (
     BatchSubmissionDeferred,
     BatchSubmissionIntended,
     BatchSubmitted,
+    DocumentSeen,
     InputRejected,
     RecordDeadLettered,
     RecordFailed,
@@ -63,6 +64,8 @@ class RunReport(msgspec.Struct):
     upload_attempts_failed: int = 0
     uploads_abandoned: list[str] = []
     rejected_inputs: list[tuple[str, str]] = []
+    #: PDF documents found changed after some of their pages were written: (path, pages).
+    documents_changed: list[tuple[str, int]] = []
     usage: dict[str, Usage] = {}
     spend: Spend | None = None
     duration_seconds: float | None = None
@@ -103,6 +106,7 @@ class RunReport(msgspec.Struct):
             "creates_held_back_by_quota": self.quota_deferrals,
             "pages_skipped_upload": len(self.uploads_abandoned),
             "inputs_rejected": len(self.rejected_inputs),
+            "documents_changed": len(self.documents_changed),
             "prompt_tokens": sum(u.prompt_tokens for u in self.usage.values()),
             "output_tokens": sum(u.output_tokens for u in self.usage.values()),
             "estimated_input_tokens": self.estimated_input_tokens,
@@ -169,6 +173,8 @@ def build(store: EventStore, run_id: str, config: Config) -> RunReport:
                 r.uploads_abandoned.append(e.record_key)
             elif isinstance(e, InputRejected):
                 r.rejected_inputs.append((e.path, e.reason))
+            elif isinstance(e, DocumentSeen) and e.pages_written:
+                r.documents_changed.append((e.path, e.pages_written))
             elif isinstance(e, BatchSubmissionDeferred) and e.reason == "quota":
                 r.quota_deferrals += 1
                 r.quota_held_since = r.quota_held_since or rec.ts
@@ -257,6 +263,13 @@ def render(r: RunReport) -> str:
     if r.rejected_inputs:
         lines += ["", "## Rejected inputs", ""]
         lines += [f"- `{p}`: {reason}" for p, reason in r.rejected_inputs]
+    if r.documents_changed:
+        lines += ["", "## PDF documents changed under written pages", ""]
+        lines += [
+            f"- `{p}`: {n} page(s) written from the earlier version are kept (delete their "
+            "outputs to extract them again)"
+            for p, n in r.documents_changed
+        ]
     if r.uploads_abandoned:
         lines += ["", "## Pages skipped (uploads failed)", ""]
         lines += [f"- {k}" for k in r.uploads_abandoned]

@@ -116,6 +116,8 @@ class Status(msgspec.Struct, frozen=True):
     projects: list[ProjectCapacity] = []
     #: Shared mode: every worker that held a lease, most recently renewed first.
     workers: list[WorkerView] = []
+    #: PDF documents found changed after some of their pages were written.
+    changed_documents: list[queries.ChangedDocument] = []
 
 
 def age_hours(ts: str, now: datetime) -> float:
@@ -166,6 +168,7 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
         failing = {str(count): n for count, n in queries.failing_by_count(store)}
         totals = queries.usage_by_model(store)
         last_run = _last_run(store, config, workers)
+        changed = queries.changed_documents(store)
     return Status(
         database=store.location,
         events=bounds[1][0] if bounds else 0,
@@ -185,6 +188,7 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
         quota_hold=next((p.hold for p in projects if p.hold is not None), None),
         projects=projects,
         workers=workers,
+        changed_documents=changed,
     )
 
 

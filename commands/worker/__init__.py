@@ -13,6 +13,7 @@ __all__ = [
     "create",
     "cycle",
     "dataset",
+    "documents",
     "estimator",
     "images",
     "leases",
@@ -29,4 +30,5 @@ __all__ = [
     "submit",
     "summary",
     "upload",
+    "walk",
 ]

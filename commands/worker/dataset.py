@@ -1,35 +1,28 @@
-"""The dataset on disk: ``<input_root>/<State>/<School>/<Year>/<Page>.<ext>`` and the outputs
-``<output_root>/<State>/<School>/<Year>/<Page>.json``.
+"""The dataset's files: a page's bytes (an image, a one-page PDF, or a page cut from a
+document: :mod:`commands.worker.documents`) and the outputs
+``<output_root>/<State>/<School>/<Year>/<Page>.json``. The walk of the input tree that finds the
+pages is :mod:`commands.worker.walk`.
 
-:func:`walk_years` only reads directory entries (like ``find``), so a scan of millions of pages
-stays cheap; a page's bytes are checked (:func:`check_image`) only when it is about to be uploaded.
-Nothing here raises on bad input: each problem comes back with its path and reason.
+A page's bytes are checked (:func:`check_image`) only when it is about to be sent. Nothing here
+raises on bad input: each problem comes back with its path and reason.
 """
 
 from __future__ import annotations
 
-import errno
 import functools
 import logging
-import operator
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from commands.pages import Entry, Page, Problem, YearDir
-from eventlog.keys import is_number, key_problem, name_problem
+from commands.pages import Page, Problem, YearDir
+from commands.worker import documents
+from commands.worker.documents import split_locator
+from eventlog import crashpoints
+from eventlog.keys import key_problem
 
-IMAGE_TYPES = {
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".webp": "image/webp",
-    ".pdf": "application/pdf",  # a page as a one-page PDF document (its text layer kept)
-}
 #: The File API's limit per file.
 MAX_IMAGE_BYTES = 2 * 1024**3
-LAYOUT = "expected <State>/<School>/<Year>/<Page>.<png|jpg|jpeg|webp|pdf>"
 
 
 def output_path(output_root: Path, key: str) -> Path:
@@ -72,72 +65,7 @@ class OutputTree:
         return folder
 
 
-def _scandir(path: str, problems: list[Problem]) -> list[os.DirEntry[str]]:
-    """Entries of ``path`` in name order, hidden ones left out (.DS_Store, editor files)."""
-    try:
-        with os.scandir(path) as it:
-            return sorted((e for e in it if not e.name.startswith(".")), key=_name)
-    except OSError as e:
-        problems.append(Problem(path, f"cannot list directory: {e.strerror or e}"))
-        return []
-
-
-def _name(entry: os.DirEntry[str]) -> str:
-    return entry.name
-
-
-def _kind(entry: os.DirEntry[str], problems: list[Problem]) -> str | None:
-    """``dir``, ``file``, or None after recording why the entry is neither."""
-    try:
-        if entry.is_dir():
-            return "dir"
-        if entry.is_file():
-            return "file"
-    except OSError as e:
-        reason = (
-            "broken or looping symlink"
-            if e.errno == errno.ELOOP
-            else f"cannot stat: {e.strerror or e}"
-        )
-        problems.append(Problem(entry.path, reason))
-        return None
-    reason = (
-        "broken or looping symlink" if entry.is_symlink() else "not a regular file or directory"
-    )
-    problems.append(Problem(entry.path, reason))
-    return None
-
-
-def walk_years(root: Path, problems: list[Problem]) -> Iterator[YearDir]:
-    """Each year folder under ``root`` in order, its page files listed; problems are appended to
-    ``problems`` as they are found. Reads directory entries only (like ``find``), never file
-    contents, and never raises. A symlink (to a file or a folder) whose target is outside
-    ``root`` is a problem, not a page: the input tree is what the operator pointed at."""
-    if not root.exists():
-        problems.append(Problem(str(root), "input root does not exist"))
-        return
-    if not root.is_dir():
-        problems.append(Problem(str(root), "input root is not a directory"))
-        return
-    inside = _Inside(os.path.realpath(root))
-    found = False
-    for state in _subdirs(str(root), "state", problems, inside):
-        for school in _subdirs(state.path, "school", problems, inside):
-            for year in _subdirs(school.path, "year", problems, inside):
-                found = True
-                prefix = f"{state.name}:{school.name}:{year.name}:"
-                yield YearDir(
-                    state.name,
-                    school.name,
-                    year.name,
-                    year.path,
-                    _entries(year.path, prefix, problems, inside),
-                )
-    if not found and not problems:
-        problems.append(Problem(str(root), "input root is empty"))
-
-
-class _Inside:
+class Inside:
     """Whether a symlink's target stays under a (real) root folder."""
 
     def __init__(self, real_root: str) -> None:
@@ -154,108 +82,6 @@ class _Inside:
         return f"symlink leaves the input root (to {target})"
 
 
-def _subdirs(
-    path: str, level: str, problems: list[Problem], inside: _Inside
-) -> Iterator[os.DirEntry[str]]:
-    for entry in _scandir(path, problems):
-        kind = _kind(entry, problems)
-        if kind is None:
-            continue
-        escape = inside.escape(entry)
-        if escape is not None:
-            problems.append(Problem(entry.path, escape))
-            continue
-        if kind != "dir":
-            problems.append(Problem(entry.path, f"not a directory ({LAYOUT})"))
-            continue
-        problem = name_problem(entry.name, level)
-        if problem is not None:
-            problems.append(Problem(entry.path, problem))
-            continue
-        yield entry
-
-
-def _entries(path: str, prefix: str, problems: list[Problem], inside: _Inside) -> list[Entry]:
-    """The page files of one year folder. The scan's innermost loop: one pass over the
-    directory entries, the common case (``<digits>.<image extension>``, a regular file) decided
-    first; a page number is ASCII digits (:func:`eventlog.keys.is_number`)."""
-    out: list[Entry] = []
-    append, types = out.append, IMAGE_TYPES
-    try:
-        with os.scandir(path) as it:
-            for e in it:
-                name = e.name
-                dot = name.rfind(".")
-                stem = name[:dot]
-                mime = types.get(name[dot:])  # ".png" etc. need dot > 0: is_number(stem) says so
-                try:
-                    if (  # stem.isascii() and stem.isdigit(): eventlog.keys.is_number inlined
-                        mime is not None  # (the fast path: no call per directory entry)
-                        and stem.isascii()
-                        and stem.isdigit()
-                        and e.is_file(follow_symlinks=False)  # a symlink takes the slow path
-                    ):
-                        append((int(stem), stem, e.path, mime))
-                        continue
-                    is_file = e.is_file()
-                except OSError:  # a looping symlink: _page_problem says so
-                    is_file = False
-                if name[0] == ".":
-                    continue  # hidden files (.DS_Store, editor swap files) are not pages
-                if dot <= 0:
-                    mime = None
-                elif mime is None:
-                    mime = types.get(name[dot:].lower())
-                escape = inside.escape(e) if is_file else None
-                if mime is None or not is_number(stem) or not is_file or escape is not None:
-                    _page_problem(e, stem, mime, problems, escape)
-                    continue
-                append((int(stem), stem, e.path, mime))  # an upper-case extension or a symlink
-    except OSError as err:
-        problems.append(Problem(path, f"cannot list directory: {err.strerror or err}"))
-        return []
-    out.sort()
-    if len(set(map(_STEM, out))) < len(out):  # two images for one page
-        return _drop_duplicates(out, prefix, problems)
-    return out
-
-
-_STEM = operator.itemgetter(1)
-
-
-def _drop_duplicates(entries: list[Entry], prefix: str, problems: list[Problem]) -> list[Entry]:
-    """Two images for one page (``4.png`` and ``4.jpg``) are ambiguous: skip both, say so."""
-    by_stem: dict[str, list[Entry]] = {}
-    for entry in entries:
-        by_stem.setdefault(entry[1], []).append(entry)
-    out = []
-    for stem, group in by_stem.items():
-        if len(group) == 1:
-            out.append(group[0])
-            continue
-        names = ", ".join(sorted(os.path.basename(p) for _, _, p, _ in group))
-        problems.extend(
-            Problem(p, f"several images for page {prefix}{stem} ({names})") for _, _, p, _ in group
-        )
-    return out
-
-
-def _page_problem(
-    e: os.DirEntry[str], stem: str, mime: str | None, problems: list[Problem], escape: str | None
-) -> None:
-    kind = _kind(e, problems)
-    if kind is None:
-        return
-    if escape is not None:
-        problems.append(Problem(e.path, escape))
-    elif kind == "dir":
-        problems.append(Problem(e.path, f"unexpected directory ({LAYOUT})"))
-    elif mime is None:
-        problems.append(Problem(e.path, f"not an image extension ({LAYOUT})"))
-    else:
-        problems.append(Problem(e.path, "page is not a number"))
-
-
 class OutputFolders:
     """Refuses a year whose output folder (or its school's or state's) is a symlink out of the
     output root, *before* its pages are submitted: :func:`output_path` would refuse to write
@@ -264,7 +90,7 @@ class OutputFolders:
 
     def __init__(self, output_root: Path) -> None:
         self.root = str(output_root)
-        self.inside = _Inside(os.path.realpath(output_root))
+        self.inside = Inside(os.path.realpath(output_root))
         self._seen: dict[str, str | None] = {}
 
     def problem(self, year: YearDir) -> Problem | None:
@@ -323,7 +149,11 @@ def inspect_image(
 ) -> tuple[int, str | None]:
     """``page``'s size and why its file cannot go (None if it can): unreadable, empty, over
     ``max_bytes`` (None: no limit here), or not the image its extension claims. One stat and
-    one 12-byte read, or none with a ``probe`` of the file made just before."""
+    one 12-byte read, or none with a ``probe`` of the file made just before. A document page's
+    size is that of the one-page PDF cut from it."""
+    document, part = split_locator(page.path)
+    if part:
+        return _document_page(document, part, max_bytes)
     try:
         if probe is not None and probe.stamp is None:
             raise OSError(probe.error)
@@ -347,6 +177,38 @@ def inspect_image(
 
 
 PDF = "application/pdf"
+
+
+def _document_page(document: str, part: int, max_bytes: int | None) -> tuple[int, str | None]:
+    """:func:`inspect_image` of page ``part`` of ``document``."""
+    data, _, reason = _cut_now(document, part)
+    if data is None:
+        return 0, reason
+    if max_bytes is not None and len(data) > max_bytes:
+        return len(data), f"larger than the File API limit ({len(data)} > {max_bytes} bytes)"
+    return len(data), None
+
+
+def _cut_now(
+    document: str, part: int, expected: Stamp | None = None
+) -> tuple[bytes | None, Stamp | None, str]:
+    """Page ``part`` of ``document`` as it is now (and as ``expected`` saw it), or why not."""
+    before = file_stamp(document)
+    if before is None:
+        return None, None, "cannot read: the document is gone"
+    if expected is not None and before != expected:
+        reason = (
+            f"the document changed since it was checked ({expected.size} -> {before.size} bytes)"
+        )
+        return None, before, reason
+    try:
+        data = documents.cut(document, before, part)
+    except (ValueError, OSError) as e:
+        return None, before, str(e)
+    crashpoints.reach("after_document_page_cut")
+    if file_stamp(document) != before:
+        return None, before, "the document changed while its page was cut"
+    return data, before, ""
 
 
 def pdf_page_problem(path: str) -> str | None:
@@ -395,7 +257,12 @@ class Probe(NamedTuple):
 
 
 def probe_file(path: str, head_bytes: int) -> Probe:
-    """The first ``head_bytes`` of the file at ``path`` and its stamp; never raises."""
+    """The first ``head_bytes`` of the file at ``path`` and its stamp; never raises. A document
+    page's probe (a locator) is its document's stamp alone: no header to read."""
+    document, part = split_locator(path)
+    if part:
+        stamp = file_stamp(document)
+        return Probe(b"", stamp) if stamp is not None else Probe(b"", None, "cannot read it")
     try:
         with open(path, "rb") as fh:
             st = os.fstat(fh.fileno())
@@ -405,9 +272,10 @@ def probe_file(path: str, head_bytes: int) -> Probe:
 
 
 def file_stamp(path: str) -> Stamp | None:
-    """``path``'s :class:`Stamp` now (None if it cannot be stat-ed)."""
+    """``path``'s :class:`Stamp` now (None if it cannot be stat-ed); a locator's is its
+    document's."""
     try:
-        st = os.stat(path)
+        st = os.stat(split_locator(path)[0])
     except OSError:
         return None
     return Stamp(st.st_size, st.st_mtime_ns)
@@ -431,7 +299,10 @@ def read_once(page: Page, expected: Stamp | None = None) -> tuple[bytes | None, 
     the path again), with the :class:`Stamp` they were read at; or None and why: the file
     changed while it was read (its size or mtime moved under the read), it differs from
     ``expected`` (what the scan saw), or its bytes are no longer the image its extension says.
-    Never raises."""
+    Never raises. A document page's bytes are the one-page PDF cut from its document."""
+    document, part = split_locator(page.path)
+    if part:
+        return _cut_now(document, part, expected)
     try:
         with open(page.path, "rb") as fh:
             before = os.fstat(fh.fileno())

@@ -23,11 +23,17 @@ from commands.worker.dataset import (
     check_image,
     file_stamp,
     output_names,
-    walk_years,
 )
 from commands.worker.request_files import route_page
+from commands.worker.walk import walk_years
 from eventlog import crashpoints
-from eventlog.events import Event, InputRejected, RecordDeadLettered, UploadGivenUpCleared
+from eventlog.events import (
+    DocumentSeen,
+    Event,
+    InputRejected,
+    RecordDeadLettered,
+    UploadGivenUpCleared,
+)
 from eventlog.store import EventStore
 from projections import queries
 
@@ -42,7 +48,8 @@ def load_state(store: EventStore) -> ScanState:
         dead = queries.dead_letter_keys(store)
         rejected = queries.rejected_inputs(store)
         given_up = queries.given_up_uploads(store)
-    return ScanState(inflight, failures, dead, rejected, given_up=given_up)
+        documents = queries.document_hashes(store)
+    return ScanState(inflight, failures, dead, rejected, given_up=given_up, documents=documents)
 
 
 def scan_dataset(
@@ -177,6 +184,16 @@ def scan_for_cycle(w: Worker, early: ScanDecision | None = None) -> ScanDecision
     for event in decision.events:
         if isinstance(event, InputRejected):
             log.warning("Skipping %s: %s", event.path, event.reason)
+        elif isinstance(event, DocumentSeen) and event.pages_written:
+            log.warning(
+                "Document %s changed after %d of its pages were written (SHA-256 %s… -> %s…): "
+                "their outputs are kept from the earlier version (delete them to extract those "
+                "pages again); its pages without an output go from the new version",
+                event.path,
+                event.pages_written,
+                event.previous_sha256[:12],
+                event.sha256[:12],
+            )
     crashpoints.reach("after_scan_events")
     log.info("Scan: %s", ", ".join(f"{k} {v}" for k, v in decision.counts.items()))
     return decision

@@ -14,8 +14,8 @@ from commands.worker.dataset import (
     check_image,
     output_names,
     output_path,
-    walk_years,
 )
+from commands.worker.walk import walk_years
 
 PNG = png(8, 8, 1)
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 20
