@@ -7,7 +7,9 @@ a mixed fault policy, and runs cycles until every page is written or dead-letter
 * one poison page always breaks the schema and is dead-lettered after ``max_retries``;
 * the first batch job ends FAILED (its records are resubmitted, no failure counted);
 * one upload fails twice with a 503 before it goes through;
-* a stray text file in the dataset is reported and skipped.
+* a stray text file in the dataset is reported and skipped;
+* one year is a PDF document (``Texas/Alamo/2023.pdf``, made here with pypdf): each of its
+  pages goes as a one-page PDF cut from it and is written as any page.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ SCHOOLS = {
     "Texas": {"Alamo": ["2021", "2022"]},
 }
 PAGES = 4
+#: A year given as one PDF document of DOCUMENT_PAGES pages instead of a folder of images.
+DOCUMENT = ("Texas", "Alamo", "2023")
+DOCUMENT_PAGES = 3
 POISON = "California:LincolnHigh:2023:4"
 FLAKY_UPLOAD = "Texas:Alamo:2022:1"
 
@@ -76,6 +81,38 @@ def png(width: int, height: int, seed: int) -> bytes:
     )
 
 
+def text_pdf(pages: int) -> bytes:
+    """A PDF of ``pages`` pages of text lines (one Helvetica font shared by all), written by
+    hand as :func:`png` is: a catalog, a page tree, the font, then each page and its content."""
+    kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(pages))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{kids}] /Count {pages} >>".encode(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    for i in range(1, pages + 1):
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+            b"/Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>" % (3 + 2 * i)
+        )
+        lines = " T* ".join(f"(Record {i}, line {n}: enrolment {1000 + n}) Tj" for n in range(60))
+        stream = f"BT /F1 9 Tf 11 TL 36 756 Td {lines} ET".encode()
+        objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream))
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for n, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (n, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return bytes(out)
+
+
 def prepare(folder: Path) -> Path:
     """(Re)create ``folder`` with the dataset; returns the input root. Refuses to touch a
     non-empty folder the demo did not create."""
@@ -96,6 +133,8 @@ def prepare(folder: Path) -> Path:
                     path = input_root / state / school / year / f"{page}.png"
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_bytes(png(160, 220, n))
+    state, school, year = DOCUMENT
+    (input_root / state / school / f"{year}.pdf").write_bytes(text_pdf(DOCUMENT_PAGES))
     (input_root / "Texas" / "Alamo" / "2021" / "notes.txt").write_text("scanner notes\n")
     (folder / MARKER).write_text("made by `python -m commands demo`; safe to delete\n")
     return input_root
@@ -136,7 +175,8 @@ request_timeout_seconds = 30
 
 
 def page_count() -> int:
-    return sum(len(years) for schools in SCHOOLS.values() for years in schools.values()) * PAGES
+    folders = sum(len(years) for schools in SCHOOLS.values() for years in schools.values())
+    return folders * PAGES + DOCUMENT_PAGES
 
 
 def demo_key() -> str:

@@ -30,6 +30,12 @@ def test_demo_runs_to_the_end_and_prints_status_and_report(tmp_path: Path) -> No
     assert status["rejected_inputs"] == 1
     for path in outputs:
         PageExtraction.model_validate_json(path.read_bytes())
+    # The PDF document's pages were cut from it, sent and written as pages.
+    state, school, year = demo.DOCUMENT
+    document = folder / "output" / state / school / year
+    assert sorted(p.name for p in document.iterdir()) == [
+        f"{i}.json" for i in range(1, demo.DOCUMENT_PAGES + 1)
+    ]
 
     # The final status screen and the report's path, as the README shows them.
     assert f"written       {status['written']} records" in done.out
