@@ -190,3 +190,20 @@ def test_a_documents_pages_follow_each_other_for_the_previous_page_context(
     )
     assert [p.key for p in decision.candidates] == ["S:Sc:2020:1"]
     assert decision.counts["waiting_for_previous_page"] == 2
+
+
+def test_a_document_over_the_size_limit_is_refused_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = school(tmp_path)
+    (folder / "2020.pdf").write_bytes(document(2))
+    size = (folder / "2020.pdf").stat().st_size
+    monkeypatch.setattr(documents, "MAX_DOCUMENT_BYTES", size - 1)
+    years, problems = walk(tmp_path / "in")
+    assert [p.key for y in years for p in y.pages] == []
+    assert problems == [
+        Problem(
+            str(folder / "2020.pdf"),
+            f"a PDF document over {size - 1} bytes ({size}): split it into documents",
+        )
+    ]
