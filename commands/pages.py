@@ -45,6 +45,8 @@ class YearDir(msgspec.Struct):
     entries: list[Entry]
     #: Its PDF document (``<Year>.pdf``), if any: (path, SHA-256, pages).
     documents: list[tuple[str, str, int]] = []
+    #: Its ``State/School`` folder (where the scan's page counts are kept).
+    school_path: str = ""
 
     @property
     def prefix(self) -> str:

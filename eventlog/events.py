@@ -154,6 +154,20 @@ class InputRejectionCleared(Event, frozen=True):
         return self.path
 
 
+class PagesCounted(Event, frozen=True):
+    """The scan found ``pages`` pages (page files and document pages) under one
+    ``<input_root>/<State>/<School>`` folder (``path``), a number that changed since it was last
+    recorded (0: the folder is gone): the job's total is known without walking the tree."""
+
+    path: str
+    state: str
+    school: str
+    pages: int
+
+    def stream(self) -> str:
+        return self.path
+
+
 class DocumentSeen(Event, frozen=True):
     """A PDF document of the input tree (``<Year>.pdf``), read for the first time or found
     changed: its SHA-256 and pages. ``previous_sha256`` is what it was before a change, and

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from commands.rules.progress import Progress
     from commands.views.estimate import Estimate
     from commands.views.status import Status
 
@@ -38,6 +39,8 @@ def status_text(s: Status) -> str:
     """The ``status`` screen."""
     lines = [f"database      {s.database}"]
     lines.append(f"events        {s.events} (last at {s.last_event_at or 'never'})")
+    if s.progress is not None:
+        lines += progress_text(s.progress)
     lines += _batches_text(s)
     if s.open_intents:
         lines.append(f"open intents  {len(s.open_intents)} (created? looked up next cycle)")
@@ -73,6 +76,35 @@ def status_text(s: Status) -> str:
         ]
     lines += _runs_text(s)
     return "\n".join(lines)
+
+
+def progress_text(p: Progress) -> list[str]:
+    """Pages known and done, the recent rate, the expected finish and the cost to go."""
+    from commands.rules.cost import money
+
+    if not p.known:
+        lines = ["progress      no scan has counted the input tree yet (run the worker)"]
+    else:
+        lines = [
+            f"progress      {p.written:,} of {p.known:,} pages written ({p.percent_done}%), "
+            f"{p.to_go:,} to go (counted at {p.counted_at})"
+        ]
+    if not p.to_go:
+        finish = "nothing to go" if p.known else "no pages counted yet"
+    elif p.expected_finish:
+        finish = f"expected finish {p.expected_finish} (in {p.hours_to_go or 0:,.1f} h)"
+    else:
+        finish = "no finish can be told: nothing written in the last day"
+    lines.append(
+        f"rate          {p.pages_per_hour_last_hour:,.1f} pages/h over the last hour, "
+        f"{p.pages_per_hour_last_day:,.1f} over the last day; {finish}"
+    )
+    if p.cost_to_go is not None:
+        lines.append(
+            f"cost to go    {money(p.cost_to_go, p.currency)} for {p.to_go:,} pages, at "
+            f"{p.cost_basis}"
+        )
+    return lines
 
 
 def _batches_text(s: Status) -> list[str]:

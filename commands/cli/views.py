@@ -12,12 +12,19 @@ from eventlog.errors import OperatorError
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--no-scan", is_flag=True, help="Skip counting pending pages (no dataset walk).")
+@click.option(
+    "--scan/--no-scan",
+    default=False,
+    help="Walk the input tree now to count the pages waiting to be submitted (slow on millions "
+    "of pages). Without it, the pages known are the worker's last scan counts from the log, "
+    "with their age.",
+)
 @click.pass_context
 @operator_errors
-def status(ctx: click.Context, as_json: bool, no_scan: bool) -> None:
-    """Where the work stands: active batches and their age, in flight, pending, retrying,
-    dead letters, the last run, and the spend.
+def status(ctx: click.Context, as_json: bool, scan: bool) -> None:
+    """Where the work stands: progress (pages known, written, to go, the recent rate and the
+    expected finish), what may be stuck (the oldest batch, holds, intents, workers, the last
+    event), retrying, dead letters, the last run, the spend and the cost to go.
 
     Example: python -m commands status --json
     """
@@ -25,7 +32,7 @@ def status(ctx: click.Context, as_json: bool, no_scan: bool) -> None:
     from commands.views.status import status
 
     with app(ctx).open() as store:
-        result = status(store, app(ctx).config, scan=not no_scan)
+        result = status(store, app(ctx).config, scan=scan)
     if as_json:
         echo_json(result)
     else:

@@ -14,6 +14,7 @@ __all__ = [
     "estimate",
     "leases",
     "poll",
+    "progress",
     "reconcile",
     "reset_failures",
     "results",

@@ -24,6 +24,7 @@ from eventlog.events import (
     Event,
     InputRejected,
     InputRejectionCleared,
+    PagesCounted,
     UploadGivenUpCleared,
 )
 
@@ -48,6 +49,8 @@ class ScanState(msgspec.Struct):
     given_up: dict[str, tuple[int, int]] = {}
     #: Each PDF document as last read: path -> SHA-256.
     documents: dict[str, str] = {}
+    #: The pages last counted per (state, school): (the folder's path, pages).
+    counted: dict[tuple[str, str], tuple[str, int]] = {}
 
 
 class ScanDecision(msgspec.Struct):
@@ -84,9 +87,13 @@ def decide_years(
     counts = deciding.counts
     n_pages = n_written = n_candidates = others = 0
     room: float = limit if limit is not None else float("inf")  # kept; all are counted
+    per_school: dict[tuple[str, str], tuple[str, int]] = {}
     for year in years:
         here = keep is None or keep(year.state, year.school)
         have = have_for(year)
+        folder = (year.state, year.school)
+        path = year.school_path
+        per_school[folder] = (path, per_school.get(folder, (path, 0))[1] + len(year.entries))
         if year.documents and here:
             deciding.events += _documents_seen(year, have, state.documents)
         entries = year.entries
@@ -109,6 +116,7 @@ def decide_years(
                     previous[year.prefix + entries[i][1]] = year.page(entries[i - 1])
     counts["pages"], counts["written"], counts["candidates"] = n_pages, n_written, n_candidates
     events = deciding.events + _rejections(problems, deciding.still_rejected, state.rejected)
+    events += _counted(per_school, state.counted)
     counts["rejected"] = len({p.path for p in problems} | set(deciding.still_rejected))
     return ScanDecision(candidates, events, counts, previous, others)
 
@@ -196,6 +204,23 @@ def _documents_seen(year: YearDir, have: set[str], seen: dict[str, str]) -> list
                 path=path, sha256=sha256, pages=pages, previous_sha256=before, pages_written=written
             )
         )
+    return events
+
+
+def _counted(
+    found: dict[tuple[str, str], tuple[str, int]], before: dict[tuple[str, str], tuple[str, int]]
+) -> list[Event]:
+    """A ``PagesCounted`` for each State/School folder whose page count changed (0: gone)."""
+    events: list[Event] = [
+        PagesCounted(path=path, state=state, school=school, pages=pages)
+        for (state, school), (path, pages) in found.items()
+        if before.get((state, school), ("", 0))[1] != pages
+    ]
+    events += [
+        PagesCounted(path=path, state=state, school=school, pages=0)
+        for (state, school), (path, pages) in before.items()
+        if (state, school) not in found and pages
+    ]
     return events
 
 

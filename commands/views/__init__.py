@@ -7,6 +7,7 @@ costs nothing (the CLI's ``--help`` stays fast).
 __all__ = [
     "analyze_failures",
     "estimate",
+    "progress",
     "report",
     "status",
 ]

@@ -12,6 +12,8 @@ import msgspec
 
 from commands.config import Config
 from commands.rules.cost import Spend, Usage, spend
+from commands.rules.progress import Progress
+from commands.views.progress import progress_of
 from commands.worker.runlock import run_lock_held
 from commands.worker.scan import scan_dataset
 from eventlog.events import BatchResultsUnavailable
@@ -118,6 +120,8 @@ class Status(msgspec.Struct, frozen=True):
     workers: list[WorkerView] = []
     #: PDF documents found changed after some of their pages were written.
     changed_documents: list[queries.ChangedDocument] = []
+    #: Pages known, written, to go, the recent rate, the expected finish and the cost to go.
+    progress: Progress | None = None
 
 
 def age_hours(ts: str, now: datetime) -> float:
@@ -169,6 +173,8 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
         totals = queries.usage_by_model(store)
         last_run = _last_run(store, config, workers)
         changed = queries.changed_documents(store)
+        spent = spend(_usage(totals), config.pricing, config.gemini.model)
+        job = progress_of(store, config, now, counts, spent)
     return Status(
         database=store.location,
         events=bounds[1][0] if bounds else 0,
@@ -183,12 +189,13 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
         failing_by_count=failing,
         dead_letters=counts.dead_letters,
         last_run=last_run,
-        spend=spend(_usage(totals), config.pricing, config.gemini.model),
+        spend=spent,
         # The one-project screen's hold line: the first project held back.
         quota_hold=next((p.hold for p in projects if p.hold is not None), None),
         projects=projects,
         workers=workers,
         changed_documents=changed,
+        progress=job,
     )
 
 

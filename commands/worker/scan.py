@@ -35,7 +35,7 @@ from eventlog.events import (
     UploadGivenUpCleared,
 )
 from eventlog.store import EventStore
-from projections import queries
+from projections import progress, queries
 
 log = logging.getLogger("commands.scan")
 
@@ -49,7 +49,16 @@ def load_state(store: EventStore) -> ScanState:
         rejected = queries.rejected_inputs(store)
         given_up = queries.given_up_uploads(store)
         documents = queries.document_hashes(store)
-    return ScanState(inflight, failures, dead, rejected, given_up=given_up, documents=documents)
+        counted = progress.dataset_counts(store)
+    return ScanState(
+        inflight,
+        failures,
+        dead,
+        rejected,
+        given_up=given_up,
+        documents=documents,
+        counted=counted,
+    )
 
 
 def scan_dataset(

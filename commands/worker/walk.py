@@ -87,7 +87,14 @@ def walk_years(root: Path, problems: list[Problem]) -> Iterator[YearDir]:
                 found = True
                 prefix = f"{state.name}:{school.name}:{year}:"
                 entries = _entries(folder, prefix, problems, inside) if folder else []
-                year_dir = YearDir(state.name, school.name, year, folder or document[:-4], entries)
+                year_dir = YearDir(
+                    state.name,
+                    school.name,
+                    year,
+                    folder or document[:-4],
+                    entries,
+                    school_path=school.path,
+                )
                 if document:
                     _add_document(year_dir, document, problems)
                 yield year_dir

@@ -119,7 +119,7 @@ def test_the_report_matches_the_log_and_the_ledger(finished: tuple[Path, Emulato
 
 def test_status_shows_the_last_run_and_the_spend(finished: tuple[Path, Emulator, str]) -> None:
     path, _, run_id = finished
-    r = run_cli("--config", str(path), "status", "--json")
+    r = run_cli("--config", str(path), "status", "--json", "--scan")
     data = json.loads(r.out)
     assert data["last_run"]["run_id"] == run_id and data["last_run"]["outcome"] == "ok"
     assert data["dead_letters"] == 1 and data["written"] == len(KEYS) - 1
