@@ -41,6 +41,11 @@ def status_text(s: Status) -> str:
     lines.append(f"events        {s.events} (last at {s.last_event_at or 'never'})")
     if s.progress is not None:
         lines += progress_text(s.progress)
+    if s.stuck:
+        lines.append(f"stuck?        {len(s.stuck)} thing(s) older than their threshold")
+        lines += [
+            f"  {m.kind} {m.name}: since {m.since} ({m.age_hours:,.1f} h), {m.why}" for m in s.stuck
+        ]
     lines += _batches_text(s)
     if s.open_intents:
         lines.append(f"open intents  {len(s.open_intents)} (created? looked up next cycle)")

@@ -19,9 +19,17 @@ from eventlog.errors import OperatorError
     "of pages). Without it, the pages known are the worker's last scan counts from the log, "
     "with their age.",
 )
+@click.option(
+    "--stuck-after",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    metavar="MINUTES",
+    help="Mark an open intent, a quota hold or a quiet log older than this (batches: 24 h).",
+)
 @click.pass_context
 @operator_errors
-def status(ctx: click.Context, as_json: bool, scan: bool) -> None:
+def status(ctx: click.Context, as_json: bool, scan: bool, stuck_after: float) -> None:
     """Where the work stands: progress (pages known, written, to go, the recent rate and the
     expected finish), what may be stuck (the oldest batch, holds, intents, workers, the last
     event), retrying, dead letters, the last run, the spend and the cost to go.
@@ -32,7 +40,7 @@ def status(ctx: click.Context, as_json: bool, scan: bool) -> None:
     from commands.views.status import status
 
     with app(ctx).open() as store:
-        result = status(store, app(ctx).config, scan=scan)
+        result = status(store, app(ctx).config, scan=scan, stuck_after=stuck_after)
     if as_json:
         echo_json(result)
     else:

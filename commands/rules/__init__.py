@@ -21,6 +21,7 @@ __all__ = [
     "retry",
     "runs",
     "scan",
+    "stuck",
     "submit",
     "tokens",
     "transport",

@@ -13,6 +13,7 @@ import msgspec
 from commands.config import Config
 from commands.rules.cost import Spend, Usage, spend
 from commands.rules.progress import Progress
+from commands.rules.stuck import MINUTES, Mark, marks
 from commands.views.progress import progress_of
 from commands.worker.runlock import run_lock_held
 from commands.worker.scan import scan_dataset
@@ -122,6 +123,8 @@ class Status(msgspec.Struct, frozen=True):
     changed_documents: list[queries.ChangedDocument] = []
     #: Pages known, written, to go, the recent rate, the expected finish and the cost to go.
     progress: Progress | None = None
+    #: What may be stuck (:mod:`commands.rules.stuck`), oldest first.
+    stuck: list[Mark] = []
 
 
 def age_hours(ts: str, now: datetime) -> float:
@@ -140,9 +143,12 @@ def _usage(rows: list[TokenUsage]) -> list[Usage]:
     return [Usage(*msgspec.structs.astuple(row)[1:]) for row in rows]
 
 
-def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
+def status(
+    store: EventStore, config: Config, *, scan: bool = True, stuck_after: float = MINUTES
+) -> Status:
     """A consistent snapshot (one read transaction) of the live projections, plus (``scan``) the
-    pages waiting to be submitted."""
+    pages waiting to be submitted. ``stuck_after``: the minutes after which an intent, a quota
+    hold or a quiet log is marked (:mod:`commands.rules.stuck`)."""
     now = store.clock()
     pending = waiting = None
     if scan:
@@ -165,7 +171,8 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
             )
             for b in queries.active_batches(store)
         ]
-        intents = [i.display_name for i in queries.open_intents(store)]
+        open_intents = queries.open_intents(store)
+        intents = [i.display_name for i in open_intents]
         projects = _projects(store, config)
         counts = queries.status_counts(store)
         workers = _workers(store, format_ts(now))
@@ -175,6 +182,15 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
         changed = queries.changed_documents(store)
         spent = spend(_usage(totals), config.pricing, config.gemini.model)
         job = progress_of(store, config, now, counts, spent)
+    looks_stuck = marks(
+        now,
+        batches=[(b.batch_id, b.state, b.submitted_at) for b in batches],
+        intents=[(i.display_name, i.intended_at) for i in open_intents],
+        holds=[(p.name, p.hold.since) for p in projects if p.hold is not None],
+        lapsed_workers=[(w.worker, w.renewed_at) for w in workers if w.expired and w.partitions],
+        last_event_at=bounds[1][1] if bounds else None,
+        minutes=stuck_after,
+    )
     return Status(
         database=store.location,
         events=bounds[1][0] if bounds else 0,
@@ -196,6 +212,7 @@ def status(store: EventStore, config: Config, *, scan: bool = True) -> Status:
         workers=workers,
         changed_documents=changed,
         progress=job,
+        stuck=looks_stuck,
     )
 
 
