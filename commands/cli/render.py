@@ -85,31 +85,9 @@ def status_text(s: Status) -> str:
 
 def progress_text(p: Progress) -> list[str]:
     """Pages known and done, the recent rate, the expected finish and the cost to go."""
-    from commands.rules.cost import money
+    from commands.views.progress import progress_lines
 
-    if not p.known:
-        lines = ["progress      no scan has counted the input tree yet (run the worker)"]
-    else:
-        lines = [
-            f"progress      {p.written:,} of {p.known:,} pages written ({p.percent_done}%), "
-            f"{p.to_go:,} to go (counted at {p.counted_at})"
-        ]
-    if not p.to_go:
-        finish = "nothing to go" if p.known else "no pages counted yet"
-    elif p.expected_finish:
-        finish = f"expected finish {p.expected_finish} (in {p.hours_to_go or 0:,.1f} h)"
-    else:
-        finish = "no finish can be told: nothing written in the last day"
-    lines.append(
-        f"rate          {p.pages_per_hour_last_hour:,.1f} pages/h over the last hour, "
-        f"{p.pages_per_hour_last_day:,.1f} over the last day; {finish}"
-    )
-    if p.cost_to_go is not None:
-        lines.append(
-            f"cost to go    {money(p.cost_to_go, p.currency)} for {p.to_go:,} pages, at "
-            f"{p.cost_basis}"
-        )
-    return lines
+    return [f"{label:<13} {text}" for label, text in progress_lines(p)]
 
 
 def _batches_text(s: Status) -> list[str]:

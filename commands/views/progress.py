@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from commands.config import Config
-from commands.rules.cost import Spend, token_cost
+from commands.rules.cost import Spend, money, token_cost
 from commands.rules.progress import (
     Progress,
     bucket,
@@ -21,7 +21,7 @@ from commands.rules.tokens import DEFAULT_IMAGE_TOKENS, DEFAULT_OUTPUT_TOKENS, t
 from eventlog.store import EventStore
 from projections import progress, queries
 
-__all__ = ["progress_of"]
+__all__ = ["progress_lines", "progress_of"]
 
 
 def progress_of(
@@ -78,3 +78,38 @@ def _cost_per_page(store: EventStore, config: Config, spent: Spend) -> tuple[flo
     if cost is None:
         return None, f"no price for {model}"
     return cost, basis
+
+
+def progress_lines(p: Progress) -> list[tuple[str, str]]:
+    """(label, text) of each line ``status`` and the report show about the job's progress."""
+    if not p.known:
+        lines = [("progress", "no scan has counted the input tree yet (run the worker)")]
+    else:
+        lines = [
+            (
+                "progress",
+                f"{p.written:,} of {p.known:,} pages written ({p.percent_done}%), "
+                f"{p.to_go:,} to go (counted at {p.counted_at})",
+            )
+        ]
+    if not p.to_go:
+        finish = "nothing to go" if p.known else "no pages counted yet"
+    elif p.expected_finish:
+        finish = f"expected finish {p.expected_finish} (in {p.hours_to_go or 0:,.1f} h)"
+    else:
+        finish = "no finish can be told: nothing written in the last day"
+    lines.append(
+        (
+            "rate",
+            f"{p.pages_per_hour_last_hour:,.1f} pages/h over the last hour, "
+            f"{p.pages_per_hour_last_day:,.1f} over the last day; {finish}",
+        )
+    )
+    if p.cost_to_go is not None:
+        lines.append(
+            (
+                "cost to go",
+                f"{money(p.cost_to_go, p.currency)} for {p.to_go:,} pages, at {p.cost_basis}",
+            )
+        )
+    return lines

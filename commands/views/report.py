@@ -13,6 +13,8 @@ import msgspec
 
 from commands.config import Config
 from commands.rules.cost import Spend, Usage, money, spend, token_cost
+from commands.rules.progress import Progress
+from commands.views.progress import progress_lines, progress_of
 from eventlog.actors import run_actor
 from eventlog.errors import NothingMatched
 from eventlog.events import (
@@ -66,6 +68,8 @@ class RunReport(msgspec.Struct):
     rejected_inputs: list[tuple[str, str]] = []
     #: PDF documents found changed after some of their pages were written: (path, pages).
     documents_changed: list[tuple[str, int]] = []
+    #: The whole job's progress when the report was made (the same figures as ``status``).
+    progress: Progress | None = None
     usage: dict[str, Usage] = {}
     spend: Spend | None = None
     duration_seconds: float | None = None
@@ -188,7 +192,14 @@ def build(store: EventStore, run_id: str, config: Config) -> RunReport:
         ]
         failing = sorted({f.record_key for f in r.failures})
         r.retry_stats += queries.retry_counts(store, failing)
+        counts = queries.status_counts(store)
+        spent = spend(_all_usage(store), config.pricing, config.gemini.model)
+        r.progress = progress_of(store, config, store.clock(), counts, spent)
     return r
+
+
+def _all_usage(store: EventStore) -> list[Usage]:
+    return [Usage(*msgspec.structs.astuple(row)[1:]) for row in queries.usage_by_model(store)]
 
 
 def _add_estimate(r: RunReport, intent: BatchSubmissionIntended, config: Config) -> None:
@@ -237,6 +248,9 @@ def render(r: RunReport) -> str:
         f"Started {r.started_at}, finished {r.finished_at or '(still running)'}{took}, "
         f"outcome: {r.outcome or 'running'}."
     )
+    if r.progress is not None:
+        job = progress_lines(r.progress)
+        lines += ["", "## The whole job", "", *(f"- {label}: {text}" for label, text in job)]
     lines += ["", "## ✅ Batch summary", ""]
     lines.append(f"Processed {r.processed} records. {r.validated} Success, {r.failed} Failed.")
     lines += ["", *_summary(r)]

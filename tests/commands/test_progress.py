@@ -77,7 +77,8 @@ def test_status_shows_progress_from_the_log_without_a_walk(
         "records": [{"match": keys[0], "outcome": "schema_violation"}],  # a dead letter
     }
     config = load_config(write_config(tmp_path, emulator.url))
-    assert run(config, until_idle=True, max_cycles=20, api_key=API_KEY).outcome == "ok"
+    result = run(config, until_idle=True, max_cycles=20, api_key=API_KEY)
+    assert result.outcome == "ok" and result.report_path is not None
     outcome = check_final_state(config, emulator, keys)  # projections verified
     assert outcome == {"written": 9, "dead_lettered": 1}
     shutil.rmtree(tmp_path / "input")  # status reads the log: no tree to walk
@@ -95,3 +96,6 @@ def test_status_shows_progress_from_the_log_without_a_walk(
     assert p.pages_per_hour_last_hour >= 9  # all written within the last hour
     assert p.spend is not None and p.wasted is not None and 0 < p.wasted < p.spend
     assert p.cost_to_go == 0
+    report = result.report_path.read_text()  # the report says the same of the whole job
+    assert "## The whole job" in report
+    assert "- progress: 9 of 10 pages written (90.0%), 0 to go (counted at " in report
