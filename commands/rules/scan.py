@@ -91,9 +91,10 @@ def decide_years(
     for year in years:
         here = keep is None or keep(year.state, year.school)
         have = have_for(year)
-        folder = (year.state, year.school)
-        path = year.school_path
-        per_school[folder] = (path, per_school.get(folder, (path, 0))[1] + len(year.entries))
+        if year.school_path:  # a walked folder (a flat list of pages counts nothing)
+            folder = (year.state, year.school)
+            before = per_school.get(folder, (year.school_path, 0))[1]
+            per_school[folder] = (year.school_path, before + len(year.entries))
         if year.documents and here:
             deciding.events += _documents_seen(year, have, state.documents)
         entries = year.entries

@@ -126,18 +126,21 @@ def test_an_output_folder_that_leaves_the_output_root_is_rejected_before_submiss
     (out / "S/Y").mkdir()
     os.symlink(out / "S/Y", out / "S/Z")  # inside the root: fine (and unused)
 
-    def run(rejected: dict[str, str]) -> tuple[list[str], list[object]]:
+    def run(
+        rejected: dict[str, str], x_pages: int
+    ) -> tuple[list[str], list[object]]:  # the page counts as recorded: no PagesCounted
+        counted = {("S", "X"): (str(inp / "S/X"), x_pages), ("S", "Y"): (str(inp / "S/Y"), 1)}
         d = scan(
             inp,
             out,
-            state(rejected=rejected),
+            state(rejected=rejected, counted=counted),
             max_retries=3,
             context_previous_page=False,
             check_page=lambda p: None,
         )
         return [p.key for p in d.candidates], list(d.events)
 
-    keys, found = run({})
+    keys, found = run({}, 1)
     assert keys == ["S:X:2021:1", "S:Y:2020:1"]
     real = os.path.realpath(elsewhere)
     why = (
@@ -150,6 +153,6 @@ def test_an_output_folder_that_leaves_the_output_root_is_rejected_before_submiss
     ]
     # Fixed: the rejection is cleared and the pages become candidates.
     os.unlink(out / "S/X/2020")
-    keys, found = run({str(out / "S/X/2020"): why, str(out / "T"): why})
+    keys, found = run({str(out / "S/X/2020"): why, str(out / "T"): why}, 2)
     assert keys == ["S:X:2020:1", "S:X:2021:1", "S:Y:2020:1"]
     assert found == [InputRejectionCleared(path=str(out / "S/X/2020"))]
