@@ -4,10 +4,10 @@ from pathlib import Path
 from typing import cast
 
 from eventlog.events import FailuresReset, ResetFilter
-from projections import open_store, verify
+from projections import open_store, queries, verify
 from tests.commands.conftest import invoke
 from tests.conftest import file_digest, run_cli
-from tests.scenario import C
+from tests.scenario import DEAD, FAILING, WRITTEN_1, WRITTEN_2, C, failed_then_written
 
 
 def _more_failures(db: Path) -> None:
@@ -186,5 +186,37 @@ def test_states_alone_resets_that_state_and_leaves_every_other_count_untouched(
     assert isinstance(last, FailuresReset)
     assert last.filter == ResetFilter(states=["California"])
     assert all(k.startswith("California:") for k in last.record_keys)
+    assert verify(s) is None
+    s.close()
+
+
+def test_dry_run_says_how_many_of_the_pages_it_would_reset_are_already_written(
+    db_path: Path,
+) -> None:
+    s = open_store(db_path, create=True)
+    for actor, group in failed_then_written():
+        s.append(group, actor=actor)
+    s.close()
+    before = file_digest(db_path)
+    result = invoke(db_path, "reset-failures", "--all", "--dry-run")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "would reset 4 record(s) matching --all" in out
+    assert "2 of them already written" in out, out
+    # The table tells them apart: each row says where its page stands.
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("Ohio")}
+    assert {k: r[-1] for k, r in rows.items()} == {
+        WRITTEN_1: "written",
+        WRITTEN_2: "written",
+        FAILING: "failed",
+        DEAD: "dead_lettered",
+    }
+    assert file_digest(db_path) == before
+    # The reset itself says it too; the written pages stay written (their counts were history).
+    result = invoke(db_path, "reset-failures", "--all")
+    assert "reset failure counts of 4 record(s) matching --all" in result.output
+    assert "2 of them already written" in result.output
+    s = open_store(db_path)
+    assert queries.status_of(s, WRITTEN_1) == "written"
     assert verify(s) is None
     s.close()
