@@ -3,6 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import cast
 
+import pytest
+
 from eventlog.events import FailuresReset, ResetFilter
 from projections import open_store, queries, verify
 from tests.commands.conftest import invoke
@@ -218,5 +220,84 @@ def test_dry_run_says_how_many_of_the_pages_it_would_reset_are_already_written(
     assert "2 of them already written" in result.output
     s = open_store(db_path)
     assert queries.status_of(s, WRITTEN_1) == "written"
+    assert verify(s) is None
+    s.close()
+
+
+def _give_up_uploads(db: Path, keys: list[str]) -> None:
+    """Pages whose uploads failed until they were given up on (no failure count of their own),
+    and one page per state whose upload failed once (a count of the budget, not given up)."""
+    from eventlog.events import UploadAbandoned, UploadGivenUp
+
+    s = open_store(db)
+    for key in keys:
+        s.append(
+            [
+                UploadAbandoned(record_key=key, attempts=3, message="503"),
+                UploadGivenUp(record_key=key, path=f"{key}.png", attempts=3, reason="403"),
+            ],
+            actor="run:t",
+        )
+    s.close()
+
+
+def _budget(db: Path) -> dict[str, tuple[int, int]]:
+    """upload_budget: record key -> (failed attempts, given up)."""
+    s = open_store(db)
+    rows = {
+        k: (n, g)
+        for k, n, g in s.query("SELECT record_key, failed_attempts, given_up FROM upload_budget")
+    }
+    s.close()
+    return rows
+
+
+GIVEN_UP = {
+    "California:LincolnHigh:2022:3": "California",
+    "California:Roosevelt:2019:1": "California",
+    "Texas:Alamo:2022:9": "Texas",
+    "Nevada:Reno:2022:4": "Nevada",
+}
+
+
+@pytest.mark.parametrize(
+    ("flags", "cleared"),
+    [
+        (
+            ["--states", "California"],
+            {"California:LincolnHigh:2022:3", "California:Roosevelt:2019:1"},
+        ),
+        (["--states", "Texas"], {"Texas:Alamo:2022:9"}),
+        (["--schools", "Roosevelt"], {"California:Roosevelt:2019:1"}),
+        (
+            ["--year-start", "2020"],
+            {"California:LincolnHigh:2022:3", "Texas:Alamo:2022:9", "Nevada:Reno:2022:4"},
+        ),
+        (["--states", "California", "--year-end", "2020"], {"California:Roosevelt:2019:1"}),
+    ],
+)
+def test_the_filter_is_applied_to_given_up_uploads_in_every_state(
+    populated: Path, flags: list[str], cleared: set[str]
+) -> None:
+    _more_failures(populated)
+    _give_up_uploads(populated, list(GIVEN_UP))
+    budget_before = _budget(populated)
+    counts_before = _counts(populated)
+    dry = invoke(populated, "reset-failures", *flags, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    listed = {line.split()[0] for line in dry.output.splitlines() if "upload_given_up" in line}
+    assert listed == cleared
+    result = invoke(populated, "reset-failures", *flags)
+    assert result.exit_code == 0, result.output
+    after = _budget(populated)
+    # Only the filtered pages' given-up uploads are cleared; every other row is as it was.
+    assert set(budget_before) - set(after) == cleared
+    assert {k: v for k, v in budget_before.items() if k not in cleared} == after
+    # The failure counts: those the filter selects go, the rest stay.
+    s = open_store(populated)
+    reset = cast(FailuresReset, list(s.read())[-1].event)
+    assert cleared <= set(reset.record_keys)
+    assert _counts(populated) == counts_before - set(reset.record_keys)
+    # The fold of the log agrees with the live tables (replay agrees with the reset).
     assert verify(s) is None
     s.close()
