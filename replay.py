@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from commands.cli.app import app, echo_json, main, operator_errors
-from commands.cli.render import table
+from commands.cli.render import clip, fitted_table, terminal_width
 from eventlog.errors import OperatorError
 from projections.replay import VIEWS, record_history, replay_for_views, resolve_until, view
 
@@ -87,11 +87,13 @@ def replay_cli(
             if as_json:
                 echo_json({"until_seq": seq, "record_key": record_key, "history": history})
             else:
-                click.echo(f"{record_key} up to event {seq}:")
+                width = terminal_width()
+                click.echo(clip(f"{record_key} up to event {seq}:", width))
                 click.echo(
-                    table(
+                    fitted_table(
                         ["seq", "ts", "type", "actor", "details"],
                         [(h.seq, h.ts, h.type, h.actor, _details(h.event)) for h in history],
+                        width,
                     )
                 )
             return
@@ -101,11 +103,12 @@ def replay_cli(
         if as_json:
             echo_json({"until_seq": seq, **views})
             return
+        width = terminal_width()
         click.echo(f"projections as of event {seq}")
         for name, rows in views.items():
             click.echo(f"\n{name} ({len(rows)})")
             if rows:
-                click.echo(table(list(rows[0]), [list(r.values()) for r in rows]))
+                click.echo(fitted_table(list(rows[0]), [list(r.values()) for r in rows], width))
 
 
 def _details(event: dict[str, Any]) -> str:

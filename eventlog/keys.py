@@ -5,6 +5,8 @@ The one definition of a valid key, used by the scanner (a path that breaks it is
 page are *numbers*: ASCII digits ``0-9`` only. ``str.isdigit()`` also accepts superscripts
 (``²``, which ``int()`` refuses) and other scripts' digits (``٣``, which ``int()`` reads as 3,
 so ``٣.png`` and ``3.png`` would be two keys for one page number): neither is a number here.
+Nor is one larger than :data:`MAX_NUMBER`: the log stores years and pages in signed 64-bit
+columns (SQLite's INTEGER, PostgreSQL's BIGINT), so the rule is the same on both backends.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from typing import NamedTuple
 
 #: The parts of a key, in order, as they are named in reasons.
 PARTS = ("state", "school", "year", "page")
+#: The largest year or page number: the largest signed 64-bit integer, what the log's columns
+#: hold (a larger one would fail the append that first stores it).
+MAX_NUMBER = 2**63 - 1
 
 
 class KeyParts(NamedTuple):
@@ -26,6 +31,13 @@ def is_number(text: str) -> bool:
     """True for a non-empty run of ASCII digits: exactly what ``int()`` reads as the number the
     operator sees (the same test the scanner uses for a year folder and a page file)."""
     return text.isascii() and text.isdigit()
+
+
+def fits(digits: str) -> bool:
+    """True if ``digits`` (ASCII digits, leading zeros allowed) is at most :data:`MAX_NUMBER`;
+    never converts a long string (``int()`` refuses more than 4,300 digits)."""
+    significant = digits.lstrip("0")
+    return len(significant) < 19 or (len(significant) == 19 and int(significant) <= MAX_NUMBER)
 
 
 def name_problem(name: str, what: str) -> str | None:
@@ -43,6 +55,8 @@ def name_problem(name: str, what: str) -> str | None:
         return f"{what} name is '{name}'"
     if what in ("year", "page") and not is_number(name):
         return f"{what} is not a number (ASCII digits 0-9)"
+    if what in ("year", "page") and not fits(name):
+        return f"{what} is larger than {MAX_NUMBER} (the log stores 64-bit numbers)"
     return None
 
 
@@ -59,8 +73,8 @@ def key_problem(key: str) -> str | None:
 
 
 def parse_key(key: str) -> KeyParts:
-    """Split a record key; a part that is missing or not a number (:func:`is_number`) comes back
-    empty/None.
+    """Split a record key; a part that is missing, not a number (:func:`is_number`) or larger than
+    :data:`MAX_NUMBER` comes back empty/None.
 
     Never raises, whatever the string: keys in the log were validated when written, and
     analysis must not crash on an odd one.
@@ -74,9 +88,6 @@ def parse_key(key: str) -> KeyParts:
 
 
 def _int_or_none(text: str) -> int | None:
-    if not is_number(text):
+    if not is_number(text) or not fits(text):
         return None
-    try:
-        return int(text)
-    except ValueError:  # more digits than int() reads (sys.get_int_max_str_digits())
-        return None
+    return int(text.lstrip("0") or "0")  # leading zeros count towards int()'s digit limit

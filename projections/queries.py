@@ -111,6 +111,7 @@ __all__ = [
     "run",
     "status_counts",
     "status_of",
+    "statuses_of",
     "submission_quotas",
     "superseded_records",
     "unfinished_run_ids",
@@ -410,6 +411,11 @@ def status_of(store: EventStore, record_key: str) -> str | None:
     return row[0] if row else None
 
 
+def statuses_of(store: EventStore, record_keys: Sequence[str]) -> dict[str, str]:
+    """The status of each of ``record_keys`` the log knows."""
+    return _by_record_key(store, "record_status", "status", record_keys)
+
+
 class StatusCounts(msgspec.Struct, frozen=True, array_like=True):
     """The counts ``status`` shows, read in one statement (:data:`STATUS_COUNTS_SQL`)."""
 
@@ -455,11 +461,11 @@ def _by_record_key(
     record_keys: Sequence[str],
     where: str = "",
     params: Sequence[Any] = (),
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """``table``'s ``column`` for those of ``record_keys`` with a row (and, with ``where``, that
     condition on ``params`` too), in chunked IN lists."""
     also = f"{where} AND " if where else ""
-    out: dict[str, int] = {}
+    out: dict[str, Any] = {}
     for part in _in_chunks(record_keys):
         sql = f"SELECT record_key, {column} FROM {table} WHERE {also}record_key IN ({_marks(part)})"
         out.update(store.query(sql, [*params, *part]))
@@ -540,13 +546,17 @@ def _reset_where(f: ResetFilter) -> tuple[list[str], list[Any]]:
     return where, params
 
 
-#: Records still to be retried (neither written nor dead-lettered) per failure count; ``status``'s
-#: "retrying" line and the dashboard's ``retrying_by_count``.
-FAILING_BY_COUNT_SQL = (
-    "SELECT f.count AS failures, count(*) AS records FROM failure_counts f "
-    "LEFT JOIN record_status s USING (record_key) "
+#: The failure counts (``f``) of records still to be retried: neither written (a written page's
+#: count is history) nor dead-lettered (counted on its own).
+_STILL_FAILING = (
+    "failure_counts f LEFT JOIN record_status s USING (record_key) "
     f"WHERE coalesce(s.status, '') NOT IN ({_literal(RecordStatus.WRITTEN)}, "
-    f"{_literal(RecordStatus.DEAD_LETTERED)}) "
+    f"{_literal(RecordStatus.DEAD_LETTERED)})"
+)
+#: Records still to be retried per failure count; ``status``'s "retrying" line and the
+#: dashboard's ``retrying_by_count``.
+FAILING_BY_COUNT_SQL = (
+    f"SELECT f.count AS failures, count(*) AS records FROM {_STILL_FAILING} "
     "GROUP BY f.count ORDER BY f.count"
 )
 
@@ -639,14 +649,15 @@ class SchoolFailureGroup(msgspec.Struct, frozen=True, array_like=True):
 FAILURE_SUMMARY_SQL = (
     "SELECT (SELECT count(*) FROM failure_logs) AS failures_logged, "
     "(SELECT count(DISTINCT record_key) FROM failure_logs) AS records_with_failures, "
-    "(SELECT count(*) FROM failure_counts) AS records_failing_now, "
+    f"(SELECT count(*) FROM {_STILL_FAILING}) AS records_failing_now, "
     "(SELECT count(*) FROM record_status "
     f"WHERE status = {_literal(RecordStatus.DEAD_LETTERED)}) AS dead_letters"
 )
 
 
 def failure_summary(store: EventStore) -> tuple[int, int, int, int]:
-    """(failures logged, records that failed, records failing now, dead letters)."""
+    """(failures logged, records that failed, records failing now, dead letters); failing now:
+    neither written nor dead-lettered, the records ``status`` calls retrying."""
     row = store.query_one(FAILURE_SUMMARY_SQL)
     return (row[0], row[1], row[2], row[3]) if row else (0, 0, 0, 0)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -150,6 +151,19 @@ def run_cli(
         timeout=timeout,
     )
     return Result(p.returncode, p.stdout, p.stderr)
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` of a child a test sends SIGINT to: it starts with SIGINT's default action
+    whatever the suite's own, so the test does not depend on how the suite was started (one
+    started with ``&`` from a shell script has SIGINT ignored, and its children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def ignore_sigint() -> None:
+    """``preexec_fn`` of a child started as a shell script's ``cmd &`` starts it: SIGINT
+    ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def file_digest(path: Path) -> str:

@@ -142,3 +142,55 @@ def scenario() -> list[tuple[str, list[Event]]]:
 
 def all_events() -> list[Event]:
     return [e for _, group in scenario() for e in group]
+
+
+#: Pages of :func:`failed_then_written`: two written after failing, one failing, one dead letter.
+WRITTEN_1 = "Ohio:Akron:2020:1"
+WRITTEN_2 = "Ohio:Akron:2020:2"
+FAILING = "Ohio:Akron:2020:3"
+DEAD = "Ohio:Akron:2020:4"
+
+
+def failed_then_written() -> list[tuple[str, list[Event]]]:
+    """A log where some failed pages were later written: WRITTEN_1 fails once and WRITTEN_2 twice
+    before each is written; FAILING fails once and waits; DEAD fails MAX_RETRIES times and is
+    dead-lettered. 7 failures logged, 4 pages that failed, 1 failing now, 1 dead letter."""
+    run = "run:r1"
+
+    def failed(key: str, batch: str) -> RecordFailed:
+        return RecordFailed(record_key=key, batch_id=batch, error_type="invalid_json", message="m")
+
+    def written(key: str, batch: str) -> RecordValidated:
+        return RecordValidated(record_key=key, batch_id=batch, output_path=f"out/{key}.json")
+
+    def batch(n: int, keys: list[str], results: list[Event]) -> list[tuple[str, list[Event]]]:
+        done = BatchCompleted(batch_id=f"batches/w{n}", validated=0, failed=0)
+        return [
+            (run, _submit(f"batches/w{n}", f"gb-r1-w{n}", keys)),
+            (run, [BatchSucceeded(batch_id=f"batches/w{n}"), *results, done]),
+        ]
+
+    w1, w2, w3 = "batches/w1", "batches/w2", "batches/w3"
+    return [
+        (run, [RunStarted(run_id="r1")]),
+        *batch(
+            1,
+            [WRITTEN_1, WRITTEN_2, FAILING, DEAD],
+            [failed(WRITTEN_1, w1), failed(WRITTEN_2, w1), failed(FAILING, w1), failed(DEAD, w1)],
+        ),
+        *batch(
+            2,
+            [WRITTEN_1, WRITTEN_2, DEAD],
+            [written(WRITTEN_1, w2), failed(WRITTEN_2, w2), failed(DEAD, w2)],
+        ),
+        *batch(
+            3,
+            [WRITTEN_2, DEAD],
+            [
+                written(WRITTEN_2, w3),
+                failed(DEAD, w3),
+                RecordDeadLettered(record_key=DEAD, failures=MAX_RETRIES, max_retries=MAX_RETRIES),
+            ],
+        ),
+        (run, [RunFinished(run_id="r1", outcome="ok")]),
+    ]

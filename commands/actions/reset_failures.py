@@ -10,6 +10,7 @@ import msgspec
 
 from commands.rules.reset_failures import decide, validate_filter
 from eventlog.events import ResetFilter
+from eventlog.states import RecordStatus
 from eventlog.store import EventStore
 from projections import queries
 
@@ -18,23 +19,33 @@ class Matched(msgspec.Struct, frozen=True):
     record_key: str
     count: int
     last_error_type: str
+    #: Where the page stands (``record_status``; empty if the log never placed it). A written
+    #: page's count is history: the reset clears it, and the page is not sent again.
+    status: str = ""
 
 
 def select(store: EventStore, f: ResetFilter) -> list[Matched]:
     """The failure counts the filter matches, and the pages given up on (their uploads) it
-    matches (count 0, ``upload_given_up``), in record-key order (read-only; runs in the caller's
-    transaction)."""
-    matched = [
-        Matched(c.record_key, c.count, c.last_error_type)
+    matches (count 0, ``upload_given_up``), in record-key order, each with its status
+    (read-only; runs in the caller's transaction)."""
+    found = [
+        (c.record_key, c.count, c.last_error_type)
         for c in queries.failure_counts_matching(store, f)
     ]
-    counted = {m.record_key for m in matched}
-    matched += [
-        Matched(key, 0, "upload_given_up")
+    counted = {key for key, _, _ in found}
+    found += [
+        (key, 0, "upload_given_up")
         for key in queries.given_up_uploads_matching(store, f)
         if key not in counted
     ]
+    statuses = queries.statuses_of(store, [key for key, _, _ in found])
+    matched = [Matched(key, n, error, statuses.get(key, "")) for key, n, error in found]
     return sorted(matched, key=lambda m: m.record_key)
+
+
+def written(matched: list[Matched]) -> int:
+    """How many of the matched pages are already written (their counts are history)."""
+    return sum(m.status == RecordStatus.WRITTEN for m in matched)
 
 
 def reset_failures(

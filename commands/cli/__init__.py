@@ -5,6 +5,6 @@ Importing it registers every command (``actions``, ``dashboard``, ``views``, ``w
 """
 
 from commands.cli import actions, dashboard, views, worker
-from commands.cli.app import cli, main
+from commands.cli.app import cli, main, standalone
 
-__all__ = ["actions", "cli", "dashboard", "main", "views", "worker"]
+__all__ = ["actions", "cli", "dashboard", "main", "standalone", "views", "worker"]

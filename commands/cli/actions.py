@@ -37,6 +37,7 @@ def reset_failures(
     Example: python -m commands reset-failures --all --dry-run
     """
     from commands.actions.reset_failures import reset_failures as run
+    from commands.actions.reset_failures import written
     from eventlog.events import ResetFilter
 
     f = ResetFilter(
@@ -49,18 +50,32 @@ def reset_failures(
     max_retries = app(ctx).config.batching.max_retries
     with app(ctx).open() as store:
         matched = run(store, f, actor=operator_actor("reset-failures"), dry_run=dry_run)
+    n_written = written(matched)
+    history = (
+        f"; {n_written} of them already written (their counts are history: the reset clears "
+        "them, and written pages are not sent again)"
+        if n_written
+        else ""
+    )
     if dry_run:
         from commands.cli.render import table
 
         click.echo(
             table(
-                ["record_key", "failures", "last_error_type"],
-                [(m.record_key, f"{m.count}/{max_retries}", m.last_error_type) for m in matched],
+                ["record_key", "failures", "last_error_type", "status"],
+                [
+                    (m.record_key, f"{m.count}/{max_retries}", m.last_error_type, m.status)
+                    for m in matched
+                ],
             )
         )
-        click.echo(f"dry run: would reset {len(matched)} record(s) matching {f.describe()}")
+        click.echo(
+            f"dry run: would reset {len(matched)} record(s) matching {f.describe()}{history}"
+        )
     else:
-        click.echo(f"reset failure counts of {len(matched)} record(s) matching {f.describe()}")
+        click.echo(
+            f"reset failure counts of {len(matched)} record(s) matching {f.describe()}{history}"
+        )
 
 
 @cli.command("clear-batch")

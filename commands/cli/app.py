@@ -4,6 +4,7 @@ traceback (logged at ERROR)."""
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import sys
@@ -220,6 +221,25 @@ def cli(
 
 
 # --- entry points --------------------------------------------------------------------------------
+
+
+def standalone(name: str) -> click.Command:
+    """The group's command ``name`` as a program of its own (the seed runbook's ``scripts/``):
+    its flags, plus the group's ``--config`` and ``--db``, which may come anywhere among them."""
+    command = cli.commands[name]
+    callback = command.callback
+    assert callback is not None
+    shared = [p for p in cli.params if p.name in ("config_path", "db")]
+
+    @functools.wraps(callback)
+    def run(*args: Any, config_path: Path | None, db: Path | None, **kwargs: Any) -> Any:
+        click.get_current_context().obj = AppContext(config_path, db)
+        return callback(*args, **kwargs)
+
+    own = copy.copy(command)
+    own.params = [*command.params, *shared]
+    own.callback = run
+    return own
 
 
 def main(

@@ -29,10 +29,53 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], empty: str = "(
 
 
 def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    text = str(value).replace("\n", " ")
-    return text if len(text) <= 80 else text[:77] + "..."
+    return clip(_text(value), 80)
+
+
+def _text(value: Any) -> str:
+    return "-" if value is None else str(value).replace("\n", " ")
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, ending in "..." when it was cut."""
+    return text if len(text) <= width else text[: max(width - 3, 0)] + "..."[: max(width, 0)]
+
+
+#: The narrowest width :func:`terminal_width` answers (a table's column names must fit).
+MIN_WIDTH = 40
+#: Lines a value may take in :func:`fitted_table`'s blocks before it is cut.
+VALUE_LINES = 4
+
+
+def terminal_width() -> int:
+    """The terminal's width in columns (``$COLUMNS`` if set), 100 when stdout is not a
+    terminal; never less than :data:`MIN_WIDTH`."""
+    import shutil
+
+    return max(shutil.get_terminal_size((100, 24)).columns, MIN_WIDTH)
+
+
+def fitted_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], width: int) -> str:
+    """:func:`table` when every line of it fits in ``width`` columns; else each row as a block
+    of ``column  value`` lines under a ``-[ n ]---`` rule (psql's ``\\x auto``), a long value
+    wrapped onto at most :data:`VALUE_LINES` lines and cut there with "...". Nothing is left
+    out, only cut (``--json`` keeps every value whole)."""
+    import textwrap
+
+    rows = list(rows)
+    text = table(headers, rows)
+    if all(len(line) <= width for line in text.splitlines()):
+        return text
+    label = max(len(h) for h in headers)
+    room = max(width - label - 2, 10)
+    out: list[str] = []
+    for n, row in enumerate(rows, 1):
+        out.append(f"-[ {n} ]".ljust(width, "-"))
+        for h, v in zip(headers, row, strict=True):
+            lines = textwrap.wrap(_text(v), room, max_lines=VALUE_LINES, placeholder=" ...")
+            out.append(f"{h.ljust(label)}  {lines[0] if lines else ''}".rstrip())
+            out += [" " * (label + 2) + line for line in lines[1:]]
+    return "\n".join(out)
 
 
 def status_text(s: Status) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from eventlog.errors import NothingMatched, OperatorError
 from eventlog.events import Event, FailuresReset, ResetFilter
+from eventlog.keys import MAX_NUMBER
 
 __all__ = ["KEYS_PER_EVENT", "decide", "validate_filter"]
 
@@ -17,7 +18,8 @@ KEYS_PER_EVENT = 5_000
 
 
 def validate_filter(f: ResetFilter) -> None:
-    """Refuse a filter that is empty or contradictory, naming the flag."""
+    """Refuse a filter that is empty or contradictory, or a year bound no year can have (below 0
+    or past :data:`eventlog.keys.MAX_NUMBER`), naming the flag."""
     has_filter = bool(f.states or f.schools or f.year_start is not None or f.year_end is not None)
     if f.all and has_filter:
         raise OperatorError(
@@ -28,6 +30,9 @@ def validate_filter(f: ResetFilter) -> None:
             "nothing selected: give --all, or a filter (--states, --schools, --year-start, "
             "--year-end)"
         )
+    for flag, year in (("--year-start", f.year_start), ("--year-end", f.year_end)):
+        if year is not None and not 0 <= year <= MAX_NUMBER:
+            raise OperatorError(f"{flag} {year} is not a year: a year is 0 to {MAX_NUMBER}")
     if f.year_start is not None and f.year_end is not None and f.year_start > f.year_end:
         raise OperatorError(f"--year-start {f.year_start} is after --year-end {f.year_end}")
 

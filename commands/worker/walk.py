@@ -17,7 +17,7 @@ from pathlib import Path
 from commands.pages import Entry, Problem, YearDir
 from commands.worker import documents
 from commands.worker.dataset import PDF, Inside, file_stamp
-from eventlog.keys import is_number, name_problem
+from eventlog.keys import fits, is_number, name_problem
 
 #: Page files by extension (a ``.pdf`` page file is a one-page PDF, its text layer kept).
 IMAGE_TYPES = {
@@ -186,7 +186,8 @@ def _subdirs(
 def _entries(path: str, prefix: str, problems: list[Problem], inside: Inside) -> list[Entry]:
     """The page files of one year folder. The scan's innermost loop: one pass over the
     directory entries, the common case (``<digits>.<image extension>``, a regular file) decided
-    first; a page number is ASCII digits (:func:`eventlog.keys.is_number`)."""
+    first; a page number is ASCII digits (:func:`eventlog.keys.is_number`), at most
+    :data:`eventlog.keys.MAX_NUMBER` (19 digits or more take the slow path, which checks)."""
     out: list[Entry] = []
     append, types = out.append, IMAGE_TYPES
     try:
@@ -201,6 +202,7 @@ def _entries(path: str, prefix: str, problems: list[Problem], inside: Inside) ->
                         mime is not None  # (the fast path: no call per directory entry)
                         and stem.isascii()
                         and stem.isdigit()
+                        and len(stem) < 19  # below 10**18: under the 64-bit limit
                         and e.is_file(follow_symlinks=False)  # a symlink takes the slow path
                     ):
                         append((int(stem), stem, e.path, mime))
@@ -215,7 +217,8 @@ def _entries(path: str, prefix: str, problems: list[Problem], inside: Inside) ->
                 elif mime is None:
                     mime = types.get(name[dot:].lower())
                 escape = inside.escape(e) if is_file else None
-                if mime is None or not is_number(stem) or not is_file or escape is not None:
+                number = is_number(stem) and fits(stem)
+                if mime is None or not number or not is_file or escape is not None:
                     _page_problem(e, stem, mime, problems, escape)
                     continue
                 append((int(stem), stem, e.path, mime))  # an upper-case extension or a symlink
@@ -260,5 +263,7 @@ def _page_problem(
         problems.append(Problem(e.path, f"unexpected directory ({LAYOUT})"))
     elif mime is None:
         problems.append(Problem(e.path, f"not an image extension ({LAYOUT})"))
-    else:
+    elif not is_number(stem):
         problems.append(Problem(e.path, "page is not a number"))
+    else:
+        problems.append(Problem(e.path, name_problem(stem, "page") or "page is out of range"))

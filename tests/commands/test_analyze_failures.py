@@ -3,16 +3,17 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from projections import open_store, queries
 from tests.commands.conftest import invoke
 from tests.conftest import file_digest, run_cli
-from tests.scenario import B, C
+from tests.scenario import B, C, failed_then_written
 
 
 def test_summary_is_the_default(populated: Path) -> None:
     out = invoke(populated, "analyze-failures").output
     assert "failures logged        4" in out
     assert "records that failed    2" in out
-    assert "records failing now    1" in out  # B was reset, C still counted
+    assert "records failing now    0" in out  # B was reset; C was written (its count is history)
     assert "schema_violation  2" in out
 
 
@@ -85,3 +86,24 @@ def test_the_seed_script_takes_the_seed_flags(populated: Path, tmp_path: Path) -
         r = run_cli(*flags, script="scripts/analyze_failures.py", env=env)
         assert r.code == 0, (flags, r.err)
     assert (tmp_path / "x.csv").exists()
+
+
+def _failed_then_written(db: Path) -> Path:
+    s = open_store(db, create=True)
+    for actor, group in failed_then_written():
+        s.append(group, actor=actor)
+    s.close()
+    return db
+
+
+def test_failing_now_counts_only_pages_neither_written_nor_dead_lettered(db_path: Path) -> None:
+    db = _failed_then_written(db_path)
+    out = invoke(db, "analyze-failures", "--summary").output
+    assert "failures logged        7" in out
+    assert "records that failed    4" in out
+    # Two of the four were written later and one is a dead letter (its own line): one is failing.
+    assert "records failing now    1" in out, out
+    assert "dead letters           1" in out
+    # The same number as status's "retrying" line (the same rule).
+    with open_store(db) as s:
+        assert sum(n for _, n in queries.failing_by_count(s)) == 1

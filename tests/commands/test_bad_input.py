@@ -67,6 +67,12 @@ CASES: list[tuple[str, Callable[[Path], None] | None, list[str], str]] = [
         "'soon' is not a valid integer",
     ),
     (
+        "year past 64 bits",
+        _populate,
+        ["reset-failures", "--year-start", "99999999999999999999"],
+        "--year-start 99999999999999999999 is not a year: a year is 0 to 9223372036854775807",
+    ),
+    (
         "filter matches nothing",
         _populate,
         ["reset-failures", "--states", "Atlantis"],

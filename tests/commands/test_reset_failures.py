@@ -3,11 +3,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import cast
 
+import pytest
+
 from eventlog.events import FailuresReset, ResetFilter
-from projections import open_store, verify
+from projections import open_store, queries, verify
 from tests.commands.conftest import invoke
 from tests.conftest import file_digest, run_cli
-from tests.scenario import C
+from tests.scenario import DEAD, FAILING, WRITTEN_1, WRITTEN_2, C, failed_then_written
 
 
 def _more_failures(db: Path) -> None:
@@ -156,8 +158,9 @@ def test_the_seed_script_takes_the_seed_flags(populated: Path, tmp_path: Path) -
     assert "would reset 2 record(s)" in r.out
     r = run_cli("--all", script="scripts/clear_failure_counts.py", env=env)
     assert r.code == 0 and "reset failure counts of 5" in r.out
-    r = run_cli("--db", str(populated), "--all", script="scripts/clear_failure_counts.py", env=env)
-    assert r.code == 2 and "No such option '--db'" in r.err
+    # --db is taken too (issue 22): it reads the database just reset, where nothing is left.
+    r = run_cli("--all", "--db", str(populated), script="scripts/clear_failure_counts.py")
+    assert r.code == 1 and "no failure counts match --all" in r.err, r.err
 
 
 def _rows(db: Path) -> dict[str, tuple[object, ...]]:
@@ -185,5 +188,116 @@ def test_states_alone_resets_that_state_and_leaves_every_other_count_untouched(
     assert isinstance(last, FailuresReset)
     assert last.filter == ResetFilter(states=["California"])
     assert all(k.startswith("California:") for k in last.record_keys)
+    assert verify(s) is None
+    s.close()
+
+
+def test_dry_run_says_how_many_of_the_pages_it_would_reset_are_already_written(
+    db_path: Path,
+) -> None:
+    s = open_store(db_path, create=True)
+    for actor, group in failed_then_written():
+        s.append(group, actor=actor)
+    s.close()
+    before = file_digest(db_path)
+    result = invoke(db_path, "reset-failures", "--all", "--dry-run")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "would reset 4 record(s) matching --all" in out
+    assert "2 of them already written" in out, out
+    # The table tells them apart: each row says where its page stands.
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("Ohio")}
+    assert {k: r[-1] for k, r in rows.items()} == {
+        WRITTEN_1: "written",
+        WRITTEN_2: "written",
+        FAILING: "failed",
+        DEAD: "dead_lettered",
+    }
+    assert file_digest(db_path) == before
+    # The reset itself says it too; the written pages stay written (their counts were history).
+    result = invoke(db_path, "reset-failures", "--all")
+    assert "reset failure counts of 4 record(s) matching --all" in result.output
+    assert "2 of them already written" in result.output
+    s = open_store(db_path)
+    assert queries.status_of(s, WRITTEN_1) == "written"
+    assert verify(s) is None
+    s.close()
+
+
+def _give_up_uploads(db: Path, keys: list[str]) -> None:
+    """Pages whose uploads failed until they were given up on (no failure count of their own),
+    and one page per state whose upload failed once (a count of the budget, not given up)."""
+    from eventlog.events import UploadAbandoned, UploadGivenUp
+
+    s = open_store(db)
+    for key in keys:
+        s.append(
+            [
+                UploadAbandoned(record_key=key, attempts=3, message="503"),
+                UploadGivenUp(record_key=key, path=f"{key}.png", attempts=3, reason="403"),
+            ],
+            actor="run:t",
+        )
+    s.close()
+
+
+def _budget(db: Path) -> dict[str, tuple[int, int]]:
+    """upload_budget: record key -> (failed attempts, given up)."""
+    s = open_store(db)
+    rows = {
+        k: (n, g)
+        for k, n, g in s.query("SELECT record_key, failed_attempts, given_up FROM upload_budget")
+    }
+    s.close()
+    return rows
+
+
+GIVEN_UP = {
+    "California:LincolnHigh:2022:3": "California",
+    "California:Roosevelt:2019:1": "California",
+    "Texas:Alamo:2022:9": "Texas",
+    "Nevada:Reno:2022:4": "Nevada",
+}
+
+
+@pytest.mark.parametrize(
+    ("flags", "cleared"),
+    [
+        (
+            ["--states", "California"],
+            {"California:LincolnHigh:2022:3", "California:Roosevelt:2019:1"},
+        ),
+        (["--states", "Texas"], {"Texas:Alamo:2022:9"}),
+        (["--schools", "Roosevelt"], {"California:Roosevelt:2019:1"}),
+        (
+            ["--year-start", "2020"],
+            {"California:LincolnHigh:2022:3", "Texas:Alamo:2022:9", "Nevada:Reno:2022:4"},
+        ),
+        (["--states", "California", "--year-end", "2020"], {"California:Roosevelt:2019:1"}),
+    ],
+)
+def test_the_filter_is_applied_to_given_up_uploads_in_every_state(
+    populated: Path, flags: list[str], cleared: set[str]
+) -> None:
+    _more_failures(populated)
+    _give_up_uploads(populated, list(GIVEN_UP))
+    budget_before = _budget(populated)
+    counts_before = _counts(populated)
+    dry = invoke(populated, "reset-failures", *flags, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    listed = {line.split()[0] for line in dry.output.splitlines() if "upload_given_up" in line}
+    assert listed == cleared
+    result = invoke(populated, "reset-failures", *flags)
+    assert result.exit_code == 0, result.output
+    after = _budget(populated)
+    # Only the filtered pages' given-up uploads are cleared; every other row is as it was.
+    assert set(budget_before) - set(after) == cleared
+    assert {k: v for k, v in budget_before.items() if k not in cleared} == after
+    # The failure counts: those the filter selects go, the rest stay.
+    s = open_store(populated)
+    reset = cast(FailuresReset, list(s.read())[-1].event)
+    assert cleared <= set(reset.record_keys)
+    assert _counts(populated) == counts_before - set(reset.record_keys)
+    # The fold of the log agrees with the live tables (replay agrees with the reset).
     assert verify(s) is None
     s.close()

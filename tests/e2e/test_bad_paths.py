@@ -51,3 +51,33 @@ def test_bad_paths_are_rejected_and_the_rest_is_written(tmp_path: Path, emulator
     assert sorted(os.listdir(elsewhere)) == ["p.png"]  # nothing written out there
     billed = {b.key for b in emulator.service.ledger()}
     assert billed == set(GOOD)
+
+
+def test_numbers_past_64_bits_are_rejected_and_the_rest_is_written(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    """A year folder, a year document and a page named with 20 digits are each one
+    InputRejected; the page at the edge (2**63 - 1) and every other page are written."""
+    inp = tmp_path / "input"
+    edge = f"S:X:2020:{2**63 - 1}"
+    make_dataset(inp, [*GOOD, edge])
+    twenty = "9" * 20
+    year_folder = inp / "S/X" / twenty
+    year_folder.mkdir()
+    (year_folder / "1.png").write_bytes(IMAGE)
+    year_document = inp / "S/Y" / f"{twenty}.pdf"
+    year_document.write_bytes(b"%PDF-1.4 not read: its name is refused first")
+    page = inp / "S/X/2020" / f"{twenty}.png"
+    page.write_bytes(IMAGE)
+    config = load_config(write_config(tmp_path, emulator.url))
+    result = run(config, until_idle=True, max_cycles=20, api_key=API_KEY)
+    assert result.outcome == "ok" and result.last.idle
+    rejected = {e.path: e.reason for e in events(config) if isinstance(e, InputRejected)}
+    too_large = "is larger than 9223372036854775807 (the log stores 64-bit numbers)"
+    assert rejected == {
+        str(year_folder): f"year {too_large}",
+        str(year_document): f"year {too_large}",
+        str(page): f"page {too_large}",
+    }
+    assert check_final_state(config, emulator, [*GOOD, edge]) == {"written": len(GOOD) + 1}
+    assert {b.key for b in emulator.service.ledger()} == {*GOOD, edge}

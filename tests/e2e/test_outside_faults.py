@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from commands.config import load_config
 from eventlog.events import BatchCleared, BatchSubmitted, FailuresReset, RecordFailed
 from gemini_emulator import Emulator
 from projections import open_store, verify
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, default_sigint, run_cli
 from tests.pipeline import API_KEY, check_final_state, keys_for, make_dataset, write_config
 from tests.reads import scalar
 
@@ -30,9 +30,12 @@ KEYS = keys_for(1, 2, 1, 8)
 ENV = {"E2E_GEMINI_KEY": API_KEY}
 
 
-def start(config: Path, *args: str) -> subprocess.Popen[str]:
+def start(
+    config: Path, *args: str, preexec: Callable[[], None] = default_sigint
+) -> subprocess.Popen[str]:
     """A worker in the background; its output goes to files next to the config (a pipe nobody
-    reads would fill up and block it)."""
+    reads would fill up and block it). It starts with SIGINT's default action (``preexec``),
+    whatever the suite's."""
     n = len(list(config.parent.glob("worker-*.err")))
     return subprocess.Popen(
         [sys.executable, "-m", "commands", "--config", str(config), *args],
@@ -41,6 +44,7 @@ def start(config: Path, *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.DEVNULL,
         stderr=(config.parent / f"worker-{n}.err").open("w"),
         text=True,
+        preexec_fn=preexec,
     )
 
 

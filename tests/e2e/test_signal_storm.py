@@ -18,7 +18,7 @@ from commands.config import load_config
 from eventlog.events import RunFinished
 from gemini_emulator import Emulator
 from projections import open_store
-from tests.conftest import ROOT
+from tests.conftest import ROOT, default_sigint
 from tests.pipeline import keys_for, make_dataset, write_config
 from tests.postgres import new_schema_url
 
@@ -59,6 +59,7 @@ def test_a_signal_during_a_statement_still_records_the_run_end(
                 capture_output=True,
                 text=True,
                 timeout=120,
+                preexec_fn=default_sigint,  # whatever the suite's SIGINT action
             )
             code = 128 + getattr(signal, signame)
             assert done.returncode == code, (n, done.returncode, done.stderr[-3000:])

@@ -4,7 +4,10 @@ held past the busy timeout instead of exiting."""
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import pytest
 from commands.config import load_config
 from eventlog.events import BatchSubmitted, RunFinished, RunStarted
 from gemini_emulator import Emulator
-from tests.conftest import file_digest, run_cli
+from tests.conftest import file_digest, ignore_sigint, run_cli
 from tests.e2e.test_outside_faults import ENV, KEYS, start, stderr_of
 from tests.pipeline import check_final_state, events, make_dataset, write_config
 
@@ -70,6 +73,43 @@ def test_a_signal_ends_the_run_with_run_finished(
     assert run_cli("--config", str(config), "run", "--once", env=ENV).code == 0
     outcomes = [e.outcome for e in events(load_config(config)) if isinstance(e, RunFinished)]
     assert outcomes == ["interrupted", "ok"]
+
+
+def test_a_run_started_with_sigint_ignored_still_stops_on_kill_int(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    """A worker started from a shell script with ``&`` inherits SIGINT as ignored; the run sets
+    its own handler (``commands.worker.session.sigterm_as_interrupt``), so ``kill -INT`` stops
+    it as Ctrl+C does: exit 130 and ``RunFinished(interrupted)``."""
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import signal; print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)",
+        ],
+        preexec_fn=ignore_sigint,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.strip() == "True"  # the child starts as `cmd &` starts it
+    emulator.policy = {"timing": {"pending_seconds": 30}}
+    make_dataset(tmp_path / "input", KEYS[:4])
+    config = write_config(tmp_path, emulator.url, batching={"poll_interval_seconds": 0.2})
+    worker = start(config, "run", "--loop", preexec=ignore_sigint)
+    wait_until(lambda: started(config))
+    wait_until(lambda: in_flight(config))
+    os.kill(worker.pid, signal.SIGINT)
+    try:
+        code = worker.wait(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert code == 130, stderr_of(config)
+    finished = [e for e in events(load_config(config)) if isinstance(e, RunFinished)]
+    assert [f.outcome for f in finished] == ["interrupted"]
+    assert "stopped by the operator (Ctrl+C)" in finished[0].message
+    assert "Traceback" not in stderr_of(config)[0]
 
 
 def test_a_repeated_sigterm_does_not_cut_the_end_of_the_run_off(

@@ -61,8 +61,29 @@ def test_key_problem_names_the_part(key: str, problem: str | None) -> None:
 def test_parse_key_never_raises_and_its_numbers_are_valid(key: str) -> None:
     parts = parse_key(key)
     for text, value in zip(key.split(":")[2:4], parts[2:4], strict=False):
-        assert (value is not None) == (is_number(text) and len(text) < 4000)
+        fits = is_number(text) and len(text.lstrip("0")) < 20 and int(text) < 2**63
+        assert (value is not None) == fits
         if value is not None:
             assert str(value) == text.lstrip("0") or (value == 0 and set(text) == {"0"})
     if key_problem(key) is None:
         assert parts.year is not None and parts.page is not None
+
+
+#: The largest year or page a key may have: the log's integer columns are signed 64-bit.
+EDGE = str(2**63 - 1)
+PAST = str(2**63)
+TWENTY = "9" * 20
+
+
+@pytest.mark.parametrize("number", [PAST, TWENTY, "1" + "0" * 30, "9" * 5000])
+def test_a_number_past_the_64_bit_range_is_refused_naming_the_part(number: str) -> None:
+    assert "year is larger than 9223372036854775807" in (key_problem(f"S:X:{number}:1") or "")
+    assert "page is larger than 9223372036854775807" in (key_problem(f"S:X:2020:{number}") or "")
+    # parse_key gives None for it, as for any part that is not a number the log can hold.
+    assert parse_key(f"S:X:{number}:{number}") == KeyParts("S", "X", None, None)
+
+
+@pytest.mark.parametrize("number", [EDGE, "0" * 40 + EDGE, "0" * 30 + "1", "0"])
+def test_a_number_up_to_the_edge_is_a_number(number: str) -> None:
+    assert key_problem(f"S:X:{number}:{number}") is None
+    assert parse_key(f"S:X:{number}:{number}") == KeyParts("S", "X", int(number), int(number))
