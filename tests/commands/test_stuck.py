@@ -38,21 +38,27 @@ def test_each_kind_is_marked_only_past_its_threshold_oldest_first() -> None:
     assert found[0].why == "JOB_STATE_RUNNING for over 24 h"
 
 
-def test_a_quiet_log_is_marked_only_while_work_is_outstanding() -> None:
-    quiet = dict(holds=[], lapsed_workers=[], last_event_at="2026-12-01T00:00:00.000000Z")
-    assert marks(NOW, batches=[], intents=[], **quiet) == []  # an idle job is not stuck
-    waiting = [("gb", "2026-12-06T11:59:00.000000Z")]
-    assert [m.kind for m in marks(NOW, batches=[], intents=waiting, **quiet)] == ["log"]
-    assert (
-        marks(
-            NOW,
-            batches=[],
-            intents=[("gb", "2026-12-06T11:59:00.000000Z")],
-            minutes=600,
-            **{**quiet, "last_event_at": "2026-12-06T11:00:00.000000Z"},
-        )
-        == []
+def quiet_since(
+    last_event_at: str, intents: list[tuple[str, str]], minutes: float = 60
+) -> list[str]:
+    found = marks(
+        NOW,
+        batches=[],
+        intents=intents,
+        holds=[],
+        lapsed_workers=[],
+        last_event_at=last_event_at,
+        minutes=minutes,
     )
+    return [m.kind for m in found]
+
+
+def test_a_quiet_log_is_marked_only_while_work_is_outstanding() -> None:
+    long_ago = "2026-12-01T00:00:00.000000Z"
+    assert quiet_since(long_ago, []) == []  # an idle job is not stuck
+    waiting = [("gb", "2026-12-06T11:59:00.000000Z")]
+    assert quiet_since(long_ago, waiting) == ["log"]
+    assert quiet_since("2026-12-06T11:00:00.000000Z", waiting, minutes=600) == []
 
 
 def test_status_marks_an_open_intent_past_the_threshold(tmp_path: Path) -> None:
