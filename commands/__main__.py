@@ -1,3 +1,4 @@
 from commands.cli import main
+from commands.installation import command_prefix
 
-main(prog_name="python -m commands")
+main(prog_name=command_prefix())

@@ -5,6 +5,7 @@ traceback (logged at ERROR)."""
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ import click
 import msgspec
 
 from commands.cli.logs import setup_logging
+from commands.installation import suggest
 from eventlog.errors import OperatorError
 
 if TYPE_CHECKING:  # imported lazily: pydantic and the log are not needed for --help
@@ -115,7 +117,19 @@ def expand_list_options(args: Sequence[str], names: set[str]) -> list[str]:
     return out
 
 
-class ListOptionsCommand(click.Command):
+class SuggestingCommand(click.Command):
+    """A command whose help text types each ``python -m commands ...`` it shows the way this
+    installation needs (:func:`commands.installation.suggest`), so its examples work pasted."""
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        text = inspect.cleandoc(self.help or "").partition("\f")[0]
+        if text:
+            formatter.write_paragraph()
+            with formatter.indentation():
+                formatter.write_text(suggest(text))
+
+
+class ListOptionsCommand(SuggestingCommand):
     """A command whose ``multiple=True`` options also take space-separated values."""
 
     list_options: ClassVar[set[str]] = {"--states", "--schools"}
@@ -162,8 +176,11 @@ def hoist_options(args: Sequence[str], takes_value: set[str]) -> list[str]:
     return [*args[:i], *moved, args[i], *kept]
 
 
-class OptionsAnywhereGroup(click.Group):
-    """A group whose ``--config`` and ``--db`` may also come after the command's name."""
+class OptionsAnywhereGroup(SuggestingCommand, click.Group):
+    """A group whose ``--config`` and ``--db`` may also come after the command's name; its
+    commands' help, and its own, suggest commands typed as :class:`SuggestingCommand` does."""
+
+    command_class = SuggestingCommand
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         takes_value = {
@@ -231,6 +248,7 @@ def main(
 
     Every operator mistake, usage errors included, is one ``Error: ...`` line on stderr: 1 for an
     operator error, 2 for a usage error. A bug is logged at ERROR with its traceback: exit 70.
+    A command the line suggests is typed the way this installation needs.
     """
     if command is not None and command is not cli:
         setup_logging()
@@ -242,10 +260,10 @@ def main(
         )
     except click.UsageError as e:
         hint = f" (see: {e.ctx.command_path} --help)" if e.ctx is not None else ""
-        click.echo(f"Error: {e.format_message()}{hint}", err=True)
+        click.echo(f"Error: {suggest(e.format_message())}{hint}", err=True)
         sys.exit(e.exit_code)
     except click.ClickException as e:
-        e.show()
+        click.echo(f"Error: {suggest(e.format_message())}", err=True)
         sys.exit(e.exit_code)
     except click.Abort:
         click.echo("Aborted.", err=True)

@@ -145,9 +145,7 @@ def demo(ctx: click.Context, folder: Path) -> None:
     click.echo("")
     click.echo(f"finished in {done.seconds:.1f}s; outputs in {done.config.paths.output_root}")
     click.echo(f"report: {done.report_path}")
-    click.echo(
-        f"explore: python -m commands --config {done.config_path} analyze-failures --summary"
-    )
+    click.echo(f"explore: {d.explore_command(done.config_path)}")
     click.echo(f"dashboard: {d.dashboard_command(done.config_path)}")
 
 

@@ -15,6 +15,7 @@ a mixed fault policy, and runs cycles until every page is written or dead-letter
 from __future__ import annotations
 
 import secrets
+import shlex
 import shutil
 import struct
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from commands.errors import ConfigError
+from commands.installation import command_prefix
 
 if TYPE_CHECKING:
     from commands.config import Config
@@ -143,7 +145,7 @@ def prepare(folder: Path) -> Path:
 def write_config(folder: Path, base_url: str) -> Path:
     config = folder / "gemini_batches.toml"
     config.write_text(f"""# Written by `python -m commands demo`. The emulator it pointed at is gone
-# now, but every read-only command works: python -m commands --config {config} status
+# now, but every read-only command works: {_with_config(config)} status
 [paths]
 input_root = "input"
 output_root = "output"
@@ -184,9 +186,19 @@ def demo_key() -> str:
     return "demo-" + secrets.token_hex(8)
 
 
+def _with_config(config_path: Path) -> str:
+    return f"{command_prefix()} --config {shlex.quote(str(config_path))}"
+
+
+def explore_command(config_path: Path) -> str:
+    """What the demo suggests first: its failures, by the operator commands. Typed the way
+    this installation needs (:func:`commands.installation.command_prefix`), as the next one."""
+    return f"{_with_config(config_path)} analyze-failures --summary"
+
+
 def dashboard_command(config_path: Path) -> str:
     """What the demo prints last: the dashboard over its database (the ``dashboard`` extra)."""
-    return f"python -m commands --config {config_path} dashboard --open"
+    return f"{_with_config(config_path)} dashboard --open"
 
 
 @dataclass(frozen=True)
