@@ -138,3 +138,14 @@ def test_a_usage_error_points_at_help_typed_the_same_way(given: str) -> None:
     r = run_cli(*given.split(), cwd=ROOT)
     assert r.code == 2
     assert "(see: uv run python -m commands" in r.err
+
+
+def test_an_error_line_types_the_command_it_suggests(populated: Path) -> None:
+    """A core message writes ``python -m commands status``; the one line says it typed."""
+    _under_the_checkouts_venv()
+    r = run_cli("--db", str(populated), "clear-batch", "batches/nope", "--reason", "x", cwd=ROOT)
+    assert r.code == 1
+    assert r.err.strip().splitlines() == [
+        "Error: no active batch or open submission named 'batches/nope' "
+        "(see `uv run python -m commands status`)"
+    ]
