@@ -1,6 +1,6 @@
 """How this copy of the tool was installed, and so how its commands are typed: the one place that
 decides the prefix of every command the tool suggests (``--help``, the demo's closing lines, an
-error's hint) and how a missing optional extra is installed.
+error's hint) and how a missing optional extra (:data:`EXTRAS`) is installed.
 
 * **A checkout run under uv** (``uv run`` sets ``$UV``; or the interpreter is the checkout's own
   ``.venv``): ``uv run python -m commands``, and ``uv run --project <checkout> python -m
@@ -114,6 +114,28 @@ def extra_install_command(
     if found.kind == "source":
         return f"pip install -e {shlex.quote(f'{found.root}[{extra}]')}"
     return f"uv sync{_project_option(found.root, cwd, environ)} --extra {extra}"
+
+
+#: Each optional extra: what needs it, and the top-level modules it brings.
+EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "dashboard": ("the dashboard", ("datasette", "datasette_dashboards", "uvicorn")),
+    "prefect": ("running under Prefect", ("prefect",)),
+    "postgres": ("a PostgreSQL log ([database] url)", ("psycopg", "psycopg_binary")),
+}
+
+
+def missing_extra(error: ImportError) -> str | None:
+    """The one line for an import that failed because an optional extra is not installed (the
+    missing module is one of an extra's), with the command that installs it here; None when the
+    module belongs to no extra (then it is a bug, not the operator's to install)."""
+    top = (error.name or "").partition(".")[0]
+    for extra, (what, modules) in EXTRAS.items():
+        if top in modules:
+            return (
+                f"{what} needs the optional extra '{extra}' ({error}): "
+                f"{extra_install_command(extra)}"
+            )
+    return None
 
 
 def suggest(text: str, prefix: str | None = None) -> str:

@@ -10,13 +10,13 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar
 
 import click
 import msgspec
 
 from commands.cli.logs import setup_logging
-from commands.installation import suggest
+from commands.installation import missing_extra, suggest
 from eventlog.errors import OperatorError
 
 if TYPE_CHECKING:  # imported lazily: pydantic and the log are not needed for --help
@@ -247,7 +247,8 @@ def main(
     """Run ``command`` (default: the whole CLI) and exit.
 
     Every operator mistake, usage errors included, is one ``Error: ...`` line on stderr: 1 for an
-    operator error, 2 for a usage error. A bug is logged at ERROR with its traceback: exit 70.
+    operator error, 2 for a usage error; an optional extra not installed is an operator error,
+    naming the command that installs it. A bug is logged at ERROR with its traceback: exit 70.
     A command the line suggests is typed the way this installation needs.
     """
     if command is not None and command is not cli:
@@ -268,9 +269,20 @@ def main(
     except click.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(EXIT_OPERATOR)
+    except ImportError as e:
+        line = missing_extra(e)
+        if line is None:
+            _bug()
+        click.echo(f"Error: {line}", err=True)
+        sys.exit(EXIT_OPERATOR)
     except Exception:
-        if not logging.getLogger().handlers:
-            setup_logging()
-        log.exception("internal error (a bug): please report it with the traceback below")
-        sys.exit(EXIT_BUG)
+        _bug()
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def _bug() -> NoReturn:
+    """Log the exception being handled at ERROR, with its traceback, and exit 70."""
+    if not logging.getLogger().handlers:
+        setup_logging()
+    log.exception("internal error (a bug): please report it with the traceback below")
+    sys.exit(EXIT_BUG)

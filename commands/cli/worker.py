@@ -150,12 +150,9 @@ def demo(ctx: click.Context, folder: Path) -> None:
 
 
 def _prefect_flow() -> Any:
-    try:
-        from commands.integrations import prefect_flow
-    except ImportError as e:
-        raise OperatorError(
-            f"Prefect is not installed ({e}): run `uv sync --extra prefect` first"
-        ) from None
+    """The flow's module: importing it imports Prefect (a missing extra is one line: ``main``)."""
+    from commands.integrations import prefect_flow
+
     return prefect_flow
 
 
