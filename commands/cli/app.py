@@ -17,7 +17,7 @@ import msgspec
 
 from commands.cli.logs import setup_logging
 from commands.installation import missing_extra, suggest
-from eventlog.errors import OperatorError
+from eventlog.errors import DatabaseNotFound, OperatorError
 
 if TYPE_CHECKING:  # imported lazily: pydantic and the log are not needed for --help
     from commands.config import Config
@@ -64,6 +64,27 @@ class AppContext:
         """``--db`` if given, else the config's log (its ``[database] url`` or SQLite file)."""
         return self._db if self._db is not None else self.config.log_location
 
+    def database_not_found(self, error: DatabaseNotFound) -> str:
+        """``error``'s message, saying where its path came from (``--db``, the config read and
+        how it was chosen, or the default as none was) and suggesting ``--config``: the demo's
+        config too when ``./demo`` has one and it was not the one read."""
+        from commands.config import describe_config
+        from commands.integrations.demo import CONFIG_NAME, DEFAULT_DIR
+
+        if self._db is not None:
+            return f"{error} (given with --db)"
+        path, how = describe_config(self._config_path)
+        where = (
+            f"the [paths] database of the config {path} ({how})"
+            if path
+            else f"the default, as {how}"
+        )
+        demo = DEFAULT_DIR / CONFIG_NAME
+        read_it = path is not None and path.resolve() == demo.resolve()
+        example = f", e.g. --config {demo} (the demo's)" if demo.is_file() and not read_it else ""
+        suggestion = f"give the config that names your database with --config <path>{example}"
+        return f"{error}: {where}; {suggestion}"
+
     def open(self, *, create: bool = False) -> EventStore:
         from projections import open_store
 
@@ -84,12 +105,17 @@ def app(ctx: click.Context) -> AppContext:
 
 
 def operator_errors(fn: F) -> F:
-    """Turn :class:`OperatorError` into a one-line ``Error: ...`` and a non-zero exit."""
+    """Turn :class:`OperatorError` into a one-line ``Error: ...`` and a non-zero exit; a
+    database not found says where its path came from (:meth:`AppContext.database_not_found`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except DatabaseNotFound as e:
+            ctx = click.get_current_context(silent=True)
+            message = app(ctx).database_not_found(e) if ctx is not None else str(e)
+            raise click.ClickException(message) from None
         except OperatorError as e:
             raise click.ClickException(str(e)) from None
 

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from commands.worker.cycle import CycleSummary
 
 MARKER = ".gemini-batches-demo"
+#: The demo's folder when ``--dir`` is not given, and the config it writes there.
+DEFAULT_DIR = Path("demo")
+CONFIG_NAME = "gemini_batches.toml"
 SCHOOLS = {
     "California": {"LincolnHigh": ["2023"], "RooseveltHigh": ["2022", "2023"]},
     "Texas": {"Alamo": ["2021", "2022"]},
@@ -143,7 +146,7 @@ def prepare(folder: Path) -> Path:
 
 
 def write_config(folder: Path, base_url: str) -> Path:
-    config = folder / "gemini_batches.toml"
+    config = folder / CONFIG_NAME
     config.write_text(f"""# Written by `python -m commands demo`. The emulator it pointed at is gone
 # now, but every read-only command works: {_with_config(config)} status
 [paths]
