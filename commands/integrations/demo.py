@@ -6,10 +6,12 @@ a mixed fault policy, and runs cycles until every page is written or dead-letter
 * two pages answer badly once (invalid JSON, then a schema violation) and succeed on retry;
 * one poison page always breaks the schema and is dead-lettered after ``max_retries``;
 * the first batch job ends FAILED (its records are resubmitted, no failure counted);
-* one upload fails twice with a 503 before it goes through;
+* one upload would fail twice with a 503 before going through, were the pages sent through
+  the File API (``[uploads] image_transport``): the default (``auto``: inline, for pages this
+  small) uploads nothing, so the run shows no upload retry;
 * a stray text file in the dataset is reported and skipped;
-* one year is a PDF document (``Texas/Alamo/2023.pdf``, made here with pypdf): each of its
-  pages goes as a one-page PDF cut from it and is written as any page.
+* one year is a PDF document (``Texas/Alamo/2023.pdf``, written here by hand as the PNGs
+  are): each of its pages goes as a one-page PDF cut from it and is written as any page.
 """
 
 from __future__ import annotations
