@@ -1,4 +1,3 @@
 from commands.cli import main
-from commands.installation import command_prefix
 
-main(prog_name=command_prefix())
+main()  # its name in usage lines and hints: commands.installation.command_prefix()

@@ -16,7 +16,7 @@ import click
 import msgspec
 
 from commands.cli.logs import setup_logging
-from commands.installation import missing_extra, suggest
+from commands.installation import command_prefix, missing_extra, suggest
 from eventlog.errors import DatabaseNotFound, OperatorError
 
 if TYPE_CHECKING:  # imported lazily: pydantic and the log are not needed for --help
@@ -275,10 +275,14 @@ def main(
     Every operator mistake, usage errors included, is one ``Error: ...`` line on stderr: 1 for an
     operator error, 2 for a usage error; an optional extra not installed is an operator error,
     naming the command that installs it. A bug is logged at ERROR with its traceback: exit 70.
-    A command the line suggests is typed the way this installation needs.
+    A command the line suggests is typed the way this installation needs, and so is the whole
+    CLI's name in its usage lines (``prog_name`` left out: :func:`command_prefix`, whether it
+    was started as ``python -m commands`` or as the console script).
     """
     if command is not None and command is not cli:
         setup_logging()
+    elif prog_name is None:
+        prog_name = command_prefix()
     try:
         rc = (command or cli).main(
             args=list(argv) if argv is not None else None,

@@ -8,6 +8,7 @@ tool is installed, on real folder trees, and run the CLI as a subprocess for ``-
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -149,3 +150,15 @@ def test_an_error_line_types_the_command_it_suggests(populated: Path) -> None:
         "Error: no active batch or open submission named 'batches/nope' "
         "(see `uv run python -m commands status`)"
     ]
+
+
+def test_the_console_script_in_a_checkout_points_at_help_typed_for_uv() -> None:
+    """``uv run gemini-batches`` in a checkout: its hints are typed as every other one is there
+    (a bare ``gemini-batches`` is not on a newcomer's PATH)."""
+    _under_the_checkouts_venv()
+    script = Path(sys.prefix) / "bin" / "gemini-batches"
+    p = subprocess.run(
+        [str(script), "status", "--nosuchflag"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert p.returncode == 2
+    assert "(see: uv run python -m commands status --help)" in p.stderr
