@@ -1,3 +1,3 @@
 from commands.cli import main
 
-main(prog_name="python -m commands")
+main()  # its name in usage lines and hints: commands.installation.command_prefix()

@@ -346,6 +346,20 @@ def find_config(explicit: Path | None) -> Path | None:
     return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
 
 
+def describe_config(explicit: Path | None) -> tuple[Path | None, str]:
+    """The config :func:`find_config` reads and how it was chosen, for messages: ``(path, "given
+    with --config")``, ``(path, "from $GEMINI_BATCHES_CONFIG")``, ``(path, "found in the current
+    folder")``, or ``(None, why there is none)``."""
+    if explicit is not None:
+        return explicit, "given with --config"
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env), f"from ${CONFIG_ENV}"
+    if DEFAULT_CONFIG.is_file():
+        return DEFAULT_CONFIG, "found in the current folder"
+    return None, f"no config was given (--config, ${CONFIG_ENV}) nor found (./{DEFAULT_CONFIG})"
+
+
 def load_config(explicit: Path | None = None) -> Config:
     """Read and validate the config; raise :class:`ConfigError` naming the file and key."""
     path = find_config(explicit)

@@ -225,12 +225,8 @@ class PgConnection:
 
 def connect(url: str, *, busy_timeout_ms: int) -> PgConnection:
     """Connect (autocommit) with the write-lock wait bounded by ``busy_timeout_ms``."""
-    try:
-        import psycopg
-    except ImportError as e:  # pragma: no cover - the extra is installed in dev and CI
-        raise DatabaseError(
-            "a PostgreSQL database needs the `postgres` extra: uv sync --extra postgres"
-        ) from e
+    import psycopg  # the extra `postgres`: without it, the CLI says how to install it
+
     with translate_pg_errors(redact(url)):
         raw = psycopg.connect(url, autocommit=True, connect_timeout=10)
         # lock_timeout 0 would mean "wait forever"; SQLite's busy timeout 0 means "do not wait".

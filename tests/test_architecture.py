@@ -26,6 +26,7 @@ LAYERS = {
     "commands.actor": 2,
     "commands.schema": 2,
     "commands.pages": 2,
+    "commands.installation": 2,
     "commands.rules": 3,
     "commands.gemini": 3,
     "commands.worker": 4,

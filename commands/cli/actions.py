@@ -7,7 +7,7 @@ import click
 
 from commands.actor import operator_actor
 from commands.cli.app import ListOptionsCommand, app, cli, operator_errors
-from eventlog.errors import OperatorError
+from eventlog.errors import DatabaseNotFound, OperatorError
 
 
 @cli.command("reset-failures", cls=ListOptionsCommand)
@@ -241,7 +241,7 @@ def migrate_to_postgres(ctx: click.Context, url: str) -> None:
         raise OperatorError(f"not a postgresql:// URL: {redact(url)}")
     db = app(ctx).db_path
     if not db.exists():
-        raise OperatorError(f"database not found: {db}")
+        raise DatabaseNotFound(f"database not found: {db}")
     m = core.migrate(db, url, busy_timeout_ms=app(ctx).config.database.busy_timeout_ms)
     click.echo(f"copied {m.copied} events from {db} to {redact(url)}")
     click.echo(f"hash chain equal through event {m.last_seq} ({m.last_hash[:16]}...)")

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar
 
 import click
 import msgspec
 
 from commands.cli.logs import setup_logging
-from eventlog.errors import OperatorError
+from commands.installation import command_prefix, missing_extra, suggest
+from eventlog.errors import DatabaseNotFound, OperatorError
 
 if TYPE_CHECKING:  # imported lazily: pydantic and the log are not needed for --help
     from commands.config import Config
@@ -63,6 +65,27 @@ class AppContext:
         """``--db`` if given, else the config's log (its ``[database] url`` or SQLite file)."""
         return self._db if self._db is not None else self.config.log_location
 
+    def database_not_found(self, error: DatabaseNotFound) -> str:
+        """``error``'s message, saying where its path came from (``--db``, the config read and
+        how it was chosen, or the default as none was) and suggesting ``--config``: the demo's
+        config too when ``./demo`` has one and it was not the one read."""
+        from commands.config import describe_config
+        from commands.integrations.demo import CONFIG_NAME, DEFAULT_DIR
+
+        if self._db is not None:
+            return f"{error} (given with --db)"
+        path, how = describe_config(self._config_path)
+        where = (
+            f"the [paths] database of the config {path} ({how})"
+            if path
+            else f"the default, as {how}"
+        )
+        demo = DEFAULT_DIR / CONFIG_NAME
+        read_it = path is not None and path.resolve() == demo.resolve()
+        example = f", e.g. --config {demo} (the demo's)" if demo.is_file() and not read_it else ""
+        suggestion = f"give the config that names your database with --config <path>{example}"
+        return f"{error}: {where}; {suggestion}"
+
     def open(self, *, create: bool = False) -> EventStore:
         from projections import open_store
 
@@ -83,12 +106,17 @@ def app(ctx: click.Context) -> AppContext:
 
 
 def operator_errors(fn: F) -> F:
-    """Turn :class:`OperatorError` into a one-line ``Error: ...`` and a non-zero exit."""
+    """Turn :class:`OperatorError` into a one-line ``Error: ...`` and a non-zero exit; a
+    database not found says where its path came from (:meth:`AppContext.database_not_found`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except DatabaseNotFound as e:
+            ctx = click.get_current_context(silent=True)
+            message = app(ctx).database_not_found(e) if ctx is not None else str(e)
+            raise click.ClickException(message) from None
         except OperatorError as e:
             raise click.ClickException(str(e)) from None
 
@@ -116,7 +144,19 @@ def expand_list_options(args: Sequence[str], names: set[str]) -> list[str]:
     return out
 
 
-class ListOptionsCommand(click.Command):
+class SuggestingCommand(click.Command):
+    """A command whose help text types each ``python -m commands ...`` it shows the way this
+    installation needs (:func:`commands.installation.suggest`), so its examples work pasted."""
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        text = inspect.cleandoc(self.help or "").partition("\f")[0]
+        if text:
+            formatter.write_paragraph()
+            with formatter.indentation():
+                formatter.write_text(suggest(text))
+
+
+class ListOptionsCommand(SuggestingCommand):
     """A command whose ``multiple=True`` options also take space-separated values."""
 
     list_options: ClassVar[set[str]] = {"--states", "--schools"}
@@ -163,8 +203,11 @@ def hoist_options(args: Sequence[str], takes_value: set[str]) -> list[str]:
     return [*args[:i], *moved, args[i], *kept]
 
 
-class OptionsAnywhereGroup(click.Group):
-    """A group whose ``--config`` and ``--db`` may also come after the command's name."""
+class OptionsAnywhereGroup(SuggestingCommand, click.Group):
+    """A group whose ``--config`` and ``--db`` may also come after the command's name; its
+    commands' help, and its own, suggest commands typed as :class:`SuggestingCommand` does."""
+
+    command_class = SuggestingCommand
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         takes_value = {
@@ -250,10 +293,16 @@ def main(
     """Run ``command`` (default: the whole CLI) and exit.
 
     Every operator mistake, usage errors included, is one ``Error: ...`` line on stderr: 1 for an
-    operator error, 2 for a usage error. A bug is logged at ERROR with its traceback: exit 70.
+    operator error, 2 for a usage error; an optional extra not installed is an operator error,
+    naming the command that installs it. A bug is logged at ERROR with its traceback: exit 70.
+    A command the line suggests is typed the way this installation needs, and so is the whole
+    CLI's name in its usage lines (``prog_name`` left out: :func:`command_prefix`, whether it
+    was started as ``python -m commands`` or as the console script).
     """
     if command is not None and command is not cli:
         setup_logging()
+    elif prog_name is None:
+        prog_name = command_prefix()
     try:
         rc = (command or cli).main(
             args=list(argv) if argv is not None else None,
@@ -262,17 +311,28 @@ def main(
         )
     except click.UsageError as e:
         hint = f" (see: {e.ctx.command_path} --help)" if e.ctx is not None else ""
-        click.echo(f"Error: {e.format_message()}{hint}", err=True)
+        click.echo(f"Error: {suggest(e.format_message())}{hint}", err=True)
         sys.exit(e.exit_code)
     except click.ClickException as e:
-        e.show()
+        click.echo(f"Error: {suggest(e.format_message())}", err=True)
         sys.exit(e.exit_code)
     except click.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(EXIT_OPERATOR)
+    except ImportError as e:
+        line = missing_extra(e)
+        if line is None:
+            _bug()
+        click.echo(f"Error: {line}", err=True)
+        sys.exit(EXIT_OPERATOR)
     except Exception:
-        if not logging.getLogger().handlers:
-            setup_logging()
-        log.exception("internal error (a bug): please report it with the traceback below")
-        sys.exit(EXIT_BUG)
+        _bug()
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def _bug() -> NoReturn:
+    """Log the exception being handled at ERROR, with its traceback, and exit 70."""
+    if not logging.getLogger().handlers:
+        setup_logging()
+    log.exception("internal error (a bug): please report it with the traceback below")
+    sys.exit(EXIT_BUG)

@@ -36,6 +36,7 @@ def dashboard(ctx: click.Context, host: str, port: int, open_browser: bool, publ
     """
     from commands.integrations import dashboard as d
 
+    d.check_installed()
     warning = d.check_host(host, public)
     config = app(ctx).config
     if isinstance(app(ctx).store_location, str):  # [database] url, and no --db FILE given

@@ -55,15 +55,22 @@ def estimate(ctx: click.Context, as_json: bool) -> None:
     """What the pending pages should cost through the Batch API, before submitting them.
 
     Uses the mean tokens of past results in this log, or a stated assumption; prices come from
-    [pricing] (with the batch discount). Retries are not included.
+    [pricing] (with the batch discount). Retries are not included. Before the first run (no
+    database yet) it prices the whole dataset, and creates nothing.
 
     Example: python -m commands estimate
     """
     from commands.cli.render import estimate_text
     from commands.views.estimate import estimate as run
+    from eventlog.errors import DatabaseNotFound
 
-    with app(ctx).open() as store:
-        e = run(store, app(ctx).config)
+    try:
+        store = app(ctx).open()
+    except DatabaseNotFound:  # before the first run: from the dataset alone
+        e = run(None, app(ctx).config)
+    else:
+        with store:
+            e = run(store, app(ctx).config)
     if as_json:
         echo_json(e)
     else:

@@ -145,19 +145,14 @@ def demo(ctx: click.Context, folder: Path) -> None:
     click.echo("")
     click.echo(f"finished in {done.seconds:.1f}s; outputs in {done.config.paths.output_root}")
     click.echo(f"report: {done.report_path}")
-    click.echo(
-        f"explore: python -m commands --config {done.config_path} analyze-failures --summary"
-    )
+    click.echo(f"explore: {d.explore_command(done.config_path)}")
     click.echo(f"dashboard: {d.dashboard_command(done.config_path)}")
 
 
 def _prefect_flow() -> Any:
-    try:
-        from commands.integrations import prefect_flow
-    except ImportError as e:
-        raise OperatorError(
-            f"Prefect is not installed ({e}): run `uv sync --extra prefect` first"
-        ) from None
+    """The flow's module: importing it imports Prefect (a missing extra is one line: ``main``)."""
+    from commands.integrations import prefect_flow
+
     return prefect_flow
 
 

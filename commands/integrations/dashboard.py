@@ -191,19 +191,22 @@ def metadata(config: Config, db: str) -> dict[str, Any]:
 def make_datasette(config: Config) -> Datasette:
     """A Datasette over the configured database in plain (read-only) mode, with
     :func:`metadata`; not started."""
-    try:
-        from datasette.app import Datasette
-    except ImportError as e:
-        raise OperatorError(
-            "the dashboard needs the optional extra: uv sync --extra dashboard "
-            "(or pip install 'gemini-batches[dashboard]')"
-        ) from e
+    from datasette.app import Datasette
+
     path = config.paths.database
     return Datasette(
         files=[str(path)],
         metadata=metadata(config, database_name(path)),
         settings={"sql_time_limit_ms": SQL_TIME_LIMIT_MS},
     )
+
+
+def check_installed() -> None:
+    """Import what serving needs, now: a missing extra (an ImportError naming its first missing
+    module, one line at the CLI's boundary) is said before the database is opened."""
+    import datasette.app  # noqa: F401
+    import datasette_dashboards  # noqa: F401
+    import uvicorn  # noqa: F401
 
 
 def is_loopback(host: str) -> bool:

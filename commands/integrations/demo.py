@@ -6,15 +6,18 @@ a mixed fault policy, and runs cycles until every page is written or dead-letter
 * two pages answer badly once (invalid JSON, then a schema violation) and succeed on retry;
 * one poison page always breaks the schema and is dead-lettered after ``max_retries``;
 * the first batch job ends FAILED (its records are resubmitted, no failure counted);
-* one upload fails twice with a 503 before it goes through;
+* one upload would fail twice with a 503 before going through, were the pages sent through
+  the File API (``[uploads] image_transport``): the default (``auto``: inline, for pages this
+  small) uploads nothing, so the run shows no upload retry;
 * a stray text file in the dataset is reported and skipped;
-* one year is a PDF document (``Texas/Alamo/2023.pdf``, made here with pypdf): each of its
-  pages goes as a one-page PDF cut from it and is written as any page.
+* one year is a PDF document (``Texas/Alamo/2023.pdf``, written here by hand as the PNGs
+  are): each of its pages goes as a one-page PDF cut from it and is written as any page.
 """
 
 from __future__ import annotations
 
 import secrets
+import shlex
 import shutil
 import struct
 import time
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from commands.errors import ConfigError
+from commands.installation import command_prefix
 
 if TYPE_CHECKING:
     from commands.config import Config
@@ -32,6 +36,9 @@ if TYPE_CHECKING:
     from commands.worker.cycle import CycleSummary
 
 MARKER = ".gemini-batches-demo"
+#: The demo's folder when ``--dir`` is not given, and the config it writes there.
+DEFAULT_DIR = Path("demo")
+CONFIG_NAME = "gemini_batches.toml"
 SCHOOLS = {
     "California": {"LincolnHigh": ["2023"], "RooseveltHigh": ["2022", "2023"]},
     "Texas": {"Alamo": ["2021", "2022"]},
@@ -141,9 +148,9 @@ def prepare(folder: Path) -> Path:
 
 
 def write_config(folder: Path, base_url: str) -> Path:
-    config = folder / "gemini_batches.toml"
+    config = folder / CONFIG_NAME
     config.write_text(f"""# Written by `python -m commands demo`. The emulator it pointed at is gone
-# now, but every read-only command works: python -m commands --config {config} status
+# now, but every read-only command works: {_with_config(config)} status
 [paths]
 input_root = "input"
 output_root = "output"
@@ -184,9 +191,19 @@ def demo_key() -> str:
     return "demo-" + secrets.token_hex(8)
 
 
+def _with_config(config_path: Path) -> str:
+    return f"{command_prefix()} --config {shlex.quote(str(config_path))}"
+
+
+def explore_command(config_path: Path) -> str:
+    """What the demo suggests first: its failures, by the operator commands. Typed the way
+    this installation needs (:func:`commands.installation.command_prefix`), as the next one."""
+    return f"{_with_config(config_path)} analyze-failures --summary"
+
+
 def dashboard_command(config_path: Path) -> str:
     """What the demo prints last: the dashboard over its database (the ``dashboard`` extra)."""
-    return f"python -m commands --config {config_path} dashboard --open"
+    return f"{_with_config(config_path)} dashboard --open"
 
 
 @dataclass(frozen=True)

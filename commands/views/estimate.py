@@ -5,11 +5,15 @@ Tokens per page come from the same estimator token admission uses
 media resolution (a PDF page's figure, or an image's from the dimensions in its header; the mean
 over up to ``HEADER_SAMPLE`` pending pages) plus the prompt and schema at 4 characters a token;
 output from the mean billed for the configured model in this log, or the rule's default before
-any result. ``by_resolution`` sets the same pages' input tokens and cost at every media
-resolution side by side, images and PDF pages apart (:mod:`commands.rules.estimate`).
+any result. Before the first run (no database yet) it is the same from the dataset alone: an
+empty log's figures, and a basis that says so; nothing is created. ``by_resolution`` sets the
+same pages' input tokens and cost at every media resolution side by side, images and PDF pages
+apart (:mod:`commands.rules.estimate`).
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import msgspec
 
@@ -46,14 +50,15 @@ class Estimate(msgspec.Struct, frozen=True):
     by_resolution: list[ResolutionFigures] = []
 
 
-def estimate(store: EventStore, config: Config) -> Estimate:
-    """Read-only: the pending pages' tokens and cost, by the worker's own estimator."""
+def estimate(store: EventStore | None, config: Config) -> Estimate:
+    """Read-only: the pending pages' tokens and cost, by the worker's own estimator. ``store``
+    None: there is no log yet (before the first run), every page of the dataset is pending."""
     decision = scan_dataset(store, config, limit=HEADER_SAMPLE)
     model = config.gemini.model
     schema = load_schema(
         config.gemini.output_schema, config.source.parent if config.source else None
     )
-    with store.snapshot():
+    with store.snapshot() if store is not None else contextlib.nullcontext():
         estimator = TokenEstimator(store, config, response_json_schema(schema))
     sample = [estimator.page(p) for p in decision.candidates]
     measured = sum(e.measured for e in sample)
@@ -70,6 +75,8 @@ def estimate(store: EventStore, config: Config) -> Estimate:
         f"({len(sample) - measured} at the default {unknown}) + prompt and schema at "
         f"4 characters a token; output: {estimator.output_basis}"
     )
+    if store is None:
+        basis += f"; no database at {config.log_location} yet (none is created)"
     n = decision.counts["candidates"]
     waiting = decision.counts["waiting_for_previous_page"]
     price = config.pricing.price(model)

@@ -9,7 +9,8 @@ sent as context when ``context_previous_page`` is on, is not known before and no
 Output: the mean billed so far for the model in this log, read once when the estimator is made,
 or the rule's default.
 
-Read-only; used by the cycle's token admission and by ``estimate``.
+Read-only; used by the cycle's token admission and by ``estimate`` (which, before the first run,
+makes one with no log: the rule's default output, no page cut before).
 """
 
 from __future__ import annotations
@@ -57,22 +58,32 @@ class PageTokens(msgspec.Struct, frozen=True):
 class TokenEstimator:
     """Estimates pages for one model; caches each page's figure by key."""
 
-    def __init__(self, store: EventStore, config: Config, json_schema: dict[str, Any]) -> None:
-        usage = queries.usage_totals(store, config.gemini.model)
-        self.output_per_page = output_tokens_per_page(usage.results, usage.output_tokens)
-        self.output_basis = (
-            f"the mean of {usage.results} past results of {config.gemini.model} in this log"
-            if usage.results
-            else f"an assumption of {self.output_per_page} (no past results of "
-            f"{config.gemini.model})"
+    def __init__(
+        self, store: EventStore | None, config: Config, json_schema: dict[str, Any]
+    ) -> None:
+        """``store`` None: no log yet (nothing billed, no page cut)."""
+        model = config.gemini.model
+        usage = (
+            queries.usage_totals(store, model)
+            if store is not None
+            else queries.UsageTotals(0, 0, 0)
         )
+        self.output_per_page = output_tokens_per_page(usage.results, usage.output_tokens)
+        if usage.results:
+            self.output_basis = f"the mean of {usage.results} past results of {model} in this log"
+        elif store is None:
+            self.output_basis = f"an assumption of {self.output_per_page} (no results in a log yet)"
+        else:
+            self.output_basis = (
+                f"an assumption of {self.output_per_page} (no past results of {model})"
+            )
         self.text_per_page = text_tokens(len(config.gemini.prompt) + len(json.dumps(json_schema)))
         #: The model table's row for the model (its media tokens), and the resolution sent.
         self.row: ModelRow = row_for(config.gemini.model)
         self.resolution = config.gemini.media_resolution
         self._limits = (config.gemini.max_output_tokens, config.gemini.max_output_tokens_ceiling)
         #: Each page's answers cut at the output limit so far (few pages: read once a cycle).
-        self.cuts = queries.output_cuts(store)
+        self.cuts = queries.output_cuts(store) if store is not None else {}
         self._cache: dict[str, PageTokens] = {}
         #: Each page's file as it was read for its estimate (its stamp, and its first bytes: the
         #: image signature): the checks before its submission use it instead of reading again.

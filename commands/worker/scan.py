@@ -40,8 +40,11 @@ from projections import progress, queries
 log = logging.getLogger("commands.scan")
 
 
-def load_state(store: EventStore) -> ScanState:
-    """A consistent snapshot (one read transaction) of what the scanner needs to know."""
+def load_state(store: EventStore | None) -> ScanState:
+    """A consistent snapshot (one read transaction) of what the scanner needs to know; with no
+    log yet (``store`` None: ``estimate`` before the first run), nothing in flight or failed."""
+    if store is None:
+        return ScanState(set(), {}, set(), {})
     with store.snapshot():
         inflight = queries.in_flight_keys(store)
         failures = queries.failure_counts(store)
@@ -62,7 +65,7 @@ def load_state(store: EventStore) -> ScanState:
 
 
 def scan_dataset(
-    store: EventStore,
+    store: EventStore | None,
     config: Config,
     *,
     limit: int | None = None,
@@ -70,6 +73,7 @@ def scan_dataset(
 ) -> ScanDecision:
     """:func:`scan` with the config's paths and rules: the one way the worker, ``status`` and
     ``estimate`` see the dataset. Appends nothing: the caller decides what to do with events.
+    ``store`` None: no log yet (:func:`load_state`).
     ``keep(state, school)``: only those folders' pages become candidates (a shared-mode
     worker's partitions); every page is still counted."""
     return scan(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from commands.installation import command_prefix
 from commands.integrations import demo
 from commands.schema import PageExtraction
 from tests.conftest import run_cli
@@ -44,8 +45,11 @@ def test_demo_runs_to_the_end_and_prints_status_and_report(tmp_path: Path) -> No
     report = Path(report_line.removeprefix("report: "))
     assert report.is_file() and report.parent == folder / "data" / "reports"
     assert status["last_run"]["run_id"] in report.name
-    # It ends by printing the dashboard command over its own config.
-    assert done.out.rstrip().splitlines()[-1] == (
-        f"dashboard: python -m commands --config {config} dashboard --open"
-    )
+    # It ends by suggesting the operator commands and the dashboard over its own config, typed
+    # the way this installation needs (tests/test_newcomer.py runs them as printed).
+    prefix = command_prefix(cwd=tmp_path)
+    assert done.out.rstrip().splitlines()[-2:] == [
+        f"explore: {prefix} --config {config} analyze-failures --summary",
+        f"dashboard: {prefix} --config {config} dashboard --open",
+    ]
     assert "Batch summary" in report.read_text()
