@@ -26,6 +26,7 @@ import pytest
 from commands.config import load_config
 from commands.integrations import dashboard
 from commands.integrations.demo import POISON, DemoResult, run_demo
+from commands.rules.progress import Progress
 from commands.views import analyze_failures as af
 from commands.views.status import status
 from eventlog.events import LeaseAcquired, LeaseRenewed
@@ -76,6 +77,7 @@ COLUMNS = {
         "last_error_type",
         "last_error",
         "last_failed_at",
+        "reset_command",
     ],
     "retrying": ["record_key", "failures", "max_retries", "retry", "status", "last_error_type"],
     "retrying_by_count": ["failures", "records"],
@@ -140,6 +142,29 @@ COLUMNS = {
     ],
 }
 COLUMNS["failure_log"] = COLUMNS["record_failures"]
+#: The panels': progress is status --json's 'progress' (its fields, by name), and the moment.
+COLUMNS["progress"] = [
+    *Progress.__struct_fields__,
+    "events",
+    "last_event_at",
+    "as_of",
+]
+COLUMNS["stuck"] = ["kind", "name", "detail", "since", "age_hours", "stuck"]
+COLUMNS["latest_failures"] = [
+    "failed_at",
+    "record_key",
+    "error_type",
+    "attempt",
+    "message",
+    "excerpt",
+]
+COLUMNS["pages_written_per_hour"] = ["hour", "pages"]
+COLUMNS["pages_written_per_day"] = ["day", "pages"]
+COLUMNS["failures_per_hour"] = ["hour", "kind", "pages"]
+COLUMNS["spend_per_day"] = ["day", "kind", "cost"]
+COLUMNS["failures_in_pages_by_state"] = ["state", "pages", "attempts"]
+COLUMNS["failures_in_pages_by_school"] = ["state", "school", "pages", "attempts"]
+COLUMNS["failures_in_pages_by_error_type"] = ["error_type", "pages", "attempts"]
 COLUMNS["workers"] = [
     "worker",
     "run_id",
@@ -466,13 +491,13 @@ def test_headless_chromium_renders_the_charts(
         shot = tmp_path / "dashboard.png"
         taken = _headless(chromium, tmp_path / "profile", f"--screenshot={shot}", url)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    # Every Vega-Lite chart drew an SVG with marks; the metric cards show the status figures.
+    # Every Vega-Lite chart drew an SVG with marks; the progress tiles show the status figures.
     cards = {part.split('"', 1)[0]: part for part in dom.stdout.split('<div id="chart-')[1:]}
-    vega = {n for n, c in dashboard._charts(demo.config, DB).items() if c["library"] == "vega-lite"}
+    vega = {n for n, c in dashboard.charts(demo.config, DB).items() if c["library"] == "vega-lite"}
     drawn = {n for n, html in cards.items() if "<svg" in html and "role-mark" in html}
     assert vega <= drawn, (vega, drawn)
     assert len(re.findall(r"<path[^>]+d=\"M", dom.stdout)) >= 10
-    assert f">{demo.status.written}</p>" in dom.stdout
+    assert f'aria-label="Written: {demo.status.written} (pages)"' in dom.stdout
     assert taken.returncode == 0 and shot.is_file(), taken.stderr[-2000:]
     variance, colours = colour_variance(shot.read_bytes())
     assert variance > 100 and colours > 20, (variance, colours)  # not blank
