@@ -336,12 +336,12 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...], int]] = {
     "latest_failures": (
         ("failed_at", "record_key", "error_type", "attempt", "message", "excerpt"),
         ("record_key", "error_type", "message", "excerpt"),
-        25,
+        10,
     ),
     "dead_letters": (
         ("record_key", "dead_lettered_at", "last_error_type", "last_error", "reset_command"),
         ("record_key", "last_error_type", "last_error", "reset_command"),
-        25,
+        10,
     ),
     "failures_in_pages_by_school": (
         ("state", "school", "pages", "attempts"),

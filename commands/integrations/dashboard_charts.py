@@ -98,7 +98,9 @@ def _tiles() -> dict[str, Any]:
         encoding=at,
         layer=[
             {
-                "mark": {"type": "text", "fontSize": 11, "dy": -20, "color": "#555"},
+                # The value's mark says the tile in one sentence; label and note are not read
+                # out again.
+                "mark": {"type": "text", "fontSize": 11, "dy": -20, "color": "#555", "aria": False},
                 "encoding": {"text": {"field": "label"}},
             },
             {
@@ -106,7 +108,7 @@ def _tiles() -> dict[str, Any]:
                 "encoding": {"text": {"field": "value"}, "description": {"field": "aria"}},
             },
             {
-                "mark": {"type": "text", "fontSize": 10, "dy": 19, "color": "#777"},
+                "mark": {"type": "text", "fontSize": 10, "dy": 19, "color": "#777", "aria": False},
                 "encoding": {"text": {"field": "note"}},
             },
         ],
