@@ -165,7 +165,9 @@ def make_datasette(config: Config) -> Datasette:
     return Datasette(
         files=[str(path)],
         metadata=metadata(config, database_name(path)),
-        settings={"sql_time_limit_ms": SQL_TIME_LIMIT_MS},
+        # A live log: no answer may be reused from a cache (Datasette's default lets a browser
+        # keep each for 5 s, and a reload then shows figures older than the log).
+        settings={"sql_time_limit_ms": SQL_TIME_LIMIT_MS, "default_cache_ttl": 0},
     )
 
 
