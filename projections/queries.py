@@ -421,15 +421,21 @@ class StatusCounts(msgspec.Struct, frozen=True, array_like=True):
     rejected_inputs: int
 
 
-#: ``status``'s counts, and the dashboard's metric cards: one text, so the two never disagree.
+def _records_with(status: RecordStatus) -> str:
+    """The records in ``status``, from ``record_counts`` (a row per status, not a row per page)."""
+    return (
+        f"(SELECT coalesce({_sum('records')}, 0) FROM record_counts "
+        f"WHERE status = {_literal(status)})"
+    )
+
+
+#: ``status``'s counts, and the dashboard's progress: one text, so the two never disagree.
 STATUS_COUNTS_SQL = (
     "SELECT (SELECT count(*) FROM active_batches) AS active_batches, "
     "(SELECT count(*) FROM submission_intents) AS open_intents, "
     "(SELECT count(*) FROM inflight_records) AS in_flight, "
-    f"(SELECT count(*) FROM record_status WHERE status = {_literal(RecordStatus.WRITTEN)}) "
-    "AS written, "
-    "(SELECT count(*) FROM record_status "
-    f"WHERE status = {_literal(RecordStatus.DEAD_LETTERED)}) AS dead_letters, "
+    f"{_records_with(RecordStatus.WRITTEN)} AS written, "
+    f"{_records_with(RecordStatus.DEAD_LETTERED)} AS dead_letters, "
     "(SELECT count(*) FROM rejected_inputs) AS rejected_inputs"
 )
 
@@ -640,8 +646,7 @@ FAILURE_SUMMARY_SQL = (
     "SELECT (SELECT count(*) FROM failure_logs) AS failures_logged, "
     "(SELECT count(DISTINCT record_key) FROM failure_logs) AS records_with_failures, "
     "(SELECT count(*) FROM failure_counts) AS records_failing_now, "
-    "(SELECT count(*) FROM record_status "
-    f"WHERE status = {_literal(RecordStatus.DEAD_LETTERED)}) AS dead_letters"
+    f"{_records_with(RecordStatus.DEAD_LETTERED)} AS dead_letters"
 )
 
 

@@ -59,7 +59,7 @@ class Moment:
 def _status(config: Path) -> dict[str, Any]:
     r = run_cli("--config", str(config), "status", "--json", "--stuck-after", "0")
     assert r.code == 0, r.err
-    return json.loads(r.out)  # type: ignore[no-any-return]
+    return json.loads(r.out)
 
 
 def _failure_log(config: Path, folder: Path) -> list[dict[str, str]]:
