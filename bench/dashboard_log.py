@@ -57,8 +57,8 @@ def _dead_letters(events: list[Event]) -> list[Event]:
 
 
 def _the_present(now: datetime, pages: int) -> list[tuple[datetime, list[Event]]]:
-    """What is going on now: two batches (one submitted a day ago), an intent, a quota hold,
-    two workers (the second lapsed an hour ago, still holding a partition)."""
+    """What is going on now: two batches (one submitted a day ago), a quota hold, two workers
+    (the second lapsed an hour ago, still holding a partition), an open intent."""
     out: list[tuple[datetime, list[Event]]] = []
     for i, hours in enumerate((26, 1)):
         keys = [key(pages + i * BATCH + j) for j in range(BATCH)]
@@ -81,10 +81,10 @@ def _the_present(now: datetime, pages: int) -> list[tuple[datetime, list[Event]]
             )
         )
     keys = [key(pages + 2 * BATCH + j) for j in range(BATCH)]
-    live, lapsed = format_ts(now + timedelta(minutes=5)), format_ts(now - timedelta(hours=1))
+    live, lapsed = format_ts(now + timedelta(hours=2)), format_ts(now - timedelta(hours=1))
     out.append(
         (
-            now - timedelta(hours=2),
+            now - timedelta(minutes=12),  # after the last batch: the hold is still on
             [
                 BatchSubmissionDeferred(
                     display_name="gb-held", reason="quota", message="429 RESOURCE_EXHAUSTED"
