@@ -213,11 +213,13 @@ def progress_tiles_sql(progress: str, currency: str) -> str:
     count = "printf('%,d', {})".format
     finish = (
         "CASE WHEN expected_finish IS NOT NULL THEN substr(expected_finish, 1, 10) "
-        "WHEN to_go = 0 THEN 'done' ELSE 'unknown' END"
+        "WHEN to_go = 0 THEN 'done' WHEN hours_to_go IS NOT NULL THEN 'after 9999' "
+        "ELSE 'unknown' END"
     )
     finish_note = (
         "CASE WHEN expected_finish IS NOT NULL THEN substr(expected_finish, 12, 5) || "
         "' UTC, in ' || printf('%.1f', hours_to_go) || ' h' WHEN to_go = 0 THEN 'nothing to go' "
+        "WHEN hours_to_go IS NOT NULL THEN 'at this rate' "
         "ELSE 'nothing written in the last day' END"
     )
     tiles = [

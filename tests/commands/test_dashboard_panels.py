@@ -204,6 +204,20 @@ def _at(iso: str) -> datetime:
     return datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
+@pytest.mark.parametrize("prompts", [(100, 101), (101, 102), (100, 102)])
+def test_the_cost_to_go_rounds_the_mean_tokens_as_status_does(prompts: tuple[int, int]) -> None:
+    """A mean of x.5 tokens a page is rounded half to even, as Python's round(): over ten
+    million pages to go, one token a page is dollars, not a rounding."""
+    with log_for() as (log, config):
+        m = config.gemini.model
+        log.at(BASE, *(written(f"S:A:2020:{i}", m, p) for i, p in enumerate(prompts)))
+        log.at(BASE, PagesCounted(path="/in/S/A", state="S", school="A", pages=10_000_002))
+        expected = status(log.store, config, scan=False).progress
+        row = _panel(log, config, BASE)
+    assert expected is not None and expected.to_go == 10_000_000
+    assert row["cost_to_go"] == pytest.approx(expected.cost_to_go, rel=1e-12)
+
+
 def test_the_progress_panel_knows_nothing_of_an_empty_log() -> None:
     with log_for() as (log, config):
         row = _panel(log, config, BASE)
