@@ -320,6 +320,27 @@ def test_the_stuck_panel_marks_what_status_marks(after: float) -> None:
     assert bounds is not None and last["since"] == bounds[1][1]
 
 
+def test_a_quiet_log_is_marked_only_while_work_is_outstanding() -> None:
+    with log_for() as (log, config):
+        m = config.gemini.model
+        log.at(BASE - timedelta(hours=3), written("S:A:2020:1", m))
+        sql = panels.stuck_sql(literal(format_ts(BASE)), ["default"], 60.0, 24.0)
+        log.clock[0] = BASE
+        zero = {"stuck_after": "0"}
+        idle = (status(log.store, config, scan=False, stuck_after=0).stuck, log.rows(sql, zero))
+        log.at(
+            BASE - timedelta(hours=2),
+            BatchSubmitted(
+                batch_id="batches/b", display_name="b", model=m, record_keys=["S:A:2020:2"]
+            ),
+        )
+        log.clock[0] = BASE
+        busy = (status(log.store, config, scan=False, stuck_after=0).stuck, log.rows(sql, zero))
+    assert idle[0] == [] and [r["stuck"] for r in idle[1]] == [""]
+    assert [m.kind for m in busy[0]] == ["log"]
+    assert [(r["kind"], bool(r["stuck"])) for r in busy[1]] == [("log", True), ("batch", False)]
+
+
 def test_the_stuck_threshold_defaults_to_status_s_when_left_empty() -> None:
     with log_for() as (log, config):
         _stuck_log(log)
