@@ -36,6 +36,7 @@ from projections.finished_jobs import SPEC as FINISHED_JOBS
 from projections.finished_jobs import FinishedJob
 from projections.leases import SPEC as LEASES
 from projections.leases import Lease
+from projections.record_counts import records_with
 from projections.runs import SPEC as RUNS
 from projections.runs import Run
 from projections.submission_intents import SPEC as SUBMISSION_INTENTS
@@ -421,21 +422,13 @@ class StatusCounts(msgspec.Struct, frozen=True, array_like=True):
     rejected_inputs: int
 
 
-def _records_with(status: RecordStatus) -> str:
-    """The records in ``status``, from ``record_counts`` (a row per status, not a row per page)."""
-    return (
-        f"(SELECT coalesce({_sum('records')}, 0) FROM record_counts "
-        f"WHERE status = {_literal(status)})"
-    )
-
-
 #: ``status``'s counts, and the dashboard's progress: one text, so the two never disagree.
 STATUS_COUNTS_SQL = (
     "SELECT (SELECT count(*) FROM active_batches) AS active_batches, "
     "(SELECT count(*) FROM submission_intents) AS open_intents, "
     "(SELECT count(*) FROM inflight_records) AS in_flight, "
-    f"{_records_with(RecordStatus.WRITTEN)} AS written, "
-    f"{_records_with(RecordStatus.DEAD_LETTERED)} AS dead_letters, "
+    f"{records_with(RecordStatus.WRITTEN)} AS written, "
+    f"{records_with(RecordStatus.DEAD_LETTERED)} AS dead_letters, "
     "(SELECT count(*) FROM rejected_inputs) AS rejected_inputs"
 )
 
@@ -646,7 +639,7 @@ FAILURE_SUMMARY_SQL = (
     "SELECT (SELECT count(*) FROM failure_logs) AS failures_logged, "
     "(SELECT count(DISTINCT record_key) FROM failure_logs) AS records_with_failures, "
     "(SELECT count(*) FROM failure_counts) AS records_failing_now, "
-    f"{_records_with(RecordStatus.DEAD_LETTERED)} AS dead_letters"
+    f"{records_with(RecordStatus.DEAD_LETTERED)} AS dead_letters"
 )
 
 

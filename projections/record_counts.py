@@ -26,6 +26,16 @@ class RecordCount(msgspec.Struct, array_like=True, gc=False):
 SPEC = TableSpec("record_counts", RecordCount, pk=("status",))
 
 
+def records_with(status: str) -> str:
+    """SQL of the records in ``status`` (a scalar subquery; both dialects): a row's read, not a
+    count of a row per page."""
+    quoted = "'" + status.replace("'", "''") + "'"
+    return (
+        "(SELECT coalesce(CAST(sum(records) AS BIGINT), 0) FROM record_counts "
+        f"WHERE status = {quoted})"
+    )
+
+
 @singledispatch
 def apply(event: Event, t: Tables, rec: Recorded) -> None:
     """No event touches this table directly: :func:`moved` is called by ``record_status``."""
