@@ -2,30 +2,37 @@
 
 Where a question is also asked by ``status`` or ``analyze-failures``, the text is the one
 :mod:`projections.queries` runs (``FAILURE_GROUPS_SQL``, ``STATUS_COUNTS_SQL``, ...), so the
-dashboard and the commands never disagree. Datasette binds no hidden parameters, so what the
-config decides (prices, ``max_retries``) is written into the text as literals: numbers from
-pydantic-checked floats and ints, and names through :func:`_literal`. Parameters an operator
-types (``:record_key``) stay named parameters.
+dashboard and the commands never disagree; the panels (progress, what may be stuck, what is
+failing, the cost) are :mod:`projections.panels`, :mod:`projections.progress` and
+:mod:`projections.spend_sql`, and each chart or card reads the text of a canned query (wrapped
+for a table card: :func:`projections.sql_text.table_sql`), so what the page shows is what the
+query's JSON says. Datasette binds no hidden parameters, so what the config decides (prices,
+``max_retries``) is written into the text as literals: numbers from pydantic-checked floats and
+ints, and names through :func:`literal`. Parameters an operator types (``:record_key``,
+``:stuck_after``) stay named parameters.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
-from eventlog.events import RecordFailed, RecordValidated, ResultDiscarded
 from eventlog.states import RecordStatus
-from projections import queries
+from projections import panels, queries
+from projections.progress import PageCost, progress_sql
+from projections.spend_sql import Pricing, spend_per_day_sql, spend_sql
+from projections.sql_text import NOW, literal, table_sql
 
-__all__ = ["CannedQuery", "Pricing", "ProjectLimits", "canned_queries", "chart_queries"]
-
-
-class Pricing(msgspec.Struct, frozen=True):
-    """What the spend queries need from ``[pricing]``: (model, input, output) per million tokens
-    at list price, the batch discount, and the model rows without one are priced as."""
-
-    prices: list[tuple[str, float, float]]
-    batch_discount: float
-    default_model: str
+__all__ = [
+    "CannedQuery",
+    "PageCost",
+    "Panels",
+    "Pricing",
+    "ProjectLimits",
+    "canned_queries",
+    "chart_queries",
+]
 
 
 class ProjectLimits(msgspec.Struct, frozen=True):
@@ -37,11 +44,25 @@ class ProjectLimits(msgspec.Struct, frozen=True):
     max_tokens: int
 
 
+class Panels(msgspec.Struct, frozen=True):
+    """What the panels need from the config beyond the prices: how a page to go is priced, the
+    currency, the command line an operator copies (``python -m commands --config ...``), and
+    the stuck thresholds (``commands.rules.stuck``'s: minutes, and hours for a batch)."""
+
+    page_cost: PageCost | None = None
+    currency: str = "USD"
+    command: str = "python -m commands"
+    stuck_minutes: float = 60.0
+    batch_hours: float = 24.0
+    #: Rows of the latest-failures panel.
+    latest_failures: int = 25
+
+
 def _capacity_sql(projects: list[ProjectLimits]) -> str:
     """The status screen's line per project: batches / max, enqueued tokens / max (NULL: no
     limit), and its quota hold, in the config's order."""
     rows = ", ".join(
-        f"({i}, {_literal(p.name)}, {int(p.max_batches)}, {int(p.max_tokens)})"
+        f"({i}, {literal(p.name)}, {int(p.max_batches)}, {int(p.max_tokens)})"
         for i, p in enumerate(projects)
     )
     values = f"VALUES {rows}" if rows else "SELECT 0, '', 0, 0 WHERE 0"
@@ -64,71 +85,8 @@ class CannedQuery(msgspec.Struct, frozen=True):
     description: str = ""
 
 
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _tag(event: type) -> str:
-    return _literal(str(event.__struct_config__.tag))  # type: ignore[attr-defined]
-
-
-def _prices_cte(p: Pricing) -> str:
-    rows = ", ".join(f"({_literal(m)}, {float(i)!r}, {float(o)!r})" for m, i, o in sorted(p.prices))
-    values = f"VALUES {rows}" if rows else "SELECT '', 0.0, 0.0 WHERE 0"
-    return f"prices(model, input_per_million, output_per_million) AS ({values})"
-
-
-def _priced_model(column: str, p: Pricing) -> str:
-    """The name a row's model is priced under (as ``PricingConfig.price``: no ``models/``)."""
-    return (
-        f"CASE WHEN {column} = '' THEN {_literal(p.default_model)} "
-        f"WHEN {column} LIKE 'models/%' THEN substr({column}, 8) ELSE {column} END"
-    )
-
-
-def _cost(prompt: str, output: str, p: Pricing) -> str:
-    return (
-        f"(({prompt}) * pr.input_per_million + ({output}) * pr.output_per_million) / 1e6 "
-        f"* (1 - {float(p.batch_discount)!r})"
-    )
-
-
-def _spend_sql(p: Pricing, group: tuple[str, ...]) -> str:
-    """Spend per ``group`` columns of ``token_usage`` (``model`` is the priced name); cost is
-    NULL for a model without a price, as ``status`` says "cost unknown"."""
-    keys = ", ".join(group)
-    return (
-        f"WITH {_prices_cte(p)}, usage AS (SELECT run_id, "
-        f"{_priced_model('model', p)} AS model, results, prompt_tokens, output_tokens, "
-        "failed_results, failed_prompt_tokens, failed_output_tokens FROM token_usage) "
-        f"SELECT {', '.join(f'u.{k} AS {k}' for k in group)}, sum(u.results) AS results, "
-        "sum(u.prompt_tokens) AS prompt_tokens, sum(u.output_tokens) AS output_tokens, "
-        "sum(u.failed_results) AS failed_results, "
-        f"sum({_cost('u.prompt_tokens', 'u.output_tokens', p)}) AS cost, "
-        f"sum({_cost('u.failed_prompt_tokens', 'u.failed_output_tokens', p)}) AS wasted_cost "
-        "FROM usage u LEFT JOIN prices pr ON pr.model = u.model "
-        f"GROUP BY {', '.join(f'u.{k}' for k in group)} ORDER BY {keys}"
-    )
-
-
-def _spend_per_day_sql(p: Pricing) -> str:
-    billed = ", ".join(_tag(e) for e in (RecordValidated, RecordFailed, ResultDiscarded))
-    return (
-        f"WITH {_prices_cte(p)}, billed AS (SELECT date(ts) AS day, type, "
-        "coalesce(json_extract(payload, '$.prompt_tokens'), 0) AS prompt, "
-        "coalesce(json_extract(payload, '$.output_tokens'), 0) AS output, "
-        "coalesce(json_extract(payload, '$.model'), '') AS model "
-        f"FROM events WHERE type IN ({billed})) "
-        f"SELECT b.day AS day, sum({_cost('b.prompt', 'b.output', p)}) AS cost, "
-        f"coalesce(sum(CASE WHEN b.type != {_tag(RecordValidated)} "
-        f"THEN {_cost('b.prompt', 'b.output', p)} END), 0) AS wasted_cost "
-        f"FROM billed b LEFT JOIN prices pr ON pr.model = ({_priced_model('b.model', p)}) "
-        "GROUP BY b.day ORDER BY b.day"
-    )
-
-
 _RETRYING = ", ".join(
-    _literal(s)
+    literal(s)
     for s in (
         RecordStatus.FAILED,
         RecordStatus.PENDING,
@@ -138,15 +96,90 @@ _RETRYING = ", ".join(
 )
 
 
-#: Now, as the log writes timestamps (UTC, ISO 8601 with ``Z``; milliseconds are enough here).
-_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
-
-
 def canned_queries(
-    pricing: Pricing, max_retries: int, projects: list[ProjectLimits]
+    pricing: Pricing,
+    max_retries: int,
+    projects: list[ProjectLimits],
+    settings: Panels | None = None,
 ) -> list[CannedQuery]:
-    """Every canned query, in the order the database page lists them."""
+    """Every canned query, in the order the database page lists them: the panels' first."""
+    p = settings or Panels()
+    return [
+        *_panel_queries(pricing, projects, p),
+        *_failure_queries(p),
+        *_batch_queries(max_retries, projects),
+        *_spend_queries(pricing),
+        *_worker_queries(),
+    ]
+
+
+def _progress(pricing: Pricing, p: Panels) -> str:
+    return progress_sql(NOW, pricing, p.page_cost, p.currency)
+
+
+def _panel_queries(pricing: Pricing, projects: list[ProjectLimits], p: Panels) -> list[CannedQuery]:
+    """The dashboard's four questions: how far along, what may be stuck, what fails, the cost."""
+    minutes = f"{p.stuck_minutes:g}"
+    return [
+        CannedQuery(
+            "progress",
+            "Progress: pages, rate, expected finish, spend and cost to go",
+            _progress(pricing, p),
+            "status --json's 'progress', with the log's last event and the time it was read",
+        ),
+        CannedQuery(
+            "stuck",
+            "What may be stuck",
+            panels.stuck_sql(NOW, [x.name for x in projects], p.stuck_minutes, p.batch_hours),
+            f"status --stuck-after MINUTES (stuck_after; empty: {minutes}): batches, intents, "
+            "quota holds, workers and the last event, with their age; 'stuck' says why",
+        ),
+        CannedQuery(
+            "latest_failures",
+            "The latest failures",
+            panels.latest_failures_sql(p.latest_failures),
+            "newest first, with their messages and excerpts (every one: failure_log)",
+        ),
+        CannedQuery(
+            "pages_written_per_hour",
+            "Pages written per hour",
+            panels.written_per_hour_sql(NOW),
+            f"the last {panels.HOURS_SHOWN} hours, newest first (hourly_activity)",
+        ),
+        CannedQuery(
+            "pages_written_per_day",
+            "Pages written per day",
+            panels.written_per_day_sql(NOW),
+            "the whole job, newest first (hourly_activity, a day its 24 hours)",
+        ),
+        CannedQuery(
+            "failures_per_hour",
+            "Failed attempts and dead letters per hour",
+            panels.failures_per_hour_sql(NOW),
+            f"the last {panels.HOURS_SHOWN} hours, newest first (hourly_activity)",
+        ),
+        CannedQuery(
+            "spend_per_day",
+            "Spend per day",
+            spend_per_day_sql(pricing, NOW),
+            "newest first, at [pricing]'s prices: kept, and wasted on answers that failed",
+        ),
+    ]
+
+
+def _failure_queries(p: Panels) -> list[CannedQuery]:
+    """``analyze-failures``' questions, the dead letters with their reset, the failures in
+    pages."""
     groups = queries.FAILURE_GROUPS_SQL
+    in_pages = [
+        CannedQuery(
+            f"failures_in_pages_by_{column}",
+            f"Pages that failed, by {column.replace('_', ' ')}, attempts beside",
+            panels.failures_in_pages_sql(column),
+            f"analyze-failures --by-{column.replace('_', '-')}, most pages first",
+        )
+        for column in ("state", "school", "error_type")
+    ]
     return [
         CannedQuery(
             "failure_summary",
@@ -169,6 +202,7 @@ def canned_queries(
             queries.FAILURES_BY_SCHOOL_SQL,
             "analyze-failures --by-school",
         ),
+        *in_pages,
         CannedQuery(
             "record_failures",
             "One record's failures",
@@ -190,14 +224,17 @@ def canned_queries(
         ),
         CannedQuery(
             "dead_letters",
-            "Dead letters with their last error",
-            "SELECT d.record_key, d.failures, d.max_retries, d.dead_lettered_at, "
-            "f.error_type AS last_error_type, f.message AS last_error, "
-            "f.failed_at AS last_failed_at FROM dead_letters d LEFT JOIN failure_logs f "
-            "ON f.seq = (SELECT max(seq) FROM failure_logs WHERE record_key = d.record_key) "
-            "ORDER BY d.dead_lettered_seq",
-            "reset-failures makes them eligible again",
+            "Dead letters with their last error, and the command that resets them",
+            panels.dead_letters_sql(p.command),
+            "newest first; reset_command resets the failure counts of the page's state, school "
+            "and year (the narrowest filter reset-failures takes)",
         ),
+    ]
+
+
+def _batch_queries(max_retries: int, projects: list[ProjectLimits]) -> list[CannedQuery]:
+    """Retries, batches, quota and capacity, as ``status`` shows them."""
+    return [
         CannedQuery(
             "retrying",
             "Pages on retry",
@@ -243,24 +280,34 @@ def canned_queries(
             "- length(replace(record_keys, char(10), '')) + 1 END AS pages "
             "FROM deferred_submissions ORDER BY deferred_seq",
         ),
+        CannedQuery("status_counts", "Status figures", queries.STATUS_COUNTS_SQL, "status"),
+    ]
+
+
+def _spend_queries(pricing: Pricing) -> list[CannedQuery]:
+    return [
         CannedQuery(
             "spend_by_run_and_model",
             "Spend per run and model",
-            _spend_sql(pricing, ("run_id", "model")),
+            spend_sql(pricing, ("run_id", "model")),
             "cost and wasted_cost (results that failed) at the batch discount",
         ),
         CannedQuery(
             "spend_by_model",
             "Spend per model",
-            _spend_sql(pricing, ("model",)),
+            spend_sql(pricing, ("model",)),
             "status: spend total",
         ),
-        CannedQuery("status_counts", "Status figures", queries.STATUS_COUNTS_SQL, "status"),
+    ]
+
+
+def _worker_queries() -> list[CannedQuery]:
+    return [
         CannedQuery(
             "workers",
             "Workers (several workers on one log)",
             "SELECT w.worker, w.run_id, w.first_seen_at, w.renewed_at, w.expires_at, "
-            f"CASE WHEN w.expires_at <= {_NOW} THEN 1 ELSE 0 END AS expired, "
+            f"CASE WHEN w.expires_at <= {NOW} THEN 1 ELSE 0 END AS expired, "
             "(SELECT count(*) FROM leases l WHERE l.worker = w.worker) AS leases, "
             "coalesce((SELECT group_concat(partition, ', ') FROM (SELECT partition FROM leases l "
             "WHERE l.worker = w.worker ORDER BY partition)), '') AS partitions "
@@ -271,7 +318,7 @@ def canned_queries(
             "leases",
             "Partition leases",
             "SELECT partition, worker, acquired_at, renewed_at, expires_at, "
-            f"CASE WHEN expires_at <= {_NOW} THEN 1 ELSE 0 END AS expired "
+            f"CASE WHEN expires_at <= {NOW} THEN 1 ELSE 0 END AS expired "
             "FROM leases ORDER BY partition",
             "who holds each partition, until when (an expired one is taken over at the next "
             "renewal of a live worker)",
@@ -279,28 +326,49 @@ def canned_queries(
     ]
 
 
-def chart_queries(pricing: Pricing) -> dict[str, str]:
-    """The SQL of each chart of the dashboard page, by chart name."""
-    written = _tag(RecordValidated)
-    by_model = _spend_sql(pricing, ("model",))
-    return {
-        "pages_written_per_hour": (
-            "SELECT substr(ts, 1, 13) || ':00:00Z' AS hour, count(*) AS pages FROM events "
-            f"WHERE type = {written} GROUP BY hour ORDER BY hour"
-        ),
-        "failures_per_hour": (
-            "SELECT substr(failed_at, 1, 13) || ':00:00Z' AS hour, error_type, "
-            "count(*) AS failures FROM failure_logs GROUP BY hour, error_type "
-            "ORDER BY hour, error_type"
-        ),
-        "failures_by_state": queries.FAILURE_GROUPS_SQL["state"],
-        "records_by_status": (
-            "SELECT status, count(*) AS records FROM record_status GROUP BY status ORDER BY status"
-        ),
-        "spend_per_day": _spend_per_day_sql(pricing),
-        "spend_total": (f"SELECT round(coalesce(sum(cost), 0), 4) AS cost FROM ({by_model})"),
-        "status_counts": queries.STATUS_COUNTS_SQL,
-        "retrying": (
-            f"SELECT coalesce(sum(records), 0) AS retrying FROM ({queries.FAILING_BY_COUNT_SQL})"
-        ),
+#: Table cards: (canned query, its columns, the text columns to escape and clip, rows shown).
+TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...], int]] = {
+    "stuck": (
+        ("kind", "name", "detail", "since", "age_hours", "stuck"),
+        ("kind", "name", "detail", "stuck"),
+        50,
+    ),
+    "latest_failures": (
+        ("failed_at", "record_key", "error_type", "attempt", "message", "excerpt"),
+        ("record_key", "error_type", "message", "excerpt"),
+        10,
+    ),
+    "dead_letters": (
+        ("record_key", "dead_lettered_at", "last_error_type", "last_error", "reset_command"),
+        ("record_key", "last_error_type", "last_error", "reset_command"),
+        10,
+    ),
+    "failures_in_pages_by_school": (
+        ("state", "school", "pages", "attempts"),
+        ("state", "school"),
+        25,
+    ),
+}
+
+
+def chart_queries(canned: Sequence[CannedQuery], currency: str) -> dict[str, str]:
+    """The SQL of each card and chart of the dashboard page, by name: the text of one of the
+    ``canned`` queries (:func:`canned_queries`), wrapped for the progress tiles, the status
+    chart and the table cards (escaped, clipped, the first rows as the query orders them)."""
+    sql = {q.name: q.sql for q in canned}
+    charts = {
+        name: sql[name]
+        for name in (
+            "pages_written_per_hour",
+            "pages_written_per_day",
+            "failures_per_hour",
+            "spend_per_day",
+            "failures_in_pages_by_state",
+            "failures_in_pages_by_error_type",
+        )
     }
+    charts["progress"] = panels.progress_tiles_sql(sql["progress"], currency)
+    charts["pages_by_status"] = panels.pages_by_status_sql(sql["progress"])
+    for name, (columns, text, rows) in TABLES.items():
+        charts[name] = table_sql(sql[name], columns, text, "none", rows=rows)
+    return charts

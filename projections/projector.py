@@ -46,6 +46,7 @@ from projections import (
     hourly_activity,
     inflight_records,
     leases,
+    record_counts,
     record_status,
     rejected_inputs,
     runs,
@@ -75,6 +76,7 @@ PROJECTIONS = (
     submission_intents,
     deferred_submissions,
     submission_quota,
+    record_counts,  # written by record_status's fold (its own does nothing)
     record_status,  # reads inflight_records before it folds the same event
     inflight_records,
     failure_counts,

@@ -36,6 +36,7 @@ from projections.finished_jobs import SPEC as FINISHED_JOBS
 from projections.finished_jobs import FinishedJob
 from projections.leases import SPEC as LEASES
 from projections.leases import Lease
+from projections.record_counts import records_with
 from projections.runs import SPEC as RUNS
 from projections.runs import Run
 from projections.submission_intents import SPEC as SUBMISSION_INTENTS
@@ -427,15 +428,13 @@ class StatusCounts(msgspec.Struct, frozen=True, array_like=True):
     rejected_inputs: int
 
 
-#: ``status``'s counts, and the dashboard's metric cards: one text, so the two never disagree.
+#: ``status``'s counts, and the dashboard's progress: one text, so the two never disagree.
 STATUS_COUNTS_SQL = (
     "SELECT (SELECT count(*) FROM active_batches) AS active_batches, "
     "(SELECT count(*) FROM submission_intents) AS open_intents, "
     "(SELECT count(*) FROM inflight_records) AS in_flight, "
-    f"(SELECT count(*) FROM record_status WHERE status = {_literal(RecordStatus.WRITTEN)}) "
-    "AS written, "
-    "(SELECT count(*) FROM record_status "
-    f"WHERE status = {_literal(RecordStatus.DEAD_LETTERED)}) AS dead_letters, "
+    f"{records_with(RecordStatus.WRITTEN)} AS written, "
+    f"{records_with(RecordStatus.DEAD_LETTERED)} AS dead_letters, "
     "(SELECT count(*) FROM rejected_inputs) AS rejected_inputs"
 )
 
@@ -650,8 +649,7 @@ FAILURE_SUMMARY_SQL = (
     "SELECT (SELECT count(*) FROM failure_logs) AS failures_logged, "
     "(SELECT count(DISTINCT record_key) FROM failure_logs) AS records_with_failures, "
     f"(SELECT count(*) FROM {_STILL_FAILING}) AS records_failing_now, "
-    "(SELECT count(*) FROM record_status "
-    f"WHERE status = {_literal(RecordStatus.DEAD_LETTERED)}) AS dead_letters"
+    f"{records_with(RecordStatus.DEAD_LETTERED)} AS dead_letters"
 )
 
 

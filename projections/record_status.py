@@ -5,6 +5,9 @@
 (reached ``max_retries``; skipped until a reset) and ``pending`` (freed by a failed or cleared
 batch, or by a reset). A page the log never named is pending too: it has no row. For a reserved
 record ``batch_id`` holds the intent's display name.
+
+Every change of a record's status goes through :func:`_set`, which keeps ``record_counts`` (the
+records per status) in step, in the same transaction.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from eventlog.events import (
 from eventlog.states import HELD_STATUSES
 from eventlog.states import RecordStatus as Status
 from eventlog.store import Recorded
-from projections import inflight_records
+from projections import inflight_records, record_counts
 from projections.tables import Tables, TableSpec
 
 
@@ -69,6 +72,7 @@ def _set(
             rec.ts,
         ),
     )
+    record_counts.moved(t, old.status if old is not None else None, status)
 
 
 def _free_batch(t: Tables, rec: Recorded, batch_id: str) -> None:

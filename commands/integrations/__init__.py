@@ -6,6 +6,7 @@ costs nothing (the CLI's ``--help`` stays fast).
 
 __all__ = [
     "dashboard",
+    "dashboard_charts",
     "demo",
     "prefect_flow",
 ]

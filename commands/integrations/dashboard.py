@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import html
 import ipaddress
+import shlex
 import socket
 import threading
 import webbrowser
@@ -24,8 +26,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from commands.config import Config
+from commands.integrations.dashboard_charts import LAYOUT, STUCK_FILTER, cards
+from commands.rules import stuck
+from commands.rules.tokens import DEFAULT_IMAGE_TOKENS, DEFAULT_OUTPUT_TOKENS, text_tokens
 from eventlog.errors import OperatorError
-from projections.dashboard_sql import Pricing, ProjectLimits, canned_queries, chart_queries
+from projections.dashboard_sql import (
+    CannedQuery,
+    PageCost,
+    Panels,
+    Pricing,
+    ProjectLimits,
+    canned_queries,
+    chart_queries,
+)
 
 if TYPE_CHECKING:
     from datasette.app import Datasette
@@ -33,16 +46,13 @@ if TYPE_CHECKING:
 #: The dashboard's slug: its page is ``/-/dashboards/pipeline``.
 SLUG = "pipeline"
 DEFAULT_PORT = 8001
-#: Datasette's per-statement time limit here: the charts read the whole log.
+#: Datasette's per-statement time limit here (the cards read aggregates: well under a second at
+#: a million pages; an operator's own SQL may read more).
 SQL_TIME_LIMIT_MS = 5000
 
-#: Metric cards: (chart name, title, the ``status_counts`` column it shows).
-METRICS = [
-    ("written", "Pages written", "written"),
-    ("in_flight", "In flight", "in_flight"),
-    ("active_batches", "Active batches", "active_batches"),
-    ("dead_letters", "Dead letters", "dead_letters"),
-]
+#: Tables of the database's own bookkeeping, hidden from Datasette's home and database pages
+#: (still served to whoever asks for them by name).
+INTERNAL_TABLES = ("meta", "projection_checkpoints", "projection_gate", "replay_snapshots")
 
 
 def pricing_of(config: Config) -> Pricing:
@@ -65,123 +75,76 @@ def database_name(path: Path) -> str:
     return path.stem
 
 
-def _bar(x: dict[str, Any], y: dict[str, Any], **encoding: Any) -> dict[str, Any]:
-    return {
-        "height": 180,
-        # SVG, not canvas: marks an operator's screen reader and the browser test can see.
-        "usermeta": {"embedOptions": {"renderer": "svg", "actions": False}},
-        "mark": {"type": "bar", "tooltip": True},
-        "encoding": {"x": x, "y": y, **encoding},
-    }
-
-
-def _hours(field: str) -> dict[str, Any]:
-    return {"field": field, "type": "temporal", "timeUnit": "yearmonthdatehours", "title": "hour"}
-
-
-def _charts(config: Config, db: str) -> dict[str, dict[str, Any]]:
-    sql = chart_queries(pricing_of(config))
-    currency = "$" if config.pricing.currency == "USD" else f"{config.pricing.currency} "
-    charts: dict[str, dict[str, Any]] = {}
-    for name, title, field in METRICS:
-        charts[name] = {
-            "title": title,
-            "db": db,
-            "query": sql["status_counts"],
-            "library": "metric",
-            "display": {"field": field},
-        }
-    charts["retrying"] = {
-        "title": "Retrying",
-        "db": db,
-        "query": sql["retrying"],
-        "library": "metric",
-        "display": {"field": "retrying"},
-    }
-    charts["spend_total"] = {
-        "title": "Spend (estimated)",
-        "db": db,
-        "query": sql["spend_total"],
-        "library": "metric",
-        "display": {"field": "cost", "prefix": currency},
-    }
-    q = {"type": "quantitative"}
-    charts["pages_written_per_hour"] = {
-        "title": "Pages written per hour",
-        "db": db,
-        "query": sql["pages_written_per_hour"],
-        "library": "vega-lite",
-        "display": _bar(_hours("hour"), {"field": "pages", **q}),
-    }
-    charts["failures_per_hour"] = {
-        "title": "Failures per hour, by error type",
-        "db": db,
-        "query": sql["failures_per_hour"],
-        "library": "vega-lite",
-        "display": _bar(
-            _hours("hour"),
-            {"field": "failures", **q},
-            color={"field": "error_type", "type": "nominal"},
+def panels_of(config: Config) -> Panels:
+    """What the panels need from the config: how a page to go is priced (as ``status``), the
+    currency, the command line to copy, and ``status``'s stuck thresholds."""
+    model = config.gemini.model
+    price = config.pricing.price(model)
+    where = f" --config {shlex.quote(str(config.source))}" if config.source else ""
+    return Panels(
+        page_cost=PageCost(
+            model,
+            None if price is None else (price.input_per_million, price.output_per_million),
+            config.pricing.batch_discount,
+            DEFAULT_IMAGE_TOKENS + text_tokens(len(config.gemini.prompt)),
+            DEFAULT_OUTPUT_TOKENS,
         ),
-    }
-    charts["failures_by_state"] = {
-        "title": "Failures by state",
-        "db": db,
-        "query": sql["failures_by_state"],
-        "library": "vega-lite",
-        "display": _bar(
-            {"field": "failures", **q}, {"field": "state", "type": "nominal", "sort": "-x"}
-        ),
-    }
-    charts["records_by_status"] = {
-        "title": "In flight, written, dead-lettered: records by status",
-        "db": db,
-        "query": sql["records_by_status"],
-        "library": "vega-lite",
-        "display": _bar(
-            {"field": "status", "type": "nominal"},
-            {"field": "records", **q},
-            color={"field": "status", "type": "nominal", "legend": None},
-        ),
-    }
-    charts["spend_per_day"] = {
-        "title": f"Spend per day ({config.pricing.currency}, estimated)",
-        "db": db,
-        "query": sql["spend_per_day"],
-        "library": "vega-lite",
-        "display": _bar(
-            {"field": "day", "type": "ordinal"}, {"field": "cost", **q, "title": "cost"}
-        ),
-    }
-    return charts
+        currency=config.pricing.currency,
+        command=f"python -m commands{where}",
+        stuck_minutes=stuck.MINUTES,
+        batch_hours=stuck.BATCH_HOURS,
+    )
 
 
-#: The dashboard's grid: each row names the cards in it (a name repeated spans columns).
-LAYOUT = [
-    ["written", "in_flight", "active_batches", "retrying", "dead_letters", "spend_total"],
-    ["pages_written_per_hour"] * 3 + ["failures_per_hour"] * 3,
-    ["failures_by_state"] * 2 + ["records_by_status"] * 2 + ["spend_per_day"] * 2,
-]
+def queries_of(config: Config) -> list[CannedQuery]:
+    """Every canned query, for ``config``."""
+    return canned_queries(
+        pricing_of(config), config.batching.max_retries, project_limits(config), panels_of(config)
+    )
+
+
+def charts(config: Config, db: str) -> dict[str, dict[str, Any]]:
+    """The dashboard page's cards, each reading a canned query's text."""
+    sql = chart_queries(queries_of(config), config.pricing.currency)
+    return cards(sql, db, config.pricing.currency)
 
 
 def metadata(config: Config, db: str) -> dict[str, Any]:
-    """Datasette's metadata: the canned queries of ``db`` and the dashboard page (read-only)."""
-    pricing = pricing_of(config)
+    """Datasette's metadata: the home page's link to the dashboard, the canned queries of
+    ``db``, its internal tables hidden, and the dashboard page (all read-only)."""
     queries = {
         q.name: {"title": q.title, "sql": q.sql, "description": q.description, "write": False}
-        for q in canned_queries(pricing, config.batching.max_retries, project_limits(config))
+        for q in queries_of(config)
     }
+    where = html.escape(str(config.paths.database))
     return {
         "title": "gemini-batches",
-        "description": f"The event log at {config.paths.database}, read-only.",
-        "databases": {db: {"queries": queries}},
+        "description_html": (
+            f"<p>The event log at <code>{where}</code>, read-only.</p>"
+            f'<p><a href="/-/dashboards/{SLUG}"><strong>The pipeline dashboard</strong></a>: '
+            "how far along, what may be stuck, what is failing, what it costs.</p>"
+        ),
+        "databases": {
+            db: {
+                "queries": queries,
+                "tables": {name: {"hidden": True} for name in INTERNAL_TABLES},
+            }
+        },
         "plugins": {
             "datasette-dashboards": {
                 SLUG: {
                     "title": "Pipeline",
-                    "description": "Pages written, failures, what is in flight, and the spend.",
+                    "description": "How far along, what may be stuck, what is failing, and "
+                    "what it costs; every card is a canned query of the database page.",
                     "layout": LAYOUT,
-                    "charts": _charts(config, db),
+                    "filters": {
+                        STUCK_FILTER: {
+                            "name": f"Stuck after (minutes; empty: {stuck.MINUTES:g})",
+                            "type": "number",
+                            "min": 0,
+                        }
+                    },
+                    "charts": charts(config, db),
                 }
             }
         },
@@ -197,7 +160,9 @@ def make_datasette(config: Config) -> Datasette:
     return Datasette(
         files=[str(path)],
         metadata=metadata(config, database_name(path)),
-        settings={"sql_time_limit_ms": SQL_TIME_LIMIT_MS},
+        # A live log: no answer may be reused from a cache (Datasette's default lets a browser
+        # keep each for 5 s, and a reload then shows figures older than the log).
+        settings={"sql_time_limit_ms": SQL_TIME_LIMIT_MS, "default_cache_ttl": 0},
     )
 
 

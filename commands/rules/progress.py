@@ -64,10 +64,14 @@ def rate_per_hour(written: dict[str, int], now: datetime, hours: int) -> float:
 
 def expected_finish(to_go: int, per_hour: float, now: datetime) -> tuple[str | None, float | None]:
     """When ``to_go`` pages are done at ``per_hour`` (ISO, UTC) and the hours until then; no
-    time when nothing is left (0 hours) or the rate is 0 (nothing moves: none can be told)."""
+    time when nothing is left (0 hours), the rate is 0 (nothing moves: none can be told), or the
+    time is past the calendar's last year, 9999 (ten million pages at a page a day)."""
     if to_go <= 0:
         return None, 0.0
     if per_hour <= 0:
         return None, None
     hours = to_go / per_hour
-    return (now + timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ"), round(hours, 2)
+    try:
+        return (now + timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ"), round(hours, 2)
+    except OverflowError:
+        return None, round(hours, 2)

@@ -96,6 +96,8 @@ def progress_lines(p: Progress) -> list[tuple[str, str]]:
         finish = "nothing to go" if p.known else "no pages counted yet"
     elif p.expected_finish:
         finish = f"expected finish {p.expected_finish} (in {p.hours_to_go or 0:,.1f} h)"
+    elif p.hours_to_go is not None:
+        finish = f"expected finish after the year 9999 (in {p.hours_to_go:,.0f} h at this rate)"
     else:
         finish = "no finish can be told: nothing written in the last day"
     lines.append(

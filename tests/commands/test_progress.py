@@ -42,6 +42,37 @@ def test_the_expected_finish_is_the_pages_to_go_at_the_rate() -> None:
     assert expected_finish(50, 20.0, NOW) == ("2026-12-06T12:45:00Z", 2.5)
     assert expected_finish(50, 0.0, NOW) == (None, None)  # nothing moves: no finish told
     assert expected_finish(0, 0.0, NOW) == (None, 0.0)  # nothing left
+    # ten million pages at a page a day: past the year 9999, no date (status must not crash)
+    assert expected_finish(10_000_000, 1 / 24, NOW) == (None, 240_000_000.0)
+    assert expected_finish(10**300, 1e-300, NOW)[0] is None
+
+
+def test_status_says_a_finish_past_the_year_9999_as_such() -> None:
+    from commands.cli.render import progress_text
+    from commands.rules.progress import Progress
+
+    finish, hours = expected_finish(10_000_000, 1 / 24, NOW)
+    p = Progress(
+        known=10_000_001,
+        counted_at="2026-12-06T10:00:00.000000Z",
+        written=1,
+        in_flight=0,
+        retrying=0,
+        dead_letters=0,
+        rejected_inputs=0,
+        to_go=10_000_000,
+        percent_done=0.0,
+        pages_per_hour_last_hour=0.0,
+        pages_per_hour_last_day=0.0,
+        expected_finish=finish,
+        hours_to_go=hours,
+        currency="USD",
+        spend=None,
+        wasted=None,
+        cost_to_go=None,
+        cost_basis="",
+    )
+    assert "expected finish after the year 9999 (in 240,000,000 h" in progress_text(p)[1]
 
 
 def test_the_scan_counts_pages_per_school_and_says_only_changes(tmp_path: Path) -> None:
