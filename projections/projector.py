@@ -181,18 +181,19 @@ def hint_reads(tables: Tables, records: Sequence[Recorded]) -> None:
 
 class Folded(msgspec.Struct):
     """A whole-log fold: the tables, the last sequence number, and the audit snapshots taken at
-    every multiple of ``snapshots.EVERY`` on the way."""
+    every multiple of ``snapshots.EVERY`` on the way (sequence number, bytes, digest)."""
 
     tables: MemoryTables
     last: int
-    snapshots: list[tuple[int, dict[str, list[Any]]]]
+    snapshots: list[tuple[int, bytes, str]]
 
 
 def fold(records: Iterable[Recorded], *, with_snapshots: bool = False) -> Folded:
     """Fold ``records`` into fresh in-memory tables."""
     tables = MemoryTables(SPECS)
     last = 0
-    taken: list[tuple[int, dict[str, list[Any]]]] = []
+    taken: list[tuple[int, bytes, str]] = []
+    chain = snapshots.Chain()
     handlers, every = HANDLERS, snapshots.EVERY
     with gc_paused():
         for rec in records:  # evolve(), inlined: this loop runs once per event of the log
@@ -204,7 +205,7 @@ def fold(records: Iterable[Recorded], *, with_snapshots: bool = False) -> Folded
                 fn(event, tables, rec)
             last = rec.seq
             if with_snapshots and last % every == 0:
-                taken.append((last, snapshots.view_rows(tables)))
+                taken.append(chain.take_folded(last, tables))
     return Folded(tables, last, taken)
 
 
@@ -371,8 +372,8 @@ class SqlProjector:
                     f"INSERT INTO {spec.name} VALUES ({marks})", folded.tables.rows(spec)
                 )
             conn.execute(f"DELETE FROM {snapshots.TABLE}")
-            for seq, rows in folded.snapshots:
-                snapshots.store_rows(conn, seq, rows)
+            for seq, blob, digest in folded.snapshots:
+                snapshots.store_blob(conn, seq, blob, digest)
             conn.execute(f"UPDATE {_CHECKPOINTS} SET seq = ?", (folded.last,))
 
     @staticmethod
