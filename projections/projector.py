@@ -139,6 +139,14 @@ HANDLERS: dict[type[Event], tuple[Callable[..., None], ...]] = {
 }
 
 
+def handlers(event_type: type[Event]) -> tuple[Callable[..., None], ...]:
+    """The folds of ``event_type``, in projection order (resolved once per type)."""
+    fns = HANDLERS.get(event_type)
+    if fns is None:
+        fns = HANDLERS[event_type] = _handlers(event_type)
+    return fns
+
+
 def evolve(tables: Tables, rec: Recorded) -> None:
     """Fold one recorded event into every projection, in order."""
     event = rec.event

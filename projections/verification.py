@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +29,7 @@ import msgspec
 from eventlog.connection import connect_scratch, immediate, translate_sqlite_errors
 from eventlog.store import EventStore, Recorded
 from projections import snapshots
-from projections.projector import (
-    SPECS,
-    checkpoint_of,
-    evolve,
-    gc_paused,
-    hint_reads,
-)
+from projections.projector import SPECS, checkpoint_of, gc_paused, handlers, hint_reads
 from projections.snapshot_check import SnapshotCheck
 from projections.tables import SqliteTables, TableSpec, read_rows, select_all
 
@@ -127,13 +121,30 @@ def _fold(store: EventStore, scratch: apsw.Connection, check: SnapshotCheck) -> 
     return last
 
 
+#: Per event type: its folds in projection order, each with whether it is an audit view's.
+_FOLDS: dict[type, tuple[tuple[Callable[..., None], bool], ...]] = {}
+
+
+def _folds(event_type: type) -> tuple[tuple[Callable[..., None], bool], ...]:
+    found = _FOLDS.get(event_type)
+    if found is None:
+        views = set(snapshots.view_folds(event_type))
+        found = _FOLDS[event_type] = tuple((fn, fn in views) for fn in handlers(event_type))
+    return found
+
+
 def _fold_group(scratch: apsw.Connection, group: Sequence[Recorded], check: SnapshotCheck) -> None:
+    """Fold ``group`` into ``scratch`` in one transaction: the audit views' folds through the
+    snapshot check's :class:`~projections.snapshot_check.Touches`, the others straight."""
     tables = SqliteTables(scratch)
     hint_reads(tables, group)
-    check.touches.inner = tables
+    touches = check.touches
+    touches.inner = tables
     with immediate(scratch):
         for rec in group:
-            evolve(check.touches, rec)
+            event = rec.event
+            for fn, view in _folds(type(event)):
+                fn(event, touches if view else tables, rec)
             if rec.seq == check.due:
                 check.reached(rec.seq)
         tables.flush()
