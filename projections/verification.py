@@ -34,7 +34,7 @@ from projections.snapshot_check import SnapshotCheck
 from projections.tables import SqliteTables, TableSpec, read_rows, select_all
 
 #: Events folded per scratch transaction (its rows are written once per group).
-GROUP = 20_000
+GROUP = 5_000
 
 
 class Difference(msgspec.Struct, frozen=True):
@@ -97,7 +97,11 @@ def _compare(store: EventStore, scratch: apsw.Connection) -> list[Difference]:
     if live_checkpoint != last:
         found.append(Difference("projection_checkpoints", ["seq"], [live_checkpoint], [last]))
     for spec in SPECS:
-        diff = first_difference(spec, store.rows(select_all(spec)), read_rows(scratch, spec))
+        live = store.rows(select_all(spec))
+        try:
+            diff = first_difference(spec, live, read_rows(scratch, spec))
+        finally:
+            getattr(live, "close", lambda: None)()  # a stream left behind ends before the next
         if diff is not None:
             found.append(diff)
     bad = check.finish()

@@ -21,7 +21,7 @@ from eventlog.events import (
 )
 from eventlog.store import EventStore
 from projections import differences, open_store, verify
-from tests.outside import outside_executescript
+from tests.backends import StoreFactory
 
 PAGES = 100
 
@@ -103,11 +103,12 @@ def test_the_scratch_database_is_a_file_beside_the_log_removed_afterwards(
     store.close()
 
 
-def test_verify_names_the_first_differing_row_of_each_table(tmp_path: Path) -> None:
-    db = tmp_path / "log.db"
-    store = _log(db, 3)
-    outside_executescript(
-        db,
+def test_verify_names_the_first_differing_row_of_each_table(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    for b in range(3):
+        store.append(_batch(b), actor="run:test")
+    store_factory.backend.raw_execute(
+        store_factory.location,
         "UPDATE projection_gate SET open = 1; "
         "UPDATE failure_counts SET count = 7 WHERE record_key = 'S1:School1:2020:3'; "
         "UPDATE failure_counts SET count = 8 WHERE record_key = 'S1:School1:2020:13'; "
@@ -122,4 +123,4 @@ def test_verify_names_the_first_differing_row_of_each_table(tmp_path: Path) -> N
     assert "missing from the live table" in found[0].describe()
     assert "differs: live" in found[1].describe() and ", 8, " in found[1].describe()
     assert verify(store) == found[0]
-    store.close()
+    assert store.last_seq() == 3 * len(_batch(0))  # the store still answers
