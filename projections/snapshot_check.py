@@ -160,10 +160,11 @@ class SnapshotCheck:
 
     def _same_delta(self, blob: bytes) -> bool:
         changed: dict[str, dict[Key, tuple[Any, ...] | None]] = {n: {} for n in _VIEWS}
-        for view, key, row in snapshots._changes(blob):
-            if key in changed[view]:
-                return False  # a key named twice: not a delta this module writes
-            changed[view][key] = row
+        for view, pairs in snapshots.changes(blob):
+            for key, row in pairs:
+                if key in changed[view]:
+                    return False  # a key named twice: not a delta this module writes
+                changed[view][key] = row
         for spec in VIEW_SPECS:
             before, mine = self.touches.before[spec.name], changed[spec.name]
             for key in before.keys() | mine.keys():

@@ -161,47 +161,59 @@ def base_of(blob: bytes) -> int | None:
 def key_of(name: str, row: tuple[Any, ...]) -> Key:
     """The primary key of a view's row; ``ValueError`` for a table that is not a view, or a row
     too short to hold its key."""
+    return _keyed(name, [row])[0][0]
+
+
+def _keyed(name: str, rows: Iterable[Any]) -> list[tuple[Key, tuple[Any, ...]]]:
+    """(key, row as a tuple) for rows of the view ``name``; ``ValueError`` for a table that is
+    not a view, or a row too short to hold its key."""
     columns = _KEY_COLUMNS.get(name)
     if columns is None:
         raise ValueError(f"a snapshot names no view {name!r}")
-    if len(row) <= max(columns):
-        raise ValueError(f"a snapshot holds a short row of {name}: {row!r}")
-    return tuple(row[i] for i in columns)
+    need = max(columns)
+    out = []
+    for values in rows:
+        row = tuple(values)
+        if len(row) <= need:
+            raise ValueError(f"a snapshot holds a short row of {name}: {row!r}")
+        out.append((tuple([row[i] for i in columns]), row))
+    return out
 
 
 def empty() -> State:
     return {spec.name: {} for spec in VIEW_SPECS}
 
 
-def _changes(blob: bytes) -> Iterator[tuple[str, Key, tuple[Any, ...] | None]]:
-    """(view, key, row) for each row a snapshot holds; row None for a key a delta drops."""
+def changes(blob: bytes) -> Iterator[tuple[str, list[tuple[Key, tuple[Any, ...] | None]]]]:
+    """(view, [(key, row), ...]) for each frame of rows a snapshot holds; row None for a key a
+    delta drops."""
     for name, rows in frames(blob):
         if name == DELTA:
             continue
-        if name.startswith(GONE):
-            view = name[len(GONE) :]
-            for key in rows:
-                if len(key) != len(_KEY_COLUMNS.get(view, ())):
-                    raise ValueError(f"a snapshot drops a malformed key of {view!r}: {key!r}")
-                yield view, tuple(key), None
+        if not name.startswith(GONE):
+            yield name, list(_keyed(name, rows))
             continue
-        for values in rows:
-            row = tuple(values)
-            yield name, key_of(name, row), row
+        view = name[len(GONE) :]
+        width = len(_KEY_COLUMNS.get(view, ()))
+        if not width or any(len(key) != width for key in rows):
+            raise ValueError(f"a snapshot drops malformed keys of {view!r}")
+        yield view, [(tuple(key), None) for key in rows]
 
 
 def apply(state: State, blob: bytes) -> None:
     """Apply a snapshot to ``state`` in place: a full one's rows (``state`` starts empty), or a
     delta's changes, all read before any is applied (a delta that does not decode changes
     nothing). Raises one of :data:`UNREADABLE`."""
-    changes = _changes(blob)
+    found = changes(blob)
     if base_of(blob) is not None:
-        changes = iter(list(changes))
-    for view, key, row in changes:
-        if row is None:
-            state[view].pop(key, None)
-        else:
-            state[view][key] = row
+        found = iter(list(found))
+    for view, pairs in found:
+        table = state[view]
+        for key, row in pairs:
+            if row is None:
+                table.pop(key, None)
+            else:
+                table[key] = row
 
 
 def _full_frames(state: State) -> Iterator[tuple[str, Iterable[Any]]]:
