@@ -119,6 +119,50 @@ def connect(
     return conn
 
 
+#: The page cache of a scratch database, in KiB: what a scratch fold keeps in memory at most,
+#: whatever the size of the log it folds. https://www.sqlite.org/pragma.html#pragma_cache_size
+SCRATCH_CACHE_KIB = 65_536
+
+
+def setting_no_journal(conn: apsw.Connection) -> None:
+    """No rollback journal: a scratch database is thrown away, never recovered.
+    https://www.sqlite.org/pragma.html#pragma_journal_mode"""
+    if str(conn.pragma("journal_mode", "off")).lower() != "off":
+        raise DatabaseError("PRAGMA journal_mode=OFF did not take effect")
+
+
+def setting_no_sync(conn: apsw.Connection) -> None:
+    """No fsync: nothing in a scratch database has to survive a crash.
+    https://www.sqlite.org/pragma.html#pragma_synchronous"""
+    conn.pragma("synchronous", "OFF")
+    if conn.pragma("synchronous") != 0:
+        raise DatabaseError("PRAGMA synchronous=OFF did not take effect")
+
+
+def setting_cache_size(conn: apsw.Connection, kib: int) -> None:
+    """The page cache's bound, in KiB (a negative ``cache_size`` is KiB, a positive pages).
+    https://www.sqlite.org/pragma.html#pragma_cache_size"""
+    conn.pragma("cache_size", -kib)
+    if conn.pragma("cache_size") != -kib:
+        raise DatabaseError(f"PRAGMA cache_size=-{kib} did not take effect")
+
+
+def connect_scratch(path: Path) -> apsw.Connection:
+    """Create a throwaway database at ``path`` (a new file, for one process): no journal, no
+    fsync, and a page cache of :data:`SCRATCH_CACHE_KIB`, so what it holds lives on disk
+    rather than in memory. For work rebuilt from the log and thrown away (``verify``)."""
+    conn = apsw.Connection(str(path))
+    try:
+        setting_no_dqs(conn)
+        setting_no_journal(conn)
+        setting_no_sync(conn)
+        setting_cache_size(conn, SCRATCH_CACHE_KIB)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def apply_settings(conn: apsw.Connection) -> None:
     """WAL, ``synchronous``, foreign keys: each applied and read back."""
     setting_wal(conn)

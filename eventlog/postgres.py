@@ -102,13 +102,43 @@ CREATE TABLE meta (
 );
 """
 
-MIGRATIONS = {1: _V1}
+#: A record's history by index (:mod:`eventlog.record_index`), as in SQLite's schema 2.
+_V2 = """
+CREATE INDEX events_by_stream ON events (stream, seq);
+
+CREATE TABLE event_record_keys (
+    record_key TEXT   COLLATE "C" NOT NULL,
+    seq        BIGINT NOT NULL,
+    PRIMARY KEY (record_key, seq)
+);
+
+CREATE TRIGGER event_record_keys_refuse BEFORE UPDATE OR DELETE OR TRUNCATE ON event_record_keys
+FOR EACH STATEMENT EXECUTE FUNCTION gb_events_refuse();
+
+INSERT INTO event_record_keys (record_key, seq)
+SELECT k, e.seq FROM events e, jsonb_array_elements_text(e.payload::jsonb -> 'record_keys') k
+WHERE strpos(e.payload, '"record_keys":') > 0 AND k <> e.stream
+ON CONFLICT DO NOTHING;
+
+INSERT INTO event_record_keys (record_key, seq)
+SELECT payload::jsonb ->> 'record_key', seq FROM events
+WHERE strpos(payload, '"record_key":') > 0 AND payload::jsonb -> 'record_keys' IS NULL
+AND payload::jsonb ->> 'record_key' <> stream
+ON CONFLICT DO NOTHING;
+"""
+
+MIGRATIONS = {1: _V1, 2: _V2}
 
 #: The events of a group in one statement: each column an array (binary), unnested in order.
 _INSERT_UNNESTED = (
     f"INSERT INTO events ({EVENT_COLUMNS}) SELECT * FROM unnest(%b::bigint[], %b::text[], "
     "%b::text[], %b::text[], %b::text[], %b::int[], %b::text[], %b::text[]) "
     f"AS r ({EVENT_COLUMNS}) ORDER BY seq"
+)
+#: Their ``event_record_keys`` rows, the same way.
+_INSERT_KEYS_UNNESTED = (
+    "INSERT INTO event_record_keys (record_key, seq) SELECT * FROM "
+    "unnest(%b::text[], %b::bigint[]) ON CONFLICT DO NOTHING"
 )
 
 
@@ -366,17 +396,21 @@ class PostgresEventStore(EventStore):
                 f"SET idle_in_transaction_session_timeout = {max(1, int(seconds * 1000))}"
             )
 
-    def _insert_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
+    def _insert_rows(
+        self, rows: Sequence[tuple[Any, ...]], keys: Sequence[tuple[str, int]] = ()
+    ) -> None:
         """One statement for the whole group: each column sent as an array (binary) and
         unnested by the server in sequence order, so the row trigger that admits only the next
         sequence number sees each row after the one before (a row-level BEFORE trigger sees the
         rows its own statement inserted before). A pipelined ``executemany`` costs the server a
-        statement a row."""
-        if len(rows) == 1:  # a plain statement, not executemany's pipeline (see flush)
-            self._conn.execute(INSERT_EVENT, rows[0])
-            return
+        statement a row. Their ``event_record_keys`` rows are one more statement."""
         with self._conn.raw.cursor() as cur:
-            cur.execute(_INSERT_UNNESTED, by_column(rows))
+            if len(rows) == 1:  # a plain statement, not executemany's pipeline (see flush)
+                self._conn.execute(INSERT_EVENT, rows[0])
+            else:
+                cur.execute(_INSERT_UNNESTED, by_column(rows))
+            if keys:
+                cur.execute(_INSERT_KEYS_UNNESTED, by_column(keys))
 
     def has_table(self, name: str) -> bool:
         return self.query_one("SELECT to_regclass(?)", (name,)) not in (None, (None,))
@@ -385,7 +419,7 @@ class PostgresEventStore(EventStore):
         """Drop the log's tables (``events``, ``meta`` and ``tables``, the projections') in one
         transaction holding the write lock: the database is empty of this log afterwards. Only
         the tables' owner may; ``nuke`` calls it after a verified backup."""
-        names = ["events", "meta", *tables]
+        names = ["events", "event_record_keys", "meta", *tables]
         for name in names:
             if not name.isidentifier():
                 raise ValueError(f"not a table name: {name!r}")

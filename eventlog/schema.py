@@ -53,6 +53,36 @@ CREATE TABLE meta (
 ) STRICT;
 """
 
+#: A record's history is an index lookup (``replay.py --record``, the dashboard's record history):
+#: the events of a stream by ``events_by_stream``, and the events that name a record only in a
+#: list (a batch's ``record_keys``, a reset's) by ``event_record_keys``, one row per key an event
+#: names other than its own stream. Written with the events, append-only like them; the
+#: backfill reads each such event's payload once.
+_V2 = f"""
+CREATE INDEX events_by_stream ON events (stream, seq);
+
+CREATE TABLE event_record_keys (
+    record_key TEXT    NOT NULL,
+    seq        INTEGER NOT NULL,
+    PRIMARY KEY (record_key, seq)
+) STRICT, WITHOUT ROWID;
+
+CREATE TRIGGER event_record_keys_refuse_update BEFORE UPDATE ON event_record_keys
+BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY_MESSAGE}'); END;
+
+CREATE TRIGGER event_record_keys_refuse_delete BEFORE DELETE ON event_record_keys
+BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY_MESSAGE}'); END;
+
+INSERT OR IGNORE INTO event_record_keys (record_key, seq)
+SELECT k.value, e.seq FROM events e, json_each(e.payload, '$.record_keys') k
+WHERE instr(e.payload, '"record_keys":') > 0 AND k.value <> e.stream;
+
+INSERT OR IGNORE INTO event_record_keys (record_key, seq)
+SELECT json_extract(payload, '$.record_key'), seq FROM events
+WHERE instr(payload, '"record_key":') > 0 AND json_type(payload, '$.record_keys') IS NULL
+AND json_extract(payload, '$.record_key') <> stream;
+"""
+
 Migration = Callable[[apsw.Connection], None]
 
 
@@ -61,8 +91,12 @@ def _migrate_to_1(conn: apsw.Connection) -> None:
     conn.pragma("application_id", APPLICATION_ID)
 
 
+def _migrate_to_2(conn: apsw.Connection) -> None:
+    conn.execute(_V2)
+
+
 #: version -> the migration that produces it from version - 1.
-MIGRATIONS: dict[int, Migration] = {1: _migrate_to_1}
+MIGRATIONS: dict[int, Migration] = {1: _migrate_to_1, 2: _migrate_to_2}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

@@ -47,6 +47,7 @@ from eventlog.connection import (
 )
 from eventlog.errors import DatabaseError, NotAnEventLog
 from eventlog.events import REGISTRY, Event, EventRegistry
+from eventlog.record_index import INSERT_KEY, keys_named_elsewhere
 from eventlog.schema import SCHEMA_VERSION, check_schema, migrate
 from eventlog.timestamps import format_ts
 
@@ -132,6 +133,7 @@ class Writer:
         ts = max(format_ts(store.clock()), self._last_ts)
         seq, prev = self.last_seq, self._last_hash
         rows: list[tuple[int, str, str, str, str, int, str, str]] = []
+        keys: list[tuple[str, int]] = []
         recorded: list[Recorded] = []
         encode, type_info, sha256 = store.registry.encode, store.registry.type_info, _sha256
         tail = f"\x1f{actor}\x1f"
@@ -146,8 +148,9 @@ class Writer:
             payload = raw.decode()
             rows.append((seq, ts, type_, stream, actor, version, payload, prev))
             recorded.append(Recorded(seq, ts, type_, stream, actor, version, event, prev))
+            keys.extend((key, seq) for key in keys_named_elsewhere(event, stream))
         with store._errors():
-            store._insert_rows(rows)
+            store._insert_rows(rows, keys)
             if store.projector is not None:
                 store.projector.apply(self.conn, recorded)
         self.last_seq, self._last_ts, self._last_hash = seq, ts, prev
@@ -165,15 +168,17 @@ class Writer:
         decode = self.store.registry.decode
         seq, prev = self.last_seq, self._last_hash
         recorded: list[Recorded] = []
+        keys: list[tuple[str, int]] = []
         for r in rows:
             want = chain_hash(prev, r.seq, r.ts, r.type, r.stream, r.actor, r.version, r.payload)
             if r.seq != seq + 1 or want != r.hash:
                 raise ValueError(f"event {r.seq} does not continue the log at event {seq}")
             ev = decode(r.type, r.version, r.payload, r.seq)
             recorded.append(Recorded(r.seq, r.ts, r.type, r.stream, r.actor, r.version, ev, r.hash))
+            keys.extend((key, r.seq) for key in keys_named_elsewhere(ev, r.stream))
             seq, prev = r.seq, r.hash
         with self.store._errors():
-            self.store._insert_rows([tuple(msgspec.structs.astuple(r)) for r in rows])
+            self.store._insert_rows([tuple(msgspec.structs.astuple(r)) for r in rows], keys)
             if self.store.projector is not None:
                 self.store.projector.apply(self.conn, recorded)
         self.last_seq, self._last_ts, self._last_hash = seq, rows[-1].ts, prev
@@ -295,9 +300,14 @@ class EventStore:
         stopped process keeps the file's write lock until it resumes or dies (the others wait
         their busy timeout, then skip a cycle)."""
 
-    def _insert_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Insert encoded event rows (inside the write transaction, in sequence order)."""
+    def _insert_rows(
+        self, rows: Sequence[tuple[Any, ...]], keys: Sequence[tuple[str, int]] = ()
+    ) -> None:
+        """Insert encoded event rows (inside the write transaction, in sequence order) and their
+        ``event_record_keys`` rows (:mod:`eventlog.record_index`)."""
         self._conn.executemany(INSERT_EVENT, rows)
+        if keys:
+            self._conn.executemany(INSERT_KEY, keys)
 
     def has_table(self, name: str) -> bool:
         """Whether the database holds a table ``name`` (read-only)."""

@@ -21,16 +21,14 @@ from projections.projector import (
     PROJECTOR,
     SPECS,
     TABLE_NAMES,
-    Difference,
     evolve,
-    first_difference,
     fold,
     memory_rows,
     rebuild,
     snapshot_rows,
-    verify,
 )
 from projections.tables import MemoryTables, PostgresTables, SqliteTables, Tables, TableSpec
+from projections.verification import Difference, differences, first_difference, verify
 
 __all__ = [
     "PROJECTIONS",
@@ -43,6 +41,7 @@ __all__ = [
     "SqliteTables",
     "TableSpec",
     "Tables",
+    "differences",
     "evolve",
     "first_difference",
     "fold",

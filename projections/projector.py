@@ -12,8 +12,9 @@ One projector for both backends: the connection's ``dialect`` (``sqlite``, or ``
 for :mod:`eventlog.postgres`) picks the DDL, the refusing triggers (SQLite ``RAISE(ABORT)``;
 PostgreSQL a statement-level plpgsql trigger, TRUNCATE included), the row store
 (:class:`SqliteTables` or :class:`PostgresTables`) and the bulk load of a rebuild (``COPY`` on
-PostgreSQL). The gate, the checkpoints and the scratch database of :func:`verify` (SQLite in
-memory, compared row for row with either backend's live tables) are the same.
+PostgreSQL). The gate and the checkpoints are the same; so is ``verify``
+(:mod:`projections.verification`: a scratch SQLite database on disk, compared row for row with
+either backend's live tables).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-import apsw
 import msgspec
 
 from eventlog import crashpoints
@@ -64,7 +64,6 @@ from projections.tables import (
     SqliteTables,
     Tables,
     TableSpec,
-    read_rows,
     select_all,
 )
 
@@ -124,6 +123,11 @@ def _checkpoint(row: tuple[Any, ...] | None) -> int:
     return (row[0] if row else 0) or 0
 
 
+def checkpoint_of(store: EventStore) -> int:
+    """The last sequence number every projection has folded (read-only)."""
+    return _checkpoint(store.query_one(_CHECKPOINT_SQL))
+
+
 def _handlers(event_type: type[Event]) -> tuple[Callable[..., None], ...]:
     """The folds that do something with ``event_type``, in projection order (each projection's
     ``apply`` is a singledispatch whose default does nothing)."""
@@ -139,6 +143,14 @@ def _handlers(event_type: type[Event]) -> tuple[Callable[..., None], ...]:
 HANDLERS: dict[type[Event], tuple[Callable[..., None], ...]] = {
     t: _handlers(t) for t in ALL_EVENT_TYPES
 }
+
+
+def handlers(event_type: type[Event]) -> tuple[Callable[..., None], ...]:
+    """The folds of ``event_type``, in projection order (resolved once per type)."""
+    fns = HANDLERS.get(event_type)
+    if fns is None:
+        fns = HANDLERS[event_type] = _handlers(event_type)
+    return fns
 
 
 def evolve(tables: Tables, rec: Recorded) -> None:
@@ -187,18 +199,19 @@ def hint_reads(tables: Tables, records: Sequence[Recorded]) -> None:
 
 class Folded(msgspec.Struct):
     """A whole-log fold: the tables, the last sequence number, and the audit snapshots taken at
-    every multiple of ``snapshots.EVERY`` on the way."""
+    every multiple of ``snapshots.EVERY`` on the way (sequence number, bytes, digest)."""
 
     tables: MemoryTables
     last: int
-    snapshots: list[tuple[int, dict[str, list[Any]]]]
+    snapshots: list[tuple[int, bytes, str]]
 
 
 def fold(records: Iterable[Recorded], *, with_snapshots: bool = False) -> Folded:
     """Fold ``records`` into fresh in-memory tables."""
     tables = MemoryTables(SPECS)
     last = 0
-    taken: list[tuple[int, dict[str, list[Any]]]] = []
+    taken: list[tuple[int, bytes, str]] = []
+    chain = snapshots.Chain()
     handlers, every = HANDLERS, snapshots.EVERY
     with gc_paused():
         for rec in records:  # evolve(), inlined: this loop runs once per event of the log
@@ -210,27 +223,8 @@ def fold(records: Iterable[Recorded], *, with_snapshots: bool = False) -> Folded
                 fn(event, tables, rec)
             last = rec.seq
             if with_snapshots and last % every == 0:
-                taken.append((last, snapshots.view_rows(tables)))
+                taken.append(chain.take_folded(last, tables))
     return Folded(tables, last, taken)
-
-
-class Difference(msgspec.Struct, frozen=True):
-    """The first place where live projection rows and rebuilt ones disagree."""
-
-    table: str
-    key: list[Any]
-    live: list[Any] | None
-    rebuilt: list[Any] | None
-
-    def describe(self) -> str:
-        if self.live is None:
-            return (
-                f"{self.table}: row {self.key} is missing from the live table (rebuilt: "
-                f"{self.rebuilt})"
-            )
-        if self.rebuilt is None:
-            return f"{self.table}: live row {self.key} should not exist (live: {self.live})"
-        return f"{self.table}: row {self.key} differs: live {self.live} != rebuilt {self.rebuilt}"
 
 
 def _dialect(conn: Any) -> str:
@@ -377,8 +371,8 @@ class SqlProjector:
                     f"INSERT INTO {spec.name} VALUES ({marks})", folded.tables.rows(spec)
                 )
             conn.execute(f"DELETE FROM {snapshots.TABLE}")
-            for seq, rows in folded.snapshots:
-                snapshots.store_rows(conn, seq, rows)
+            for seq, blob, digest in folded.snapshots:
+                snapshots.store_blob(conn, seq, blob, digest)
             conn.execute(f"UPDATE {_CHECKPOINTS} SET seq = ?", (folded.last,))
 
     @staticmethod
@@ -406,55 +400,6 @@ def rebuild(store: EventStore) -> int:
         folded = fold(store.read(), with_snapshots=True)
         PROJECTOR.load(w.conn, folded)
     return folded.last
-
-
-def verify(store: EventStore) -> Difference | None:
-    """Rebuild into a scratch in-memory database and compare it row for row with the live tables.
-
-    Read-only: one read transaction gives a consistent snapshot of log and tables, so a run
-    appending meanwhile cannot cause a false difference. Returns the first difference or None.
-    """
-    with store.snapshot():
-        folded = fold(store.read())
-        tables, last = folded.tables, folded.last
-        scratch = apsw.Connection(":memory:")
-        for spec in SPECS:
-            scratch.execute(spec.ddl())
-            marks = ", ".join("?" for _ in spec.columns)
-            scratch.executemany(f"INSERT INTO {spec.name} VALUES ({marks})", tables.rows(spec))
-        live_checkpoint = _checkpoint(store.query_one(_CHECKPOINT_SQL))
-        if live_checkpoint != last:
-            return Difference(_CHECKPOINTS, ["seq"], [live_checkpoint], [last])
-        for spec in SPECS:
-            diff = first_difference(spec, store.rows(select_all(spec)), read_rows(scratch, spec))
-            if diff is not None:
-                return diff
-        bad = snapshots.verify(store)
-        if bad is not None:
-            return Difference(snapshots.TABLE, [bad.seq], [bad.reason], None)
-    return None
-
-
-def first_difference(
-    spec: TableSpec, live: Iterable[tuple[Any, ...]], rebuilt: Iterable[tuple[Any, ...]]
-) -> Difference | None:
-    """Merge two primary-key-ordered row streams and return where they first disagree."""
-    pk_index = [spec.columns.index(c) for c in spec.pk]
-
-    def key(row: tuple[Any, ...]) -> list[Any]:
-        return [row[i] for i in pk_index]
-
-    live_it, rebuilt_it = iter(live), iter(rebuilt)
-    a, b = next(live_it, None), next(rebuilt_it, None)
-    while a is not None or b is not None:
-        if a is None or (b is not None and key(b) < key(a)):
-            return Difference(spec.name, key(b), None, list(b))  # type: ignore[arg-type]
-        if b is None or key(a) < key(b):
-            return Difference(spec.name, key(a), list(a), None)
-        if tuple(a) != tuple(b):
-            return Difference(spec.name, key(a), list(a), list(b))
-        a, b = next(live_it, None), next(rebuilt_it, None)
-    return None
 
 
 def snapshot_rows(store: EventStore) -> dict[str, list[tuple[Any, ...]]]:

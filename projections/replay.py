@@ -6,14 +6,15 @@ and nothing is written. ``replay.py`` is a thin shell over these functions.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
 from eventlog.errors import ReplayRangeError
-from eventlog.events import record_keys_of
-from eventlog.store import EventStore
+from eventlog.events import Event, record_keys_of
+from eventlog.store import EVENT_COLUMNS, EventStore, RawRow
 from eventlog.timestamps import format_ts
 from projections.projector import fold
 from projections.snapshots import AUDIT_VIEWS, replay_views
@@ -93,21 +94,59 @@ class HistoryEntry(msgspec.Struct, frozen=True):
     event: dict[str, Any]
 
 
+#: A record's own events (its stream) and those that name it in a list, up to a sequence
+#: number: lookups in ``events_by_stream`` and ``event_record_keys`` (``eventlog.record_index``).
+RECORD_SQL = (
+    f"SELECT {EVENT_COLUMNS} FROM events WHERE seq IN "
+    "(SELECT seq FROM events WHERE stream = ? UNION "
+    "SELECT seq FROM event_record_keys WHERE record_key = ?) AND seq <= ? ORDER BY seq"
+)
+
+
+def streams_sql(n: int) -> str:
+    """The events of ``n`` streams (``?`` each, then the last sequence number), in order."""
+    marks = ", ".join("?" for _ in range(n))
+    return f"SELECT {EVENT_COLUMNS} FROM events WHERE stream IN ({marks}) AND seq <= ? ORDER BY seq"
+
+
 def record_history(store: EventStore, key: str, until_seq: int) -> list[HistoryEntry]:
-    """Every event up to ``until_seq`` that names ``key`` or concerns a batch that held it."""
+    """Every event up to ``until_seq`` that names ``key`` or concerns a batch that held it
+    (from the event that put it there on). Read-only; index lookups, whatever the log's length:
+    the record's own events and those listing it, then the events of the batches they name."""
+    named = [RawRow(*r) for r in store.query(RECORD_SQL, (key, key, until_seq))]
+    decode = store.registry.decode
+    batches: set[str] = set()
+    for raw in named:
+        event = decode(raw.type, raw.version, raw.payload, raw.seq)
+        if key in record_keys_of(event):
+            batches.update(_batch_streams(event))
+    seen = {raw.seq for raw in named}
+    wanted = sorted(batches)
+    for i in range(0, len(wanted), 500):
+        part = wanted[i : i + 500]
+        for row in store.query(streams_sql(len(part)), (*part, until_seq)):
+            if row[0] not in seen:
+                seen.add(row[0])
+                named.append(RawRow(*row))
+    return _history(sorted(named, key=lambda r: r.seq), key, decode)
+
+
+def _batch_streams(event: Event) -> list[str]:
+    """The batch streams (id, display name) an event that names a record puts it in."""
+    return [v for v in (getattr(event, a, None) for a in ("batch_id", "display_name")) if v]
+
+
+def _history(raws: Iterable[RawRow], key: str, decode: Any) -> list[HistoryEntry]:
+    """The entries of ``raws`` (in sequence order) that name ``key``, or belong to a batch that
+    an earlier entry put it in."""
     batches: set[str] = set()
     out: list[HistoryEntry] = []
-    decode = store.registry.decode
-    for raw in store.read_raw(until_seq=until_seq):
+    for raw in raws:
         if key not in raw.payload and raw.stream not in batches:
             continue
         event = decode(raw.type, raw.version, raw.payload, raw.seq)
-        names_key = key in record_keys_of(event)
-        if names_key:
-            for attr in ("batch_id", "display_name"):
-                value = getattr(event, attr, None)
-                if value:
-                    batches.add(value)
+        if key in record_keys_of(event):
+            batches.update(_batch_streams(event))
         elif raw.stream not in batches:
             continue
         data = msgspec.to_builtins(event)

@@ -52,7 +52,13 @@ SQL_TIME_LIMIT_MS = 5000
 
 #: Tables of the database's own bookkeeping, hidden from Datasette's home and database pages
 #: (still served to whoever asks for them by name).
-INTERNAL_TABLES = ("meta", "projection_checkpoints", "projection_gate", "replay_snapshots")
+INTERNAL_TABLES = (
+    "event_record_keys",  # the log's index of the keys an event lists (a record's history)
+    "meta",
+    "projection_checkpoints",
+    "projection_gate",
+    "replay_snapshots",
+)
 
 
 def pricing_of(config: Config) -> Pricing:

@@ -58,5 +58,15 @@ def test_rebuild_verify_is_clean_then_names_a_sneaked_change(populated: Path) ->
     assert result.exit_code == 1
     assert "failure_counts: row ['Texas:Alamo:2021:1'] differs" in result.output
     assert file_digest(populated) == before  # --verify changes nothing
+    conn = sqlite3.connect(populated)
+    conn.executescript(
+        "UPDATE projection_gate SET open = 1; DELETE FROM record_status; "
+        "UPDATE projection_gate SET open = 0;"
+    )
+    conn.close()
+    result = invoke(populated, "rebuild-projections", "--verify")
+    assert result.exit_code == 1 and "(and 1 more, above)" in result.output
+    assert "also differs: failure_counts: row" in result.output  # each table's first row
+    assert "differ from the log: record_status: row" in result.output
     assert invoke(populated, "rebuild-projections").exit_code == 0
     assert invoke(populated, "rebuild-projections", "--verify").exit_code == 0
