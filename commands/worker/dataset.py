@@ -9,7 +9,6 @@ raises on bad input: each problem comes back with its path and reason.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from pathlib import Path
@@ -213,29 +212,17 @@ def _cut_now(
 
 def pdf_page_problem(path: str) -> str | None:
     """Why the PDF at ``path`` cannot go as one page (None if it can): damaged, encrypted,
-    empty, or more than one page (a page file is one page; a document goes as ``<Year>.pdf``).
-    Reads the whole file (pypdf: its cross-reference table and page tree) once per version of
-    it in a process: the scan and the submission ask again."""
+    empty, or not one page (a page file is one page; a document goes as ``<Year>.pdf``). Read
+    once per version of the file in a process (:func:`commands.worker.documents.facts`): the
+    scan and the submission ask again."""
     stamp = file_stamp(path)
     if stamp is None:
         return "cannot read: it is gone"
-    return _pdf_page_problem(path, stamp)
-
-
-@functools.lru_cache(maxsize=4096)
-def _pdf_page_problem(path: str, stamp: Stamp) -> str | None:
-    from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
-
-    try:
-        reader = PdfReader(path, strict=True)
-        if reader.is_encrypted:
-            return "an encrypted PDF (it cannot be read without its password)"
-        pages = len(reader.pages)
-    except (PyPdfError, OSError, ValueError, KeyError, TypeError, RecursionError) as e:
-        return f"a damaged PDF ({type(e).__name__}: {str(e)[:120]})"
-    if pages != 1:
-        return f"a PDF page file must hold exactly one page (it has {pages})"
+    found = documents.facts(path, stamp)
+    if isinstance(found, str):
+        return found
+    if found.pages != 1:
+        return f"a PDF page file must hold exactly one page (it has {found.pages})"
     return None
 
 

@@ -59,13 +59,20 @@ def split_locator(path: str) -> tuple[str, int]:
 
 
 def facts(path: str, stamp: tuple[int, int]) -> Facts | str:
-    """The document at ``path`` as of ``stamp``: its :class:`Facts`, or why it cannot go
-    (empty, too big, not a PDF, damaged, encrypted, no pages). Read once per version."""
+    """The PDF at ``path`` as of ``stamp``: its :class:`Facts`, or why it cannot go (empty, too
+    big, not a PDF, damaged, encrypted, no pages, changed since ``stamp``). Read and parsed
+    once per version (the parse stays for the cuts that follow; the facts for every scan)."""
     return _facts(path, tuple(stamp))
 
 
 @functools.lru_cache(maxsize=65536)
 def _facts(path: str, stamp: tuple[int, int]) -> Facts | str:
+    reader = _reader(path, stamp)
+    return reader if isinstance(reader, str) else reader.facts
+
+
+@functools.lru_cache(maxsize=READERS)
+def _reader(path: str, stamp: tuple[int, int]) -> _Reader | str:
     size = stamp[0]
     if size == 0:
         return "empty file (0 bytes)"
@@ -73,18 +80,15 @@ def _facts(path: str, stamp: tuple[int, int]) -> Facts | str:
         return f"a PDF document over {MAX_DOCUMENT_BYTES} bytes ({size}): split it into documents"
     try:
         with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
             data = fh.read()
     except OSError as e:
         return f"cannot read: {e.strerror or e}"
+    if (st.st_size, st.st_mtime_ns) != stamp:
+        return "the document changed since it was checked"
     if not data.startswith(b"%PDF-"):
         return "not a PDF document (its bytes do not match)"
-    reader = _parse(data)
-    if isinstance(reader, str):
-        return reader
-    pages = len(reader.pages)
-    if pages == 0:
-        return "a PDF document with no pages"
-    return Facts(pages, hashlib.sha256(data).hexdigest())
+    return _parse(data)
 
 
 def _parse(data: bytes) -> _Reader | str:
@@ -95,17 +99,21 @@ def _parse(data: bytes) -> _Reader | str:
         reader = PdfReader(io.BytesIO(data), strict=True)
         if reader.is_encrypted:
             return "an encrypted PDF (it cannot be read without its password)"
-        len(reader.pages)  # the page tree read now: a damaged one says so here
+        pages = len(reader.pages)  # the page tree read now: a damaged one says so here
     except (PyPdfError, *_DAMAGED) as e:
         return f"a damaged PDF ({type(e).__name__}: {str(e)[:120]})"
-    return _Reader(reader)
+    if pages == 0:
+        return "a PDF document with no pages"
+    return _Reader(reader, Facts(pages, hashlib.sha256(data).hexdigest()))
 
 
 class _Reader:
-    """A parsed document and the lock its cuts take (pypdf's objects are not thread-safe)."""
+    """A parsed document, its facts, and the lock its cuts take (pypdf's objects are not
+    thread-safe)."""
 
-    def __init__(self, reader: PdfReader) -> None:
+    def __init__(self, reader: PdfReader, facts: Facts) -> None:
         self.reader = reader
+        self.facts = facts
         self.lock = threading.Lock()
 
     @property
@@ -130,16 +138,3 @@ def cut(path: str, stamp: tuple[int, int], page: int) -> bytes:
         out = io.BytesIO()
         writer.write(out)
     return out.getvalue()
-
-
-@functools.lru_cache(maxsize=READERS)
-def _reader(path: str, stamp: tuple[int, int]) -> _Reader | str:
-    found = _facts(path, stamp)
-    if isinstance(found, str):
-        return found
-    with open(path, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        data = fh.read()
-    if (st.st_size, st.st_mtime_ns) != stamp:
-        return "the document changed since it was checked"
-    return _parse(data)
