@@ -13,7 +13,7 @@ from functools import singledispatch
 import msgspec
 
 from eventlog.events import DocumentSeen, Event
-from eventlog.store import Recorded
+from eventlog.store import EventStore, Recorded
 from projections.tables import Tables, TableSpec
 
 
@@ -51,3 +51,30 @@ def _(e: DocumentSeen, t: Tables, rec: Recorded) -> None:
     else:
         changed = ("", 0, "")
     t.put(SPEC, Document(e.path, e.sha256, e.pages, rec.seq, rec.ts, *changed))
+
+
+# --- reads ---
+
+
+def document_hashes(store: EventStore) -> dict[str, str]:
+    """Every PDF document as last read: path -> SHA-256."""
+    return dict(store.query("SELECT path, sha256 FROM documents"))
+
+
+class ChangedDocument(msgspec.Struct, frozen=True):
+    """A document found changed after some of its pages were written."""
+
+    path: str
+    sha256: str
+    changed_from_sha256: str
+    pages_written: int
+    changed_at: str
+
+
+def changed_documents(store: EventStore) -> list[ChangedDocument]:
+    """The documents changed under written pages, most recent change first."""
+    rows = store.query(
+        "SELECT path, sha256, changed_from_sha256, changed_pages_written, changed_at "
+        "FROM documents WHERE changed_pages_written > 0 ORDER BY changed_at DESC, path"
+    )
+    return [ChangedDocument(*row) for row in rows]

@@ -62,7 +62,6 @@ __all__ = [
     "FAILURE_SUMMARY_SQL",
     "IN_CHUNK",
     "STATUS_COUNTS_SQL",
-    "ChangedDocument",
     "FailureGroup",
     "ProjectLoad",
     "ReusableImage",
@@ -72,7 +71,6 @@ __all__ = [
     "abandoned_batches",
     "active_batches",
     "batch_held_record",
-    "changed_documents",
     "count_events",
     "count_held_records",
     "count_in_flight",
@@ -82,7 +80,6 @@ __all__ = [
     "create_refusals_of",
     "dead_letter_keys",
     "deferred_to_check",
-    "document_hashes",
     "failing_by_count",
     "failure_count_of",
     "failure_counts",
@@ -599,30 +596,6 @@ def dead_letter_keys(store: EventStore) -> set[str]:
 def rejected_inputs(store: EventStore) -> dict[str, str]:
     """Every input refused by the scanner: path -> reason."""
     return dict(store.query("SELECT path, reason FROM rejected_inputs"))
-
-
-def document_hashes(store: EventStore) -> dict[str, str]:
-    """Every PDF document as last read: path -> SHA-256."""
-    return dict(store.query("SELECT path, sha256 FROM documents"))
-
-
-class ChangedDocument(msgspec.Struct, frozen=True):
-    """A document found changed after some of its pages were written."""
-
-    path: str
-    sha256: str
-    changed_from_sha256: str
-    pages_written: int
-    changed_at: str
-
-
-def changed_documents(store: EventStore) -> list[ChangedDocument]:
-    """The documents changed under written pages, most recent change first."""
-    rows = store.query(
-        "SELECT path, sha256, changed_from_sha256, changed_pages_written, changed_at "
-        "FROM documents WHERE changed_pages_written > 0 ORDER BY changed_at DESC, path"
-    )
-    return [ChangedDocument(*row) for row in rows]
 
 
 # --- failure logs --------------------------------------------------------------------------------

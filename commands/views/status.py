@@ -20,7 +20,7 @@ from commands.worker.scan import scan_dataset
 from eventlog.events import BatchResultsUnavailable
 from eventlog.store import EventStore
 from eventlog.timestamps import format_ts, hours_between
-from projections import queries
+from projections import documents, queries
 from projections.token_usage import TokenUsage
 
 STALE_HOURS = 24  # the service's target turnaround
@@ -120,7 +120,7 @@ class Status(msgspec.Struct, frozen=True):
     #: Shared mode: every worker that held a lease, most recently renewed first.
     workers: list[WorkerView] = []
     #: PDF documents found changed after some of their pages were written.
-    changed_documents: list[queries.ChangedDocument] = []
+    changed_documents: list[documents.ChangedDocument] = []
     #: Pages known, written, to go, the recent rate, the expected finish and the cost to go.
     progress: Progress | None = None
     #: What may be stuck (:mod:`commands.rules.stuck`), oldest first.
@@ -179,7 +179,7 @@ def status(
         failing = {str(count): n for count, n in queries.failing_by_count(store)}
         totals = queries.usage_by_model(store)
         last_run = _last_run(store, config, workers)
-        changed = queries.changed_documents(store)
+        changed = documents.changed_documents(store)
         spent = spend(_usage(totals), config.pricing, config.gemini.model)
         job = progress_of(store, config, now, counts, spent)
     looks_stuck = marks(

@@ -35,7 +35,7 @@ from eventlog.events import (
     UploadGivenUpCleared,
 )
 from eventlog.store import EventStore
-from projections import progress, queries
+from projections import documents, progress, queries
 
 log = logging.getLogger("commands.scan")
 
@@ -51,7 +51,7 @@ def load_state(store: EventStore | None) -> ScanState:
         dead = queries.dead_letter_keys(store)
         rejected = queries.rejected_inputs(store)
         given_up = queries.given_up_uploads(store)
-        documents = queries.document_hashes(store)
+        hashes = documents.document_hashes(store)
         counted = progress.dataset_counts(store)
     return ScanState(
         inflight,
@@ -59,7 +59,7 @@ def load_state(store: EventStore | None) -> ScanState:
         dead,
         rejected,
         given_up=given_up,
-        documents=documents,
+        documents=hashes,
         counted=counted,
     )
 
