@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from commands.config import Config
 from commands.integrations.dashboard_charts import LAYOUT, STUCK_FILTER, cards
+from commands.models import row_for
 from commands.rules import stuck
-from commands.rules.tokens import DEFAULT_IMAGE_TOKENS, DEFAULT_OUTPUT_TOKENS, text_tokens
+from commands.rules.tokens import default_page_tokens
 from eventlog.errors import OperatorError
 from projections.dashboard_sql import (
     CannedQuery,
@@ -92,8 +93,9 @@ def panels_of(config: Config) -> Panels:
             model,
             None if price is None else (price.input_per_million, price.output_per_million),
             config.pricing.batch_discount,
-            DEFAULT_IMAGE_TOKENS + text_tokens(len(config.gemini.prompt)),
-            DEFAULT_OUTPUT_TOKENS,
+            *default_page_tokens(
+                row_for(model), config.gemini.media_resolution, len(config.gemini.prompt)
+            ),
         ),
         currency=config.pricing.currency,
         command=f"python -m commands{where}",

@@ -171,3 +171,10 @@ def admitted_pages(costs: Sequence[int], in_flight: int, limit: int) -> int:
     if n == 0 and in_flight <= 0 and costs:
         return 1
     return n
+
+
+def default_page_tokens(row: ModelRow, resolution: str, prompt_chars: int) -> tuple[int, int]:
+    """A page's (input, output) tokens before any result is billed: one image of unknown size
+    by ``row``'s figure at ``resolution``, the prompt's text, and the default output."""
+    media = media_tokens(row, resolution, "image", None)
+    return media + text_tokens(prompt_chars), DEFAULT_OUTPUT_TOKENS

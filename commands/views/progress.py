@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import msgspec
+
 from commands.config import Config
-from commands.rules.cost import Spend, money, token_cost
+from commands.models import row_for
+from commands.rules.cost import Usage, money, spend, token_cost
 from commands.rules.progress import (
     Progress,
     bucket,
@@ -17,20 +20,33 @@ from commands.rules.progress import (
     hour_start,
     rate_per_hour,
 )
-from commands.rules.tokens import DEFAULT_IMAGE_TOKENS, DEFAULT_OUTPUT_TOKENS, text_tokens
+from commands.rules.tokens import default_page_tokens
 from eventlog.store import EventStore
 from projections import progress, queries
+from projections.token_usage import TokenUsage
 
-__all__ = ["progress_lines", "progress_of"]
+__all__ = ["progress_lines", "progress_of", "usages"]
+
+
+def usages(rows: list[TokenUsage]) -> list[Usage]:
+    """``token_usage`` rows (``queries.usage_by_model``) as :mod:`commands.rules.cost` takes
+    them."""
+    return [Usage(*msgspec.structs.astuple(row)[1:]) for row in rows]
 
 
 def progress_of(
-    store: EventStore, config: Config, now: datetime, counts: queries.StatusCounts, spent: Spend
+    store: EventStore,
+    config: Config,
+    now: datetime,
+    counts: queries.StatusCounts,
+    retrying: int,
+    totals: list[TokenUsage],
 ) -> Progress:
-    """The progress as of ``now``, from the status ``counts`` and the ``spent`` already read in
-    the caller's snapshot (call it inside the same one)."""
+    """The progress as of ``now``, from what the caller read in its snapshot (call it inside
+    the same one): the status ``counts``, the pages ``retrying`` and the usage ``totals`` per
+    model (``queries.usage_by_model``)."""
     known, counted_at = progress.dataset_total(store)
-    retrying = sum(n for _, n in queries.failing_by_count(store))
+    spent = spend(usages(totals), config.pricing, config.gemini.model)
     written_by_hour = progress.written_per_hour(
         store, bucket(hour_start(now) - timedelta(hours=24))
     )
@@ -38,7 +54,7 @@ def progress_of(
     last_day = rate_per_hour(written_by_hour, now, 24)
     to_go = max(0, known - counts.written - counts.dead_letters)
     finish, hours = expected_finish(to_go, last_day or last_hour, now)
-    per_page, basis = _cost_per_page(store, config, spent)
+    per_page, basis = _cost_per_page(config, totals)
     return Progress(
         known=known,
         counted_at=counted_at,
@@ -61,18 +77,18 @@ def progress_of(
     )
 
 
-def _cost_per_page(store: EventStore, config: Config, spent: Spend) -> tuple[float | None, str]:
+def _cost_per_page(config: Config, totals: list[TokenUsage]) -> tuple[float | None, str]:
     """What a page costs: the mean billed per result so far for the configured model (its
     failed answers included: retries are part of the cost), or the estimator's defaults."""
     model = config.gemini.model
-    usage = queries.usage_totals(store, model)
-    if usage.results:
+    usage = next((u for u in totals if u.model == model), None)
+    if usage is not None and usage.results:
         prompt = usage.prompt_tokens / usage.results
         output = usage.output_tokens / usage.results
         basis = f"the mean billed over {usage.results:,} results of {model}"
     else:
-        prompt = DEFAULT_IMAGE_TOKENS + text_tokens(len(config.gemini.prompt))
-        output = float(DEFAULT_OUTPUT_TOKENS)
+        g = config.gemini
+        prompt, output = default_page_tokens(row_for(model), g.media_resolution, len(g.prompt))
         basis = f"the estimator's defaults (no result of {model} billed yet)"
     cost = token_cost(round(prompt), round(output), model, config.pricing)
     if cost is None:

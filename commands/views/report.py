@@ -193,13 +193,10 @@ def build(store: EventStore, run_id: str, config: Config) -> RunReport:
         failing = sorted({f.record_key for f in r.failures})
         r.retry_stats += queries.retry_counts(store, failing)
         counts = queries.status_counts(store)
-        spent = spend(_all_usage(store), config.pricing, config.gemini.model)
-        r.progress = progress_of(store, config, store.clock(), counts, spent)
+        retrying = sum(n for _, n in queries.failing_by_count(store))
+        totals = queries.usage_by_model(store)
+        r.progress = progress_of(store, config, store.clock(), counts, retrying, totals)
     return r
-
-
-def _all_usage(store: EventStore) -> list[Usage]:
-    return [Usage(*msgspec.structs.astuple(row)[1:]) for row in queries.usage_by_model(store)]
 
 
 def _add_estimate(r: RunReport, intent: BatchSubmissionIntended, config: Config) -> None:

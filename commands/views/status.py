@@ -11,17 +11,16 @@ from datetime import datetime
 import msgspec
 
 from commands.config import Config
-from commands.rules.cost import Spend, Usage, spend
+from commands.rules.cost import Spend, spend
 from commands.rules.progress import Progress
 from commands.rules.stuck import MINUTES, Mark, marks
-from commands.views.progress import progress_of
+from commands.views.progress import progress_of, usages
 from commands.worker.runlock import run_lock_held
 from commands.worker.scan import scan_dataset
 from eventlog.events import BatchResultsUnavailable
 from eventlog.store import EventStore
 from eventlog.timestamps import format_ts, hours_between
 from projections import documents, queries
-from projections.token_usage import TokenUsage
 
 STALE_HOURS = 24  # the service's target turnaround
 
@@ -139,10 +138,6 @@ def _alive(run_id: str, store: EventStore, config: Config, workers: list[WorkerV
     return run_lock_held(store)
 
 
-def _usage(rows: list[TokenUsage]) -> list[Usage]:
-    return [Usage(*msgspec.structs.astuple(row)[1:]) for row in rows]
-
-
 def status(
     store: EventStore, config: Config, *, scan: bool = True, stuck_after: float = MINUTES
 ) -> Status:
@@ -176,12 +171,12 @@ def status(
         projects = _projects(store, config)
         counts = queries.status_counts(store)
         workers = _workers(store, format_ts(now))
-        failing = {str(count): n for count, n in queries.failing_by_count(store)}
+        by_count = queries.failing_by_count(store)
+        failing = {str(count): n for count, n in by_count}
         totals = queries.usage_by_model(store)
         last_run = _last_run(store, config, workers)
         changed = documents.changed_documents(store)
-        spent = spend(_usage(totals), config.pricing, config.gemini.model)
-        job = progress_of(store, config, now, counts, spent)
+        job = progress_of(store, config, now, counts, sum(n for _, n in by_count), totals)
     looks_stuck = marks(
         now,
         batches=[(b.batch_id, b.state, b.submitted_at) for b in batches],
@@ -205,7 +200,7 @@ def status(
         failing_by_count=failing,
         dead_letters=counts.dead_letters,
         last_run=last_run,
-        spend=spent,
+        spend=spend(usages(totals), config.pricing, config.gemini.model),
         # The one-project screen's hold line: the first project held back.
         quota_hold=next((p.hold for p in projects if p.hold is not None), None),
         projects=projects,
@@ -267,7 +262,7 @@ def _last_run(store: EventStore, config: Config, workers: list[WorkerView]) -> L
         run.finished_at,
         run.outcome,
         run.message,
-        spend(_usage(rows), config.pricing, config.gemini.model),
+        spend(usages(rows), config.pricing, config.gemini.model),
         running=run.finished_at is None and _alive(run.run_id, store, config, workers),
         results_unavailable=queries.count_events_of_type(
             store, BatchResultsUnavailable.__name__, run.started_seq - 1, run.finished_seq

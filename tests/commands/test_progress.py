@@ -130,3 +130,32 @@ def test_status_shows_progress_from_the_log_without_a_walk(
     report = result.report_path.read_text()  # the report says the same of the whole job
     assert "## The whole job" in report
     assert "- progress: 9 of 10 pages written (90.0%), 0 to go (counted at " in report
+
+
+def test_before_any_result_a_page_to_go_is_priced_by_the_model_table_at_its_resolution(
+    tmp_path: Path,
+) -> None:
+    from commands.config import Config
+    from commands.models import row_for
+    from commands.rules.cost import token_cost
+    from commands.rules.tokens import media_tokens, text_tokens
+    from commands.views.progress import progress_of
+    from eventlog.events import PagesCounted
+    from projections import queries
+
+    config = Config.model_validate(
+        {"gemini": {"model": "gemini-3-flash-preview", "media_resolution": "high"}}
+    )
+    store = open_store(tmp_path / "log.db", create=True)
+    try:
+        store.append([PagesCounted(path="/in/S/X", state="S", school="X", pages=10)], actor="t")
+        counts = queries.status_counts(store)
+        p = progress_of(store, config, NOW, counts, 0, [])
+    finally:
+        store.close()
+    image = media_tokens(row_for(config.gemini.model), "high", "image", None)
+    assert image == 1120  # Gemini 3's figure at high, not one Gemini 2.x tile
+    per_page = token_cost(
+        image + text_tokens(len(config.gemini.prompt)), 600, config.gemini.model, config.pricing
+    )
+    assert per_page is not None and p.cost_to_go == round(per_page * 10, 4)
