@@ -62,7 +62,10 @@ def facts(path: str, stamp: tuple[int, int]) -> Facts | str:
     """The PDF at ``path`` as of ``stamp``: its :class:`Facts`, or why it cannot go (empty, too
     big, not a PDF, damaged, encrypted, no pages, changed since ``stamp``). Read and parsed
     once per version (the parse stays for the cuts that follow; the facts for every scan)."""
-    return _facts(path, tuple(stamp))
+    try:
+        return _facts(path, tuple(stamp))
+    except OSError as e:  # not cached: a read that failed once may not fail again
+        return f"cannot read: {e.strerror or e}"
 
 
 @functools.lru_cache(maxsize=65536)
@@ -78,12 +81,9 @@ def _reader(path: str, stamp: tuple[int, int]) -> _Reader | str:
         return "empty file (0 bytes)"
     if size > MAX_DOCUMENT_BYTES:
         return f"a PDF document over {MAX_DOCUMENT_BYTES} bytes ({size}): split it into documents"
-    try:
-        with open(path, "rb") as fh:
-            st = os.fstat(fh.fileno())
-            data = fh.read()
-    except OSError as e:
-        return f"cannot read: {e.strerror or e}"
+    with open(path, "rb") as fh:  # an OSError is the caller's (and is not cached)
+        st = os.fstat(fh.fileno())
+        data = fh.read()
     if (st.st_size, st.st_mtime_ns) != stamp:
         return "the document changed since it was checked"
     if not data.startswith(b"%PDF-"):

@@ -207,3 +207,22 @@ def test_a_document_over_the_size_limit_is_refused_unread(
             f"a PDF document over {size - 1} bytes ({size}): split it into documents",
         )
     ]
+
+
+def test_a_read_that_failed_is_not_remembered_for_the_same_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = school(tmp_path)
+    path = str(folder / "2020.pdf")
+    (folder / "2020.pdf").write_bytes(document(2))
+    stamp = file_stamp(path)
+    assert stamp is not None
+
+    def failing_open(*args: object, **kwargs: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(documents, "open", failing_open, raising=False)
+    assert documents.facts(path, stamp) == "cannot read: Input/output error"
+    monkeypatch.undo()  # the disk answers again: the same version is read now
+    found = documents.facts(path, stamp)
+    assert isinstance(found, documents.Facts) and found.pages == 2
