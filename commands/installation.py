@@ -17,6 +17,7 @@ Read-only: the environment, the interpreter's prefix and that one file are all i
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
@@ -44,8 +45,10 @@ class Installation(NamedTuple):
     root: Path | None
 
 
+@functools.cache
 def checkout_root(package_dir: Path) -> Path | None:
-    """The folder holding ``package_dir`` if its ``pyproject.toml`` names :data:`PROJECT`."""
+    """The folder holding ``package_dir`` if its ``pyproject.toml`` names :data:`PROJECT` (read
+    once per process: every help paragraph and error line asks)."""
     try:
         text = (package_dir.parent / "pyproject.toml").read_text(encoding="utf-8")
         name = tomllib.loads(text)["project"]["name"]

@@ -397,7 +397,7 @@ class PostgresEventStore(EventStore):
             )
 
     def _insert_rows(
-        self, rows: Sequence[tuple[Any, ...]], keys: Sequence[tuple[str, int]] = ()
+        self, rows: Sequence[tuple[Any, ...]], keys: Sequence[tuple[str, int]]
     ) -> None:
         """One statement for the whole group: each column sent as an array (binary) and
         unnested by the server in sequence order, so the row trigger that admits only the next

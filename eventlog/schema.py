@@ -53,7 +53,7 @@ CREATE TABLE meta (
 ) STRICT;
 """
 
-#: A record's history is an index lookup (``replay.py --record``, the dashboard's record history):
+#: A record's history is an index lookup (``replay.py --record``; the dashboard's reads its stream):
 #: the events of a stream by ``events_by_stream``, and the events that name a record only in a
 #: list (a batch's ``record_keys``, a reset's) by ``event_record_keys``, one row per key an event
 #: names other than its own stream. Written with the events, append-only like them; the

@@ -301,7 +301,7 @@ class EventStore:
         their busy timeout, then skip a cycle)."""
 
     def _insert_rows(
-        self, rows: Sequence[tuple[Any, ...]], keys: Sequence[tuple[str, int]] = ()
+        self, rows: Sequence[tuple[Any, ...]], keys: Sequence[tuple[str, int]]
     ) -> None:
         """Insert encoded event rows (inside the write transaction, in sequence order) and their
         ``event_record_keys`` rows (:mod:`eventlog.record_index`)."""

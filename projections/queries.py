@@ -76,7 +76,6 @@ __all__ = [
     "count_in_flight",
     "count_rows",
     "count_submissions_in_progress",
-    "count_with_status",
     "create_refusals_of",
     "dead_letter_keys",
     "deferred_to_check",
@@ -439,10 +438,6 @@ STATUS_COUNTS_SQL = (
 def status_counts(store: EventStore) -> StatusCounts:
     row = store.query_one(STATUS_COUNTS_SQL)
     return StatusCounts(*row) if row else StatusCounts(0, 0, 0, 0, 0, 0)
-
-
-def count_with_status(store: EventStore, status: RecordStatus) -> int:
-    return _count(store, "SELECT count(*) FROM record_status WHERE status = ?", (status,))
 
 
 def failure_counts(store: EventStore) -> dict[str, int]:

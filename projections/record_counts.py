@@ -15,6 +15,7 @@ import msgspec
 
 from eventlog.events import Event
 from eventlog.store import Recorded
+from projections.sql_text import literal
 from projections.tables import Tables, TableSpec
 
 
@@ -29,10 +30,9 @@ SPEC = TableSpec("record_counts", RecordCount, pk=("status",))
 def records_with(status: str) -> str:
     """SQL of the records in ``status`` (a scalar subquery; both dialects): a row's read, not a
     count of a row per page."""
-    quoted = "'" + status.replace("'", "''") + "'"
     return (
         "(SELECT coalesce(CAST(sum(records) AS BIGINT), 0) FROM record_counts "
-        f"WHERE status = {quoted})"
+        f"WHERE status = {literal(status)})"
     )
 
 

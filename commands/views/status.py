@@ -13,7 +13,7 @@ import msgspec
 from commands.config import Config
 from commands.rules.cost import Spend, spend
 from commands.rules.progress import Progress
-from commands.rules.stuck import MINUTES, Mark, marks
+from commands.rules.stuck import BATCH_HOURS, MINUTES, Mark, marks
 from commands.views.progress import progress_of, usages
 from commands.worker.runlock import run_lock_held
 from commands.worker.scan import scan_dataset
@@ -22,7 +22,7 @@ from eventlog.store import EventStore
 from eventlog.timestamps import format_ts, hours_between
 from projections import documents, queries
 
-STALE_HOURS = 24  # the service's target turnaround
+STALE_HOURS = BATCH_HOURS  # the service's target turnaround (the stuck rule's threshold)
 
 
 class ActiveBatchView(msgspec.Struct, frozen=True):
