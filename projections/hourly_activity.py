@@ -21,6 +21,7 @@ from eventlog.events import (
 )
 from eventlog.store import Recorded
 from projections.tables import Tables, TableSpec
+from projections.token_usage import billed
 
 
 class HourlyActivity(msgspec.Struct, array_like=True, gc=False):
@@ -60,19 +61,18 @@ def apply(event: Event, t: Tables, rec: Recorded) -> None:
 @apply.register(ResultDiscarded)
 def _(e: RecordValidated | RecordFailed | ResultDiscarded, t: Tables, rec: Recorded) -> None:
     row = _row(t, rec, e.model)
-    failed = isinstance(e, RecordFailed | ResultDiscarded)  # paid for, produced nothing
-    billed = bool(e.prompt_tokens or e.output_tokens)
+    add = billed(e)
     t.put(
         SPEC,
         msgspec.structs.replace(
             row,
             written=row.written + isinstance(e, RecordValidated),
             failed=row.failed + isinstance(e, RecordFailed),
-            results=row.results + billed,
-            prompt_tokens=row.prompt_tokens + e.prompt_tokens,
-            output_tokens=row.output_tokens + e.output_tokens,
-            failed_prompt_tokens=row.failed_prompt_tokens + (e.prompt_tokens if failed else 0),
-            failed_output_tokens=row.failed_output_tokens + (e.output_tokens if failed else 0),
+            results=row.results + add.results,
+            prompt_tokens=row.prompt_tokens + add.prompt_tokens,
+            output_tokens=row.output_tokens + add.output_tokens,
+            failed_prompt_tokens=row.failed_prompt_tokens + add.failed_prompt_tokens,
+            failed_output_tokens=row.failed_output_tokens + add.failed_output_tokens,
         ),
     )
 
